@@ -1,0 +1,134 @@
+//! Flags and environment, resolved in two steps: `Cli` mirrors the command line, `Config` is what
+//! the daemon runs with (absolute work dir, home, umask, sandbox id).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// `toolboxd [OPTIONS] [-- ENTRYPOINT...]`
+#[derive(Debug, Parser)]
+#[command(
+    name = "toolboxd",
+    version,
+    about = "In-sandbox agent: the Daytona-compatible toolbox API (:2280), the web terminal \
+             (:22222) and PID 1 for the image's own command",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Address of the toolbox HTTP API. Port 0 binds a free port.
+    #[arg(long, env = "TOOLBOXD_TOOLBOX_ADDR", default_value = "0.0.0.0:2280")]
+    pub toolbox_addr: SocketAddr,
+
+    /// Address of the web terminal (reserved: served by a later release).
+    #[arg(long, env = "TOOLBOXD_TERMINAL_ADDR", default_value = "0.0.0.0:22222")]
+    pub terminal_addr: SocketAddr,
+
+    /// Directory that relative paths resolve against. Default: the current directory, or $HOME
+    /// when DAYTONA_USER_HOME_AS_WORKDIR=true.
+    #[arg(long, env = "TOOLBOXD_WORKDIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Serve a minimal Daytona control plane for this one sandbox on this address, so the
+    /// unmodified Daytona SDKs work locally (DAYTONA_API_URL=http://ADDR/api). Off by default.
+    #[arg(long, env = "TOOLBOXD_SDK_API_ADDR")]
+    pub sdk_api_addr: Option<SocketAddr>,
+
+    /// Log format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// The image's own command, run as the `entrypoint` session.
+    #[arg(last = true)]
+    pub entrypoint: Vec<String>,
+
+    /// Helper commands.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Helper commands that do not start the daemon.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the toolbox OpenAPI document (OpenAPI 3.1 JSON) and exit.
+    Openapi,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Absolute directory relative paths resolve against (`/work-dir`).
+    pub workdir: PathBuf,
+    /// The user's home (`/user-home-dir`).
+    pub home: PathBuf,
+    /// Sandbox id used in local SDK mode and logs.
+    pub sandbox_id: String,
+    /// The process umask, read once at start: new files get `0o666 & !umask`.
+    pub umask: u32,
+    /// The image's command (served by the process capability, later).
+    pub entrypoint: Vec<String>,
+}
+
+impl Config {
+    /// Resolves the command line against the environment. Call before any thread starts: it
+    /// reads the umask by setting it and putting it back.
+    pub fn from_cli(cli: &Cli) -> Result<Config, String> {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|home| !home.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let home_as_workdir = std::env::var("DAYTONA_USER_HOME_AS_WORKDIR")
+            .map(|value| value.eq_ignore_ascii_case("true"))
+            .unwrap_or(false);
+        let workdir = match &cli.workdir {
+            Some(dir) => dir.clone(),
+            None if home_as_workdir => home.clone(),
+            None => std::env::current_dir()
+                .map_err(|err| format!("cannot read the current directory: {err}"))?,
+        };
+        let workdir = std::fs::canonicalize(&workdir)
+            .map_err(|err| format!("work dir {}: {err}", workdir.display()))?;
+        if !workdir.is_dir() {
+            return Err(format!("work dir {} is not a directory", workdir.display()));
+        }
+        let sandbox_id = std::env::var("DAYTONA_SANDBOX_ID")
+            .ok()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| "local".to_string());
+        Ok(Config {
+            workdir,
+            home,
+            sandbox_id,
+            umask: read_umask(),
+            entrypoint: cli.entrypoint.clone(),
+        })
+    }
+
+    /// A configuration for tests and embedding: `workdir` and `home` as given, umask 022.
+    pub fn for_dir(workdir: PathBuf, home: PathBuf) -> Config {
+        Config {
+            workdir,
+            home,
+            sandbox_id: "local".to_string(),
+            umask: 0o022,
+            entrypoint: Vec::new(),
+        }
+    }
+}
+
+/// Reads the umask. Setting it is the only portable way; it is put back at once.
+fn read_umask() -> u32 {
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::from_bits_truncate(0o022));
+    umask(old);
+    old.bits()
+}

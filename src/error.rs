@@ -1,0 +1,217 @@
+//! The one error type of toolboxd: a kind (which decides status and wire code) plus a message a
+//! person can act on. Only `http::error` turns it into a wire body.
+
+use std::io;
+use std::path::Path;
+
+/// Result alias used by every capability.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in the terms the Daytona SDKs map to typed errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A generic bad input (`BAD_REQUEST`, 400).
+    BadRequest,
+    /// A JSON body that does not parse or misses a field (`INVALID_REQUEST_BODY`, 400).
+    InvalidBody,
+    /// A path that is empty, malformed or of the wrong type (`INVALID_FILE_PATH`, 400).
+    InvalidPath,
+    /// A file or directory that does not exist (`FILE_NOT_FOUND`, 404).
+    FileNotFound,
+    /// Anything else that does not exist, routes included (`NOT_FOUND`, 404).
+    NotFound,
+    /// The OS refused access (`FILE_ACCESS_DENIED`, 403).
+    AccessDenied,
+    /// The target already exists (`CONFLICT`, 409).
+    Conflict,
+    /// The route exists but not for this method (`METHOD_NOT_ALLOWED`, 405).
+    MethodNotAllowed,
+    /// A range that lies outside the file (`RANGE_NOT_SATISFIABLE`, 416).
+    RangeNotSatisfiable,
+    /// The disk is full (`INSUFFICIENT_STORAGE`, 507).
+    InsufficientStorage,
+    /// A file could not be read part way (`FILE_READ_FAILED`, 500).
+    ReadFailed,
+    /// A bug or an unexpected OS failure (`INTERNAL_SERVER_ERROR`, 500).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status for this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::InvalidBody | ErrorKind::InvalidPath => 400,
+            ErrorKind::AccessDenied => 403,
+            ErrorKind::FileNotFound | ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
+            ErrorKind::RangeNotSatisfiable => 416,
+            ErrorKind::ReadFailed | ErrorKind::Internal => 500,
+            ErrorKind::InsufficientStorage => 507,
+        }
+    }
+
+    /// The `code` field of the wire body (Daytona's `DaemonErrorCode` where one exists).
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "BAD_REQUEST",
+            ErrorKind::InvalidBody => "INVALID_REQUEST_BODY",
+            ErrorKind::InvalidPath => "INVALID_FILE_PATH",
+            ErrorKind::FileNotFound => "FILE_NOT_FOUND",
+            ErrorKind::NotFound => "NOT_FOUND",
+            ErrorKind::AccessDenied => "FILE_ACCESS_DENIED",
+            ErrorKind::Conflict => "CONFLICT",
+            ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorKind::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
+            ErrorKind::InsufficientStorage => "INSUFFICIENT_STORAGE",
+            ErrorKind::ReadFailed => "FILE_READ_FAILED",
+            ErrorKind::Internal => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+/// An error with its kind and a human message (lowercase, no trailing dot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// Decides the status and the wire code.
+    pub kind: ErrorKind,
+    /// What a person reads.
+    pub message: String,
+}
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A generic bad input.
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::BadRequest, message)
+    }
+
+    /// A body that cannot be used.
+    pub fn invalid_body(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidBody, message)
+    }
+
+    /// A path that cannot be used.
+    pub fn invalid_path(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidPath, message)
+    }
+
+    /// Something other than a file is missing.
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    /// The target already exists.
+    pub fn conflict(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Conflict, message)
+    }
+
+    /// An unexpected failure.
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Internal, message)
+    }
+
+    /// A required query parameter or field that is missing or empty.
+    pub fn missing(name: &str) -> Error {
+        Error::bad_request(format!("missing required parameter `{name}`"))
+    }
+
+    /// Classifies an OS error met while doing `action` on `path`.
+    pub fn io(action: &str, path: &Path, err: &io::Error) -> Error {
+        let shown = path.display();
+        let kind = io_kind(err);
+        let message = match kind {
+            ErrorKind::FileNotFound => format!("file not found: {shown}"),
+            ErrorKind::AccessDenied => format!("permission denied: {action} {shown}"),
+            ErrorKind::Conflict => format!("already exists: {shown}"),
+            ErrorKind::InsufficientStorage => format!("no space left on device: {action} {shown}"),
+            _ => format!("{action} {shown}: {}", plain_io_message(err)),
+        };
+        Error::new(kind, message)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Which kind an OS error is.
+pub fn io_kind(err: &io::Error) -> ErrorKind {
+    match err.raw_os_error() {
+        Some(libc::ENOENT) => return ErrorKind::FileNotFound,
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            return ErrorKind::AccessDenied
+        }
+        Some(libc::EEXIST) | Some(libc::ENOTEMPTY) => return ErrorKind::Conflict,
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => return ErrorKind::InsufficientStorage,
+        Some(libc::ENOTDIR)
+        | Some(libc::EISDIR)
+        | Some(libc::ENAMETOOLONG)
+        | Some(libc::ELOOP)
+        | Some(libc::EINVAL) => return ErrorKind::InvalidPath,
+        _ => {}
+    }
+    match err.kind() {
+        io::ErrorKind::NotFound => ErrorKind::FileNotFound,
+        io::ErrorKind::PermissionDenied => ErrorKind::AccessDenied,
+        io::ErrorKind::AlreadyExists => ErrorKind::Conflict,
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => ErrorKind::BadRequest,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// The OS message without Rust's " (os error N)" suffix, lowercased like the rest of our messages.
+fn plain_io_message(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(idx) => text[..idx].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_wire_kinds() {
+        let path = Path::new("/x");
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            Error::io("open", path, &enoent).kind,
+            ErrorKind::FileNotFound
+        );
+        assert_eq!(
+            Error::io("open", path, &enoent).message,
+            "file not found: /x"
+        );
+        let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(Error::io("write", path, &enospc).kind.status(), 507);
+        let eacces = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            Error::io("open", path, &eacces).kind.code(),
+            "FILE_ACCESS_DENIED"
+        );
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(
+            Error::io("read", path, &eio).message,
+            "read /x: input/output error"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! Files: stat, list, create, delete, move, permissions, and the atomic writer every upload and
+//! replace goes through. Plain blocking Rust; the HTTP edge calls it off the async workers.
+//!
+//! Invariant: nothing here writes a target in place. Content goes to a temp file in the target's
+//! directory and is renamed over it, so a failed write leaves the old content and no temp file.
+
+mod copy;
+mod write;
+
+use std::fs::{self, File, Metadata};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+
+pub use write::AtomicFile;
+
+/// What a stat says about one entry.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    /// Base name.
+    pub name: String,
+    /// The entry's absolute path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    /// Last modification.
+    pub modified: SystemTime,
+    /// True for a directory (after following a symlink).
+    pub is_dir: bool,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+}
+
+impl FileInfo {
+    fn from_metadata(path: PathBuf, metadata: &Metadata) -> FileInfo {
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.to_string_lossy().into_owned());
+        FileInfo {
+            name,
+            size: metadata.len(),
+            mode: metadata.mode(),
+            modified: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            is_dir: metadata.is_dir(),
+            uid: metadata.uid(),
+            gid: metadata.gid(),
+            path,
+        }
+    }
+}
+
+/// Who should own a file after `set_permissions`.
+#[derive(Debug, Default, Clone)]
+pub struct PermissionsChange {
+    /// Octal mode such as `755` or `0644`.
+    pub mode: Option<String>,
+    /// User name or numeric uid.
+    pub owner: Option<String>,
+    /// Group name or numeric gid.
+    pub group: Option<String>,
+}
+
+/// How `move_path` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MoveOutcome {
+    /// Renamed, or copied and the source removed.
+    Moved,
+    /// Copied across filesystems, but the source could not be removed.
+    CopiedSourceKept(String),
+}
+
+/// The file capability: path resolution against the work dir plus the operations.
+#[derive(Debug, Clone)]
+pub struct Files {
+    workdir: PathBuf,
+    umask: u32,
+}
+
+impl Files {
+    /// Files rooted at `workdir`; new files get `0o666 & !umask`.
+    pub fn new(workdir: PathBuf, umask: u32) -> Files {
+        Files { workdir, umask }
+    }
+
+    /// The work dir.
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// Resolves a caller's path: relative paths join the work dir. Empty is an error.
+    pub fn resolve(&self, path: &str) -> Result<PathBuf> {
+        if path.is_empty() {
+            return Err(Error::invalid_path("invalid file path: path is empty"));
+        }
+        if path.contains('\0') {
+            return Err(Error::invalid_path(
+                "invalid file path: path contains a NUL byte",
+            ));
+        }
+        Ok(self.workdir.join(path))
+    }
+
+    /// Stats one path, following symlinks (a dangling link is described as the link itself).
+    pub fn info(&self, path: &Path) -> Result<FileInfo> {
+        let metadata = stat_or_lstat(path).map_err(|err| Error::io("stat", path, &err))?;
+        Ok(FileInfo::from_metadata(path.to_path_buf(), &metadata))
+    }
+
+    /// Lists a directory sorted by name, `depth` levels deep (1 = children only), parents before
+    /// their children. Entries that vanish while listing are skipped; symlinked directories are
+    /// described but not entered, so a link loop cannot recurse.
+    pub fn list(&self, dir: &Path, depth: u32) -> Result<Vec<FileInfo>> {
+        let metadata = fs::metadata(dir).map_err(|err| Error::io("list", dir, &err))?;
+        if !metadata.is_dir() {
+            return Err(Error::invalid_path(format!(
+                "invalid file path: not a directory: {}",
+                dir.display()
+            )));
+        }
+        let mut out = Vec::new();
+        list_into(dir, depth.max(1), true, &mut out)?;
+        Ok(out)
+    }
+
+    /// `mkdir -p` with `mode` (octal string, default 0755) applied to the directories it creates.
+    pub fn create_folder(&self, path: &Path, mode: Option<&str>) -> Result<()> {
+        let mode = match mode {
+            Some(text) => parse_mode(text)?,
+            None => 0o755,
+        };
+        if let Ok(metadata) = fs::metadata(path) {
+            if metadata.is_dir() {
+                return Ok(());
+            }
+            return Err(Error::conflict(format!(
+                "a file already exists at {}",
+                path.display()
+            )));
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+            .map_err(|err| Error::io("create folder", path, &err))?;
+        // DirBuilder's mode passes through the umask; an explicit mode is what the caller asked for.
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|err| Error::io("chmod", path, &err))
+    }
+
+    /// Deletes a file, a symlink, or (with `recursive`) a directory tree.
+    pub fn delete(&self, path: &Path, recursive: bool) -> Result<()> {
+        let metadata = fs::symlink_metadata(path).map_err(|err| Error::io("delete", path, &err))?;
+        if metadata.is_dir() {
+            if !recursive {
+                return Err(Error::bad_request(format!(
+                    "cannot delete directory without recursive flag: {}",
+                    path.display()
+                )));
+            }
+            fs::remove_dir_all(path).map_err(|err| Error::io("delete", path, &err))
+        } else {
+            fs::remove_file(path).map_err(|err| Error::io("delete", path, &err))
+        }
+    }
+
+    /// Moves `source` to `destination`, which must not exist. Works across filesystems: the tree
+    /// is copied beside the destination under a temp name, renamed into place, then the source is
+    /// removed.
+    pub fn move_path(&self, source: &Path, destination: &Path) -> Result<MoveOutcome> {
+        fs::symlink_metadata(source).map_err(|err| Error::io("move", source, &err))?;
+        if fs::symlink_metadata(destination).is_ok() {
+            return Err(Error::conflict(format!(
+                "destination already exists: {}",
+                destination.display()
+            )));
+        }
+        let parent = parent_of(destination);
+        let parent_metadata =
+            fs::metadata(&parent).map_err(|err| Error::io("move into", &parent, &err))?;
+        if !parent_metadata.is_dir() {
+            return Err(Error::invalid_path(format!(
+                "invalid file path: not a directory: {}",
+                parent.display()
+            )));
+        }
+        if destination.starts_with(source) && destination != source {
+            return Err(Error::bad_request(format!(
+                "cannot move {} into itself",
+                source.display()
+            )));
+        }
+        match fs::rename(source, destination) {
+            Ok(()) => Ok(MoveOutcome::Moved),
+            Err(err) if err.raw_os_error() == Some(libc::EXDEV) => {
+                copy::copy_into_place(source, destination)?;
+                match copy::remove_any(source) {
+                    Ok(()) => Ok(MoveOutcome::Moved),
+                    Err(err) => Ok(MoveOutcome::CopiedSourceKept(format!(
+                        "failed to delete source: {err}"
+                    ))),
+                }
+            }
+            Err(err) => Err(Error::io("move", source, &err)),
+        }
+    }
+
+    /// Changes mode, owner and group; at least one must be given.
+    pub fn set_permissions(&self, path: &Path, change: &PermissionsChange) -> Result<()> {
+        let mode = change
+            .mode
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map(parse_mode)
+            .transpose()?;
+        let uid = change
+            .owner
+            .as_deref()
+            .filter(|o| !o.is_empty())
+            .map(lookup_user)
+            .transpose()?;
+        let gid = change
+            .group
+            .as_deref()
+            .filter(|g| !g.is_empty())
+            .map(lookup_group)
+            .transpose()?;
+        fs::metadata(path).map_err(|err| Error::io("stat", path, &err))?;
+        if uid.is_some() || gid.is_some() {
+            nix::unistd::chown(path, uid, gid).map_err(|errno| {
+                Error::io(
+                    "chown",
+                    path,
+                    &std::io::Error::from_raw_os_error(errno as i32),
+                )
+            })?;
+        }
+        if let Some(mode) = mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(|err| Error::io("chmod", path, &err))?;
+        }
+        Ok(())
+    }
+
+    /// Opens a regular file for reading, with its metadata from the open descriptor.
+    pub fn open_read(&self, path: &Path) -> Result<(File, Metadata)> {
+        let file = File::open(path).map_err(|err| Error::io("open", path, &err))?;
+        let metadata = file
+            .metadata()
+            .map_err(|err| Error::io("stat", path, &err))?;
+        if metadata.is_dir() {
+            return Err(Error::invalid_path(format!(
+                "invalid file path: path points to a directory: {}",
+                path.display()
+            )));
+        }
+        Ok((file, metadata))
+    }
+
+    /// Starts an atomic write of `target` (see [`AtomicFile`]).
+    pub fn create_atomic(&self, target: &Path) -> Result<AtomicFile> {
+        AtomicFile::create(target, self.umask)
+    }
+}
+
+/// Parses an octal mode such as `755`, `0644` or `0o700`.
+pub fn parse_mode(text: &str) -> Result<u32> {
+    let digits = text.trim().trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if !digits.is_empty() && mode <= 0o7777 => Ok(mode),
+        _ => Err(Error::bad_request(format!(
+            "invalid mode format: {text:?} (expected octal such as 755 or 0644)"
+        ))),
+    }
+}
+
+/// The directory a path lives in (`.`-free: a bare name lives in itself's parent or `/`).
+pub fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("/"),
+    }
+}
+
+fn stat_or_lstat(path: &Path) -> std::io::Result<Metadata> {
+    match fs::metadata(path) {
+        Ok(metadata) => Ok(metadata),
+        Err(err) => match fs::symlink_metadata(path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => Ok(metadata),
+            _ => Err(err),
+        },
+    }
+}
+
+fn list_into(dir: &Path, depth: u32, top: bool, out: &mut Vec<FileInfo>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if top => return Err(Error::io("list", dir, &err)),
+        // A subdirectory we may not read is listed but not entered.
+        Err(_) => return Ok(()),
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(|entry| entry.ok())
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let Ok(metadata) = stat_or_lstat(&path) else {
+            continue;
+        };
+        let real_dir = metadata.is_dir()
+            && fs::symlink_metadata(&path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+        out.push(FileInfo::from_metadata(path.clone(), &metadata));
+        if real_dir && depth > 1 {
+            list_into(&path, depth - 1, false, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn lookup_user(text: &str) -> Result<nix::unistd::Uid> {
+    if let Ok(uid) = text.parse::<u32>() {
+        return Ok(nix::unistd::Uid::from_raw(uid));
+    }
+    match nix::unistd::User::from_name(text) {
+        Ok(Some(user)) => Ok(user.uid),
+        _ => Err(Error::bad_request(format!("user not found: {text}"))),
+    }
+}
+
+fn lookup_group(text: &str) -> Result<nix::unistd::Gid> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(gid));
+    }
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid),
+        _ => Err(Error::bad_request(format!("group not found: {text}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_as_octal() {
+        assert_eq!(parse_mode("755").unwrap(), 0o755);
+        assert_eq!(parse_mode("0644").unwrap(), 0o644);
+        assert_eq!(parse_mode("0o700").unwrap(), 0o700);
+        assert!(parse_mode("9").is_err());
+        assert!(parse_mode("").is_err());
+        assert!(parse_mode("rwx").is_err());
+        assert!(parse_mode("77777").is_err());
+    }
+}

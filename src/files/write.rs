@@ -1,0 +1,186 @@
+//! The atomic writer: content goes to a temp file beside the target and is renamed over it on
+//! commit. Dropping an uncommitted writer removes the temp file and leaves the target untouched.
+
+use std::fs::{self, DirBuilder};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use super::parent_of;
+use crate::error::{Error, Result};
+
+/// A write in progress. `commit` publishes it; drop discards it.
+#[derive(Debug)]
+pub struct AtomicFile {
+    temp: NamedTempFile,
+    target: PathBuf,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    n_bytes: u64,
+}
+
+impl AtomicFile {
+    /// Prepares a write of `target`. A symlink is followed to the file it names (the write goes
+    /// through the link, as a plain `open(O_TRUNC)` would). Missing parent directories are created
+    /// 0755. An existing target keeps its mode and owner; a new one gets `0o666 & !umask`.
+    pub fn create(target: &Path, umask: u32) -> Result<AtomicFile> {
+        if target.as_os_str().to_string_lossy().ends_with('/') {
+            return Err(Error::invalid_path(format!(
+                "invalid file path: path names a directory: {}",
+                target.display()
+            )));
+        }
+        let target = follow_symlinks(target);
+        let (mode, owner) = match fs::metadata(&target) {
+            Ok(metadata) if metadata.is_dir() => {
+                return Err(Error::invalid_path(format!(
+                    "invalid file path: path points to a directory: {}",
+                    target.display()
+                )))
+            }
+            Ok(metadata) => (
+                metadata.mode() & 0o7777,
+                Some((metadata.uid(), metadata.gid())),
+            ),
+            Err(_) => (0o666 & !umask, None),
+        };
+        let parent = parent_of(&target);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&parent)
+            .map_err(|err| Error::io("mkdir", &parent, &err))?;
+        let name = target
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix: String = format!(".{name}").chars().take(64).collect();
+        let temp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".toolboxd-tmp")
+            .tempfile_in(&parent)
+            .map_err(|err| Error::io("create", &target, &err))?;
+        Ok(AtomicFile {
+            temp,
+            target,
+            mode,
+            owner,
+            n_bytes: 0,
+        })
+    }
+
+    /// The path that `commit` will replace.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Bytes written so far.
+    pub fn n_bytes(&self) -> u64 {
+        self.n_bytes
+    }
+
+    /// Appends `data`.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        self.temp
+            .as_file_mut()
+            .write_all(data)
+            .map_err(|err| Error::io("write", &self.target, &err))?;
+        self.n_bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Sets mode and owner, then renames the temp file over the target. Returns the byte count.
+    pub fn commit(self) -> Result<u64> {
+        let AtomicFile {
+            temp,
+            target,
+            mode,
+            owner,
+            n_bytes,
+        } = self;
+        let file = temp.as_file();
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|err| Error::io("chmod", &target, &err))?;
+        if let Some((uid, gid)) = owner {
+            let metadata = file
+                .metadata()
+                .map_err(|err| Error::io("stat", &target, &err))?;
+            if (metadata.uid(), metadata.gid()) != (uid, gid) {
+                // Only root may give a file away; as anyone else the new content is ours.
+                let _ = std::os::unix::fs::fchown(file, Some(uid), Some(gid));
+                // chown clears setuid/setgid bits: put the mode back.
+                let _ = file.set_permissions(fs::Permissions::from_mode(mode));
+            }
+        }
+        temp.persist(&target)
+            .map_err(|err| Error::io("rename", &target, &err.error))?;
+        Ok(n_bytes)
+    }
+}
+
+/// Follows a chain of symlinks (at most 40) to the path that is not a link.
+pub fn follow_symlinks(path: &Path) -> PathBuf {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&current) {
+            Ok(metadata) if metadata.file_type().is_symlink() => match fs::read_link(&current) {
+                Ok(link) if link.is_absolute() => current = link,
+                Ok(link) => current = parent_of(&current).join(link),
+                Err(_) => break,
+            },
+            _ => break,
+        }
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_writer_leaves_old_content_and_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.txt");
+        fs::write(&target, "old").unwrap();
+        let mut writer = AtomicFile::create(&target, 0o022).unwrap();
+        writer.write_all(b"new content").unwrap();
+        drop(writer);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn commit_keeps_mode_and_writes_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.sh");
+        fs::write(&real, "old").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o751)).unwrap();
+        let link = dir.path().join("link.sh");
+        std::os::unix::fs::symlink("real.sh", &link).unwrap();
+        let mut writer = AtomicFile::create(&link, 0o022).unwrap();
+        writer.write_all(b"new").unwrap();
+        assert_eq!(writer.commit().unwrap(), 3);
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&real).unwrap(), "new");
+        assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o751);
+    }
+
+    #[test]
+    fn new_files_follow_the_umask_and_get_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x/y/z.bin");
+        let writer = AtomicFile::create(&target, 0o027).unwrap();
+        writer.commit().unwrap();
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(dir.path().join("x")).unwrap().mode() & 0o777,
+            0o755
+        );
+    }
+}

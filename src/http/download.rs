@@ -1,0 +1,411 @@
+//! Downloads: `GET /files/download` (Range/206, conditional GET, HEAD) and
+//! `POST /files/bulk-download` (a streamed multipart body, one part per requested path, in order).
+//! File bytes are streamed in fixed-size chunks: memory does not grow with file size.
+
+use std::io::SeekFrom;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::stream;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use super::error::ErrorBody;
+use super::extract::{blocking, required, Json, Query};
+use super::files::PathQuery;
+use super::wire;
+use crate::error::{Error, ErrorKind, Result};
+use crate::state::AppState;
+
+/// The multipart boundary of bulk downloads (Daytona's).
+pub const BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
+
+/// Bytes read from disk per chunk.
+const CHUNK: usize = 256 * 1024;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/files/download", get(download_file))
+        .route("/files/bulk-download", post(bulk_download))
+}
+
+/// `{paths}`
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FilesDownloadRequest {
+    /// Files to send, in this order.
+    pub paths: Vec<String>,
+}
+
+/// Sends one file. Honours `Range` (one range; 206/416), `If-None-Match`, `If-Modified-Since`,
+/// `If-Match`, `If-Unmodified-Since` and `If-Range`. `expires` and `signature` (signed URLs) are
+/// accepted and ignored: the platform's proxy checks them.
+#[utoipa::path(get, path = "/files/download", tag = "files", params(PathQuery),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "the requested range"), (status = 304), (status = 412),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
+pub async fn download_file(
+    State(app): State<AppState>,
+    Query(query): Query<PathQuery>,
+    request_headers: HeaderMap,
+) -> Result<Response> {
+    let shown = required(&query.path, "path")?.to_string();
+    let path = app.files.resolve(&shown)?;
+    let files = app.files.clone();
+    let (file, metadata) = blocking(move || files.open_read(&path)).await?;
+    let size = metadata.len();
+    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let etag = format!(
+        "\"{:x}-{:x}-{:x}\"",
+        metadata.ino(),
+        size,
+        metadata.mtime_nsec() as u64 ^ metadata.mtime() as u64
+    );
+    let last_modified = httpdate::fmt_http_date(truncate_to_second(modified));
+
+    let mut headers = HeaderMap::new();
+    headers.insert(header::LAST_MODIFIED, header_value(&last_modified));
+    headers.insert(header::ETAG, header_value(&etag));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+    match check_preconditions(&request_headers, &etag, modified) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => return Ok((StatusCode::NOT_MODIFIED, headers).into_response()),
+        Precondition::Failed => {
+            return Ok((StatusCode::PRECONDITION_FAILED, headers).into_response())
+        }
+    }
+
+    let name = std::path::Path::new(&shown)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| shown.clone());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        "content-description",
+        HeaderValue::from_static("File Transfer"),
+    );
+    headers.insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("binary"),
+    );
+    headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("must-revalidate"),
+    );
+    headers.insert(header::PRAGMA, HeaderValue::from_static("public"));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        header_value(&format!(
+            "attachment; {}",
+            wire::disposition_filenames(&name)
+        )),
+    );
+
+    let range_allowed = if_range_allows(&request_headers, &etag, modified);
+    let range = match request_headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(text) if range_allowed => parse_range(text, size),
+        _ => RangeRequest::Full,
+    };
+    let (status, start, len) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, size),
+        RangeRequest::Partial { start, end } => {
+            headers.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes {start}-{end}/{size}")),
+            );
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut response = Error::new(
+                ErrorKind::RangeNotSatisfiable,
+                format!(
+                    "range {:?} is outside the file ({size} bytes)",
+                    request_headers.get(header::RANGE)
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{size}")),
+            );
+            return Ok(response);
+        }
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let mut file = tokio::fs::File::from_std(file);
+    if start > 0 {
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|err| Error::io("seek", std::path::Path::new(&shown), &err))?;
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
+    Ok((status, headers, Body::from_stream(stream)).into_response())
+}
+
+/// Streams the requested files as `multipart/form-data` parts named `file` (with per-part
+/// Content-Length) or `error` (JSON error body), in request order, then the closing boundary.
+/// A file that fails mid-stream cuts the response before the closing boundary, so clients see
+/// the truncation.
+#[utoipa::path(post, path = "/files/bulk-download", tag = "files", request_body = FilesDownloadRequest,
+    responses((status = 200, content_type = "multipart/form-data", description = "one part per path"),
+        (status = 400, body = ErrorBody)))]
+pub async fn bulk_download(
+    State(app): State<AppState>,
+    Json(request): Json<FilesDownloadRequest>,
+) -> Result<Response> {
+    if request.paths.is_empty() {
+        return Err(Error::invalid_body(
+            "request body must be {\"paths\": [ ... ]} and non-empty",
+        ));
+    }
+    let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::spawn(write_parts(app, request.paths, sender));
+    let body = stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+async fn write_parts(
+    app: AppState,
+    paths: Vec<String>,
+    sender: mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    for (idx, requested) in paths.into_iter().enumerate() {
+        let lead = if idx == 0 { "" } else { "\r\n" };
+        let opened = match app.files.resolve(&requested) {
+            Ok(path) => {
+                let files = app.files.clone();
+                blocking(move || files.open_read(&path)).await
+            }
+            Err(err) => Err(err),
+        };
+        let (file, metadata) = match opened {
+            Ok(opened) => opened,
+            Err(err) => {
+                let body = ErrorBody::new(&err, &requested, "POST").to_json();
+                let head = format!(
+                    "{lead}--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"error\"; {}\r\n\
+                     Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                    wire::disposition_filenames(&requested),
+                    body.len()
+                );
+                if sender.send(Ok(Bytes::from(head))).await.is_err()
+                    || sender.send(Ok(Bytes::from(body))).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        let size = metadata.len();
+        let mime = mime_guess::from_path(&requested).first_or_octet_stream();
+        let head = format!(
+            "{lead}--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; {}\r\n\
+             Content-Type: {mime}\r\nContent-Length: {size}\r\n\r\n",
+            wire::disposition_filenames(&requested),
+        );
+        if sender.send(Ok(Bytes::from(head))).await.is_err() {
+            return;
+        }
+        let mut file = tokio::fs::File::from_std(file);
+        let mut left = size;
+        while left > 0 {
+            let mut buf = vec![0u8; CHUNK.min(left as usize)];
+            let chunk = match file.read(&mut buf).await {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{requested} shrank while being sent"),
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    left -= n as u64;
+                    Ok(Bytes::from(buf))
+                }
+                Err(err) => Err(err),
+            };
+            let failed = chunk.is_err();
+            if let Err(err) = &chunk {
+                tracing::warn!(path = %requested, "bulk download cut: {err}");
+            }
+            if sender.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+    let _ = sender
+        .send(Ok(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"))))
+        .await;
+}
+
+/// What a `Range` header asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// No usable range: send everything.
+    Full,
+    /// Bytes `start..=end`.
+    Partial { start: u64, end: u64 },
+    /// A syntactically valid range wholly outside the file.
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range. Several ranges or a malformed header mean "send it all",
+/// which RFC 9110 allows.
+fn parse_range(text: &str, size: u64) -> RangeRequest {
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        let Ok(suffix) = last.parse::<u64>() else {
+            return RangeRequest::Full;
+        };
+        if suffix == 0 || size == 0 {
+            return RangeRequest::Unsatisfiable;
+        }
+        let start = size.saturating_sub(suffix);
+        return RangeRequest::Partial {
+            start,
+            end: size - 1,
+        };
+    }
+    let Ok(start) = first.parse::<u64>() else {
+        return RangeRequest::Full;
+    };
+    let end = if last.is_empty() {
+        size.saturating_sub(1)
+    } else {
+        match last.parse::<u64>() {
+            Ok(end) if end >= start => end.min(size.saturating_sub(1)),
+            _ => return RangeRequest::Full,
+        }
+    };
+    if start >= size {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Partial { start, end }
+}
+
+enum Precondition {
+    Proceed,
+    NotModified,
+    Failed,
+}
+
+fn check_preconditions(headers: &HeaderMap, etag: &str, modified: SystemTime) -> Precondition {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let modified = truncate_to_second(modified);
+    if let Some(wanted) = text(header::IF_MATCH) {
+        if !etag_listed(wanted, etag) {
+            return Precondition::Failed;
+        }
+    } else if let Some(since) =
+        text(header::IF_UNMODIFIED_SINCE).and_then(|t| httpdate::parse_http_date(t).ok())
+    {
+        if modified > since {
+            return Precondition::Failed;
+        }
+    }
+    if let Some(wanted) = text(header::IF_NONE_MATCH) {
+        if etag_listed(wanted, etag) {
+            return Precondition::NotModified;
+        }
+    } else if let Some(since) =
+        text(header::IF_MODIFIED_SINCE).and_then(|t| httpdate::parse_http_date(t).ok())
+    {
+        if modified <= since {
+            return Precondition::NotModified;
+        }
+    }
+    Precondition::Proceed
+}
+
+fn if_range_allows(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    let Some(value) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if value.starts_with('"') || value.starts_with("W/") {
+        return value == etag;
+    }
+    httpdate::parse_http_date(value).is_ok_and(|date| truncate_to_second(modified) <= date)
+}
+
+fn etag_listed(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+fn truncate_to_second(time: SystemTime) -> SystemTime {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_per_rfc() {
+        assert_eq!(
+            parse_range("bytes=0-9", 100),
+            RangeRequest::Partial { start: 0, end: 9 }
+        );
+        assert_eq!(
+            parse_range("bytes=90-", 100),
+            RangeRequest::Partial { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range("bytes=-10", 100),
+            RangeRequest::Partial { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range("bytes=-500", 100),
+            RangeRequest::Partial { start: 0, end: 99 }
+        );
+        assert_eq!(
+            parse_range("bytes=50-500", 100),
+            RangeRequest::Partial { start: 50, end: 99 }
+        );
+        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Full);
+        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Full);
+        assert_eq!(parse_range("bytes=9-3", 100), RangeRequest::Full);
+    }
+}

@@ -1,0 +1,37 @@
+//! The HTTP edge: one router per capability merged here, plus the layers every route shares
+//! (error rendering, panic catching, request tracing). Handlers extract, call a capability,
+//! convert; only this folder knows axum and the wire shapes.
+
+pub mod download;
+pub mod error;
+pub mod extract;
+pub mod files;
+pub mod info;
+pub mod openapi;
+pub mod sdk_api;
+pub mod search;
+pub mod upload;
+pub mod wire;
+
+use axum::{middleware, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// The toolbox API (port 2280).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(info::router())
+        .merge(files::router())
+        .merge(download::router())
+        .merge(upload::router())
+        .merge(search::router())
+        .merge(openapi::router())
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(middleware::from_fn(error::render_errors))
+        .layer(TraceLayer::new_for_http())
+}

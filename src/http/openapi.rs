@@ -1,0 +1,56 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and served at
+//! `GET /openapi.json`. `openapi/toolbox.json` is this document checked in; a test keeps them equal.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use super::{download, files, info, search, upload};
+use crate::state::AppState;
+
+/// The toolbox API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "toolboxd toolbox API",
+        description = "Daytona-compatible in-sandbox toolbox API served by toolboxd. Errors use \
+                       ErrorBody everywhere; `source` is always DAYTONA_DAEMON.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        info::version, info::init, info::user_home_dir, info::work_dir,
+        files::list_files, files::file_info, files::create_folder, files::delete_file,
+        files::move_file, files::set_permissions,
+        download::download_file, download::bulk_download,
+        upload::bulk_upload, upload::upload_v2, upload::upload_legacy,
+        search::find_in_files, search::search_files, search::replace_in_files,
+        openapi_json,
+    ),
+    tags(
+        (name = "info", description = "Version, init, directories"),
+        (name = "files", description = "File system"),
+        (name = "search", description = "Find, search and replace"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON with a trailing newline (the checked-in form).
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_string());
+    text.push('\n');
+    text
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "info",
+    responses((status = 200, description = "OpenAPI 3.1 JSON")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,316 @@
+//! Local SDK mode over HTTP: the control-plane calls the Daytona SDKs make (`/api/sandbox…`)
+//! for the one sandbox this toolboxd is, and `/toolbox/{sandboxId}/…`, which strips the id and
+//! hands the request to the toolbox router in-process (WebSocket upgrades included).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, Uri};
+use axum::response::Response;
+use axum::routing::{any, get, post, put};
+use axum::{middleware, Json, Router};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+use super::error::{no_route, render_errors, wrong_method};
+use super::extract::{self, Query};
+use super::info::VERSION;
+use super::wire;
+use crate::error::{Error, Result};
+use crate::sdk_api::{CreateSandbox, Sandbox, SandboxState, SandboxStore};
+
+#[derive(Clone)]
+struct SdkState {
+    store: SandboxStore,
+    toolbox: Router,
+}
+
+/// The control plane plus the toolbox proxy, in front of `toolbox`.
+pub fn router(store: SandboxStore, toolbox: Router) -> Router {
+    Router::new()
+        .route("/api/sandbox", post(create).get(list))
+        .route("/api/sandbox/{id}", get(get_one).delete(delete))
+        .route("/api/sandbox/{id}/start", post(start))
+        .route("/api/sandbox/{id}/stop", post(stop))
+        .route("/api/sandbox/{id}/labels", put(set_labels))
+        .route(
+            "/api/sandbox/{id}/toolbox-proxy-url",
+            get(toolbox_proxy_url),
+        )
+        .route(
+            "/api/sandbox/{id}/ports/{port}/preview-url",
+            get(preview_url),
+        )
+        .route("/toolbox/{*rest}", any(proxy))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(SdkState { store, toolbox })
+        .layer(middleware::from_fn(render_errors))
+}
+
+/// The parts of `CreateSandbox` that mean something here; the rest is accepted and ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CreateSandboxBody {
+    name: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    env: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    labels: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabelsBody {
+    labels: BTreeMap<String, String>,
+}
+
+/// The `Sandbox` JSON with every field the SDKs require.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SandboxDto {
+    id: String,
+    organization_id: String,
+    name: String,
+    user: String,
+    env: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    public: bool,
+    network_block_all: bool,
+    kvm: bool,
+    target: String,
+    cpu: u32,
+    gpu: u32,
+    memory: u32,
+    disk: u32,
+    state: String,
+    desired_state: String,
+    toolbox_proxy_url: String,
+    daemon_version: String,
+    created_at: String,
+    updated_at: String,
+    auto_stop_interval: u32,
+    auto_archive_interval: u32,
+    auto_delete_interval: i32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListResponse {
+    items: Vec<SandboxDto>,
+    next_cursor: Option<String>,
+    total: usize,
+    page: u32,
+    total_pages: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct UrlResponse {
+    url: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PreviewResponse {
+    sandbox_id: String,
+    url: String,
+    token: String,
+}
+
+#[derive(Debug, Serialize)]
+struct LabelsResponse {
+    labels: BTreeMap<String, String>,
+}
+
+async fn create(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    extract::Json(body): extract::Json<CreateSandboxBody>,
+) -> Json<SandboxDto> {
+    let sandbox = state.store.create(CreateSandbox {
+        name: body.name,
+        labels: body.labels.unwrap_or_default(),
+        env: body.env.unwrap_or_default(),
+    });
+    Json(to_dto(&sandbox, &headers))
+}
+
+async fn list(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ListResponse>> {
+    let labels: BTreeMap<String, String> = match query.labels.as_deref().filter(|l| !l.is_empty()) {
+        Some(text) => serde_json::from_str(text).map_err(|err| {
+            Error::bad_request(format!("labels must be a JSON object of strings: {err}"))
+        })?,
+        None => BTreeMap::new(),
+    };
+    let items: Vec<SandboxDto> = state
+        .store
+        .list(&labels)
+        .iter()
+        .map(|s| to_dto(s, &headers))
+        .collect();
+    Ok(Json(ListResponse {
+        total: items.len(),
+        items,
+        next_cursor: None,
+        page: 1,
+        total_pages: 1,
+    }))
+}
+
+async fn get_one(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxDto>> {
+    Ok(Json(to_dto(&state.store.get(&id)?, &headers)))
+}
+
+async fn delete(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxDto>> {
+    Ok(Json(to_dto(
+        &state.store.set_state(&id, SandboxState::Destroyed)?,
+        &headers,
+    )))
+}
+
+async fn start(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxDto>> {
+    Ok(Json(to_dto(
+        &state.store.set_state(&id, SandboxState::Started)?,
+        &headers,
+    )))
+}
+
+async fn stop(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxDto>> {
+    Ok(Json(to_dto(
+        &state.store.set_state(&id, SandboxState::Stopped)?,
+        &headers,
+    )))
+}
+
+async fn set_labels(
+    State(state): State<SdkState>,
+    Path(id): Path<String>,
+    extract::Json(body): extract::Json<LabelsBody>,
+) -> Result<Json<LabelsResponse>> {
+    let sandbox = state.store.set_labels(&id, body.labels)?;
+    Ok(Json(LabelsResponse {
+        labels: sandbox.labels,
+    }))
+}
+
+async fn toolbox_proxy_url(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<UrlResponse>> {
+    state.store.get(&id)?;
+    Ok(Json(UrlResponse {
+        url: toolbox_url(&headers),
+    }))
+}
+
+async fn preview_url(
+    State(state): State<SdkState>,
+    headers: HeaderMap,
+    Path((id, port)): Path<(String, String)>,
+) -> Result<Json<PreviewResponse>> {
+    let sandbox = state.store.get(&id)?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| Error::bad_request(format!("invalid port {port:?}: expected 1-65535")))?;
+    Ok(Json(PreviewResponse {
+        url: format!("{}/{}/proxy/{port}", toolbox_url(&headers), sandbox.id),
+        sandbox_id: sandbox.id,
+        token: uuid::Uuid::new_v4().simple().to_string(),
+    }))
+}
+
+/// `/toolbox/{sandboxId}/{route…}` → `/{route…}` on the toolbox router, raw encoding kept.
+async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Response> {
+    let raw_path = request.uri().path().to_string();
+    let rest = raw_path.strip_prefix("/toolbox/").unwrap_or("");
+    let (id, route) = match rest.find('/') {
+        Some(idx) => (&rest[..idx], &rest[idx..]),
+        None => (rest, "/"),
+    };
+    let sandbox_id = state.store.id();
+    if id != sandbox_id {
+        return Err(Error::not_found(format!(
+            "sandbox {id} not found (this toolboxd is {sandbox_id})"
+        )));
+    }
+    let rewritten = match request.uri().query() {
+        Some(query) => format!("{route}?{query}"),
+        None => route.to_string(),
+    };
+    *request.uri_mut() = rewritten
+        .parse::<Uri>()
+        .map_err(|err| Error::bad_request(format!("invalid toolbox path {rewritten:?}: {err}")))?;
+    let response = state
+        .toolbox
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    Ok(response)
+}
+
+fn toolbox_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}/toolbox")
+}
+
+fn to_dto(sandbox: &Sandbox, headers: &HeaderMap) -> SandboxDto {
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| "root".to_string());
+    SandboxDto {
+        id: sandbox.id.clone(),
+        organization_id: "local".to_string(),
+        name: sandbox.name.clone(),
+        user,
+        env: sandbox.env.clone(),
+        labels: sandbox.labels.clone(),
+        public: false,
+        network_block_all: false,
+        kvm: false,
+        target: "local".to_string(),
+        cpu: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+        gpu: 0,
+        memory: 1,
+        disk: 1,
+        state: sandbox.state.as_str().to_string(),
+        desired_state: sandbox.state.as_str().to_string(),
+        toolbox_proxy_url: toolbox_url(headers),
+        daemon_version: VERSION.to_string(),
+        created_at: wire::rfc3339_nano(sandbox.created_at),
+        updated_at: wire::rfc3339_nano(sandbox.updated_at),
+        auto_stop_interval: 0,
+        auto_archive_interval: 0,
+        auto_delete_interval: -1,
+    }
+}

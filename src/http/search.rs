@@ -1,0 +1,228 @@
+//! Search routes: `/files/find` (content), `/files/search` (names), `/files/replace`.
+
+use std::path::PathBuf;
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{blocking, flag, required, Json, Query};
+use crate::error::{Error, Result};
+use crate::search::{self, FindOptions, GlobOptions, ReplaceOptions};
+use crate::state::AppState;
+
+/// Set to `true` when `maxResults` cut a result.
+pub const TRUNCATED_HEADER: &str = "x-toolboxd-truncated";
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/files/find", get(find_in_files))
+        .route("/files/search", get(search_files))
+        .route("/files/replace", post(replace_in_files))
+}
+
+/// `?path=&pattern=` plus opt-ins.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct FindQuery {
+    /// Directory (or file) to search.
+    pub path: Option<String>,
+    /// Text to find (literal unless `regex=true`).
+    pub pattern: Option<String>,
+    /// Treat `pattern` as a regular expression.
+    pub regex: Option<String>,
+    /// Ignore case.
+    pub case_insensitive: Option<String>,
+    /// Honour .gitignore/.ignore files and skip `.git`.
+    pub gitignore: Option<String>,
+    /// Stop after N matches (then `X-Toolboxd-Truncated: true`).
+    pub max_results: Option<String>,
+}
+
+/// `?path=&pattern=&maxResults=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchQuery {
+    /// Directory to walk.
+    pub path: Option<String>,
+    /// Glob: without `/` it matches base names; with `/` or `**` the path relative to `path`.
+    pub pattern: Option<String>,
+    /// Stop after N results (then `X-Toolboxd-Truncated: true`).
+    pub max_results: Option<String>,
+}
+
+/// One matching line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MatchDto {
+    /// The file.
+    pub file: String,
+    /// 1-based line number.
+    pub line: u64,
+    /// The line.
+    pub content: String,
+}
+
+/// `{files}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchFilesResponse {
+    /// Matching paths, sorted.
+    pub files: Vec<String>,
+}
+
+/// `{files, pattern, newValue, regex?}`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplaceRequest {
+    /// Files to rewrite.
+    pub files: Vec<String>,
+    /// Text to replace (literal unless `regex`).
+    pub pattern: String,
+    /// Replacement (`""` allowed; `$1` refers to groups when `regex`).
+    pub new_value: Option<String>,
+    /// Treat `pattern` as a regular expression.
+    #[serde(default)]
+    pub regex: bool,
+}
+
+/// What happened to one file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplaceResultDto {
+    /// The file as given.
+    pub file: String,
+    /// True when the file was processed.
+    pub success: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Occurrences replaced.
+    pub replacements: usize,
+}
+
+/// Content search: literal substring by default, 1-based lines, binary files skipped.
+#[utoipa::path(get, path = "/files/find", tag = "search", params(FindQuery),
+    responses((status = 200, body = [MatchDto], headers(("x-toolboxd-truncated" = String, description = "true when maxResults cut the result"))),
+        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn find_in_files(
+    State(app): State<AppState>,
+    Query(query): Query<FindQuery>,
+) -> Result<Response> {
+    let shown = required(&query.path, "path")?.to_string();
+    let pattern = required(&query.pattern, "pattern")?.to_string();
+    let options = FindOptions {
+        regex: flag(&query.regex, "regex")?,
+        case_insensitive: flag(&query.case_insensitive, "caseInsensitive")?,
+        gitignore: flag(&query.gitignore, "gitignore")?,
+        max_results: max_results(&query.max_results)?,
+    };
+    let root = app.files.resolve(&shown)?;
+    let outcome =
+        blocking(move || search::find(&root, &PathBuf::from(shown), &pattern, &options)).await?;
+    let matches: Vec<MatchDto> = outcome
+        .matches
+        .into_iter()
+        .map(|found| MatchDto {
+            file: found.file.to_string_lossy().into_owned(),
+            line: found.line,
+            content: found.content,
+        })
+        .collect();
+    Ok(with_truncation(axum::Json(matches), outcome.truncated))
+}
+
+/// Name search with a glob; sorted results.
+#[utoipa::path(get, path = "/files/search", tag = "search", params(SearchQuery),
+    responses((status = 200, body = SearchFilesResponse), (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody)))]
+pub async fn search_files(
+    State(app): State<AppState>,
+    Query(query): Query<SearchQuery>,
+) -> Result<Response> {
+    let shown = required(&query.path, "path")?.to_string();
+    let pattern = required(&query.pattern, "pattern")?.to_string();
+    let options = GlobOptions {
+        max_results: max_results(&query.max_results)?,
+    };
+    let root = app.files.resolve(&shown)?;
+    let outcome =
+        blocking(move || search::glob(&root, &PathBuf::from(shown), &pattern, &options)).await?;
+    let files = outcome
+        .paths
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    Ok(with_truncation(
+        axum::Json(SearchFilesResponse { files }),
+        outcome.truncated,
+    ))
+}
+
+/// Replaces text in files; always 200 with one result per file once the request is valid.
+#[utoipa::path(post, path = "/files/replace", tag = "search", request_body = ReplaceRequest,
+    responses((status = 200, body = [ReplaceResultDto]), (status = 400, body = super::error::ErrorBody)))]
+pub async fn replace_in_files(
+    State(app): State<AppState>,
+    Json(request): Json<ReplaceRequest>,
+) -> Result<axum::Json<Vec<ReplaceResultDto>>> {
+    let Some(new_value) = request.new_value else {
+        return Err(Error::invalid_body(
+            "missing field `newValue` (use \"\" to delete matches)",
+        ));
+    };
+    if request.files.is_empty() {
+        return Err(Error::invalid_body("`files` must list at least one file"));
+    }
+    let files = app.files.clone();
+    let options = ReplaceOptions {
+        regex: request.regex,
+    };
+    let results = blocking(move || {
+        search::replace(
+            &files,
+            &request.files,
+            &request.pattern,
+            &new_value,
+            &options,
+        )
+    })
+    .await?;
+    Ok(axum::Json(
+        results
+            .into_iter()
+            .map(|result| ReplaceResultDto {
+                file: result.file,
+                success: result.success,
+                error: result.error,
+                replacements: result.replacements,
+            })
+            .collect(),
+    ))
+}
+
+fn max_results(value: &Option<String>) -> Result<Option<usize>> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<usize>().map(Some).map_err(|_| {
+            Error::bad_request(format!(
+                "invalid maxResults {text:?}: expected a non-negative integer"
+            ))
+        }),
+    }
+}
+
+fn with_truncation(body: impl IntoResponse, truncated: bool) -> Response {
+    let mut response = body.into_response();
+    if truncated {
+        response.headers_mut().insert(
+            HeaderName::from_static(TRUNCATED_HEADER),
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}

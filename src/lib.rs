@@ -1,0 +1,96 @@
+//! toolboxd: the in-sandbox agent. `run` serves the toolbox API (and, when asked, the local
+//! control plane) on listeners the caller bound, until `shutdown` resolves.
+//!
+//! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
+//! handles), the capabilities (`files`, `search`, `sdk_api`), then `http` (the only place that
+//! knows axum and the wire).
+
+pub mod config;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod sdk_api;
+pub mod search;
+pub mod state;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The sockets toolboxd serves, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The toolbox API.
+    pub toolbox: TcpListener,
+    /// The local control plane (`--sdk-api-addr`), when enabled.
+    pub sdk_api: Option<TcpListener>,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
+/// `DRAIN_DEADLINE` to finish.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sandbox_id = config.sandbox_id.clone();
+    let state = state::AppState::new(config);
+    let toolbox = http::router(state);
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(serve(listeners.toolbox, toolbox.clone(), token.clone()));
+    if let Some(listener) = listeners.sdk_api {
+        let store = sdk_api::SandboxStore::new(sandbox_id);
+        servers.spawn(serve(
+            listener,
+            http::sdk_api::router(store, toolbox),
+            token.clone(),
+        ));
+    }
+
+    let all_done = async {
+        let mut result = Ok(());
+        while let Some(joined) = servers.join_next().await {
+            match joined {
+                Ok(Err(err)) => {
+                    // One listener failing takes the daemon down cleanly, as Daytona's does.
+                    token.cancel();
+                    result = Err(err);
+                }
+                Err(err) => tracing::error!("server task failed: {err}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        result
+    };
+    tokio::select! {
+        result = all_done => result,
+        () = async { token.cancelled().await; tokio::time::sleep(DRAIN_DEADLINE).await } => {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await
+}

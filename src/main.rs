@@ -1,0 +1,107 @@
+//! The `toolboxd` binary: parse flags, start logging, bind, serve until SIGTERM/SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use toolboxd::config::{Cli, Command, LogFormat};
+use toolboxd::{Config, Listeners};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", toolboxd::http::openapi::document());
+        return ExitCode::SUCCESS;
+    }
+    // Read the environment and umask before any thread exists.
+    let config = match Config::from_cli(&cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("toolboxd: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cli.log_format);
+    if !config.entrypoint.is_empty() {
+        tracing::warn!(command = ?config.entrypoint, "entrypoint sessions are not supported by this build yet; the command is not run");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("toolboxd: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let toolbox = match bind("toolbox", cli.toolbox_addr).await {
+            Ok(listener) => listener,
+            Err(code) => return code,
+        };
+        let sdk_api = match cli.sdk_api_addr {
+            Some(addr) => match bind("sdk-api", addr).await {
+                Ok(listener) => Some(listener),
+                Err(code) => return code,
+            },
+            None => None,
+        };
+        tracing::info!(sandbox_id = %config.sandbox_id, workdir = %config.workdir.display(), "toolboxd started");
+        match toolboxd::run(config, Listeners { toolbox, sdk_api }, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("toolboxd: {err}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, ExitCode> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            let mut shown = listener.local_addr().unwrap_or(addr);
+            if shown.ip().is_unspecified() {
+                shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "toolboxd: {name} listening on http://{shown}");
+            let _ = stdout.flush();
+            Ok(listener)
+        }
+        Err(err) => {
+            eprintln!("toolboxd: cannot listen on {addr} ({name}): {err}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers there is nothing to wait for; serve until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,233 @@
+//! Content search with ripgrep's crates. Defaults keep Daytona's semantics: literal substring,
+//! 1-based line numbers, files with a NUL byte skipped whole, nothing ignored (`.git` included).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use grep_regex::RegexMatcherBuilder;
+use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
+use ignore::{WalkBuilder, WalkState};
+
+use super::display_path;
+use crate::error::{Error, Result};
+
+/// One matching line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Match {
+    /// The file, named relative to how the caller named the root.
+    pub file: PathBuf,
+    /// 1-based line number.
+    pub line: u64,
+    /// The line without its terminator (invalid UTF-8 replaced).
+    pub content: String,
+}
+
+/// Opt-in behaviour beyond Daytona's.
+#[derive(Debug, Default, Clone)]
+pub struct FindOptions {
+    /// Treat the pattern as a regular expression instead of a literal.
+    pub regex: bool,
+    /// Match without regard to case.
+    pub case_insensitive: bool,
+    /// Skip what `.gitignore`, `.ignore` and `.git/info/exclude` exclude.
+    pub gitignore: bool,
+    /// Stop after this many matches.
+    pub max_results: Option<usize>,
+}
+
+/// The matches, sorted by file then line, and whether `max_results` cut them.
+#[derive(Debug)]
+pub struct FindOutcome {
+    /// Sorted matches.
+    pub matches: Vec<Match>,
+    /// True when more matches existed than `max_results`.
+    pub truncated: bool,
+}
+
+/// Searches every regular file under `root` (shown as `root_shown`) for `pattern`.
+pub fn find(
+    root: &Path,
+    root_shown: &Path,
+    pattern: &str,
+    options: &FindOptions,
+) -> Result<FindOutcome> {
+    if pattern.is_empty() {
+        return Err(Error::bad_request("pattern must not be empty"));
+    }
+    std::fs::metadata(root).map_err(|err| Error::io("search", root, &err))?;
+    let matcher = RegexMatcherBuilder::new()
+        .fixed_strings(!options.regex)
+        .case_insensitive(options.case_insensitive)
+        .build(pattern)
+        .map_err(|err| Error::bad_request(format!("invalid pattern: {err}")))?;
+    let limit = options.max_results.unwrap_or(usize::MAX);
+    let found = Mutex::new(Vec::new());
+    let n_found = AtomicUsize::new(0);
+    let truncated = AtomicBool::new(false);
+
+    let skip_git_dir = options.gitignore;
+    let walker = WalkBuilder::new(root)
+        .hidden(false)
+        .ignore(options.gitignore)
+        .git_ignore(options.gitignore)
+        .git_exclude(options.gitignore)
+        .git_global(false)
+        .parents(options.gitignore)
+        .require_git(false)
+        .follow_links(false)
+        // With gitignore on, `.git` itself is skipped as git would; otherwise nothing is special.
+        .filter_entry(move |entry| !(skip_git_dir && entry.file_name() == ".git"))
+        .build_parallel();
+    walker.run(|| {
+        let matcher = matcher.clone();
+        let mut searcher = SearcherBuilder::new()
+            .line_number(true)
+            .binary_detection(BinaryDetection::quit(b'\x00'))
+            .build();
+        let found = &found;
+        let n_found = &n_found;
+        let truncated = &truncated;
+        Box::new(move |entry| {
+            let Ok(entry) = entry else {
+                return WalkState::Continue;
+            };
+            if !entry.file_type().is_some_and(|kind| kind.is_file()) {
+                return WalkState::Continue;
+            }
+            let mut sink = FileSink {
+                lines: Vec::new(),
+                binary: false,
+            };
+            if searcher
+                .search_path(&matcher, entry.path(), &mut sink)
+                .is_err()
+                || sink.binary
+            {
+                return WalkState::Continue;
+            }
+            if sink.lines.is_empty() {
+                return WalkState::Continue;
+            }
+            let start = n_found.fetch_add(sink.lines.len(), Ordering::SeqCst);
+            let room = limit.saturating_sub(start);
+            if room < sink.lines.len() {
+                truncated.store(true, Ordering::SeqCst);
+                sink.lines.truncate(room);
+            }
+            let file = display_path(root, root_shown, entry.path());
+            let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+            found.extend(sink.lines.into_iter().map(|(line, content)| Match {
+                file: file.clone(),
+                line,
+                content,
+            }));
+            drop(found);
+            if truncated.load(Ordering::SeqCst) {
+                WalkState::Quit
+            } else {
+                WalkState::Continue
+            }
+        })
+    });
+    let mut matches = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    matches.sort();
+    Ok(FindOutcome {
+        matches,
+        truncated: truncated.into_inner(),
+    })
+}
+
+/// Collects one file's matching lines; a NUL byte marks the file binary and drops them.
+struct FileSink {
+    lines: Vec<(u64, String)>,
+    binary: bool,
+}
+
+impl Sink for FileSink {
+    type Error = std::io::Error;
+
+    fn matched(
+        &mut self,
+        _searcher: &Searcher,
+        found: &SinkMatch<'_>,
+    ) -> Result<bool, Self::Error> {
+        let line_number = found.line_number().unwrap_or(0);
+        // A match may span several lines (regex with \n); report each line, as grep does.
+        for (idx, line) in found.lines().enumerate() {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            self.lines.push((
+                line_number + idx as u64,
+                String::from_utf8_lossy(line).into_owned(),
+            ));
+        }
+        Ok(true)
+    }
+
+    fn binary_data(&mut self, _searcher: &Searcher, _offset: u64) -> Result<bool, Self::Error> {
+        self.binary = true;
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "hello\nsay Hello\nnothing\n").unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/config"), "hello git\n").unwrap();
+        std::fs::write(dir.path().join("bin.dat"), b"hello\0world").unwrap();
+        std::fs::write(
+            dir.path().join("long.txt"),
+            format!("{}hello", "x".repeat(200_000)),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn literal_by_default_with_git_and_long_lines_and_no_binaries() {
+        let dir = tree();
+        let shown = Path::new("rel");
+        let outcome = find(dir.path(), shown, "hello", &FindOptions::default()).unwrap();
+        let files: Vec<_> = outcome
+            .matches
+            .iter()
+            .map(|m| (m.file.to_str().unwrap(), m.line))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("rel/.git/config", 1),
+                ("rel/a.txt", 1),
+                ("rel/long.txt", 1)
+            ]
+        );
+        assert!(!outcome.truncated);
+        let regexish = find(dir.path(), shown, "h.llo", &FindOptions::default()).unwrap();
+        assert!(regexish.matches.is_empty());
+    }
+
+    #[test]
+    fn options_switch_on_regex_case_and_limits() {
+        let dir = tree();
+        let options = FindOptions {
+            regex: true,
+            case_insensitive: true,
+            ..Default::default()
+        };
+        let outcome = find(dir.path(), dir.path(), "^(say )?h.llo$", &options).unwrap();
+        assert_eq!(outcome.matches.len(), 2);
+        let limited = FindOptions {
+            max_results: Some(1),
+            ..Default::default()
+        };
+        let outcome = find(dir.path(), dir.path(), "hello", &limited).unwrap();
+        assert_eq!(outcome.matches.len(), 1);
+        assert!(outcome.truncated);
+    }
+}
