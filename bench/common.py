@@ -253,6 +253,7 @@ def machine_info() -> dict[str, object]:
         "data_dir": str(DATA_DIR),
         "data_fs": fs,
         "python": platform.python_version(),
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
 
 

@@ -5,7 +5,7 @@
 
 Corpus (built once under DATA_DIR/corpus, symlinks removed so that no tool follows one):
 ~/.cargo/registry/src + /usr/include + /usr/lib/python3.X, topped up with copies of
-~/.cargo/registry/src until it holds at least BENCH_CORPUS_MIB (default 300) MiB.
+~/.cargo/registry/src until it holds at least BENCH_CORPUS_MB (default 300) MB.
 
 Each pattern is run with (output to a file, never /dev/null, which grep and rg short-circuit):
   * toolboxd: curl -sS -o out.json 'http://127.0.0.1:PORT/files/find?path=CORPUS&pattern=PAT'
@@ -32,7 +32,7 @@ from pathlib import Path
 from common import DATA_DIR, MIB, kib, log, machine_info, median, start_daemon, tool_version, toolboxd_bin, write_result
 
 RUNS = int(os.environ.get("BENCH_FIND_RUNS", "7"))
-CORPUS_MIB = int(os.environ.get("BENCH_CORPUS_MIB", "300"))
+CORPUS_BYTES = int(os.environ.get("BENCH_CORPUS_MB", "300")) * 1000 * 1000
 # Few, medium, many matches (the last one also hits binary files).
 PATTERNS = os.environ.get("BENCH_FIND_PATTERNS", "xyzzy_never_there|unsafe impl|deprecated").split("|")
 LINE_RE = re.compile(rb"^(.*?):(\d+):")
@@ -71,7 +71,7 @@ def build_corpus(corpus: Path) -> dict:
     subprocess.run(["find", str(corpus), "-type", "l", "-delete"], check=True)
     files, size = tree_stats(corpus)
     copy = 1
-    while size < CORPUS_MIB * MIB and sources[0].is_dir() and copy < 10:
+    while size < CORPUS_BYTES and sources[0].is_dir() and copy < 10:
         dest = corpus / f"cargo-registry-copy{copy}"
         log(f"corpus is {size // MIB} MiB, adding {dest}")
         subprocess.run(["cp", "-r", str(sources[0]), str(dest)], check=True)

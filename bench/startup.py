@@ -149,8 +149,11 @@ def main() -> None:
 
     # Idle RSS.
     idle = []
-    for _ in range(3):
-        _seconds, proc, _port = time_to_first_answer(toolboxd_argv, env)
+    for i in range(3):
+        _seconds, proc, port = time_to_first_answer(toolboxd_argv, env)
+        if i == 0:
+            code, body = http_get(port, "/version")
+            results["version_response"] = {"status": code, "body": body.decode(errors="replace")}
         time.sleep(IDLE_SECONDS)
         idle.append(rss_fields(proc.pid))
         stop(proc)

@@ -94,7 +94,8 @@ impl Files {
         &self.workdir
     }
 
-    /// Resolves a caller's path: relative paths join the work dir. Empty is an error.
+    /// Resolves a caller's path: relative paths join the work dir, `.` components drop out (so
+    /// `./a` lists as `/work/a`). `..` stays for the OS to resolve. Empty is an error.
     pub fn resolve(&self, path: &str) -> Result<PathBuf> {
         if path.is_empty() {
             return Err(Error::invalid_path("invalid file path: path is empty"));
@@ -104,7 +105,7 @@ impl Files {
                 "invalid file path: path contains a NUL byte",
             ));
         }
-        Ok(self.workdir.join(path))
+        Ok(self.workdir.join(path).components().collect())
     }
 
     /// Stats one path, following symlinks (a dangling link is described as the link itself).

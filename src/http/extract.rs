@@ -39,9 +39,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 "request body is empty: expected a JSON object",
             ));
         }
-        serde_json::from_slice(&bytes)
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut deserializer)
             .map(Json)
-            .map_err(|err| Error::invalid_body(format!("invalid JSON body: {err}")))
+            .map_err(|err| {
+                let field = err.path().to_string();
+                if field == "." {
+                    Error::invalid_body(format!("invalid JSON body: {}", err.inner()))
+                } else {
+                    Error::invalid_body(format!(
+                        "invalid JSON body: field `{field}`: {}",
+                        err.inner()
+                    ))
+                }
+            })
     }
 }
 

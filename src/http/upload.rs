@@ -230,6 +230,11 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>>,
     E: std::fmt::Display,
 {
+    if destination.ends_with('/') {
+        return Err(StoreError::Write(Error::invalid_path(format!(
+            "invalid file path: {destination} names a directory, not a file"
+        ))));
+    }
     let target = files.resolve(destination).map_err(StoreError::Write)?;
     let mut writer = BackgroundWriter::start(files, target)
         .await

@@ -1,1 +1,12 @@
+//! The single integration-test binary: every test spawns the real `toolboxd` on 127.0.0.1:0
+//! with a temp work dir and HOME, and drives it over HTTP.
 
+mod harness;
+
+mod cli;
+mod errors;
+mod files;
+mod openapi;
+mod sdk_api;
+mod search;
+mod transfer;

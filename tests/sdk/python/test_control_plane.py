@@ -6,9 +6,12 @@ test_zz_lifecycle.py, on a daemon of their own.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -112,6 +115,13 @@ def test_download_url(sandbox, wd):
     parts = urlsplit(url)
     assert parts.path.endswith(f"/{sandbox.id}/files/download")
     assert "signature=v1_" in parts.query and "expires=" in parts.query
+    # the signature is HMAC-SHA256 with the key served by GET /sandbox/{id}/signing-key
+    q = parse_qs(parts.query)
+    key = sandbox._ensure_signing_key()
+    assert isinstance(key, str) and key
+    mac = hmac.new(key.encode(), f"v1:files:GET:{q['path'][0]}:{q['expires'][0]}".encode(), hashlib.sha256).digest()
+    assert q["signature"][0] == "v1_" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    assert q["path"][0] == wd.p("signed dl é.txt")
     r = httpx.get(url)
     assert r.status_code == 200, r.text
     assert r.content == b"signed download"

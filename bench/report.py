@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Turns bench/results/*.json into BENCHMARKS.md (printed on stdout).
+
+    python3 bench/report.py > BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import json
+
+from common import MIB, RESULTS_DIR
+
+GOALS = {
+    "transfer_ratio": 0.7,      # >= 0.7x of the loopback ceiling
+    "transfer_rss_mib": 32,     # daemon VmHWM <= 32 MiB
+    "find_ratio": 1.3,          # <= 1.3x of rg -F -uuu
+    "idle_rss_mib": 10,         # VmRSS <= 10 MiB
+    "start_ms": 10,             # <= 10 ms to the first /version answer
+}
+
+verdicts: list[tuple[str, bool | None, str]] = []
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def met(ok: bool | None) -> str:
+    return {True: "**met**", False: "**NOT met**", None: "n/a"}[ok]
+
+
+def verdict(label: str, ok: bool | None, detail: str) -> str:
+    verdicts.append((label, ok, detail))
+    return met(ok)
+
+
+def mib(kib_value: float) -> str:
+    return f"{kib_value / 1024:.1f} MiB"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def transfer_section(data: dict) -> str:
+    m = data["methods"]
+    size_mib = data["size_bytes"] / MIB
+    ceiling = m["loopback_ceiling"]["mib_per_s"]
+    cat = m["cat"]["mib_per_s"]
+    rows = []
+    for key, label in (("bulk_upload", "bulk-upload (multipart, curl -F)"),
+                       ("bulk_download", "bulk-download (multipart, curl -o)"),
+                       ("upload_v2_raw", "upload-v2 (raw body, curl -T; extra)"),
+                       ("download", "download (GET, curl -o; extra)")):
+        if key not in m:
+            continue
+        e = m[key]
+        ratio = e["mib_per_s"] / ceiling
+        goal = key in ("bulk_upload", "bulk_download")
+        ok = ratio >= GOALS["transfer_ratio"] if goal else None
+        rows.append([
+            f"{label} throughput",
+            f"{e['mib_per_s']:.0f} MiB/s ({e['median_s']:.2f} s)",
+            f"loopback ceiling {ceiling:.0f} MiB/s",
+            f"{ratio:.2f}x",
+            "≥ 0.70x" if goal else "—",
+            verdict(f"{key} ≥ 0.7x loopback ceiling", ok, f"{ratio:.2f}x") if goal else "n/a",
+        ])
+        rows.append([f"{label} vs cat", f"{e['mib_per_s']:.0f} MiB/s", f"cat {cat:.0f} MiB/s",
+                     f"{e['mib_per_s'] / cat:.2f}x", "—", "n/a"])
+        rss_ok = e["daemon_vmhwm_kib"] <= GOALS["transfer_rss_mib"] * 1024
+        rows.append([
+            f"{label} daemon peak RSS (VmHWM)",
+            mib(e["daemon_vmhwm_kib"]),
+            "—", "—",
+            "≤ 32 MiB",
+            verdict(f"{key} peak RSS ≤ 32 MiB", rss_ok, mib(e["daemon_vmhwm_kib"])) if goal else met(rss_ok) + " (extra)",
+        ])
+        rows.append([f"{label} daemon CPU", f"{e['daemon_cpu_s_per_gib']:.2f} s per GiB", "—", "—", "—", "n/a"])
+    problems = [f"{k}: {v['verify']}" for k, v in m.items() if v["verify"] != "ok"]
+    exp = data.get("expect_100_continue_check", {})
+    out = [
+        f"## 1. {size_mib / 1024:g} GiB bulk-upload and bulk-download" if size_mib >= 1024
+        else f"## 1. {size_mib:.0f} MiB bulk-upload and bulk-download (short run: BENCH_TRANSFER_MIB)",
+        "",
+        f"{size_mib:.0f} MiB of random bytes, median of {data['trials']} trials after one warm-up; "
+        f"every transfer writes a file on the same disk ({data['machine']['data_fs']}).",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
+        "",
+        f"References in the same run: loopback ceiling {ceiling:.0f} MiB/s "
+        f"({m['loopback_ceiling']['median_s']:.2f} s: file → `socket.sendfile` → TCP 127.0.0.1 → "
+        f"`recv_into` 1 MiB → file), `cat big.bin > copy.bin` {cat:.0f} MiB/s ({m['cat']['median_s']:.2f} s).",
+        "",
+        "Content checks (first trial of each method: written file compared with `cmp`, the bulk-download "
+        "multipart body parsed and compared, the bulk-upload JSON answer checked): "
+        + ("all ok." if not problems else "**problems:** " + "; ".join(problems)),
+    ]
+    if exp:
+        stall = exp["expect_100_continue"] - exp["no_expect"]
+        out += ["",
+                f"`Expect: 100-continue` check (4 MiB bulk-upload, median of 3): with curl's default "
+                f"`Expect: 100-continue` {exp['expect_100_continue'] * 1000:.0f} ms, without "
+                f"{exp['no_expect'] * 1000:.0f} ms"
+                + (f" — **a {stall * 1000:.0f} ms stall: the daemon does not answer `100 Continue` promptly**."
+                   if stall > 0.5 else " (no stall: the daemon answers `100 Continue`).")]
+    out += ["", f"Daemon exit after SIGTERM: code {data['daemon_exit']['code']} "
+                f"in {data['daemon_exit']['seconds_after_sigterm'] * 1000:.0f} ms.", ""]
+    return "\n".join(out)
+
+
+def find_section(data: dict) -> str:
+    c = data["corpus"]
+    rows = []
+    checks = []
+    for pattern, e in data["patterns"].items():
+        med = e["median_s"]
+        ratio = e["ratio_vs_rg"]
+        ok = ratio <= GOALS["find_ratio"]
+        rows.append([
+            f"`{pattern}`",
+            f"{med['toolboxd'] * 1000:.0f} ms",
+            f"rg {med['rg'] * 1000:.0f} ms",
+            f"{ratio:.2f}x",
+            f"grep {med['grep'] * 1000:.0f} ms ({e['ratio_vs_grep']:.2f}x)",
+            "≤ 1.30x rg",
+            verdict(f"find `{pattern}` ≤ 1.3x rg", ok, f"{ratio:.2f}x"),
+            str(e.get("toolboxd_matches")),
+            f"{e['vs_rg']['their_text_lines']} (+{e['vs_rg']['their_binary_files']} binary files)",
+            f"{e['vs_grep']['their_text_lines']} (+{e['vs_grep']['their_binary_files']} binary files)",
+            "yes" if e["vs_rg"]["agree"] and e["vs_grep"]["agree"] else "**no**",
+            mib(e["daemon_vmhwm_kib"]),
+        ])
+        for side in ("vs_rg", "vs_grep"):
+            d = e[side]
+            if not d["agree"]:
+                checks.append(f"- `{pattern}` {side}: {d['only_toolboxd']} lines only toolboxd found "
+                              f"(e.g. {', '.join(d['examples_only_toolboxd']) or '—'}), {d['only_theirs']} only "
+                              f"{d['tool']} found (e.g. {', '.join(d['examples_only_theirs']) or '—'})")
+        if e.get("toolboxd_error"):
+            checks.append(f"- `{pattern}`: toolboxd answer not parsed: {e['toolboxd_error']}")
+    out = [
+        "## 2. `/files/find` literal search vs ripgrep and grep",
+        "",
+        f"Corpus: `{c['path']}`, {c['files']} files, {c['bytes'] / MIB:.0f} MiB "
+        f"(copies of {', '.join(c['sources'])}; symlinks removed). Page cache warm (one untimed run of each tool), "
+        f"then median of {data['runs']} runs, tools interleaved. {data['rg']}; {data['grep']}.",
+        "",
+        table(["pattern", "toolboxd", "reference", "ratio", "grep -rnF", "goal", "result",
+               "toolboxd matches", "rg lines", "grep lines", "match sets agree", "daemon peak RSS"], rows),
+        "",
+        "Match sets are compared as (file, line) pairs after setting aside files the reference calls binary "
+        "(toolboxd skips any file with a NUL byte; `rg -uuu` prints `binary file matches` for it, "
+        "grep says so on stderr).",
+    ]
+    if checks:
+        out += ["", "Differences:", *checks]
+    out += [""]
+    return "\n".join(out)
+
+
+def idle_section(data: dict) -> str:
+    idle = data["idle"]["toolboxd_median"]
+    py = data["idle"]["python_http_server"]
+    ok = idle["VmRSS"] <= GOALS["idle_rss_mib"] * 1024
+    rows = [[
+        "VmRSS 2 s after the first /version answer (median of 3 daemons)",
+        mib(idle["VmRSS"]),
+        f"python3 -m http.server {mib(py['VmRSS'])}",
+        f"{idle['VmRSS'] / py['VmRSS']:.2f}x",
+        "≤ 10 MiB",
+        verdict("idle RSS ≤ 10 MiB", ok, mib(idle["VmRSS"])),
+    ]]
+    return "\n".join([
+        "## 3. Idle RSS",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
+        "",
+        f"Breakdown: RssAnon {mib(idle['RssAnon'])}, RssFile {mib(idle['RssFile'])} (mapped binary pages), "
+        f"VmHWM {mib(idle['VmHWM'])}, {idle['Threads']:.0f} threads.",
+        "",
+    ])
+
+
+def start_section(data: dict) -> str:
+    s = data["start"]
+    ok = s["toolboxd_median_s"] * 1000 <= GOALS["start_ms"]
+    rows = [[
+        f"spawn → first `GET /version` 200 (median of {data['runs']})",
+        f"{s['toolboxd_median_s'] * 1000:.2f} ms (min {s['toolboxd_min_s'] * 1000:.2f}, max {s['toolboxd_max_s'] * 1000:.2f})",
+        f"spawn+wait `/bin/true` {s['spawn_true_median_s'] * 1000:.2f} ms",
+        f"{s['toolboxd_median_s'] / s['spawn_true_median_s']:.1f}x",
+        "≤ 10 ms",
+        verdict("start to first /version ≤ 10 ms", ok, f"{s['toolboxd_median_s'] * 1000:.2f} ms"),
+    ], [
+        "same, reference server",
+        "—",
+        f"`python3 -m http.server` {s['python_http_server_median_s'] * 1000:.1f} ms",
+        f"{s['toolboxd_median_s'] / s['python_http_server_median_s']:.2f}x",
+        "—", "n/a",
+    ]]
+    return "\n".join([
+        "## 4. Start to first `/version` answer",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
+        "",
+        f"SIGTERM → exit: median {s['sigterm_to_exit_median_s'] * 1000:.1f} ms, exit codes {', '.join(s['sigterm_exit_codes'])}.",
+        "",
+    ])
+
+
+def size_section(data: dict) -> str:
+    z = data["size"]
+    rg = z.get("reference_rg_bytes")
+    rows = [[
+        "static release binary",
+        f"{z['bytes'] / MIB:.2f} MiB ({z['bytes']} bytes)",
+        f"/usr/bin/rg (dynamic) {rg / MIB:.2f} MiB" if rg else "—",
+        f"{z['bytes'] / rg:.2f}x" if rg else "—",
+        "static, no goal on size",
+        verdict("binary is static", z["static"], z["file"]),
+    ]]
+    return "\n".join([
+        "## 5. Static binary size",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
+        "",
+        f"`file`: {z['file']}",
+        "",
+    ])
+
+
+def main() -> None:
+    startup = load("startup")
+    transfer = load("transfer")
+    find = load("find")
+    meta = load("meta") or {}
+    machine = (startup or transfer or find or {}).get("machine", {})
+    sections = []
+    if transfer:
+        sections.append(transfer_section(transfer))
+    if find:
+        sections.append(find_section(find))
+    if startup:
+        sections.append(idle_section(startup))
+        sections.append(start_section(startup))
+        sections.append(size_section(startup))
+
+    not_met = [v for v in verdicts if v[1] is False]
+    head = [
+        "# toolboxd benchmarks",
+        "",
+        "Generated by `bench/run-all.sh` (see `bench/README.md`); do not edit by hand. "
+        "Speed goals are measurements against a reference measured in the same run, never timed tests.",
+        "",
+        "## Machine",
+        "",
+        f"- nproc: {machine.get('nproc')}; CPU: {machine.get('cpu')}; memory: {machine.get('mem_gib')} GiB",
+        f"- kernel: {machine.get('kernel')}; date: {machine.get('date')}; load average at start: "
+        f"{' '.join(meta.get('loadavg_start', machine.get('loadavg', [])))}",
+        f"- data disk: `{machine.get('data_fs')}`",
+        f"- toolboxd: `{meta.get('binary', '?')}`, `/version` → `{(startup or {}).get('version_response', {}).get('body', '?')}`, "
+        f"source {meta.get('source', '?')}",
+        f"- tools: {' '.join(transfer.get('curl', '').split()[:2]) if transfer else ''}; {find.get('rg') if find else ''}; "
+        f"{find.get('grep') if find else ''}; Python {machine.get('python')}",
+        f"- command: `{meta.get('command', 'bench/run-all.sh')}` ({meta.get('seconds', '?')} s)",
+        "",
+        "## Summary",
+        "",
+    ]
+    for label, ok, detail in verdicts:
+        head.append(f"- {met(ok)}: {label} ({detail})")
+    head.append("")
+    if not_met:
+        head.append("Goals **not met**: " + "; ".join(f"{label} ({detail})" for label, _ok, detail in not_met) + ".")
+    else:
+        head.append("All goals met.")
+    head.append("")
+    missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup)) if d is None]
+    if missing:
+        head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
+    commands = [
+        "## Commands",
+        "",
+        "```sh",
+        "bench/run-all.sh                      # everything; rewrites BENCHMARKS.md",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/startup.py    # 3-5: start, idle RSS, size",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/transfer.py   # 1: 1 GiB up/down",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/find.py       # 2: /files/find vs rg, grep",
+        "```",
+        "",
+        "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
+        "",
+        "```sh",
+        "curl -H 'Expect:' -F 'files[0].path=D/out/dst.bin' -F 'files[0].file=@D/big.bin' http://127.0.0.1:PORT/files/bulk-upload",
+        "curl -H 'Content-Type: application/json' -d '{\"paths\":[\"D/big.bin\"]}' -o D/out/dst.bin http://127.0.0.1:PORT/files/bulk-download",
+        "curl -H 'Expect:' -X POST -T D/big.bin 'http://127.0.0.1:PORT/files/upload-v2?path=D/out/dst.bin'",
+        "curl -o D/out/dst.bin 'http://127.0.0.1:PORT/files/download?path=D/big.bin'",
+        "cat D/big.bin > D/out/dst.bin",
+        "curl -o out.json 'http://127.0.0.1:PORT/files/find?path=D/corpus&pattern=PATTERN'",
+        "rg -F -uuu -n PATTERN D/corpus > out.txt",
+        "LC_ALL=C grep -rnF PATTERN D/corpus > out.txt",
+        "toolboxd --toolbox-addr 127.0.0.1:PORT --workdir DIR   # then poll GET /version",
+        "```",
+        "",
+    ]
+    print("\n".join(head + sections + commands))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+//! `Toolboxd::start()`: the daemon under test. Spawns the binary, reads the bound ports from its
+//! stdout, owns the temp work dir and HOME, and kills the daemon on drop.
+//! `TOOLBOXD_TEST_LOG=1` passes the daemon's logs through.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub use reqwest::blocking::{Client, Response};
+use serde_json::Value;
+
+/// Options for `Toolboxd::start_with`.
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    /// Also serve local SDK mode.
+    pub sdk_api: bool,
+    /// Use this work dir instead of a fresh temp dir.
+    pub workdir: Option<PathBuf>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Pass no `--workdir`; set `DAYTONA_USER_HOME_AS_WORKDIR=true` so HOME is the work dir.
+    pub home_as_workdir: bool,
+}
+
+/// A running daemon.
+pub struct Toolboxd {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of the toolbox API.
+    pub base: String,
+    /// `http://127.0.0.1:PORT` of the control plane, when started.
+    pub sdk_base: Option<String>,
+    /// The work dir (relative paths resolve here).
+    pub workdir: PathBuf,
+    /// HOME of the daemon.
+    pub home: PathBuf,
+    /// A client that never uses proxies.
+    pub client: Client,
+    _temp: tempfile::TempDir,
+}
+
+impl Toolboxd {
+    /// A daemon with a fresh work dir and HOME.
+    pub fn start() -> Toolboxd {
+        Toolboxd::start_with(StartOptions::default())
+    }
+
+    /// A daemon with options.
+    pub fn start_with(options: StartOptions) -> Toolboxd {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let home = temp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let workdir = if options.home_as_workdir {
+            Some(home.clone())
+        } else {
+            options.workdir.clone()
+        };
+        let workdir = workdir.unwrap_or_else(|| {
+            let dir = temp.path().join("work");
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        });
+        let mut command = Command::new(binary());
+        command
+            .arg("--toolbox-addr")
+            .arg("127.0.0.1:0")
+            .env("HOME", &home)
+            .env_remove("TOOLBOXD_SDK_API_ADDR")
+            .env_remove("TOOLBOXD_WORKDIR")
+            .env_remove("DAYTONA_USER_HOME_AS_WORKDIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        if options.home_as_workdir {
+            command
+                .env("DAYTONA_USER_HOME_AS_WORKDIR", "true")
+                .current_dir(temp.path());
+        } else {
+            command.arg("--workdir").arg(&workdir);
+        }
+        if options.sdk_api {
+            command.arg("--sdk-api-addr").arg("127.0.0.1:0");
+        }
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        if std::env::var_os("TOOLBOXD_TEST_LOG").is_none() {
+            command.stderr(Stdio::null());
+        }
+        let mut child = command.spawn().expect("spawn toolboxd");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let wanted = if options.sdk_api { 2 } else { 1 };
+        let mut base = None;
+        let mut sdk_base = None;
+        for _ in 0..wanted {
+            let line = receiver
+                .recv_timeout(Duration::from_secs(20))
+                .expect("toolboxd printed its address");
+            let url = line.rsplit(' ').next().unwrap().to_string();
+            if line.starts_with("toolboxd: toolbox listening on ") {
+                base = Some(url);
+            } else if line.starts_with("toolboxd: sdk-api listening on ") {
+                sdk_base = Some(url);
+            } else {
+                panic!("unexpected stdout line: {line}");
+            }
+        }
+        let client = Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        Toolboxd {
+            child,
+            base: base.expect("toolbox address"),
+            sdk_base,
+            workdir,
+            home,
+            client,
+            _temp: temp,
+        }
+    }
+
+    /// The URL of `path_and_query` on the toolbox API.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.base, path_and_query)
+    }
+
+    /// A path inside the work dir.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.workdir.join(relative)
+    }
+
+    /// GET.
+    pub fn get(&self, path_and_query: &str) -> Response {
+        self.client.get(self.url(path_and_query)).send().unwrap()
+    }
+
+    /// POST with no body.
+    pub fn post(&self, path_and_query: &str) -> Response {
+        self.client.post(self.url(path_and_query)).send().unwrap()
+    }
+
+    /// POST with a JSON body.
+    pub fn post_json(&self, path_and_query: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path_and_query))
+            .json(body)
+            .send()
+            .unwrap()
+    }
+
+    /// DELETE.
+    pub fn delete(&self, path_and_query: &str) -> Response {
+        self.client.delete(self.url(path_and_query)).send().unwrap()
+    }
+
+    /// The child's pid (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the daemon to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Toolboxd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_toolboxd"))
+}
+
+/// Reads a JSON body, asserting the status first (and showing the body when it differs).
+pub fn json(response: Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let text = response.text().unwrap();
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+/// Asserts a wire error: status, code, and the shape every error body has.
+pub fn assert_error(response: Response, status: u16, code: &str) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = json(response, status);
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type}"
+    );
+    assert_eq!(body["statusCode"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["source"], "DAYTONA_DAEMON", "{body}");
+    assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
+    assert!(body["timestamp"].as_str().unwrap().contains('T'), "{body}");
+    assert!(
+        body["path"].is_string() && body["method"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// Percent-encodes a query value the way Python's `quote` does (space as %20).
+pub fn q(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value the way URLSearchParams does (space as `+`).
+pub fn form(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// True when the tests run as root (some cases need it: tmpfs, chown).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Writes `content` to `path`, creating parents.
+pub fn write(path: &Path, content: impl AsRef<[u8]>) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, content).unwrap();
+}

@@ -1,0 +1,63 @@
+//! The contract test: `openapi/toolbox.json` equals what the code generates, and every path and
+//! method in it is routed. `UPDATE_EXPECT=1` rewrites the checked-in file.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn checked_in() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi/toolbox.json")
+}
+
+#[test]
+fn checked_in_openapi_is_current() {
+    let output = Command::new(binary()).arg("openapi").output().unwrap();
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let spec: Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::create_dir_all(checked_in().parent().unwrap()).unwrap();
+        std::fs::write(checked_in(), &generated).unwrap();
+    }
+    let current = std::fs::read_to_string(checked_in()).unwrap_or_default();
+    assert!(
+        current == generated,
+        "openapi/toolbox.json is stale: run `UPDATE_EXPECT=1 cargo test --test it openapi` and commit it"
+    );
+    let daemon = Toolboxd::start();
+    assert_eq!(json(daemon.get("/openapi.json"), 200), spec);
+}
+
+#[test]
+fn every_documented_route_is_served() {
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(checked_in()).unwrap()).unwrap();
+    let daemon = Toolboxd::start();
+    let mut checked = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = daemon
+                .client
+                .request(method.clone(), daemon.url(path))
+                .send()
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().unwrap();
+            assert_ne!(
+                status, 405,
+                "{method} {path} is documented but not routed: {body}"
+            );
+            assert!(
+                !body.contains("no such route"),
+                "{method} {path} is documented but not routed: {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "only {checked} operations documented");
+}

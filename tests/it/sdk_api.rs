@@ -1,0 +1,220 @@
+//! Local SDK mode: the control-plane calls and the `/toolbox/{id}` proxy.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+fn sdk(daemon: &Toolboxd, path: &str) -> String {
+    format!("{}{}", daemon.sdk_base.as_ref().unwrap(), path)
+}
+
+#[test]
+fn control_plane_serves_the_one_sandbox_lifecycle() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        sdk_api: true,
+        ..Default::default()
+    });
+    let client = &daemon.client;
+    let body =
+        json!({"name": "demo", "labels": {"code-toolbox-language": "python"}, "env": {"A": "1"}});
+    let created = json(
+        client
+            .post(sdk(&daemon, "/api/sandbox"))
+            .json(&body)
+            .send()
+            .unwrap(),
+        200,
+    );
+    for field in [
+        "id",
+        "organizationId",
+        "name",
+        "user",
+        "target",
+        "toolboxProxyUrl",
+        "state",
+    ] {
+        assert!(created[field].is_string(), "{field}: {created}");
+    }
+    for field in ["public", "networkBlockAll", "kvm"] {
+        assert!(created[field].is_boolean(), "{field}: {created}");
+    }
+    for field in ["cpu", "gpu", "memory", "disk"] {
+        assert!(created[field].is_u64(), "{field}: {created}");
+    }
+    assert_eq!(created["state"], "started");
+    assert_eq!(created["env"]["A"], "1");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    assert_eq!(
+        json(
+            client
+                .get(sdk(&daemon, "/api/sandbox/demo"))
+                .send()
+                .unwrap(),
+            200
+        )["id"],
+        id
+    );
+    let listed = json(
+        client
+            .get(sdk(
+                &daemon,
+                "/api/sandbox?labels=%7B%22code-toolbox-language%22%3A%22python%22%7D",
+            ))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert!(listed["nextCursor"].is_null());
+    let other = json(
+        client
+            .get(sdk(&daemon, "/api/sandbox?labels=%7B%22x%22%3A%22y%22%7D"))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(other["items"], json!([]));
+
+    let labels = json(
+        client
+            .put(sdk(&daemon, &format!("/api/sandbox/{id}/labels")))
+            .json(&json!({"labels": {"k": "v"}}))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(labels["labels"], json!({"k": "v"}));
+    let stopped = json(
+        client
+            .post(sdk(&daemon, &format!("/api/sandbox/{id}/stop")))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(stopped["state"], "stopped");
+    let started = json(
+        client
+            .post(sdk(&daemon, &format!("/api/sandbox/{id}/start")))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(started["state"], "started");
+    let proxy = json(
+        client
+            .get(sdk(
+                &daemon,
+                &format!("/api/sandbox/{id}/toolbox-proxy-url"),
+            ))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(proxy["url"], created["toolboxProxyUrl"]);
+    let preview = json(
+        client
+            .get(sdk(
+                &daemon,
+                &format!("/api/sandbox/{id}/ports/3000/preview-url"),
+            ))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert!(preview["url"].as_str().unwrap().ends_with("/proxy/3000"));
+    assert_eq!(preview["sandboxId"], id);
+
+    let deleted = json(
+        client
+            .delete(sdk(&daemon, &format!("/api/sandbox/{id}")))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(deleted["state"], "destroyed");
+    assert_error(
+        client
+            .get(sdk(&daemon, &format!("/api/sandbox/{id}")))
+            .send()
+            .unwrap(),
+        404,
+        "NOT_FOUND",
+    );
+}
+
+#[test]
+fn toolbox_proxy_strips_the_sandbox_id() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        sdk_api: true,
+        ..Default::default()
+    });
+    let created = json(
+        daemon
+            .client
+            .post(sdk(&daemon, "/api/sandbox"))
+            .json(&json!({}))
+            .send()
+            .unwrap(),
+        200,
+    );
+    let proxy_url = created["toolboxProxyUrl"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    write(&daemon.path("a b.txt"), "hi");
+    let work = json(
+        daemon
+            .client
+            .get(format!("{proxy_url}/{id}/work-dir"))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(
+        work["dir"],
+        std::fs::canonicalize(&daemon.workdir)
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    let info = json(
+        daemon
+            .client
+            .get(format!("{proxy_url}/{id}/files/info?path=a+b.txt"))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_eq!(info["size"], 2);
+    let missing = assert_error(
+        daemon
+            .client
+            .get(format!("{proxy_url}/{id}/files/info?path=zz"))
+            .send()
+            .unwrap(),
+        404,
+        "FILE_NOT_FOUND",
+    );
+    assert_eq!(
+        missing["path"], "/files/info",
+        "errors name the toolbox route"
+    );
+    assert_error(
+        daemon
+            .client
+            .get(format!("{proxy_url}/other-id/version"))
+            .send()
+            .unwrap(),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        daemon
+            .client
+            .get(sdk(&daemon, "/api/nothing"))
+            .send()
+            .unwrap(),
+        404,
+        "NOT_FOUND",
+    );
+}
