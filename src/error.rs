@@ -20,6 +20,8 @@ pub enum ErrorKind {
     FileNotFound,
     /// Anything else that does not exist, routes included (`NOT_FOUND`, 404).
     NotFound,
+    /// Missing or wrong credentials, e.g. a bad URL signature (`UNAUTHORIZED`, 401).
+    Unauthorized,
     /// The OS refused access (`FILE_ACCESS_DENIED`, 403).
     AccessDenied,
     /// The target already exists (`CONFLICT`, 409).
@@ -41,6 +43,7 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::BadRequest | ErrorKind::InvalidBody | ErrorKind::InvalidPath => 400,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::AccessDenied => 403,
             ErrorKind::FileNotFound | ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
@@ -59,6 +62,7 @@ impl ErrorKind {
             ErrorKind::InvalidPath => "INVALID_FILE_PATH",
             ErrorKind::FileNotFound => "FILE_NOT_FOUND",
             ErrorKind::NotFound => "NOT_FOUND",
+            ErrorKind::Unauthorized => "UNAUTHORIZED",
             ErrorKind::AccessDenied => "FILE_ACCESS_DENIED",
             ErrorKind::Conflict => "CONFLICT",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",

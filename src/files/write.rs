@@ -51,7 +51,13 @@ impl AtomicFile {
             .recursive(true)
             .mode(0o755)
             .create(&parent)
-            .map_err(|err| Error::io("mkdir", &parent, &err))?;
+            .map_err(|err| match err.raw_os_error() {
+                Some(libc::EEXIST) | Some(libc::ENOTDIR) => Error::invalid_path(format!(
+                    "invalid file path: a parent of {} is not a directory",
+                    target.display()
+                )),
+                _ => Error::io("mkdir", &parent, &err),
+            })?;
         let name = target
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())

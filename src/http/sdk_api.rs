@@ -16,12 +16,13 @@ use super::error::{no_route, render_errors, wrong_method};
 use super::extract::{self, Query};
 use super::info::VERSION;
 use super::wire;
-use crate::error::{Error, Result};
-use crate::sdk_api::{CreateSandbox, Sandbox, SandboxState, SandboxStore};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sdk_api::{CreateSandbox, Sandbox, SandboxState, SandboxStore, SigningKey};
 
 #[derive(Clone)]
 struct SdkState {
     store: SandboxStore,
+    signing_key: SigningKey,
     toolbox: Router,
 }
 
@@ -41,10 +42,19 @@ pub fn router(store: SandboxStore, toolbox: Router) -> Router {
             "/api/sandbox/{id}/ports/{port}/preview-url",
             get(preview_url),
         )
+        .route("/api/sandbox/{id}/signing-key", get(signing_key))
+        .route(
+            "/api/sandbox/{id}/signing-key/rotate",
+            post(rotate_signing_key),
+        )
         .route("/toolbox/{*rest}", any(proxy))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(SdkState { store, toolbox })
+        .with_state(SdkState {
+            store,
+            signing_key: SigningKey::default(),
+            toolbox,
+        })
         .layer(middleware::from_fn(render_errors))
 }
 
@@ -242,7 +252,66 @@ async fn preview_url(
     }))
 }
 
+/// The key the SDKs sign file URLs with (a bare JSON string).
+async fn signing_key(
+    State(state): State<SdkState>,
+    Path(id): Path<String>,
+) -> Result<Json<String>> {
+    state.store.get(&id)?;
+    Ok(Json(state.signing_key.current()))
+}
+
+/// A new signing key; URLs signed with the old one answer 401.
+async fn rotate_signing_key(
+    State(state): State<SdkState>,
+    Path(id): Path<String>,
+) -> Result<Json<String>> {
+    state.store.get(&id)?;
+    Ok(Json(state.signing_key.rotate()))
+}
+
+/// `?path=&expires=&signature=` of a signed file URL.
+#[derive(Debug, Deserialize)]
+struct SignedQuery {
+    path: Option<String>,
+    expires: Option<String>,
+    signature: Option<String>,
+}
+
+/// A request carrying `signature` must be a valid, unexpired signed URL for its route.
+fn verify_signed_url(
+    key: &SigningKey,
+    method: &str,
+    route: &str,
+    query: Option<&str>,
+) -> Result<()> {
+    let Some(query) = query else { return Ok(()) };
+    let Ok(signed) = serde_urlencoded::from_str::<SignedQuery>(query) else {
+        return Ok(());
+    };
+    let Some(signature) = signed.signature else {
+        return Ok(());
+    };
+    let signed_method = match route {
+        "/files/download" if method == "GET" || method == "HEAD" => "GET",
+        "/files/upload-v2" if method == "POST" => "POST",
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                format!("{method} {route} cannot be used with a signed URL"),
+            ))
+        }
+    };
+    key.verify(
+        signed_method,
+        signed.path.as_deref().unwrap_or(""),
+        signed.expires.as_deref().unwrap_or(""),
+        &signature,
+    )
+}
+
 /// `/toolbox/{sandboxId}/{route…}` → `/{route…}` on the toolbox router, raw encoding kept.
+/// Signed file URLs (`signature=`) are verified against the signing key first.
 async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Response> {
     let raw_path = request.uri().path().to_string();
     let rest = raw_path.strip_prefix("/toolbox/").unwrap_or("");
@@ -256,6 +325,12 @@ async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Re
             "sandbox {id} not found (this toolboxd is {sandbox_id})"
         )));
     }
+    verify_signed_url(
+        &state.signing_key,
+        request.method().as_str(),
+        route,
+        request.uri().query(),
+    )?;
     let rewritten = match request.uri().query() {
         Some(query) => format!("{route}?{query}"),
         None => route.to_string(),

@@ -1,6 +1,10 @@
 //! Local SDK mode: the record of the one sandbox this toolboxd is, as a minimal Daytona control
 //! plane sees it (state, name, labels, env). The HTTP side lives in `http::sdk_api`.
 
+mod signing;
+
+pub use signing::SigningKey;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;

@@ -218,3 +218,111 @@ fn toolbox_proxy_strips_the_sandbox_id() {
         "NOT_FOUND",
     );
 }
+
+fn sign(key: &str, method: &str, path: &str, expires: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("v1:files:{method}:{path}:{expires}").as_bytes());
+    format!(
+        "v1_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[test]
+fn signed_file_urls_are_verified_and_rotation_revokes_them() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        sdk_api: true,
+        ..Default::default()
+    });
+    let created = json(
+        daemon
+            .client
+            .post(sdk(&daemon, "/api/sandbox"))
+            .json(&json!({}))
+            .send()
+            .unwrap(),
+        200,
+    );
+    let proxy_url = created["toolboxProxyUrl"].as_str().unwrap().to_string();
+    let key_url = sdk(&daemon, "/api/sandbox/local/signing-key");
+    let key = json(daemon.client.get(&key_url).send().unwrap(), 200)
+        .as_str()
+        .unwrap()
+        .to_string();
+    write(&daemon.path("s p.txt"), "signed");
+    let path = daemon.path("s p.txt").to_str().unwrap().to_string();
+    let url = |key: &str, method: &str, route: &str, expires: &str| {
+        format!(
+            "{proxy_url}/local{route}?path={}&expires={expires}&signature={}",
+            form(&path),
+            sign(key, method, &path, expires)
+        )
+    };
+    let ok = daemon
+        .client
+        .get(url(&key, "GET", "/files/download", "0"))
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().unwrap(), "signed");
+    let upload = daemon
+        .client
+        .post(url(&key, "POST", "/files/upload-v2", "0"))
+        .body("new")
+        .send()
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    assert_error(
+        daemon
+            .client
+            .get(url(&key, "POST", "/files/download", "0"))
+            .send()
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
+    assert_error(
+        daemon
+            .client
+            .get(url(&key, "GET", "/files/download", "1"))
+            .send()
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
+    let rotated = json(
+        daemon
+            .client
+            .post(format!("{key_url}/rotate"))
+            .send()
+            .unwrap(),
+        200,
+    );
+    assert_ne!(rotated.as_str().unwrap(), key);
+    assert_error(
+        daemon
+            .client
+            .get(url(&key, "GET", "/files/download", "0"))
+            .send()
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
+    assert_eq!(
+        daemon
+            .client
+            .get(url(
+                rotated.as_str().unwrap(),
+                "GET",
+                "/files/download",
+                "0"
+            ))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
