@@ -53,6 +53,9 @@ if [[ ! -x "$bin" ]]; then
     exit 1
 fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+if command -v file >/dev/null 2>&1 && file -L "$bin" | grep -q 'dynamically linked'; then
+    echo "$name: note: $bin is dynamically linked; the empty root has no loader, so it cannot start"
+fi
 
 passed=0
 failed=0

@@ -170,6 +170,13 @@ pub fn io_kind(err: &io::Error) -> ErrorKind {
         io::ErrorKind::NotFound => ErrorKind::FileNotFound,
         io::ErrorKind::PermissionDenied => ErrorKind::AccessDenied,
         io::ErrorKind::AlreadyExists => ErrorKind::Conflict,
+        // Wrappers such as tempfile's keep the kind but hide the errno.
+        io::ErrorKind::ReadOnlyFilesystem => ErrorKind::AccessDenied,
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::InsufficientStorage,
+        io::ErrorKind::NotADirectory
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::InvalidFilename => ErrorKind::InvalidPath,
+        io::ErrorKind::DirectoryNotEmpty => ErrorKind::Conflict,
         io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => ErrorKind::BadRequest,
         _ => ErrorKind::Internal,
     }
@@ -211,6 +218,11 @@ mod tests {
         assert_eq!(
             Error::io("open", path, &eacces).kind.code(),
             "FILE_ACCESS_DENIED"
+        );
+        let wrapped = io::Error::new(io::ErrorKind::ReadOnlyFilesystem, "wrapped");
+        assert_eq!(
+            Error::io("create", path, &wrapped).kind,
+            ErrorKind::AccessDenied
         );
         let eio = io::Error::from_raw_os_error(libc::EIO);
         assert_eq!(

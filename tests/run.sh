@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one test command: installs what the suites need, then runs them all.
+#
+#   bash tests/run.sh
+#
+# 1. cargo test            unit tests + tests/it (the real binary over HTTP on 127.0.0.1)
+# 2. Python SDK suite      daytona==0.226.1 from PyPI, through local SDK mode (venv in target/)
+# 3. TypeScript SDK suite  @daytonaio/sdk from npm (package-lock.json), same way
+# 4. empty-root test       the static binary as PID 1 in an empty chroot (root only; else SKIP)
+#
+# Set TOOLBOXD_SKIP_STATIC=1 to leave out step 4 (it needs a release build, ~8 minutes cold).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+# Tests talk to 127.0.0.1 only: keep any configured HTTP proxy out of the way.
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo build + cargo test"
+cargo build --locked
+cargo test --locked 2>&1 | tee target/cargo-test.log
+export TOOLBOXD_BIN="$repo/target/debug/toolboxd"
+
+step "Python SDK suite (daytona==0.226.1)"
+venv="$repo/target/sdk-venv"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/python/requirements.txt
+"$venv/bin/python" -m pytest -q tests/sdk/python
+
+step "TypeScript SDK suite (@daytonaio/sdk)"
+(cd tests/sdk/ts && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+if [ "${TOOLBOXD_SKIP_STATIC:-0}" != 1 ]; then
+    step "static binary in an empty root"
+    bash packaging/test-empty-root.sh
+fi
+step "all suites passed"
