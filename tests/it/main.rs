@@ -4,9 +4,11 @@
 mod harness;
 
 mod cli;
+mod download;
 mod errors;
 mod files;
 mod openapi;
 mod sdk_api;
 mod search;
-mod transfer;
+mod transfer_support;
+mod upload;

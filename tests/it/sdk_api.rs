@@ -144,21 +144,25 @@ fn control_plane_serves_the_one_sandbox_lifecycle() {
     );
 }
 
-#[test]
-fn toolbox_proxy_strips_the_sandbox_id() {
+/// A daemon in local SDK mode whose sandbox was created with defaults, and the sandbox JSON.
+fn daemon_with_sandbox() -> (Toolboxd, serde_json::Value) {
     let daemon = Toolboxd::start_with(StartOptions {
         sdk_api: true,
         ..Default::default()
     });
-    let created = json(
-        daemon
-            .client
-            .post(sdk(&daemon, "/api/sandbox"))
-            .json(&json!({}))
-            .send()
-            .unwrap(),
-        200,
-    );
+    let created = daemon
+        .client
+        .post(sdk(&daemon, "/api/sandbox"))
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    let created = json(created, 200);
+    (daemon, created)
+}
+
+#[test]
+fn toolbox_proxy_strips_the_sandbox_id() {
+    let (daemon, created) = daemon_with_sandbox();
     let proxy_url = created["toolboxProxyUrl"].as_str().unwrap();
     let id = created["id"].as_str().unwrap();
     write(&daemon.path("a b.txt"), "hi");
@@ -232,19 +236,7 @@ fn sign(key: &str, method: &str, path: &str, expires: &str) -> String {
 
 #[test]
 fn signed_file_urls_are_verified_and_rotation_revokes_them() {
-    let daemon = Toolboxd::start_with(StartOptions {
-        sdk_api: true,
-        ..Default::default()
-    });
-    let created = json(
-        daemon
-            .client
-            .post(sdk(&daemon, "/api/sandbox"))
-            .json(&json!({}))
-            .send()
-            .unwrap(),
-        200,
-    );
+    let (daemon, created) = daemon_with_sandbox();
     let proxy_url = created["toolboxProxyUrl"].as_str().unwrap().to_string();
     let key_url = sdk(&daemon, "/api/sandbox/local/signing-key");
     let key = json(daemon.client.get(&key_url).send().unwrap(), 200)

@@ -1,0 +1,312 @@
+//! `GET /files/download` and `POST /files/bulk-download`.
+
+use serde_json::json;
+
+use crate::harness::*;
+use crate::transfer_support::*;
+
+// ---------------------------------------------------------------------------------------------
+// 1. GET /files/download
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn download_sends_the_body_with_daytona_headers() {
+    let daemon = daemon_with_hello();
+    let response = download(&daemon, "hello.txt").send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/octet-stream"
+    );
+    let disposition = header(&response, "content-disposition");
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    assert_eq!(
+        filename_plain(&disposition).as_deref(),
+        Some("hello.txt"),
+        "{disposition}"
+    );
+    assert!(
+        disposition.contains("filename*=utf-8''hello.txt"),
+        "{disposition}"
+    );
+    assert_eq!(header(&response, "content-description"), "File Transfer");
+    assert_eq!(header(&response, "accept-ranges"), "bytes");
+    let last_modified = header(&response, "last-modified");
+    assert!(last_modified.ends_with(" GMT"), "{last_modified}");
+    let etag = header(&response, "etag");
+    assert!(
+        etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+        "{etag}"
+    );
+    assert_eq!(header(&response, "content-length"), "12");
+    assert_eq!(response.bytes().unwrap().as_ref(), b"hello world!");
+
+    // Absolute paths work too.
+    let absolute = daemon.path("hello.txt").to_string_lossy().into_owned();
+    let response = download(&daemon, &absolute).send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().unwrap().as_ref(), b"hello world!");
+}
+
+#[test]
+fn download_range_answers_206_with_exact_bytes() {
+    let daemon = daemon_with_hello();
+    let response = download(&daemon, "hello.txt")
+        .header("range", "bytes=2-5")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(header(&response, "content-range"), "bytes 2-5/12");
+    assert_eq!(header(&response, "content-length"), "4");
+    assert_eq!(response.bytes().unwrap().as_ref(), b"llo ");
+}
+
+#[test]
+fn download_suffix_range_sends_the_tail() {
+    let daemon = daemon_with_hello();
+    let response = download(&daemon, "hello.txt")
+        .header("range", "bytes=-3")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(header(&response, "content-range"), "bytes 9-11/12");
+    assert_eq!(response.bytes().unwrap().as_ref(), b"ld!");
+}
+
+#[test]
+fn download_range_past_the_end_is_416_with_content_range() {
+    let daemon = daemon_with_hello();
+    let response = download(&daemon, "hello.txt")
+        .header("range", "bytes=100-")
+        .send()
+        .unwrap();
+    assert_eq!(header(&response, "content-range"), "bytes */12");
+    let body = assert_error(response, 416, "RANGE_NOT_SATISFIABLE");
+    assert!(body["message"].as_str().unwrap().contains("12"), "{body}");
+}
+
+#[test]
+fn download_if_none_match_with_the_etag_is_304() {
+    let daemon = daemon_with_hello();
+    let first = download(&daemon, "hello.txt").send().unwrap();
+    assert_eq!(first.status(), 200);
+    let etag = header(&first, "etag");
+    let response = download(&daemon, "hello.txt")
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 304);
+    assert_eq!(header(&response, "etag"), etag);
+    assert!(response.bytes().unwrap().is_empty());
+    // A different tag is not a match.
+    let response = download(&daemon, "hello.txt")
+        .header("if-none-match", "\"other\"")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().unwrap().as_ref(), b"hello world!");
+}
+
+#[test]
+fn download_if_modified_since_last_modified_is_304() {
+    let daemon = daemon_with_hello();
+    let first = download(&daemon, "hello.txt").send().unwrap();
+    let last_modified = header(&first, "last-modified");
+    let response = download(&daemon, "hello.txt")
+        .header("if-modified-since", &last_modified)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 304);
+    assert!(response.bytes().unwrap().is_empty());
+    // A date long before the file's mtime gets the content.
+    let response = download(&daemon, "hello.txt")
+        .header("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().unwrap().as_ref(), b"hello world!");
+}
+
+#[test]
+fn download_head_has_length_and_no_body() {
+    let daemon = daemon_with_hello();
+    let response = daemon
+        .client
+        .head(daemon.url("/files/download?path=hello.txt"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-length"), "12");
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/octet-stream"
+    );
+    assert!(response.bytes().unwrap().is_empty());
+}
+
+#[test]
+fn download_of_a_directory_is_400_invalid_file_path() {
+    let daemon = Toolboxd::start();
+    std::fs::create_dir_all(daemon.path("adir")).unwrap();
+    assert_error(
+        download(&daemon, "adir").send().unwrap(),
+        400,
+        "INVALID_FILE_PATH",
+    );
+}
+
+#[test]
+fn download_of_a_missing_file_is_404_file_not_found() {
+    let daemon = Toolboxd::start();
+    assert_error(
+        download(&daemon, "missing.txt").send().unwrap(),
+        404,
+        "FILE_NOT_FOUND",
+    );
+}
+
+#[test]
+fn download_without_path_is_400_bad_request() {
+    let daemon = Toolboxd::start();
+    assert_error(daemon.get("/files/download"), 400, "BAD_REQUEST");
+}
+
+#[test]
+fn download_ignores_signed_url_parameters() {
+    let daemon = daemon_with_hello();
+    let response = daemon.get("/files/download?path=hello.txt&expires=1&signature=x");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().unwrap().as_ref(), b"hello world!");
+}
+
+#[test]
+fn download_of_a_unicode_space_plus_name_with_form_encoding() {
+    let daemon = Toolboxd::start();
+    let name = "naïve +file é.txt";
+    let relative = format!("sp ace/{name}");
+    write(&daemon.path(&relative), "unicode content");
+    let response = daemon.get(&format!("/files/download?path={}", form(&relative)));
+    assert_eq!(response.status(), 200);
+    let disposition = header(&response, "content-disposition");
+    assert_eq!(
+        filename_star(&disposition).as_deref(),
+        Some(name),
+        "{disposition}"
+    );
+    assert!(disposition.contains("filename=\""), "{disposition}");
+    assert!(disposition.is_ascii(), "{disposition}");
+    assert_eq!(response.bytes().unwrap().as_ref(), b"unicode content");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. POST /files/bulk-download
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bulk_download_streams_parts_in_request_order() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("a.txt"), "alpha\n");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    write(&daemon.path("bin/b.bin"), &binary);
+    write(&daemon.path("empty.txt"), "");
+    std::fs::create_dir_all(daemon.path("adir")).unwrap();
+    write(&daemon.path("uni dir/é+ x.txt"), "unicode");
+    let absolute_b = daemon.path("bin/b.bin").to_string_lossy().into_owned();
+
+    let requested = [
+        "a.txt",
+        absolute_b.as_str(),
+        "empty.txt",
+        "missing.txt",
+        "adir",
+        "uni dir/é+ x.txt",
+        "a.txt",
+    ];
+    let parts = bulk_download(&daemon, &requested);
+    assert_eq!(parts.len(), requested.len(), "{parts:?}");
+    for (part, path) in parts.iter().zip(requested) {
+        assert_eq!(
+            part.requested_path(),
+            path,
+            "parts out of order or filename* wrong"
+        );
+        assert!(
+            filename_plain(part.disposition()).is_some(),
+            "{}",
+            part.disposition()
+        );
+    }
+    let expect_file = |idx: usize, content: &[u8]| {
+        let part = &parts[idx];
+        assert_eq!(part.name(), "file", "{:?}", part.headers);
+        assert_eq!(
+            part.header("content-length"),
+            Some(content.len().to_string().as_str())
+        );
+        assert_eq!(part.body, content, "part {idx}");
+    };
+    expect_file(0, b"alpha\n");
+    expect_file(1, &binary);
+    expect_file(2, b"");
+    expect_file(5, b"unicode");
+    expect_file(6, b"alpha\n");
+    assert!(
+        parts[0]
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        parts[0].headers
+    );
+    assert_eq!(
+        parts[1].header("content-type"),
+        Some("application/octet-stream")
+    );
+
+    let expect_error = |idx: usize, status: u16, code: &str| {
+        let part = &parts[idx];
+        assert_eq!(part.name(), "error", "{:?}", part.headers);
+        let content_type = part.header("content-type").unwrap_or("");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
+        let body = part.error_json();
+        assert_eq!(body["statusCode"], status, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["source"], "DAYTONA_DAEMON", "{body}");
+        assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
+        assert_eq!(body["path"], requested[idx], "{body}");
+    };
+    expect_error(3, 404, "FILE_NOT_FOUND");
+    expect_error(4, 400, "INVALID_FILE_PATH");
+}
+
+#[test]
+fn bulk_download_with_no_paths_is_400() {
+    let daemon = Toolboxd::start();
+    let response = daemon.post_json("/files/bulk-download", &json!({ "paths": [] }));
+    assert_error(response, 400, "INVALID_REQUEST_BODY");
+}
+
+#[test]
+fn bulk_download_with_a_non_json_body_is_400() {
+    let daemon = Toolboxd::start();
+    let response = daemon
+        .client
+        .post(daemon.url("/files/bulk-download"))
+        .header("content-type", "application/json")
+        .body("paths=a.txt")
+        .send()
+        .unwrap();
+    assert_error(response, 400, "INVALID_REQUEST_BODY");
+}
+
+#[test]
+fn bulk_download_with_an_empty_body_is_400() {
+    let daemon = Toolboxd::start();
+    let response = daemon.post("/files/bulk-download");
+    let body = json(response, 400);
+    assert_eq!(body["statusCode"], 400, "{body}");
+    assert_eq!(body["source"], "DAYTONA_DAEMON", "{body}");
+}
