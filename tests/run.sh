@@ -28,13 +28,18 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/python/requirements.txt
-"$venv/bin/python" -m pytest -q tests/sdk/python
+"$venv/bin/python" -m pytest -q tests/sdk/python 2>&1 | tee target/pytest.log
 
 step "TypeScript SDK suite (@daytonaio/sdk)"
-(cd tests/sdk/ts && npm ci --no-audit --no-fund --loglevel=error && npm test)
+(cd tests/sdk/ts && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee target/node-test.log
 
 if [ "${TOOLBOXD_SKIP_STATIC:-0}" != 1 ]; then
     step "static binary in an empty root"
     bash packaging/test-empty-root.sh
 fi
-step "all suites passed"
+# One closing line for every suite together (each failing suite already stopped the script).
+cargo_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' target/cargo-test.log | awk '{s += $4} END {print s + 0}')
+pytest_passed=$(grep -Eo '^[0-9]+ passed' target/pytest.log | tail -n1 | awk '{print $1 + 0}')
+node_passed=$(grep -Eo '^# pass [0-9]+' target/node-test.log | tail -n1 | awk '{print $3 + 0}')
+step "cargo ${cargo_passed}, python SDK ${pytest_passed:-0}, TypeScript SDK ${node_passed:-0}"
+echo "$((cargo_passed + ${pytest_passed:-0} + ${node_passed:-0})) passed, 0 failed"
