@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 pub use write::AtomicFile;
 
@@ -251,7 +251,17 @@ impl Files {
 
     /// Opens a regular file for reading, with its metadata from the open descriptor.
     pub fn open_read(&self, path: &Path) -> Result<(File, Metadata)> {
-        let file = File::open(path).map_err(|err| Error::io("open", path, &err))?;
+        let file = File::open(path).map_err(|err| {
+            let err = Error::io("open", path, &err);
+            match err.kind {
+                // An open that fails for another reason than absence or access is a read failure.
+                ErrorKind::Internal => Error::new(
+                    ErrorKind::ReadFailed,
+                    format!("failed to open file: {}", err.message),
+                ),
+                _ => err,
+            }
+        })?;
         let metadata = file
             .metadata()
             .map_err(|err| Error::io("stat", path, &err))?;

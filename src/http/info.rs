@@ -19,7 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/version", get(version))
         .route("/init", post(init))
         .route("/user-home-dir", get(user_home_dir))
-        .route("/project-dir", get(user_home_dir))
+        .route("/project-dir", get(project_dir))
         .route("/work-dir", get(work_dir))
 }
 
@@ -72,13 +72,20 @@ pub async fn init(
     }))
 }
 
-/// `$HOME` (also served as `/project-dir`).
+/// `$HOME`.
 #[utoipa::path(get, path = "/user-home-dir", tag = "info",
     responses((status = 200, body = DirResponse)))]
 pub async fn user_home_dir(State(app): State<AppState>) -> Json<DirResponse> {
     Json(DirResponse {
         dir: app.config.home.to_string_lossy().into_owned(),
     })
+}
+
+/// Same as `/user-home-dir` (kept for older clients).
+#[utoipa::path(get, path = "/project-dir", tag = "info",
+    responses((status = 200, body = DirResponse)))]
+pub async fn project_dir(state: State<AppState>) -> Json<DirResponse> {
+    user_home_dir(state).await
 }
 
 /// The directory relative paths resolve against.

@@ -18,7 +18,7 @@ use crate::state::AppState;
         license(name = "Apache-2.0")
     ),
     paths(
-        info::version, info::init, info::user_home_dir, info::work_dir,
+        info::version, info::init, info::user_home_dir, info::project_dir, info::work_dir,
         files::list_files, files::file_info, files::create_folder, files::delete_file,
         files::move_file, files::set_permissions,
         download::download_file, download::bulk_download,
