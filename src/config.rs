@@ -16,9 +16,10 @@ use clap::{Parser, Subcommand, ValueEnum};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// Address of the toolbox HTTP API. Port 0 binds a free port.
-    #[arg(long, env = "TOOLBOXD_TOOLBOX_ADDR", default_value = "0.0.0.0:2280")]
-    pub toolbox_addr: SocketAddr,
+    /// Address of the toolbox HTTP API. Port 0 binds a free port. Default 0.0.0.0:2280, or
+    /// 127.0.0.1:2280 when --sdk-api-addr is given (local development stays on this machine).
+    #[arg(long, env = "TOOLBOXD_TOOLBOX_ADDR")]
+    pub toolbox_addr: Option<SocketAddr>,
 
     /// Address of the web terminal (reserved: served by a later release).
     #[arg(long, env = "TOOLBOXD_TERMINAL_ADDR", default_value = "0.0.0.0:22222")]
@@ -34,6 +35,11 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_SDK_API_ADDR")]
     pub sdk_api_addr: Option<SocketAddr>,
 
+    /// In local SDK mode, require `Authorization: Bearer KEY` on the control plane and the
+    /// toolbox proxy (signed file URLs excepted). Default: any key is accepted.
+    #[arg(long, env = "TOOLBOXD_SDK_API_KEY", hide_env_values = true)]
+    pub sdk_api_key: Option<String>,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -45,6 +51,20 @@ pub struct Cli {
     /// Helper commands.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The toolbox address: as given, else all interfaces in a sandbox, loopback in local SDK mode.
+    pub fn toolbox_addr(&self) -> SocketAddr {
+        self.toolbox_addr.unwrap_or_else(|| {
+            let ip = if self.sdk_api_addr.is_some() {
+                [127, 0, 0, 1]
+            } else {
+                [0, 0, 0, 0]
+            };
+            SocketAddr::from((ip, 2280))
+        })
+    }
 }
 
 /// Helper commands that do not start the daemon.
@@ -76,6 +96,8 @@ pub struct Config {
     pub umask: u32,
     /// The image's command (served by the process capability, later).
     pub entrypoint: Vec<String>,
+    /// Local SDK mode's required bearer key, if any.
+    pub sdk_api_key: Option<String>,
 }
 
 impl Config {
@@ -110,6 +132,7 @@ impl Config {
             sandbox_id,
             umask: read_umask(),
             entrypoint: cli.entrypoint.clone(),
+            sdk_api_key: cli.sdk_api_key.clone().filter(|key| !key.is_empty()),
         })
     }
 
@@ -121,6 +144,7 @@ impl Config {
             sandbox_id: "local".to_string(),
             umask: 0o022,
             entrypoint: Vec::new(),
+            sdk_api_key: None,
         }
     }
 }

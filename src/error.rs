@@ -22,6 +22,8 @@ pub enum ErrorKind {
     NotFound,
     /// Missing or wrong credentials, e.g. a bad URL signature (`UNAUTHORIZED`, 401).
     Unauthorized,
+    /// The request may not do this at all, e.g. from a foreign web origin (`FORBIDDEN`, 403).
+    Forbidden,
     /// The OS refused access (`FILE_ACCESS_DENIED`, 403).
     AccessDenied,
     /// The target already exists (`CONFLICT`, 409).
@@ -44,7 +46,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest | ErrorKind::InvalidBody | ErrorKind::InvalidPath => 400,
             ErrorKind::Unauthorized => 401,
-            ErrorKind::AccessDenied => 403,
+            ErrorKind::AccessDenied | ErrorKind::Forbidden => 403,
             ErrorKind::FileNotFound | ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
@@ -64,6 +66,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "NOT_FOUND",
             ErrorKind::Unauthorized => "UNAUTHORIZED",
             ErrorKind::AccessDenied => "FILE_ACCESS_DENIED",
+            ErrorKind::Forbidden => "FORBIDDEN",
             ErrorKind::Conflict => "CONFLICT",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorKind::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",

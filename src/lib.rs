@@ -41,6 +41,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sandbox_id = config.sandbox_id.clone();
+    let sdk_api_key = config.sdk_api_key.clone();
     let state = state::AppState::new(config);
     let toolbox = http::router(state);
     let token = CancellationToken::new();
@@ -56,7 +57,7 @@ pub async fn run(
         let store = sdk_api::SandboxStore::new(sandbox_id);
         servers.spawn(serve(
             listener,
-            http::sdk_api::router(store, toolbox),
+            http::sdk_api::router(store, sdk_api_key, toolbox),
             token.clone(),
         ));
     }

@@ -36,8 +36,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(async move {
-        let toolbox = match bind("toolbox", cli.toolbox_addr).await {
+    let code = runtime.block_on(async move {
+        let toolbox = match bind("toolbox", cli.toolbox_addr()).await {
             Ok(listener) => listener,
             Err(code) => return code,
         };
@@ -56,7 +56,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Blocking work still running (a search over /, a read stuck on a slow mount) must not keep
+    // the process alive past the drain deadline.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, ExitCode> {

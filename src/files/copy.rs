@@ -43,18 +43,26 @@ fn copy_tree(source: &Path, destination: &Path) -> io::Result<()> {
             let entry = entry?;
             copy_tree(&entry.path(), &destination.join(entry.file_name()))?;
         }
-        fs::set_permissions(
-            destination,
-            fs::Permissions::from_mode(metadata.mode() & 0o7777),
-        )?;
-    } else {
+    } else if file_type.is_file() {
         fs::copy(source, destination)?;
+    } else {
+        // Reading a FIFO would block forever and devices have no content to copy.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot move special file {} across filesystems",
+                source.display()
+            ),
+        ));
+    }
+    // Ownership follows when we may set it (root); otherwise the copy is ours. chown clears
+    // setuid/setgid, so the mode is set after it.
+    let _ = std::os::unix::fs::lchown(destination, Some(metadata.uid()), Some(metadata.gid()));
+    if !file_type.is_symlink() {
         fs::set_permissions(
             destination,
             fs::Permissions::from_mode(metadata.mode() & 0o7777),
         )?;
     }
-    // Ownership follows when we may set it (root); otherwise the copy is ours.
-    let _ = std::os::unix::fs::lchown(destination, Some(metadata.uid()), Some(metadata.gid()));
     Ok(())
 }

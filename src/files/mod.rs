@@ -95,7 +95,8 @@ impl Files {
     }
 
     /// Resolves a caller's path: relative paths join the work dir, `.` components drop out (so
-    /// `./a` lists as `/work/a`). `..` stays for the OS to resolve. Empty is an error.
+    /// `./a` lists as `/work/a`). `..` stays for the OS to resolve. A trailing `/` or `/.` is
+    /// kept as a trailing `/`, so the OS still insists on a directory there. Empty is an error.
     pub fn resolve(&self, path: &str) -> Result<PathBuf> {
         if path.is_empty() {
             return Err(Error::invalid_path("invalid file path: path is empty"));
@@ -105,12 +106,18 @@ impl Files {
                 "invalid file path: path contains a NUL byte",
             ));
         }
-        Ok(self.workdir.join(path).components().collect())
+        let mut resolved: PathBuf = self.workdir.join(path).components().collect();
+        let names_dir = path.ends_with('/') || path.ends_with("/.") || path == ".";
+        if names_dir && resolved.as_os_str() != "/" {
+            // Joining "" appends the separator.
+            resolved.push("");
+        }
+        Ok(resolved)
     }
 
-    /// Stats one path, following symlinks (a dangling link is described as the link itself).
+    /// Stats one path, following symlinks (a dangling link is not found, as `stat(2)` says).
     pub fn info(&self, path: &Path) -> Result<FileInfo> {
-        let metadata = stat_or_lstat(path).map_err(|err| Error::io("stat", path, &err))?;
+        let metadata = fs::metadata(path).map_err(|err| Error::io("stat", path, &err))?;
         Ok(FileInfo::from_metadata(path.to_path_buf(), &metadata))
     }
 
@@ -171,16 +178,13 @@ impl Files {
         }
     }
 
-    /// Moves `source` to `destination`, which must not exist. Works across filesystems: the tree
-    /// is copied beside the destination under a temp name, renamed into place, then the source is
-    /// removed.
+    /// Moves `source` to `destination`, which must not exist (checked atomically where the
+    /// filesystem supports `RENAME_NOREPLACE`). Works across filesystems: the tree is copied
+    /// beside the destination under a temp name, renamed into place, then the source is removed.
     pub fn move_path(&self, source: &Path, destination: &Path) -> Result<MoveOutcome> {
         fs::symlink_metadata(source).map_err(|err| Error::io("move", source, &err))?;
         if fs::symlink_metadata(destination).is_ok() {
-            return Err(Error::conflict(format!(
-                "destination already exists: {}",
-                destination.display()
-            )));
+            return Err(destination_exists(destination));
         }
         let parent = parent_of(destination);
         let parent_metadata =
@@ -191,14 +195,11 @@ impl Files {
                 parent.display()
             )));
         }
-        if destination.starts_with(source) && destination != source {
-            return Err(Error::bad_request(format!(
-                "cannot move {} into itself",
-                source.display()
-            )));
-        }
-        match fs::rename(source, destination) {
+        match rename_no_replace(source, destination) {
             Ok(()) => Ok(MoveOutcome::Moved),
+            Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {
+                Err(destination_exists(destination))
+            }
             Err(err) if err.raw_os_error() == Some(libc::EXDEV) => {
                 copy::copy_into_place(source, destination)?;
                 match copy::remove_any(source) {
@@ -207,6 +208,13 @@ impl Files {
                         "failed to delete source: {err}"
                     ))),
                 }
+            }
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                Err(Error::invalid_path(format!(
+                    "cannot move {} into itself or onto {}",
+                    source.display(),
+                    destination.display()
+                )))
             }
             Err(err) => Err(Error::io("move", source, &err)),
         }
@@ -249,9 +257,26 @@ impl Files {
         Ok(())
     }
 
-    /// Opens a regular file for reading, with its metadata from the open descriptor.
+    /// Opens a regular file for reading, with its metadata from the open descriptor. The open
+    /// does not block (a FIFO cannot pin a thread); anything but a regular file is refused.
     pub fn open_read(&self, path: &Path) -> Result<(File, Metadata)> {
-        let file = File::open(path).map_err(|err| {
+        open_regular(path)
+    }
+
+    /// Starts an atomic write of `target` (see [`AtomicFile`]).
+    pub fn create_atomic(&self, target: &Path) -> Result<AtomicFile> {
+        AtomicFile::create(target, self.umask)
+    }
+}
+
+/// Opens `path` read-only without blocking and insists on a regular file.
+pub fn open_regular(path: &Path) -> Result<(File, Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| {
             let err = Error::io("open", path, &err);
             match err.kind {
                 // An open that fails for another reason than absence or access is a read failure.
@@ -262,21 +287,50 @@ impl Files {
                 _ => err,
             }
         })?;
-        let metadata = file
-            .metadata()
-            .map_err(|err| Error::io("stat", path, &err))?;
-        if metadata.is_dir() {
-            return Err(Error::invalid_path(format!(
-                "invalid file path: path points to a directory: {}",
-                path.display()
-            )));
-        }
-        Ok((file, metadata))
+    let metadata = file
+        .metadata()
+        .map_err(|err| Error::io("stat", path, &err))?;
+    if metadata.is_dir() {
+        return Err(Error::invalid_path(format!(
+            "invalid file path: path points to a directory: {}",
+            path.display()
+        )));
     }
+    if !metadata.is_file() {
+        return Err(Error::invalid_path(format!(
+            "invalid file path: not a regular file (device, FIFO or socket): {}",
+            path.display()
+        )));
+    }
+    Ok((file, metadata))
+}
 
-    /// Starts an atomic write of `target` (see [`AtomicFile`]).
-    pub fn create_atomic(&self, target: &Path) -> Result<AtomicFile> {
-        AtomicFile::create(target, self.umask)
+fn destination_exists(destination: &Path) -> Error {
+    Error::conflict(format!(
+        "destination already exists: {}",
+        destination.display()
+    ))
+}
+
+/// `renameat2(RENAME_NOREPLACE)`, falling back to a plain rename where the filesystem does not
+/// support the flag (the caller checked the destination just before).
+fn rename_no_replace(source: &Path, destination: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    match renameat2(
+        None,
+        source,
+        None,
+        destination,
+        RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {
+            match fs::symlink_metadata(destination) {
+                Ok(_) => Err(std::io::Error::from_raw_os_error(libc::EEXIST)),
+                Err(_) => fs::rename(source, destination),
+            }
+        }
+        Err(errno) => Err(std::io::Error::from_raw_os_error(errno as i32)),
     }
 }
 

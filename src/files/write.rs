@@ -3,6 +3,7 @@
 
 use std::fs::{self, DirBuilder};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -24,11 +25,12 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Prepares a write of `target`. A symlink is followed to the file it names (the write goes
     /// through the link, as a plain `open(O_TRUNC)` would). Missing parent directories are created
-    /// 0755. An existing target keeps its mode and owner; a new one gets `0o666 & !umask`.
+    /// 0755. An existing target keeps its mode and owner; a new one gets `0o666 & !umask`. Only
+    /// regular files are written: a directory, device, FIFO or socket is refused.
     pub fn create(target: &Path, umask: u32) -> Result<AtomicFile> {
-        if target.as_os_str().to_string_lossy().ends_with('/') {
+        if target.as_os_str().as_bytes().ends_with(b"/") {
             return Err(Error::invalid_path(format!(
-                "invalid file path: path names a directory: {}",
+                "invalid file path: {} names a directory, not a file",
                 target.display()
             )));
         }
@@ -40,6 +42,12 @@ impl AtomicFile {
                     target.display()
                 )))
             }
+            Ok(metadata) if !metadata.is_file() => {
+                return Err(Error::invalid_path(format!(
+                    "invalid file path: not a regular file (device, FIFO or socket): {}",
+                    target.display()
+                )))
+            }
             Ok(metadata) => (
                 metadata.mode() & 0o7777,
                 Some((metadata.uid(), metadata.gid())),
@@ -47,27 +55,16 @@ impl AtomicFile {
             Err(_) => (0o666 & !umask, None),
         };
         let parent = parent_of(&target);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&parent)
-            .map_err(|err| match err.raw_os_error() {
-                Some(libc::EEXIST) | Some(libc::ENOTDIR) => Error::invalid_path(format!(
-                    "invalid file path: a parent of {} is not a directory",
-                    target.display()
-                )),
-                _ => Error::io("mkdir", &parent, &err),
-            })?;
-        let name = target
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix: String = format!(".{name}").chars().take(64).collect();
-        let temp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".toolboxd-tmp")
-            .tempfile_in(&parent)
-            .map_err(|err| Error::io("create", &target, &err))?;
+        let temp = match new_temp(&target, &parent) {
+            // Parents are created only when missing, so a failed write leaves no new directories
+            // behind in the common case.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                create_parents(&target, &parent)?;
+                new_temp(&target, &parent)
+            }
+            other => other,
+        }
+        .map_err(|err| Error::io("create", &target, &err))?;
         Ok(AtomicFile {
             temp,
             target,
@@ -120,10 +117,68 @@ impl AtomicFile {
                 let _ = file.set_permissions(fs::Permissions::from_mode(mode));
             }
         }
-        temp.persist(&target)
-            .map_err(|err| Error::io("rename", &target, &err.error))?;
-        Ok(n_bytes)
+        match temp.persist(&target) {
+            Ok(_) => Ok(n_bytes),
+            // Some targets can be written but not replaced: bind-mounted files such as
+            // /etc/hosts (EBUSY), files in sticky or read-only-for-us directories (EPERM,
+            // EACCES). Those are rewritten in place, as a plain open(O_TRUNC) would.
+            Err(err)
+                if matches!(
+                    err.error.raw_os_error(),
+                    Some(libc::EBUSY | libc::EPERM | libc::EACCES | libc::EXDEV)
+                ) =>
+            {
+                let mut source = err
+                    .file
+                    .reopen()
+                    .map_err(|e| Error::io("reopen", &target, &e))?;
+                let mut destination = fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&target)
+                    .map_err(|e| Error::io("write", &target, &e))?;
+                std::io::copy(&mut source, &mut destination)
+                    .map_err(|e| Error::io("write", &target, &e))?;
+                Ok(n_bytes)
+            }
+            Err(err) => Err(Error::io("rename", &target, &err.error)),
+        }
     }
+}
+
+/// A temp file beside `target`, named after it (bounded to 100 bytes so long names still fit
+/// under NAME_MAX).
+fn new_temp(target: &Path, parent: &Path) -> std::io::Result<NamedTempFile> {
+    let name = target
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut prefix = format!(".{name}");
+    if prefix.len() > 100 {
+        let mut end = 100;
+        while !prefix.is_char_boundary(end) {
+            end -= 1;
+        }
+        prefix.truncate(end);
+    }
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".toolboxd-tmp")
+        .tempfile_in(parent)
+}
+
+fn create_parents(target: &Path, parent: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::EEXIST) | Some(libc::ENOTDIR) => Error::invalid_path(format!(
+                "invalid file path: a parent of {} is not a directory",
+                target.display()
+            )),
+            _ => Error::io("mkdir", parent, &err),
+        })
 }
 
 /// Follows a chain of symlinks (at most 40) to the path that is not a link.
@@ -175,6 +230,20 @@ mod tests {
             .is_symlink());
         assert_eq!(fs::read_to_string(&real).unwrap(), "new");
         assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o751);
+    }
+
+    #[test]
+    fn special_files_are_refused_and_long_names_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = AtomicFile::create(&fifo, 0o022).unwrap_err();
+        assert_eq!(err.kind, crate::error::ErrorKind::InvalidPath);
+        let long = dir.path().join("é".repeat(120));
+        let mut writer = AtomicFile::create(&long, 0o022).unwrap();
+        writer.write_all(b"x").unwrap();
+        writer.commit().unwrap();
+        assert_eq!(fs::read_to_string(&long).unwrap(), "x");
     }
 
     #[test]

@@ -325,7 +325,7 @@ fn check_preconditions(headers: &HeaderMap, etag: &str, modified: SystemTime) ->
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let modified = truncate_to_second(modified);
     if let Some(wanted) = text(header::IF_MATCH) {
-        if !etag_listed(wanted, etag) {
+        if !etag_listed_strong(wanted, etag) {
             return Precondition::Failed;
         }
     } else if let Some(since) =
@@ -349,6 +349,8 @@ fn check_preconditions(headers: &HeaderMap, etag: &str, modified: SystemTime) ->
     Precondition::Proceed
 }
 
+/// RFC 9110 §13.1.5: the range applies only if the validator matches exactly (a strong ETag,
+/// or the Last-Modified date itself).
 fn if_range_allows(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
     let Some(value) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
         return true;
@@ -356,20 +358,31 @@ fn if_range_allows(headers: &HeaderMap, etag: &str, modified: SystemTime) -> boo
     if value.starts_with('"') || value.starts_with("W/") {
         return value == etag;
     }
-    httpdate::parse_http_date(value).is_ok_and(|date| truncate_to_second(modified) <= date)
+    httpdate::parse_http_date(value).is_ok_and(|date| truncate_to_second(modified) == date)
 }
 
+/// Weak comparison (If-None-Match): `W/` prefixes are ignored.
 fn etag_listed(list: &str, etag: &str) -> bool {
     list.split(',')
         .map(str::trim)
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
+/// Strong comparison (If-Match): a weak tag never matches.
+fn etag_listed_strong(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// Second precision (HTTP dates have no more), clamped to what an HTTP date can express.
 fn truncate_to_second(time: SystemTime) -> SystemTime {
+    const YEAR_9999_END: u64 = 253_402_300_799;
     let secs = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(YEAR_9999_END);
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 

@@ -3,12 +3,14 @@
 //! hands the request to the toolbox router in-process (WebSocket upgrades included).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Uri};
+use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
-use axum::{middleware, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
@@ -26,8 +28,9 @@ struct SdkState {
     toolbox: Router,
 }
 
-/// The control plane plus the toolbox proxy, in front of `toolbox`.
-pub fn router(store: SandboxStore, toolbox: Router) -> Router {
+/// The control plane plus the toolbox proxy, in front of `toolbox`. With `api_key`, every request
+/// must carry `Authorization: Bearer api_key` (a signed file URL carries its own authorization).
+pub fn router(store: SandboxStore, api_key: Option<String>, toolbox: Router) -> Router {
     Router::new()
         .route("/api/sandbox", post(create).get(list))
         .route("/api/sandbox/{id}", get(get_one).delete(delete))
@@ -55,7 +58,78 @@ pub fn router(store: SandboxStore, toolbox: Router) -> Router {
             signing_key: SigningKey::default(),
             toolbox,
         })
+        .layer(middleware::from_fn_with_state(Arc::new(api_key), guard))
         .layer(middleware::from_fn(render_errors))
+}
+
+/// Local SDK mode serves a developer's files: it only answers requests addressed to this
+/// machine by IP or `localhost` (DNS rebinding), refuses browsers on foreign origins (CSRF), and
+/// checks the bearer key when one is configured.
+async fn guard(
+    State(api_key): State<Arc<Option<String>>>,
+    request: Request,
+    next: Next,
+) -> Result<Response> {
+    let headers = request.headers();
+    if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        if !is_local_host(host) && !is_ip_host(host) {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!("host {host:?} is not served: use an IP address or localhost"),
+            ));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(origin);
+        if !is_local_host(origin_host) {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!("requests from web origin {origin:?} are refused"),
+            ));
+        }
+    }
+    if let Some(key) = api_key.as_deref() {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let signed_url = request.uri().path().starts_with("/toolbox/")
+            && request
+                .uri()
+                .query()
+                .is_some_and(|q| q.contains("signature="));
+        if bearer != Some(key) && !signed_url {
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                "missing or wrong API key: send Authorization: Bearer <TOOLBOXD_SDK_API_KEY>",
+            ));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+fn is_local_host(host: &str) -> bool {
+    let name = host_name(host);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Any IP literal, with or without a port (a LAN address is not a rebinding risk).
+fn is_ip_host(host: &str) -> bool {
+    host_name(host).parse::<std::net::IpAddr>().is_ok()
+}
+
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    host.rsplit_once(':').map(|(name, _)| name).unwrap_or(host)
 }
 
 /// The parts of `CreateSandbox` that mean something here; the rest is accepted and ignored.
@@ -270,43 +344,52 @@ async fn rotate_signing_key(
     Ok(Json(state.signing_key.rotate()))
 }
 
-/// `?path=&expires=&signature=` of a signed file URL.
-#[derive(Debug, Deserialize)]
-struct SignedQuery {
-    path: Option<String>,
-    expires: Option<String>,
-    signature: Option<String>,
-}
-
-/// A request carrying `signature` must be a valid, unexpired signed URL for its route.
+/// A request carrying `signature` must be a valid, unexpired signed URL for its route. A query
+/// that cannot be read, or names `signature` twice, fails closed.
 fn verify_signed_url(
     key: &SigningKey,
     method: &str,
     route: &str,
     query: Option<&str>,
 ) -> Result<()> {
-    let Some(query) = query else { return Ok(()) };
-    let Ok(signed) = serde_urlencoded::from_str::<SignedQuery>(query) else {
+    let Some(query) = query.filter(|q| q.contains("signature")) else {
         return Ok(());
     };
-    let Some(signature) = signed.signature else {
+    let refuse = |why: &str| {
+        Error::new(
+            ErrorKind::Unauthorized,
+            format!("signed URL refused: {why}"),
+        )
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|_| refuse("unreadable query string"))?;
+    let value = |name: &str| {
+        let mut values = pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str());
+        match (values.next(), values.next()) {
+            (Some(_), Some(_)) => Err(refuse(&format!("`{name}` given twice"))),
+            (first, _) => Ok(first),
+        }
+    };
+    let Some(signature) = value("signature")? else {
         return Ok(());
     };
     let signed_method = match route {
         "/files/download" if method == "GET" || method == "HEAD" => "GET",
         "/files/upload-v2" if method == "POST" => "POST",
         _ => {
-            return Err(Error::new(
-                ErrorKind::Unauthorized,
-                format!("{method} {route} cannot be used with a signed URL"),
-            ))
+            return Err(refuse(&format!(
+                "{method} {route} cannot be used with a signed URL"
+            )))
         }
     };
     key.verify(
         signed_method,
-        signed.path.as_deref().unwrap_or(""),
-        signed.expires.as_deref().unwrap_or(""),
-        &signature,
+        value("path")?.unwrap_or(""),
+        value("expires")?.unwrap_or(""),
+        signature,
     )
 }
 
@@ -356,16 +439,11 @@ fn toolbox_url(headers: &HeaderMap) -> String {
 }
 
 fn to_dto(sandbox: &Sandbox, headers: &HeaderMap) -> SandboxDto {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map(|user| user.name)
-        .unwrap_or_else(|| "root".to_string());
     SandboxDto {
         id: sandbox.id.clone(),
         organization_id: "local".to_string(),
         name: sandbox.name.clone(),
-        user,
+        user: sandbox.user.clone(),
         env: sandbox.env.clone(),
         labels: sandbox.labels.clone(),
         public: false,

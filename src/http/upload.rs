@@ -106,14 +106,21 @@ pub async fn bulk_upload(
         };
         let name = field.name().unwrap_or("").to_string();
         if let Some(idx) = index_of(&name, ".path") {
-            match field.text().await {
+            match read_path_part(&mut field, idx).await {
                 Ok(text) if text.trim().is_empty() => {
                     report.error(Error::invalid_path(format!("path[{idx}]: empty path")))
+                }
+                Ok(_) if paths.len() >= MAX_PENDING_PATHS => {
+                    report.error(Error::invalid_body(format!(
+                        "more than {MAX_PENDING_PATHS} files[i].path parts without their files[i].file parts"
+                    )));
+                    break;
                 }
                 Ok(text) => {
                     paths.insert(idx.to_string(), text.trim().to_string());
                 }
-                Err(err) => {
+                Err(StoreError::Write(err)) => report.error(err),
+                Err(StoreError::Body(err)) => {
                     report.error(Error::invalid_body(format!("reading part: {err}")));
                     break;
                 }
@@ -141,6 +148,13 @@ pub async fn bulk_upload(
             }
         }
     }
+    let mut unpaired: Vec<_> = paths.into_iter().collect();
+    unpaired.sort();
+    for (idx, destination) in unpaired {
+        report.error(Error::invalid_body(format!(
+            "files[{idx}].path ({destination}) has no files[{idx}].file part"
+        )));
+    }
     report.finish()
 }
 
@@ -159,7 +173,10 @@ pub async fn upload_v2(
     let mut report = Report::new(method, uri);
     let destination = match required(&query.path, "path") {
         Ok(path) => path.to_string(),
-        Err(err) => return report.fail(err),
+        Err(err) => {
+            drain(request.into_body().into_data_stream()).await;
+            return report.fail(err);
+        }
     };
     match store_single(&app.files, &destination, request).await {
         Ok(bytes) => report.files.push(UploadedFile {
@@ -235,19 +252,73 @@ where
             "invalid file path: {destination} names a directory, not a file"
         ))));
     }
-    let target = files.resolve(destination).map_err(StoreError::Write)?;
-    let mut writer = BackgroundWriter::start(files, target)
-        .await
-        .map_err(StoreError::Write)?;
     let mut chunks = std::pin::pin!(chunks);
+    let started = match files.resolve(destination) {
+        Ok(target) => BackgroundWriter::start(files, target).await,
+        Err(err) => Err(err),
+    };
+    let mut writer = match started {
+        Ok(writer) => writer,
+        Err(err) => {
+            // Read the rest of the body so the client gets this answer, not a reset.
+            drain(chunks).await;
+            return Err(StoreError::Write(err));
+        }
+    };
     while let Some(chunk) = chunks.next().await {
         match chunk {
-            Ok(bytes) => writer.write(bytes).await.map_err(StoreError::Write)?,
+            Ok(bytes) => {
+                if let Err(err) = writer.write(bytes).await {
+                    drain(chunks).await;
+                    return Err(StoreError::Write(err));
+                }
+            }
             // Dropping the writer discards the temp file: the old content stays.
             Err(err) => return Err(StoreError::Body(err.to_string())),
         }
     }
     writer.commit().await.map_err(StoreError::Write)
+}
+
+/// Reads and discards what is left of a body.
+async fn drain<S, E>(chunks: S)
+where
+    S: Stream<Item = std::result::Result<Bytes, E>>,
+{
+    let mut chunks = std::pin::pin!(chunks);
+    while let Some(Ok(_)) = chunks.next().await {}
+}
+
+/// A destination path longer than this is refused (Linux's PATH_MAX is 4096).
+const MAX_PATH_PART_BYTES: usize = 64 * 1024;
+
+/// At most this many `.path` parts may wait for their `.file` part.
+const MAX_PENDING_PATHS: usize = 100_000;
+
+/// Reads a `files[i].path` part, refusing one longer than `MAX_PATH_PART_BYTES`.
+async fn read_path_part(
+    field: &mut multer::Field<'static>,
+    idx: &str,
+) -> Result<String, StoreError> {
+    let mut bytes = Vec::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > MAX_PATH_PART_BYTES {
+                    while let Ok(Some(_)) = field.chunk().await {}
+                    return Err(StoreError::Write(Error::invalid_path(format!(
+                        "path[{idx}]: longer than {MAX_PATH_PART_BYTES} bytes"
+                    ))));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(err) => return Err(StoreError::Body(err.to_string())),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        StoreError::Write(Error::invalid_path(format!("path[{idx}]: not valid UTF-8")))
+    })
 }
 
 enum WriteMessage {

@@ -55,7 +55,7 @@ pub fn permissions_string(mode: u32) -> String {
 
 /// Go's `time.Time.String()` in UTC: `2026-06-23 15:33:38.123 +0000 UTC`.
 pub fn go_time_string(time: SystemTime) -> String {
-    let time: DateTime<Utc> = time.into();
+    let time = utc(time);
     format!(
         "{}{} +0000 UTC",
         time.format("%Y-%m-%d %H:%M:%S"),
@@ -65,12 +65,36 @@ pub fn go_time_string(time: SystemTime) -> String {
 
 /// RFC 3339 with nanoseconds, trailing zeros trimmed (Go's `RFC3339Nano`), in UTC.
 pub fn rfc3339_nano(time: SystemTime) -> String {
-    let time: DateTime<Utc> = time.into();
+    let time = utc(time);
     format!(
         "{}{}Z",
         time.format("%Y-%m-%dT%H:%M:%S"),
         trimmed_fraction(time.timestamp_subsec_nanos())
     )
+}
+
+/// `time` in UTC, clamped to what chrono can represent (a file may claim any mtime; a bogus
+/// one must not fail the listing it appears in).
+fn utc(time: SystemTime) -> DateTime<Utc> {
+    let (secs, nanos) = match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => (
+            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            after.subsec_nanos(),
+        ),
+        Err(before) => {
+            let before = before.duration();
+            let secs = -i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            match before.subsec_nanos() {
+                0 => (secs, 0),
+                nanos => (secs - 1, 1_000_000_000 - nanos),
+            }
+        }
+    };
+    DateTime::from_timestamp(secs, nanos).unwrap_or(if secs < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
 }
 
 fn trimmed_fraction(nanos: u32) -> String {
@@ -155,6 +179,10 @@ mod tests {
         assert_eq!(rfc3339_nano(time), "2026-06-23T15:33:38.123Z");
         let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(1_782_228_818);
         assert_eq!(rfc3339_nano(whole), "2026-06-23T15:33:38Z");
+        let before = SystemTime::UNIX_EPOCH - Duration::new(1, 500_000_000);
+        assert_eq!(rfc3339_nano(before), "1969-12-31T23:59:58.5Z");
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000_000_000_000);
+        assert!(go_time_string(far).ends_with(" +0000 UTC"));
     }
 
     #[test]

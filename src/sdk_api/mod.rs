@@ -50,6 +50,8 @@ pub struct Sandbox {
     pub created_at: SystemTime,
     /// Last change.
     pub updated_at: SystemTime,
+    /// The OS user toolboxd runs as (looked up once: NSS may be slow).
+    pub user: String,
 }
 
 /// What `create` may set.
@@ -81,6 +83,7 @@ impl SandboxStore {
             state: SandboxState::Started,
             created_at: now,
             updated_at: now,
+            user: current_user(),
         };
         SandboxStore {
             inner: Arc::new(Mutex::new(sandbox)),
@@ -144,12 +147,7 @@ impl SandboxStore {
 
     /// Moves the sandbox to `state`.
     pub fn set_state(&self, id_or_name: &str, state: SandboxState) -> Result<Sandbox> {
-        self.get(id_or_name)?;
-        Ok(self.with(|sandbox| {
-            sandbox.state = state;
-            sandbox.updated_at = SystemTime::now();
-            sandbox.clone()
-        }))
+        self.change(id_or_name, |sandbox| sandbox.state = state)
     }
 
     /// Replaces the labels.
@@ -158,13 +156,30 @@ impl SandboxStore {
         id_or_name: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Sandbox> {
-        self.get(id_or_name)?;
-        Ok(self.with(|sandbox| {
-            sandbox.labels = labels;
-            sandbox.updated_at = SystemTime::now();
-            sandbox.clone()
-        }))
+        self.change(id_or_name, |sandbox| sandbox.labels = labels)
     }
+
+    /// Applies `edit` to the live sandbox named `id_or_name`, under one lock (a concurrent
+    /// delete cannot be undone by a late start).
+    fn change(&self, id_or_name: &str, edit: impl FnOnce(&mut Sandbox)) -> Result<Sandbox> {
+        self.with(|sandbox| {
+            let named = sandbox.id == id_or_name || sandbox.name == id_or_name;
+            if !named || sandbox.state == SandboxState::Destroyed {
+                return Err(Error::not_found(format!("sandbox {id_or_name} not found")));
+            }
+            edit(sandbox);
+            sandbox.updated_at = SystemTime::now();
+            Ok(sandbox.clone())
+        })
+    }
+}
+
+fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| nix::unistd::geteuid().to_string())
 }
 
 #[cfg(test)]

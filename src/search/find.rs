@@ -1,6 +1,7 @@
 //! Content search with ripgrep's crates. Defaults keep Daytona's semantics: literal substring,
 //! 1-based line numbers, files with a NUL byte skipped whole, nothing ignored (`.git` included).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -83,7 +84,10 @@ pub fn find(
         let matcher = matcher.clone();
         let mut searcher = SearcherBuilder::new()
             .line_number(true)
-            .binary_detection(BinaryDetection::quit(b'\x00'))
+            // Binary files are recognised up front (a NUL in the first 512 bytes, as Daytona
+            // does); past that, bytes are searched as they are.
+            .binary_detection(BinaryDetection::none())
+            .heap_limit(Some(MAX_LINE_BYTES))
             .build();
         let found = &found;
         let n_found = &n_found;
@@ -95,15 +99,8 @@ pub fn find(
             if !entry.file_type().is_some_and(|kind| kind.is_file()) {
                 return WalkState::Continue;
             }
-            let mut sink = FileSink {
-                lines: Vec::new(),
-                binary: false,
-            };
-            if searcher
-                .search_path(&matcher, entry.path(), &mut sink)
-                .is_err()
-                || sink.binary
-            {
+            let mut sink = FileSink { lines: Vec::new() };
+            if !search_text_file(&mut searcher, &matcher, entry.path(), &mut sink) {
                 return WalkState::Continue;
             }
             if sink.lines.is_empty() {
@@ -138,10 +135,43 @@ pub fn find(
     })
 }
 
-/// Collects one file's matching lines; a NUL byte marks the file binary and drops them.
+/// Lines longer than this cannot be searched (the searcher's buffer is bounded); ripgrep has
+/// the same trade-off. Daytona stops at 64 KiB.
+pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The `content` of a match is cut to this many bytes (on a character boundary).
+pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
+
+/// How far into a file a NUL byte marks it binary.
+const BINARY_PROBE_BYTES: usize = 512;
+
+/// Searches one file unless its first 512 bytes hold a NUL. False when skipped or unreadable.
+fn search_text_file(
+    searcher: &mut Searcher,
+    matcher: &grep_regex::RegexMatcher,
+    path: &Path,
+    sink: &mut FileSink,
+) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(BINARY_PROBE_BYTES);
+    if (&mut file)
+        .take(BINARY_PROBE_BYTES as u64)
+        .read_to_end(&mut head)
+        .is_err()
+        || head.contains(&0)
+    {
+        return false;
+    }
+    searcher
+        .search_reader(matcher, std::io::Cursor::new(head).chain(file), sink)
+        .is_ok()
+}
+
+/// Collects one file's matching lines.
 struct FileSink {
     lines: Vec<(u64, String)>,
-    binary: bool,
 }
 
 impl Sink for FileSink {
@@ -157,17 +187,19 @@ impl Sink for FileSink {
         for (idx, line) in found.lines().enumerate() {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            self.lines.push((
-                line_number + idx as u64,
-                String::from_utf8_lossy(line).into_owned(),
-            ));
+            let line = &line[..line.len().min(MAX_CONTENT_BYTES)];
+            let mut content = String::from_utf8_lossy(line).into_owned();
+            if content.len() > MAX_CONTENT_BYTES {
+                // Replacement characters can make the text longer than the bytes it came from.
+                let mut end = MAX_CONTENT_BYTES;
+                while !content.is_char_boundary(end) {
+                    end -= 1;
+                }
+                content.truncate(end);
+            }
+            self.lines.push((line_number + idx as u64, content));
         }
         Ok(true)
-    }
-
-    fn binary_data(&mut self, _searcher: &Searcher, _offset: u64) -> Result<bool, Self::Error> {
-        self.binary = true;
-        Ok(false)
     }
 }
 
@@ -181,6 +213,10 @@ mod tests {
         std::fs::create_dir(dir.path().join(".git")).unwrap();
         std::fs::write(dir.path().join(".git/config"), "hello git\n").unwrap();
         std::fs::write(dir.path().join("bin.dat"), b"hello\0world").unwrap();
+        let mut late_nul = b"hello late\n".to_vec();
+        late_nul.extend(vec![b'x'; 600]);
+        late_nul.push(0);
+        std::fs::write(dir.path().join("late.dat"), late_nul).unwrap();
         std::fs::write(
             dir.path().join("long.txt"),
             format!("{}hello", "x".repeat(200_000)),
@@ -190,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn literal_by_default_with_git_and_long_lines_and_no_binaries() {
+    fn literal_by_default_with_git_long_lines_and_binaries_by_their_head() {
         let dir = tree();
         let shown = Path::new("rel");
         let outcome = find(dir.path(), shown, "hello", &FindOptions::default()).unwrap();
@@ -204,6 +240,7 @@ mod tests {
             vec![
                 ("rel/.git/config", 1),
                 ("rel/a.txt", 1),
+                ("rel/late.dat", 1),
                 ("rel/long.txt", 1)
             ]
         );
@@ -229,5 +266,23 @@ mod tests {
         let outcome = find(dir.path(), dir.path(), "hello", &limited).unwrap();
         assert_eq!(outcome.matches.len(), 1);
         assert!(outcome.truncated);
+        let long_line = format!("{}hello", "y".repeat(2 * MAX_CONTENT_BYTES));
+        std::fs::write(dir.path().join("long.txt"), long_line).unwrap();
+        let outcome = find(
+            dir.path(),
+            dir.path(),
+            "hello",
+            &FindOptions {
+                regex: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let long = outcome
+            .matches
+            .iter()
+            .find(|m| m.file.ends_with("long.txt"))
+            .unwrap();
+        assert_eq!(long.content.len(), MAX_CONTENT_BYTES);
     }
 }

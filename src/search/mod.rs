@@ -12,12 +12,21 @@ pub use replace::{replace, ReplaceOptions, ReplaceResult};
 
 use std::path::{Path, PathBuf};
 
-/// Shows `found` the way the caller named the root: `root_shown` joined with the part of
-/// `found` below `root`.
+use std::path::Component;
+
+/// Shows `found` the way the caller named the root, cleaned as Go's `filepath.Join` would:
+/// `root_shown` without `.` components, joined with the part of `found` below `root`
+/// (`path=.` gives `a.txt`, `path=./src` gives `src/b.txt`).
 fn display_path(root: &Path, root_shown: &Path, found: &Path) -> PathBuf {
+    let shown: PathBuf = root_shown
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
     match found.strip_prefix(root) {
-        Ok(rest) if rest.as_os_str().is_empty() => root_shown.to_path_buf(),
-        Ok(rest) => root_shown.join(rest),
+        Ok(rest) if rest.as_os_str().is_empty() && shown.as_os_str().is_empty() => {
+            PathBuf::from(".")
+        }
+        Ok(rest) => shown.join(rest),
         Err(_) => found.to_path_buf(),
     }
 }

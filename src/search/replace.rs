@@ -1,12 +1,16 @@
 //! Replace in files: literal by default, regex on request; each file is rewritten through the
 //! atomic writer, so it keeps its mode and a failure leaves it as it was.
 
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use regex::bytes::{NoExpand, Regex};
 
 use crate::error::{Error, Result};
-use crate::files::Files;
+use crate::files::{open_regular, Files};
+
+/// Replace reads a whole file (a regex may span anything); larger files are refused.
+pub const MAX_REPLACE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How to replace.
 #[derive(Debug, Default, Clone)]
@@ -78,8 +82,18 @@ fn replace_one(
     new_value: &str,
     expand: bool,
 ) -> Result<usize> {
-    let path: PathBuf = path.to_path_buf();
-    let content = std::fs::read(&path).map_err(|err| Error::io("read", &path, &err))?;
+    let (mut file, metadata) = open_regular(path)?;
+    if metadata.len() > MAX_REPLACE_BYTES {
+        return Err(Error::bad_request(format!(
+            "{} is {} bytes; replace handles files up to {} bytes",
+            path.display(),
+            metadata.len(),
+            MAX_REPLACE_BYTES
+        )));
+    }
+    let mut content = Vec::with_capacity(metadata.len() as usize);
+    file.read_to_end(&mut content)
+        .map_err(|err| Error::io("read", path, &err))?;
     let replacements = regex.find_iter(&content).count();
     if replacements == 0 {
         return Ok(0);
@@ -89,7 +103,7 @@ fn replace_one(
     } else {
         regex.replace_all(&content, NoExpand(new_value.as_bytes()))
     };
-    let mut writer = files.create_atomic(&path)?;
+    let mut writer = files.create_atomic(path)?;
     writer.write_all(&replaced)?;
     writer.commit()?;
     Ok(replacements)

@@ -1,6 +1,6 @@
 //! Metadata routes: info, list, folder, delete, move, permissions, and the server-info routes.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
 use serde_json::json;
 
@@ -117,6 +117,12 @@ fn symlinks_are_followed_and_dangling_ones_are_still_listed() {
     let info = json(daemon.get("/files/info?path=link.txt"), 200);
     assert_eq!(info["size"], 5);
     assert_eq!(info["mode"], "-rw-r--r--");
+    // stat(2) semantics, as Daytona: a dangling link does not exist.
+    assert_error(
+        daemon.get("/files/info?path=dangling"),
+        404,
+        "FILE_NOT_FOUND",
+    );
     let listed = json(daemon.get("/files?path=."), 200);
     let names: Vec<_> = listed
         .as_array()
@@ -268,8 +274,16 @@ fn move_renames_and_refuses_to_overwrite() {
     assert_error(
         daemon.post("/files/move?source=d&destination=d/sub"),
         400,
-        "BAD_REQUEST",
+        "INVALID_FILE_PATH",
     );
+    // `..` is the OS's business: this is an ordinary rename.
+    assert_eq!(
+        daemon
+            .post("/files/move?source=d&destination=d/../d2")
+            .status(),
+        200
+    );
+    assert!(daemon.path("d2/inner.txt").exists());
 }
 
 #[test]
@@ -294,6 +308,12 @@ fn move_works_across_filesystems() {
     )
     .unwrap();
     std::os::unix::fs::symlink("a.txt", daemon.path("tree/link")).unwrap();
+    write(&daemon.path("tree/suid"), "S");
+    std::fs::set_permissions(
+        daemon.path("tree/suid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     let destination = shm.path().join("moved");
     let route = format!(
         "/files/move?source=tree&destination={}",
@@ -319,6 +339,11 @@ fn move_works_across_filesystems() {
             .to_str(),
         Some("a.txt")
     );
+    let suid_mode = std::fs::metadata(destination.join("suid"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(suid_mode & 0o7777, 0o4755, "chown must not strip setuid");
     let leftovers: Vec<_> = std::fs::read_dir(shm.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -391,5 +416,64 @@ fn permissions_change_mode_owner_and_group() {
         daemon.post("/files/permissions?path=nope&mode=644"),
         404,
         "FILE_NOT_FOUND",
+    );
+}
+
+#[test]
+fn special_files_are_refused_without_blocking() {
+    let daemon = Toolboxd::start();
+    let fifo = daemon.path("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // Opening a FIFO for reading would wait for a writer forever; these must answer at once.
+    assert_error(
+        daemon.get("/files/download?path=pipe"),
+        400,
+        "INVALID_FILE_PATH",
+    );
+    let body = json!({"files": ["pipe"], "pattern": "a", "newValue": "b"});
+    let replaced = json(daemon.post_json("/files/replace", &body), 200);
+    assert_eq!(replaced[0]["success"], false);
+    let upload = daemon
+        .client
+        .post(daemon.url("/files/upload-v2?path=pipe"))
+        .body("data")
+        .send()
+        .unwrap();
+    assert_error(upload, 400, "INVALID_FILE_PATH");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
+#[test]
+fn a_trailing_slash_insists_on_a_directory() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("a.txt"), "x");
+    assert_error(
+        daemon.get("/files/info?path=a.txt/"),
+        400,
+        "INVALID_FILE_PATH",
+    );
+    assert_error(
+        daemon.get("/files/download?path=a.txt/"),
+        400,
+        "INVALID_FILE_PATH",
+    );
+    let upload = |path: &str| {
+        daemon
+            .client
+            .post(daemon.url(&format!("/files/upload-v2?path={}", q(path))))
+            .body("data")
+            .send()
+            .unwrap()
+    };
+    assert_error(upload("newname/"), 400, "INVALID_FILE_PATH");
+    assert_error(upload("newname/."), 400, "INVALID_FILE_PATH");
+    assert!(!daemon.path("newname").exists());
+    write(&daemon.path("dir/x"), "");
+    assert_eq!(
+        json(daemon.get("/files/info?path=dir/"), 200)["isDir"],
+        true
     );
 }

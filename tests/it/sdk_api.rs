@@ -318,3 +318,95 @@ fn signed_file_urls_are_verified_and_rotation_revokes_them() {
         200
     );
 }
+
+#[test]
+fn local_mode_refuses_foreign_hosts_and_origins() {
+    let (daemon, _created) = daemon_with_sandbox();
+    let url = sdk(&daemon, "/api/sandbox/local");
+    let rebinding = daemon
+        .client
+        .get(&url)
+        .header("Host", "evil.example:3000")
+        .send()
+        .unwrap();
+    assert_error(rebinding, 403, "FORBIDDEN");
+    let csrf = daemon
+        .client
+        .post(sdk(&daemon, "/toolbox/local/files/upload-v2?path=pwn.txt"))
+        .header("Origin", "http://evil.example")
+        .header("Content-Type", "text/plain")
+        .body("x")
+        .send()
+        .unwrap();
+    assert_error(csrf, 403, "FORBIDDEN");
+    assert!(!daemon.path("pwn.txt").exists());
+    let local_page = daemon
+        .client
+        .get(&url)
+        .header("Origin", "http://localhost:5173")
+        .send()
+        .unwrap();
+    assert_eq!(local_page.status(), 200);
+    let duplicate = daemon
+        .client
+        .get(sdk(
+            &daemon,
+            "/toolbox/local/files/download?path=a&signature=x&signature=y&expires=0",
+        ))
+        .send()
+        .unwrap();
+    assert_error(duplicate, 401, "UNAUTHORIZED");
+}
+
+#[test]
+fn an_sdk_api_key_is_required_when_configured() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        sdk_api: true,
+        env: vec![("TOOLBOXD_SDK_API_KEY".into(), "s3cret".into())],
+        ..Default::default()
+    });
+    let url = sdk(&daemon, "/api/sandbox");
+    assert_error(daemon.client.get(&url).send().unwrap(), 401, "UNAUTHORIZED");
+    let wrong = daemon.client.get(&url).bearer_auth("nope").send().unwrap();
+    assert_error(wrong, 401, "UNAUTHORIZED");
+    assert_eq!(
+        daemon
+            .client
+            .get(&url)
+            .bearer_auth("s3cret")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    write(&daemon.path("f.txt"), "signed");
+    let key_url = sdk(&daemon, "/api/sandbox/local/signing-key");
+    let key = json(
+        daemon
+            .client
+            .get(&key_url)
+            .bearer_auth("s3cret")
+            .send()
+            .unwrap(),
+        200,
+    );
+    let path = daemon.path("f.txt").to_str().unwrap().to_string();
+    let signed = format!(
+        "{}?path={}&expires=0&signature={}",
+        sdk(&daemon, "/toolbox/local/files/download"),
+        form(&path),
+        sign(key.as_str().unwrap(), "GET", &path, "0")
+    );
+    let response = daemon.client.get(signed).send().unwrap();
+    assert_eq!(response.status(), 200, "a signed URL needs no bearer key");
+    assert_eq!(response.text().unwrap(), "signed");
+    let unsigned = sdk(
+        &daemon,
+        &format!("/toolbox/local/files/download?path={}", form(&path)),
+    );
+    assert_error(
+        daemon.client.get(unsigned).send().unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
+}

@@ -44,11 +44,11 @@ fn find_defaults_to_daytonas_literal_substring_semantics() {
     assert_eq!(
         files_and_lines(&found),
         [
-            ("./.git/config".to_string(), 1),
-            ("./ignored/out.txt".to_string(), 1),
-            ("./long.txt".to_string(), 1),
-            ("./src/lib/util.py".to_string(), 1),
-            ("./src/main.py".to_string(), 2),
+            (".git/config".to_string(), 1),
+            ("ignored/out.txt".to_string(), 1),
+            ("long.txt".to_string(), 1),
+            ("src/lib/util.py".to_string(), 1),
+            ("src/main.py".to_string(), 2),
         ]
     );
     assert_eq!(found[4]["content"], "print('needle')");
@@ -109,7 +109,7 @@ fn find_opt_ins_regex_case_gitignore_and_limits() {
         .into_iter()
         .map(|(f, _)| f)
         .collect();
-    assert_eq!(files, ["./long.txt", "./src/lib/util.py", "./src/main.py"]);
+    assert_eq!(files, ["long.txt", "src/lib/util.py", "src/main.py"]);
     let limited = daemon.get("/files/find?path=.&pattern=needle&maxResults=2");
     assert_eq!(limited.headers()["x-toolboxd-truncated"], "true");
     assert_eq!(json(limited, 200).as_array().unwrap().len(), 2);
@@ -153,11 +153,11 @@ fn search_globs_base_names_or_relative_paths_sorted() {
     };
     assert_eq!(
         names("/files/search?path=.&pattern=*.py"),
-        ["./src/lib/util.py", "./src/main.py"]
+        ["src/lib/util.py", "src/main.py"]
     );
     assert_eq!(
         names(&format!("/files/search?path=.&pattern={}", q("src/*.py"))),
-        ["./src/main.py"]
+        ["src/main.py"]
     );
     assert_eq!(
         names(&format!(
@@ -166,7 +166,7 @@ fn search_globs_base_names_or_relative_paths_sorted() {
         )),
         ["src/lib/util.py"]
     );
-    assert_eq!(names("/files/search?path=.&pattern=lib"), ["./src/lib"]);
+    assert_eq!(names("/files/search?path=.&pattern=lib"), ["src/lib"]);
     assert_eq!(
         names("/files/search?path=.&pattern=*.none"),
         Vec::<String>::new()

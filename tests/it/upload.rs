@@ -627,3 +627,60 @@ fn upload_onto_a_full_disk_is_507_and_keeps_the_old_file() {
         "new small content"
     );
 }
+
+#[test]
+fn a_path_part_without_its_file_part_is_reported() {
+    let daemon = Toolboxd::start();
+    let body = multipart_body(&[
+        Part::Field("files[0].path", "a.txt"),
+        Part::Field("files[1].path", "orphan.txt"),
+        Part::File("files[0].file", "a.txt", b"A"),
+    ]);
+    let response = post_multipart(&daemon, "/files/bulk-upload", body);
+    let body = assert_error(response, 400, "INVALID_REQUEST_BODY");
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("files[1]"),
+        "{body}"
+    );
+    assert_eq!(body["files"][0]["path"], "a.txt");
+    assert_eq!(std::fs::read_to_string(daemon.path("a.txt")).unwrap(), "A");
+}
+
+#[test]
+fn a_bind_mounted_file_is_rewritten_in_place() {
+    // /etc/hosts in a container is a bind mount: rename over it fails with EBUSY.
+    if !is_root() {
+        eprintln!("skipped: bind mounts need root");
+        return;
+    }
+    let daemon = Toolboxd::start();
+    let source = daemon.path("source.txt");
+    let target = daemon.path("hosts");
+    write(&source, "old hosts");
+    write(&target, "");
+    let mounted = std::process::Command::new("mount")
+        .args(["--bind", source.to_str().unwrap(), target.to_str().unwrap()])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        eprintln!("skipped: mount --bind failed");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(target.clone());
+    let response = daemon
+        .client
+        .post(daemon.url("/files/upload-v2?path=hosts"))
+        .body("new hosts")
+        .send()
+        .unwrap();
+    assert_eq!(json(response, 200)["files"][0]["bytes"], 9);
+    assert_eq!(std::fs::read_to_string(&source).unwrap(), "new hosts");
+    let leftovers = temp_files(&daemon.workdir);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
