@@ -41,6 +41,15 @@ def toolboxd_bin() -> Path:
     path = Path(value).resolve()
     if not os.access(path, os.X_OK):
         sys.exit(f"TOOLBOXD_BIN={path} is not executable")
+    # The benchmarks are for the static release build (packaging/build-static.sh). A dynamic
+    # binary is most likely target/debug/toolboxd, which tests/run.sh exports as TOOLBOXD_BIN.
+    try:
+        kind = subprocess.run(["file", "-L", str(path)], capture_output=True, text=True).stdout
+    except OSError:
+        kind = ""
+    if "dynamically linked" in kind and os.environ.get("BENCH_ALLOW_DYNAMIC") != "1":
+        sys.exit(f"TOOLBOXD_BIN={path} is dynamically linked (a debug build?); benchmark the static "
+                 "release build from packaging/build-static.sh, or set BENCH_ALLOW_DYNAMIC=1")
     return path
 
 
@@ -88,10 +97,15 @@ class Daemon:
         except OSError:
             return False
 
-    def cpu_seconds(self) -> float:
+    def counters(self) -> tuple[float, float, int]:
+        """(user CPU s, system CPU s, minor page faults) so far, from /proc/PID/stat."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return int(fields[11]) / ticks, int(fields[12]) / ticks, int(fields[7])
+
+    def cpu_seconds(self) -> float:
+        user, system, _faults = self.counters()
+        return user + system
 
     def stop(self, timeout: float = 10.0) -> tuple[int | None, float]:
         """SIGTERM, wait; returns (exit code, seconds to exit). SIGKILL after timeout."""
@@ -227,6 +241,18 @@ def drop_dirty(path: Path) -> None:
     os.sync()
 
 
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Fraction of all CPUs busy (not idle/iowait) over `seconds`, from /proc/stat."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields), idle
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
 def machine_info() -> dict[str, object]:
     cpu = "unknown"
     try:
@@ -254,6 +280,7 @@ def machine_info() -> dict[str, object]:
         "data_fs": fs,
         "python": platform.python_version(),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "cpu_busy_1s": round(cpu_busy(), 3),
     }
 
 

@@ -3,13 +3,14 @@
 
     TOOLBOXD_BIN=/path/to/static/toolboxd python3 bench/startup.py
 
-Start latency (BENCH_START_RUNS, default 21 runs, median): pick a free 127.0.0.1 port, then
+Start latency (3 warm-up runs, then BENCH_START_RUNS, default 21 runs, median): pick a free 127.0.0.1 port, then
 time from just before spawning `toolboxd --toolbox-addr 127.0.0.1:PORT --workdir DIR` until a
 `GET /version` on a fresh connection answers 200. The client polls connect() every 0.2 ms,
 the way Daytona's runner polls /version (it waits 5 ms between tries). Each daemon then gets
 SIGTERM; the time to exit and the exit code are recorded too.
-References measured the same way in the same run: spawning /bin/true and waiting for it (the
-floor of spawning anything from this harness), and `python3 -m http.server`.
+References measured the same way in the same run, taking turns with toolboxd: spawning
+/bin/true and waiting for it (the floor of spawning anything from this harness), and
+`python3 -m http.server` (every third run).
 
 Idle RSS (3 fresh daemons, median): after the first /version answer, 2 s idle, then VmRSS,
 RssAnon, RssFile, VmHWM and Threads from /proc/PID/status. Reference: python3 -m http.server.
@@ -117,22 +118,25 @@ def main() -> None:
 
     # Start latency.
     starts, stops, codes = [], [], []
-    for _ in range(RUNS):
+    for _ in range(3):  # warm-up: page cache, first-exec costs
+        _seconds, proc, _port = time_to_first_answer(toolboxd_argv, env)
+        stop(proc)
+    # The floor and the reference server take turns with toolboxd, so a busy spell of the
+    # machine shows in both.
+    floor, py_starts = [], []
+    for i in range(RUNS):
+        start = time.perf_counter()
+        subprocess.run(["/bin/true"], check=True)
+        floor.append(time.perf_counter() - start)
         seconds, proc, _port = time_to_first_answer(toolboxd_argv, env)
         starts.append(seconds)
         code, stop_s = stop(proc)
         stops.append(stop_s)
         codes.append(code)
-    floor = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        subprocess.run(["/bin/true"], check=True)
-        floor.append(time.perf_counter() - start)
-    py_starts = []
-    for _ in range(min(RUNS, 7)):
-        seconds, proc, _port = time_to_first_answer(python_http_server)
-        py_starts.append(seconds)
-        stop(proc)
+        if i % 3 == 0:
+            seconds, proc, _port = time_to_first_answer(python_http_server)
+            py_starts.append(seconds)
+            stop(proc)
     results["start"] = {
         "toolboxd_seconds": starts,
         "toolboxd_median_s": median(starts),

@@ -2,7 +2,9 @@
 # Runs the static toolboxd as PID 1 in an otherwise empty root and talks to it
 # from the host over 127.0.0.1.
 #
-#   packaging/test-empty-root.sh [PATH/TO/toolboxd]     (or TOOLBOXD_BIN=...)
+#   packaging/test-empty-root.sh [PATH/TO/toolboxd]     (or TOOLBOXD_STATIC_BIN=...)
+#
+# (Not TOOLBOXD_BIN: tests/run.sh points that at the debug build, which is dynamic.)
 #
 # Without a path it builds one with packaging/build-static.sh. Needs root,
 # unshare(1) and chroot(1); without them it prints SKIP and exits 0.
@@ -38,7 +40,7 @@ if ! unshare --mount --pid --fork --mount-proc true 2>/dev/null; then
     skip "unshare --mount --pid does not work here (no CAP_SYS_ADMIN in this container?)"
 fi
 
-bin=${1:-${TOOLBOXD_BIN:-}}
+bin=${1:-${TOOLBOXD_STATIC_BIN:-}}
 if [[ -z "$bin" ]]; then
     echo "$name: no binary given, building one with packaging/build-static.sh"
     bin=$("$repo_root/packaging/build-static.sh" | tail -n1) || {
@@ -210,12 +212,14 @@ if [[ -n "$daemon_pid" ]]; then
     if [[ "$status" == 0 ]]; then
         pass "SIGTERM -> exited 0"
     elif [[ -z "$status" ]]; then
-        fail "still running 10 s after SIGTERM"
+        fail "still running 10 s after SIGTERM"   # cleanup kills it
     else
         fail "SIGTERM -> exit status $status"
     fi
-    ns_pid=""
-    daemon_pid=""
+    if [[ -n "$status" ]]; then
+        ns_pid=""
+        daemon_pid=""
+    fi
 fi
 
 if [[ $failed -ne 0 ]]; then

@@ -137,7 +137,9 @@ impl Error {
         let message = match kind {
             ErrorKind::FileNotFound => format!("file not found: {shown}"),
             ErrorKind::AccessDenied => format!("permission denied: {action} {shown}"),
-            ErrorKind::Conflict => format!("already exists: {shown}"),
+            ErrorKind::Conflict if err.raw_os_error() == Some(libc::EEXIST) => {
+                format!("already exists: {shown}")
+            }
             ErrorKind::InsufficientStorage => format!("no space left on device: {action} {shown}"),
             _ => format!("{action} {shown}: {}", plain_io_message(err)),
         };
@@ -160,7 +162,9 @@ pub fn io_kind(err: &io::Error) -> ErrorKind {
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
             return ErrorKind::AccessDenied
         }
-        Some(libc::EEXIST) | Some(libc::ENOTEMPTY) => return ErrorKind::Conflict,
+        Some(libc::EEXIST) | Some(libc::ENOTEMPTY) | Some(libc::EBUSY) | Some(libc::ETXTBSY) => {
+            return ErrorKind::Conflict
+        }
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => return ErrorKind::InsufficientStorage,
         Some(libc::ENOTDIR)
         | Some(libc::EISDIR)
