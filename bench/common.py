@@ -241,6 +241,18 @@ def drop_dirty(path: Path) -> None:
     os.sync()
 
 
+def cpu_times() -> list[int]:
+    """The aggregate `cpu` line of /proc/stat: user nice system idle iowait irq softirq steal ..."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
+def steal_since(before: list[int]) -> float:
+    """Fraction of CPU time the hypervisor stole since `before` (a cpu_times() sample)."""
+    after = cpu_times()
+    delta = [a - b for a, b in zip(after, before)]
+    return delta[7] / max(1, sum(delta[:8]))
+
+
 def cpu_busy(seconds: float = 1.0) -> float:
     """Fraction of all CPUs busy (not idle/iowait) over `seconds`, from /proc/stat."""
     def sample() -> tuple[int, int]:

@@ -29,7 +29,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from common import DATA_DIR, MIB, kib, log, machine_info, median, start_daemon, tool_version, toolboxd_bin, write_result
+from common import (
+    DATA_DIR, MIB, cpu_times, kib, log, machine_info, median, start_daemon, steal_since, tool_version,
+    toolboxd_bin, write_result,
+)
 
 RUNS = int(os.environ.get("BENCH_FIND_RUNS", "7"))
 CORPUS_BYTES = int(os.environ.get("BENCH_CORPUS_MB", "300")) * 1000 * 1000
@@ -123,6 +126,7 @@ def compare(name: str, mine: set, theirs: set, their_binary: set) -> dict:
 
 def main() -> None:
     binary = toolboxd_bin()
+    cpu_before = cpu_times()
     corpus = DATA_DIR / "corpus"
     info = build_corpus(corpus)
     log(f"corpus: {info['files']} files, {info['bytes'] / MIB:.0f} MiB at {corpus}")
@@ -203,6 +207,7 @@ def main() -> None:
     finally:
         code, stop_s = daemon.stop()
         results["daemon_exit"] = {"code": code, "seconds_after_sigterm": stop_s}
+    results["steal_during_run"] = round(steal_since(cpu_before), 4)
     write_result("find", results)
 
 

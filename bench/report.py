@@ -39,6 +39,11 @@ def mib(kib_value: float) -> str:
     return f"{kib_value / 1024:.1f} MiB"
 
 
+def steal(data: dict) -> str:
+    value = data.get("steal_during_run")
+    return "?" if value is None else f"{value * 100:.1f}%"
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -64,10 +69,11 @@ def transfer_section(data: dict) -> str:
         goal = key in ("bulk_upload", "bulk_download")
         rss_ok = e["daemon_vmhwm_kib"] <= GOALS["transfer_rss_mib"] * 1024
         floor = m.get(floor_key, {}).get("mib_per_s")
+        per_round = sorted(c / t for c, t in zip(m["loopback_ceiling"]["seconds"], e["seconds"]))
         rows.append([
             label,
             f"{e['mib_per_s']:.0f} MiB/s ({e['median_s']:.2f} s; best {e['best_mib_per_s']:.0f})",
-            f"{ratio:.2f}x",
+            f"{ratio:.2f}x (rounds {per_round[0]:.2f}–{per_round[-1]:.2f})",
             verdict(f"{key} ≥ 0.7x loopback ceiling", ratio >= GOALS["transfer_ratio"], f"{ratio:.2f}x")
             if goal else "(no goal)",
             f"{e['mib_per_s'] / cat:.2f}x",
@@ -100,7 +106,7 @@ def transfer_section(data: dict) -> str:
         f"round every method runs once (round-robin). Every transfer writes a file on the same disk "
         f"(`{data['machine']['data_fs']}`). CPU busy before the run: {data['machine'].get('cpu_busy_1s')}; "
         f"load average before/after: {' '.join(data['machine'].get('loadavg', []))} / "
-        f"{' '.join(data.get('loadavg_end', []))}.",
+        f"{' '.join(data.get('loadavg_end', []))}; hypervisor steal during the run: {steal(data)}.",
         "",
         table(["method", "toolboxd", "ratio to loopback ceiling", "goal ≥ 0.70x", "ratio to cat",
                "ratio to curl floor", "daemon peak RSS", "goal ≤ 32 MiB", "daemon CPU s/GiB",
@@ -111,7 +117,10 @@ def transfer_section(data: dict) -> str:
         table(["reference", "median", "best"], ref_rows),
         "",
         "The curl floors show how much of the gap to the loopback ceiling is the client's: no server "
-        "can make the same curl command faster than its floor.",
+        "can make the same curl command faster than its floor. The ratio is median over median; "
+        "\"rounds\" is the range of the ratio to the ceiling measured in the same round. With hypervisor "
+        "steal above a few percent, single rounds swing by ±30%, so a verdict within ~0.1 of its goal "
+        "can flip between runs.",
     ]
     problems = [f"{k}: {v['verify']}" for k, v in m.items() if v["verify"] != "ok"]
     exp = data.get("expect_100_continue_check", {})
@@ -170,7 +179,7 @@ def find_section(data: dict) -> str:
         f"Corpus: `{c['path']}`, {c['files']} files, {c['bytes'] / MIB:.0f} MiB "
         f"(copies of {', '.join(c['sources'])}; symlinks removed). Page cache warm (one untimed run of each tool), "
         f"then median of {data['runs']} runs, tools interleaved. {data['rg']}; {data['grep']}. "
-        f"CPU busy before the run: {data['machine'].get('cpu_busy_1s')}.",
+        f"CPU busy before the run: {data['machine'].get('cpu_busy_1s')}; hypervisor steal during the run: {steal(data)}.",
         "",
         table(["pattern", "toolboxd", "reference", "ratio", "grep -rnF", "goal", "result",
                "toolboxd matches", "rg lines", "grep lines", "match sets agree", "daemon peak RSS"], rows),
@@ -230,7 +239,9 @@ def start_section(data: dict) -> str:
         "",
         table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
         "",
-        f"SIGTERM → exit: median {s['sigterm_to_exit_median_s'] * 1000:.1f} ms, exit codes {', '.join(s['sigterm_exit_codes'])}.",
+        f"SIGTERM → exit: median {s['sigterm_to_exit_median_s'] * 1000:.1f} ms, exit codes {', '.join(s['sigterm_exit_codes'])}. "
+        f"CPU busy before the run: {data['machine'].get('cpu_busy_1s')}; hypervisor steal during the run: {steal(data)}. "
+        f"The floor and `python3 -m http.server` take turns with toolboxd.",
         "",
     ])
 
@@ -244,7 +255,7 @@ def size_section(data: dict) -> str:
         f"/usr/bin/rg (dynamic) {rg / MIB:.2f} MiB" if rg else "—",
         f"{z['bytes'] / rg:.2f}x" if rg else "—",
         "static, no goal on size",
-        verdict("binary is static", z["static"], z["file"]),
+        verdict("binary is static", z["static"], "static-pie linked" if "static-pie" in z["file"] else z["file"][:80]),
     ]]
     return "\n".join([
         "## 5. Static binary size",
@@ -286,11 +297,12 @@ def main() -> None:
         f"{' '.join(meta.get('loadavg_start', machine.get('loadavg', [])))}; CPUs busy just before: "
         f"{meta.get('cpu_busy_start', machine.get('cpu_busy_1s'))} (run-all waits for < 0.15)",
         f"- data disk: `{machine.get('data_fs')}`",
-        f"- toolboxd: `{meta.get('binary', '?')}`, `/version` → `{(startup or {}).get('version_response', {}).get('body', '?')}`, "
-        f"source {meta.get('source', '?')}",
+        f"- toolboxd: `{meta.get('binary', '?')}`, `/version` → `{(startup or {}).get('version_response', {}).get('body', '?')}`; "
+        f"{meta.get('source', '?')}",
         f"- tools: {' '.join(transfer.get('curl', '').split()[:2]) if transfer else ''}; {find.get('rg') if find else ''}; "
         f"{find.get('grep') if find else ''}; Python {machine.get('python')}",
-        f"- command: `{meta.get('command', 'bench/run-all.sh')}` ({meta.get('seconds', '?')} s)",
+        f"- command: `{meta.get('command', 'bench/run-all.sh')}` ({meta.get('seconds', '?')} s)"
+        + (f"; note: {meta['note']}" if meta.get("note") else ""),
         "",
         "## Summary",
         "",

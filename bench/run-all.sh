@@ -32,6 +32,9 @@ fi
 
 if [[ -z "${TOOLBOXD_BIN:-}" ]]; then
     TOOLBOXD_BIN=$(NICE=${NICE:-10} packaging/build-static.sh | tail -n1)
+    binary_origin="built by packaging/build-static.sh from"
+else
+    binary_origin="given as TOOLBOXD_BIN; the repo was at"
 fi
 export TOOLBOXD_BIN
 export BENCH_RESULTS=${BENCH_RESULTS:-$repo_root/bench/results}
@@ -61,7 +64,7 @@ wait_quiet
 busy_start=$busy
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
-source_desc=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+source_desc="$binary_origin $(git rev-parse --short HEAD 2>/dev/null || echo "no commit")"
 if [[ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
     source_desc="$source_desc + uncommitted changes in src/"
 fi

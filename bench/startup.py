@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from common import (
+    cpu_times, steal_since,
     DATA_DIR, MIB, daemon_args, http_get, kib, log, machine_info, median, proc_status, toolboxd_bin,
     write_result,
 )
@@ -104,6 +105,7 @@ def rss_fields(pid: int) -> dict[str, int]:
 
 def main() -> None:
     binary = toolboxd_bin()
+    cpu_before = cpu_times()
     workdir = DATA_DIR / "startup-work"
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
@@ -183,6 +185,7 @@ def main() -> None:
         "reference_rg_bytes": rg.stat().st_size if rg.exists() else None,
     }
     log(f"size: {binary.stat().st_size / MIB:.2f} MiB ({results['size']['file']})")
+    results["steal_during_run"] = round(steal_since(cpu_before), 4)
     write_result("startup", results)
 
 

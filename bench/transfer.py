@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from common import (
+    cpu_times, steal_since,
     RESULTS_DIR, DATA_DIR, GIB, MIB, drop_dirty, kib, log, machine_info, median, start_daemon, tool_version,
     toolboxd_bin, write_result,
 )
@@ -120,6 +121,7 @@ def check_bulk_download(src: Path, body: Path) -> str:
 
 def main() -> None:
     binary = toolboxd_bin()
+    cpu_before = cpu_times()
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     src = DATA_DIR / "big.bin"
     out_dir = DATA_DIR / "out"
@@ -281,6 +283,7 @@ def main() -> None:
             f"(best {entry['best_mib_per_s']:.0f}) "
             f"{'peak RSS %d KiB ' % entry['daemon_vmhwm_kib'] if through_daemon else ''}verify={entry['verify']}")
     results["loadavg_end"] = machine_info()["loadavg"]
+    results["steal_during_run"] = round(steal_since(cpu_before), 4)
     write_result("transfer", results)
 
 
