@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{blocking, flag, required, Json, Query};
 use crate::error::{Error, Result};
-use crate::search::{self, FindOptions, GlobOptions, ReplaceOptions};
+use crate::search::{self, FileMatches, FindOptions, GlobOptions, ReplaceOptions};
 use crate::state::AppState;
 
 /// Set to `true` when `maxResults` cut a result.
@@ -122,18 +122,41 @@ pub async fn find_in_files(
         max_results: max_results(&query.max_results)?,
     };
     let root = app.files.resolve(&shown)?;
-    let outcome =
-        blocking(move || search::find(&root, &PathBuf::from(shown), &pattern, &options)).await?;
-    let matches: Vec<MatchDto> = outcome
-        .matches
-        .into_iter()
-        .map(|found| MatchDto {
-            file: found.file.to_string_lossy().into_owned(),
-            line: found.line,
-            content: found.content,
-        })
-        .collect();
-    Ok(with_truncation(axum::Json(matches), outcome.truncated))
+    // Search and encoding both run off the async workers; the JSON is written straight from
+    // the per-file groups, without an intermediate list of wire objects.
+    let (json, truncated) = blocking(move || {
+        let outcome = search::find(&root, &PathBuf::from(shown), &pattern, &options)?;
+        let json = serde_json::to_vec(&MatchList(&outcome.files))
+            .map_err(|err| Error::internal(format!("encoding matches: {err}")))?;
+        Ok((json, outcome.truncated))
+    })
+    .await?;
+    let response = ([(header::CONTENT_TYPE, "application/json")], json);
+    Ok(with_truncation(response, truncated))
+}
+
+/// `[MatchDto]`, serialized from the grouped matches.
+struct MatchList<'a>(&'a [FileMatches]);
+
+impl Serialize for MatchList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct MatchRef<'a> {
+            file: &'a str,
+            line: u64,
+            content: &'a str,
+        }
+        use serde::ser::SerializeSeq;
+        let total = self.0.iter().map(|group| group.lines.len()).sum();
+        let mut seq = serializer.serialize_seq(Some(total))?;
+        for group in self.0 {
+            let file = group.file.to_string_lossy();
+            for (line, content) in &group.lines {
+                seq.serialize_element(&MatchRef { file: &file, line: *line, content })?;
+            }
+        }
+        seq.end()
+    }
 }
 
 /// Name search with a glob; sorted results.

@@ -13,15 +13,20 @@ use ignore::{WalkBuilder, WalkState};
 use super::display_path;
 use crate::error::{Error, Result};
 
-/// One matching line.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Match {
+/// The matching lines of one file, in line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMatches {
     /// The file, named relative to how the caller named the root.
     pub file: PathBuf,
-    /// 1-based line number.
-    pub line: u64,
-    /// The line without its terminator (invalid UTF-8 replaced).
-    pub content: String,
+    /// `(1-based line number, the line without its terminator, invalid UTF-8 replaced)`.
+    pub lines: Vec<(u64, String)>,
+}
+
+impl FileMatches {
+    /// Every match as `(file, line, content)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&std::path::Path, u64, &str)> {
+        self.lines.iter().map(|(line, content)| (self.file.as_path(), *line, content.as_str()))
+    }
 }
 
 /// Opt-in behaviour beyond Daytona's.
@@ -40,8 +45,8 @@ pub struct FindOptions {
 /// The matches, sorted by file then line, and whether `max_results` cut them.
 #[derive(Debug)]
 pub struct FindOutcome {
-    /// Sorted matches.
-    pub matches: Vec<Match>,
+    /// Matches grouped by file, files sorted, lines in order (a file's path is stored once).
+    pub files: Vec<FileMatches>,
     /// True when more matches existed than `max_results`.
     pub truncated: bool,
 }
@@ -114,11 +119,7 @@ pub fn find(
             }
             let file = display_path(root, root_shown, entry.path());
             let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-            found.extend(sink.lines.into_iter().map(|(line, content)| Match {
-                file: file.clone(),
-                line,
-                content,
-            }));
+            found.push(FileMatches { file, lines: sink.lines });
             drop(found);
             if truncated.load(Ordering::SeqCst) {
                 WalkState::Quit
@@ -127,10 +128,10 @@ pub fn find(
             }
         })
     });
-    let mut matches = found.into_inner().unwrap_or_else(|e| e.into_inner());
-    matches.sort();
+    let mut files = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    files.sort_unstable_by(|a, b| a.file.cmp(&b.file));
     Ok(FindOutcome {
-        matches,
+        files,
         truncated: truncated.into_inner(),
     })
 }
@@ -207,6 +208,10 @@ impl Sink for FileSink {
 mod tests {
     use super::*;
 
+    fn count(outcome: &FindOutcome) -> usize {
+        outcome.files.iter().map(|f| f.lines.len()).sum()
+    }
+
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "hello\nsay Hello\nnothing\n").unwrap();
@@ -231,9 +236,10 @@ mod tests {
         let shown = Path::new("rel");
         let outcome = find(dir.path(), shown, "hello", &FindOptions::default()).unwrap();
         let files: Vec<_> = outcome
-            .matches
+            .files
             .iter()
-            .map(|m| (m.file.to_str().unwrap(), m.line))
+            .flat_map(FileMatches::iter)
+            .map(|(file, line, _)| (file.to_str().unwrap(), line))
             .collect();
         assert_eq!(
             files,
@@ -246,7 +252,7 @@ mod tests {
         );
         assert!(!outcome.truncated);
         let regexish = find(dir.path(), shown, "h.llo", &FindOptions::default()).unwrap();
-        assert!(regexish.matches.is_empty());
+        assert!(regexish.files.is_empty());
     }
 
     #[test]
@@ -258,13 +264,13 @@ mod tests {
             ..Default::default()
         };
         let outcome = find(dir.path(), dir.path(), "^(say )?h.llo$", &options).unwrap();
-        assert_eq!(outcome.matches.len(), 2);
+        assert_eq!(count(&outcome), 2);
         let limited = FindOptions {
             max_results: Some(1),
             ..Default::default()
         };
         let outcome = find(dir.path(), dir.path(), "hello", &limited).unwrap();
-        assert_eq!(outcome.matches.len(), 1);
+        assert_eq!(count(&outcome), 1);
         assert!(outcome.truncated);
         let long_line = format!("{}hello", "y".repeat(2 * MAX_CONTENT_BYTES));
         std::fs::write(dir.path().join("long.txt"), long_line).unwrap();
@@ -278,11 +284,7 @@ mod tests {
             },
         )
         .unwrap();
-        let long = outcome
-            .matches
-            .iter()
-            .find(|m| m.file.ends_with("long.txt"))
-            .unwrap();
-        assert_eq!(long.content.len(), MAX_CONTENT_BYTES);
+        let long = outcome.files.iter().find(|m| m.file.ends_with("long.txt")).unwrap();
+        assert_eq!(long.lines[0].1.len(), MAX_CONTENT_BYTES);
     }
 }

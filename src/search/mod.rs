@@ -6,7 +6,7 @@ mod find;
 mod glob;
 mod replace;
 
-pub use find::{find, FindOptions, FindOutcome, Match};
+pub use find::{find, FileMatches, FindOptions, FindOutcome};
 pub use glob::{glob, GlobOptions, GlobOutcome};
 pub use replace::{replace, ReplaceOptions, ReplaceResult};
 
