@@ -110,7 +110,9 @@ fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 32 * 1024 * 1024);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 8 * 1024 * 1024);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         libc::mallopt(libc::M_ARENA_MAX, (2 * cores) as i32);
     }
 }

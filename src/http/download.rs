@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::stream;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::io::{Read, Seek};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
@@ -23,13 +23,14 @@ use super::extract::{blocking, required, Json, Query};
 use super::files::PathQuery;
 use super::wire;
 use crate::error::{Error, ErrorKind, Result};
+use crate::files::Files;
 use crate::state::AppState;
 
 /// The multipart boundary of bulk downloads (Daytona's).
 pub const BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
 
 /// Bytes read from disk per chunk.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 512 * 1024;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -148,14 +149,59 @@ pub async fn download_file(
         }
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let mut file = tokio::fs::File::from_std(file);
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|err| Error::io("seek", std::path::Path::new(&shown), &err))?;
+    let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        if start > 0 {
+            if let Err(err) = file.seek(SeekFrom::Start(start)) {
+                let _ = sender.blocking_send(Err(err));
+                return;
+            }
+        }
+        send_file_bytes(&sender, &mut file, len, &shown);
+    });
+    Ok((status, headers, channel_body(receiver)).into_response())
+}
+
+/// A response body fed by a blocking producer through `receiver`.
+fn channel_body(receiver: mpsc::Receiver<std::io::Result<Bytes>>) -> Body {
+    Body::from_stream(stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    }))
+}
+
+/// Sends exactly `len` bytes of `file` in `CHUNK`-sized pieces. A file that ends early or fails
+/// sends an error, which cuts the response. False when the response is gone or was cut.
+fn send_file_bytes(
+    sender: &mpsc::Sender<std::io::Result<Bytes>>,
+    file: &mut std::fs::File,
+    len: u64,
+    shown: &str,
+) -> bool {
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(CHUNK as u64);
+        let mut buf = Vec::with_capacity(want as usize);
+        let chunk = match file.take(want).read_to_end(&mut buf) {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{shown} shrank while being sent"),
+            )),
+            Ok(n) => {
+                left -= n as u64;
+                Ok(Bytes::from(buf))
+            }
+            Err(err) => Err(err),
+        };
+        let failed = chunk.is_err();
+        if let Err(err) = &chunk {
+            tracing::warn!(path = %shown, "download cut: {err}");
+        }
+        if sender.blocking_send(chunk).is_err() || failed {
+            return false;
+        }
     }
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
-    Ok((status, headers, Body::from_stream(stream)).into_response())
+    true
 }
 
 /// Streams the requested files as `multipart/form-data` parts named `file` (with per-part
@@ -175,35 +221,26 @@ pub async fn bulk_download(
         ));
     }
     let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::spawn(write_parts(app, request.paths, sender));
-    let body = stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    });
+    // One blocking thread produces the whole body: opens, stats and reads are all blocking.
+    tokio::task::spawn_blocking(move || write_parts(&app.files, request.paths, &sender));
     Ok((
         [(
             header::CONTENT_TYPE,
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )],
-        Body::from_stream(body),
+        channel_body(receiver),
     )
         .into_response())
 }
 
-async fn write_parts(
-    app: AppState,
-    paths: Vec<String>,
-    sender: mpsc::Sender<std::io::Result<Bytes>>,
-) {
+fn write_parts(files: &Files, paths: Vec<String>, sender: &mpsc::Sender<std::io::Result<Bytes>>) {
+    let send = |text: String| sender.blocking_send(Ok(Bytes::from(text))).is_ok();
     for (idx, requested) in paths.into_iter().enumerate() {
         let lead = if idx == 0 { "" } else { "\r\n" };
-        let opened = match app.files.resolve(&requested) {
-            Ok(path) => {
-                let files = app.files.clone();
-                blocking(move || files.open_read(&path)).await
-            }
-            Err(err) => Err(err),
-        };
-        let (file, metadata) = match opened {
+        let opened = files
+            .resolve(&requested)
+            .and_then(|path| files.open_read(&path));
+        let (mut file, metadata) = match opened {
             Ok(opened) => opened,
             Err(err) => {
                 let body = ErrorBody::new(&err, &requested, "POST").to_json();
@@ -213,9 +250,7 @@ async fn write_parts(
                     wire::disposition_filenames(&requested),
                     body.len()
                 );
-                if sender.send(Ok(Bytes::from(head))).await.is_err()
-                    || sender.send(Ok(Bytes::from(body))).await.is_err()
-                {
+                if !send(head) || sender.blocking_send(Ok(Bytes::from(body))).is_err() {
                     return;
                 }
                 continue;
@@ -228,37 +263,11 @@ async fn write_parts(
              Content-Type: {mime}\r\nContent-Length: {size}\r\n\r\n",
             wire::disposition_filenames(&requested),
         );
-        if sender.send(Ok(Bytes::from(head))).await.is_err() {
+        if !send(head) || !send_file_bytes(sender, &mut file, size, &requested) {
             return;
         }
-        let mut file = tokio::fs::File::from_std(file);
-        let mut left = size;
-        while left > 0 {
-            let mut buf = vec![0u8; CHUNK.min(left as usize)];
-            let chunk = match file.read(&mut buf).await {
-                Ok(0) => Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("{requested} shrank while being sent"),
-                )),
-                Ok(n) => {
-                    buf.truncate(n);
-                    left -= n as u64;
-                    Ok(Bytes::from(buf))
-                }
-                Err(err) => Err(err),
-            };
-            let failed = chunk.is_err();
-            if let Err(err) = &chunk {
-                tracing::warn!(path = %requested, "bulk download cut: {err}");
-            }
-            if sender.send(chunk).await.is_err() || failed {
-                return;
-            }
-        }
     }
-    let _ = sender
-        .send(Ok(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"))))
-        .await;
+    send(format!("\r\n--{BOUNDARY}--\r\n"));
 }
 
 /// What a `Range` header asks for.

@@ -139,7 +139,10 @@ pub async fn find_in_files(
 struct MatchList<'a>(&'a [FileMatches]);
 
 impl Serialize for MatchList<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct MatchRef<'a> {
             file: &'a str,
@@ -152,7 +155,11 @@ impl Serialize for MatchList<'_> {
         for group in self.0 {
             let file = group.file.to_string_lossy();
             for (line, content) in &group.lines {
-                seq.serialize_element(&MatchRef { file: &file, line: *line, content })?;
+                seq.serialize_element(&MatchRef {
+                    file: &file,
+                    line: *line,
+                    content,
+                })?;
             }
         }
         seq.end()

@@ -25,7 +25,9 @@ pub struct FileMatches {
 impl FileMatches {
     /// Every match as `(file, line, content)`.
     pub fn iter(&self) -> impl Iterator<Item = (&std::path::Path, u64, &str)> {
-        self.lines.iter().map(|(line, content)| (self.file.as_path(), *line, content.as_str()))
+        self.lines
+            .iter()
+            .map(|(line, content)| (self.file.as_path(), *line, content.as_str()))
     }
 }
 
@@ -119,7 +121,10 @@ pub fn find(
             }
             let file = display_path(root, root_shown, entry.path());
             let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-            found.push(FileMatches { file, lines: sink.lines });
+            found.push(FileMatches {
+                file,
+                lines: sink.lines,
+            });
             drop(found);
             if truncated.load(Ordering::SeqCst) {
                 WalkState::Quit
@@ -284,7 +289,11 @@ mod tests {
             },
         )
         .unwrap();
-        let long = outcome.files.iter().find(|m| m.file.ends_with("long.txt")).unwrap();
+        let long = outcome
+            .files
+            .iter()
+            .find(|m| m.file.ends_with("long.txt"))
+            .unwrap();
         assert_eq!(long.lines[0].1.len(), MAX_CONTENT_BYTES);
     }
 }
