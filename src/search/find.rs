@@ -96,6 +96,7 @@ pub fn find(
             .binary_detection(BinaryDetection::none())
             .heap_limit(Some(MAX_LINE_BYTES))
             .build();
+        let mut head = vec![0u8; HEAD_BYTES];
         let found = &found;
         let n_found = &n_found;
         let truncated = &truncated;
@@ -107,7 +108,7 @@ pub fn find(
                 return WalkState::Continue;
             }
             let mut sink = FileSink { lines: Vec::new() };
-            if !search_text_file(&mut searcher, &matcher, entry.path(), &mut sink) {
+            if !search_text_file(&mut searcher, &matcher, entry.path(), &mut head, &mut sink) {
                 return WalkState::Continue;
             }
             if sink.lines.is_empty() {
@@ -152,26 +153,35 @@ pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
 const BINARY_PROBE_BYTES: usize = 512;
 
 /// Searches one file unless its first 512 bytes hold a NUL. False when skipped or unreadable.
+/// The first read of each file is this large, so a small file is read in one call and probed
+/// for NULs from the same buffer.
+const HEAD_BYTES: usize = 64 * 1024;
+
 fn search_text_file(
     searcher: &mut Searcher,
     matcher: &grep_regex::RegexMatcher,
     path: &Path,
+    head: &mut [u8],
     sink: &mut FileSink,
 ) -> bool {
     let Ok(mut file) = std::fs::File::open(path) else {
         return false;
     };
-    let mut head = Vec::with_capacity(BINARY_PROBE_BYTES);
-    if (&mut file)
-        .take(BINARY_PROBE_BYTES as u64)
-        .read_to_end(&mut head)
-        .is_err()
-        || head.contains(&0)
-    {
+    let mut n_head = 0;
+    // Fill at least the probe window (a read may return less than asked).
+    while n_head < BINARY_PROBE_BYTES {
+        match file.read(&mut head[n_head..]) {
+            Ok(0) => break,
+            Ok(n) => n_head += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    if head[..n_head.min(BINARY_PROBE_BYTES)].contains(&0) {
         return false;
     }
     searcher
-        .search_reader(matcher, std::io::Cursor::new(head).chain(file), sink)
+        .search_reader(matcher, (&head[..n_head]).chain(file), sink)
         .is_ok()
 }
 
