@@ -40,6 +40,14 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_SDK_API_KEY", hide_env_values = true)]
     pub sdk_api_key: Option<String>,
 
+    /// Shell that runs commands. Default: bash from PATH, else sh.
+    #[arg(long, env = "TOOLBOXD_SHELL")]
+    pub shell: Option<PathBuf>,
+
+    /// Most output kept per command, in bytes; the rest is cut with a marker.
+    #[arg(long, env = "TOOLBOXD_MAX_OUTPUT", default_value_t = 64 * 1024 * 1024)]
+    pub max_output: usize,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -98,6 +106,10 @@ pub struct Config {
     pub entrypoint: Vec<String>,
     /// Local SDK mode's required bearer key, if any.
     pub sdk_api_key: Option<String>,
+    /// The shell commands run under.
+    pub shell: PathBuf,
+    /// Output cap per command, in bytes.
+    pub max_output: usize,
 }
 
 impl Config {
@@ -133,6 +145,8 @@ impl Config {
             umask: read_umask(),
             entrypoint: cli.entrypoint.clone(),
             sdk_api_key: cli.sdk_api_key.clone().filter(|key| !key.is_empty()),
+            shell: crate::process::resolve_shell(cli.shell.as_deref()),
+            max_output: cli.max_output,
         })
     }
 
@@ -145,6 +159,8 @@ impl Config {
             umask: 0o022,
             entrypoint: Vec::new(),
             sdk_api_key: None,
+            shell: crate::process::resolve_shell(None),
+            max_output: 64 * 1024 * 1024,
         }
     }
 }

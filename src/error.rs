@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Forbidden,
     /// The OS refused access (`FILE_ACCESS_DENIED`, 403).
     AccessDenied,
+    /// A command ran past its timeout and was killed (`PROCESS_EXECUTION_TIMEOUT`, 408).
+    Timeout,
     /// The target already exists (`CONFLICT`, 409).
     Conflict,
     /// The route exists but not for this method (`METHOD_NOT_ALLOWED`, 405).
@@ -49,6 +51,7 @@ impl ErrorKind {
             ErrorKind::AccessDenied | ErrorKind::Forbidden => 403,
             ErrorKind::FileNotFound | ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Timeout => 408,
             ErrorKind::Conflict => 409,
             ErrorKind::RangeNotSatisfiable => 416,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
@@ -67,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "UNAUTHORIZED",
             ErrorKind::AccessDenied => "FILE_ACCESS_DENIED",
             ErrorKind::Forbidden => "FORBIDDEN",
+            ErrorKind::Timeout => "PROCESS_EXECUTION_TIMEOUT",
             ErrorKind::Conflict => "CONFLICT",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorKind::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",

@@ -2,16 +2,19 @@
 //! control plane) on listeners the caller bound, until `shutdown` resolves.
 //!
 //! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
-//! handles), the capabilities (`files`, `search`, `sdk_api`), then `http` (the only place that
+//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`), then `http`
+//! (the only place that
 //! knows axum and the wire).
 
 pub mod config;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod process;
 pub mod sdk_api;
 pub mod search;
 pub mod state;
+pub mod system;
 
 use std::future::Future;
 use std::time::Duration;

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::files::Files;
+use crate::process::Process;
+use crate::system::System;
 
 /// What handlers reach the capabilities through.
 #[derive(Debug, Clone)]
@@ -12,15 +14,26 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The file capability.
     pub files: Files,
+    /// Processes: the reaper, exec, the environment of new children.
+    pub process: Process,
+    /// System metrics.
+    pub system: System,
 }
 
 impl AppState {
     /// Builds every capability from the configuration.
     pub fn new(config: Config) -> AppState {
         let files = Files::new(config.workdir.clone(), config.umask);
+        let process = Process::start(
+            config.shell.clone(),
+            config.workdir.clone(),
+            config.max_output,
+        );
         AppState {
             config: Arc::new(config),
             files,
+            process,
+            system: System::default(),
         }
     }
 }

@@ -8,8 +8,10 @@ pub mod extract;
 pub mod files;
 pub mod info;
 pub mod openapi;
+pub mod process;
 pub mod sdk_api;
 pub mod search;
+pub mod system;
 pub mod upload;
 pub mod wire;
 
@@ -27,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .merge(download::router())
         .merge(upload::router())
         .merge(search::router())
+        .merge(process::router())
+        .merge(system::router())
         .merge(openapi::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{download, files, info, search, upload};
+use super::{download, files, info, process, search, system, upload};
 use crate::state::AppState;
 
 /// The toolbox API description.
@@ -24,12 +24,14 @@ use crate::state::AppState;
         download::download_file, download::bulk_download,
         upload::bulk_upload, upload::upload_v2, upload::upload_legacy,
         search::find_in_files, search::search_files, search::replace_in_files,
+        process::execute, system::update_env, system::metrics,
         openapi_json,
     ),
     tags(
         (name = "info", description = "Version, init, directories"),
         (name = "files", description = "File system"),
         (name = "search", description = "Find, search and replace"),
+        (name = "process", description = "Commands, environment, metrics"),
     )
 )]
 pub struct ApiDoc;

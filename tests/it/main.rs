@@ -8,6 +8,7 @@ mod download;
 mod errors;
 mod files;
 mod openapi;
+mod process;
 mod sdk_api;
 mod search;
 mod transfer_support;

@@ -1,0 +1,109 @@
+//! Processes: the reaper (sole owner of `waitpid`), the only spawner (`Reaper::spawn`, used by
+//! everything here), one-shot execution with tree kill, and the environment new children inherit.
+//! Sessions, the entrypoint and PTYs build on these pieces.
+
+mod exec;
+mod reaper;
+mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub use exec::{validate_env_names, ExecOutcome, ExecRequest};
+pub use reaper::{ExitStatus, ExitWatch, Reaper};
+pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
+
+use crate::error::Result;
+
+/// The process capability.
+#[derive(Debug, Clone)]
+pub struct Process {
+    reaper: Reaper,
+    shell: PathBuf,
+    workdir: PathBuf,
+    env: Arc<RwLock<BTreeMap<String, String>>>,
+    max_output: usize,
+}
+
+/// A change to the environment of future children (`POST /env`).
+#[derive(Debug, Default, Clone)]
+pub struct EnvUpdate {
+    /// Variables to set.
+    pub set: BTreeMap<String, String>,
+    /// Variables to remove (before `set`).
+    pub unset: Vec<String>,
+    /// Remove every variable whose value starts with this and whose name is not in `set`.
+    pub unset_value_prefix: Option<String>,
+}
+
+impl Process {
+    /// Starts the reaper. `shell` runs commands; output beyond `max_output` bytes is cut. Must run
+    /// inside a tokio runtime.
+    pub fn start(shell: PathBuf, workdir: PathBuf, max_output: usize) -> Process {
+        Process {
+            reaper: Reaper::start(),
+            shell,
+            workdir,
+            env: Arc::new(RwLock::new(std::env::vars().collect())),
+            max_output,
+        }
+    }
+
+    /// The reaper, for capabilities that spawn children of their own.
+    pub fn reaper(&self) -> &Reaper {
+        &self.reaper
+    }
+
+    /// The environment a new child starts with.
+    pub fn env_snapshot(&self) -> BTreeMap<String, String> {
+        self.env.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies `update` and returns what changed: set variables with their value, removed ones
+    /// with an empty value.
+    pub fn update_env(&self, update: EnvUpdate) -> Result<BTreeMap<String, String>> {
+        validate_env_names(update.set.iter())?;
+        let mut env = self.env.write().unwrap_or_else(|e| e.into_inner());
+        let mut changes = BTreeMap::new();
+        for name in &update.unset {
+            if env.remove(name).is_some() {
+                changes.insert(name.clone(), String::new());
+            }
+        }
+        if let Some(prefix) = update
+            .unset_value_prefix
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            let doomed: Vec<String> = env
+                .iter()
+                .filter(|(name, value)| {
+                    value.starts_with(prefix) && !update.set.contains_key(*name)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in doomed {
+                env.remove(&name);
+                changes.insert(name, String::new());
+            }
+        }
+        for (name, value) in update.set {
+            env.insert(name.clone(), value.clone());
+            changes.insert(name, value);
+        }
+        Ok(changes)
+    }
+}
+
+/// The shell commands run under: `preferred` if given, else bash from PATH, else `sh`.
+pub fn resolve_shell(preferred: Option<&Path>) -> PathBuf {
+    if let Some(shell) = preferred {
+        return shell.to_path_buf();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("bash"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("sh"))
+}

@@ -1,0 +1,116 @@
+//! The reaper: the only code in toolboxd that calls `waitpid`. It reaps every child, including
+//! orphans reparented to toolboxd (as PID 1, or as a child subreaper when not PID 1, so tests run
+//! the same path), and tells whoever registered a pid how it ended.
+//!
+//! Invariant: a child is registered under the same lock the reaper holds while it waits, so a
+//! child cannot be reaped before its spawner has registered it.
+
+use std::collections::HashMap;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by a signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell's convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+/// Resolves when the child exits.
+#[derive(Debug)]
+pub struct ExitWatch(oneshot::Receiver<ExitStatus>);
+
+impl ExitWatch {
+    /// Waits for the exit. A reaper that went away reports a SIGKILL.
+    pub async fn wait(self) -> ExitStatus {
+        self.0.await.unwrap_or(ExitStatus::Signaled(libc::SIGKILL))
+    }
+}
+
+/// Handle to the reaper; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Reaper {
+    waiters: Arc<Mutex<HashMap<i32, oneshot::Sender<ExitStatus>>>>,
+}
+
+impl Reaper {
+    /// Becomes a child subreaper (unless already PID 1) and starts reaping on SIGCHLD, with a
+    /// slow tick as a safety net. Must run inside a tokio runtime.
+    pub fn start() -> Reaper {
+        if std::process::id() != 1 {
+            if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+                tracing::warn!("cannot become a child subreaper ({err}); orphans go to PID 1");
+            }
+        }
+        let reaper = Reaper {
+            waiters: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let background = reaper.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut sigchld = signal(SignalKind::child()).ok();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                match sigchld.as_mut() {
+                    Some(sigchld) => {
+                        tokio::select! {
+                            _ = sigchld.recv() => {}
+                            _ = tick.tick() => {}
+                        }
+                    }
+                    None => {
+                        tick.tick().await;
+                    }
+                }
+                background.reap_all();
+            }
+        });
+        reaper
+    }
+
+    /// Spawns `command` and registers the child before the reaper can see it exit. The caller
+    /// must never call `Child::wait`: the returned watch reports the exit.
+    pub fn spawn(&self, command: &mut Command) -> std::io::Result<(Child, ExitWatch)> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let child = command.spawn()?;
+        let (sender, receiver) = oneshot::channel();
+        waiters.insert(child.id() as i32, sender);
+        Ok((child, ExitWatch(receiver)))
+    }
+
+    /// Reaps every child that has exited; registered ones are told, orphans are just reaped.
+    fn reap_all(&self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Exited(code)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    (pid, ExitStatus::Signaled(signal as i32))
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                // Stopped/continued children are not gone; keep reaping the rest.
+                Ok(_) => continue,
+            };
+            if let Some(sender) = waiters.remove(&pid.as_raw()) {
+                let _ = sender.send(status);
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `POST /process/execute`, `POST /env`, `GET /system/metrics`, and the reaper's PID-1 duties.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn execute(daemon: &Toolboxd, body: Value) -> Value {
+    json(daemon.post_json("/process/execute", &body), 200)
+}
+
+fn is_alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry: look at its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap();
+            state != 'Z' && state != 'X'
+        }
+        Err(_) => false,
+    }
+}
+
+fn zombie_children(parent: u32) -> Vec<i32> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        if rest[0] == "Z" && rest[1] == parent.to_string() {
+            zombies.push(pid);
+        }
+    }
+    zombies
+}
+
+#[test]
+fn execute_keeps_stdout_and_stderr_apart_and_interleaved() {
+    let daemon = Toolboxd::start();
+    let out = execute(
+        &daemon,
+        json!({"command": "echo out; echo err >&2; echo out2; exit 3"}),
+    );
+    assert_eq!(out["exitCode"], 3);
+    assert_eq!(out["stdout"], "out\nout2\n");
+    assert_eq!(out["stderr"], "err\n");
+    let result = out["result"].as_str().unwrap();
+    assert_eq!(result.len(), "out\nerr\nout2\n".len());
+    for line in ["out\n", "err\n", "out2\n"] {
+        assert!(result.contains(line), "{result:?}");
+    }
+    assert_eq!(out["truncated"], false);
+}
+
+#[test]
+fn execute_honours_cwd_env_and_gives_children_no_stdin() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("sub/marker"), "");
+    let out = execute(
+        &daemon,
+        json!({"command": "pwd; ls; echo \"$GREETING\"; cat; echo done", "cwd": "sub", "envs": {"GREETING": "hi there"}}),
+    );
+    let sub = std::fs::canonicalize(daemon.path("sub")).unwrap();
+    assert_eq!(
+        out["stdout"],
+        format!("{}\nmarker\nhi there\ndone\n", sub.display())
+    );
+    assert_error(
+        daemon.post_json(
+            "/process/execute",
+            &json!({"command": "true", "cwd": "nope"}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    let bad_env = daemon.post_json(
+        "/process/execute",
+        &json!({"command": "true", "envs": {"1BAD": "x"}}),
+    );
+    assert!(assert_error(bad_env, 400, "BAD_REQUEST")["message"]
+        .as_str()
+        .unwrap()
+        .contains("1BAD"));
+    assert_error(
+        daemon.post_json("/process/execute", &json!({"command": "   "})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        daemon.post_json("/process/execute", &json!({"cwd": "."})),
+        400,
+        "INVALID_REQUEST_BODY",
+    );
+}
+
+#[test]
+fn execute_handles_long_commands_non_utf8_and_missing_programs() {
+    let daemon = Toolboxd::start();
+    let long = format!("x='{}'; echo ${{#x}}", "a".repeat(200_000));
+    assert_eq!(
+        execute(&daemon, json!({"command": long}))["stdout"],
+        "200000\n"
+    );
+    let bytes = execute(&daemon, json!({"command": "printf 'a\\377b'"}));
+    assert_eq!(bytes["stdout"], "a\u{FFFD}b");
+    let missing = execute(&daemon, json!({"command": "no-such-program-xyz"}));
+    assert_eq!(missing["exitCode"], 127);
+    assert!(missing["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-program-xyz"));
+}
+
+#[test]
+fn timeout_answers_408_and_kills_the_whole_tree() {
+    let daemon = Toolboxd::start();
+    let pidfile = daemon.path("grandchild.pid");
+    let command = format!(
+        "(setsid sleep 300 & echo $! > {}) ; sleep 300",
+        pidfile.display()
+    );
+    let started = Instant::now();
+    let response = daemon.post_json(
+        "/process/execute",
+        &json!({"command": command, "timeout": 1}),
+    );
+    assert_error(response, 408, "PROCESS_EXECUTION_TIMEOUT");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let grandchild: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_alive(grandchild) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !is_alive(grandchild),
+        "the setsid grandchild {grandchild} survived the timeout"
+    );
+}
+
+#[test]
+fn orphans_are_reaped() {
+    let daemon = Toolboxd::start();
+    // 300 orphans: each subshell exits at once, leaving `sleep` to be reparented to toolboxd.
+    let out = execute(
+        &daemon,
+        json!({"command": "for i in $(seq 300); do (sleep 0.2 &); done; echo spawned"}),
+    );
+    assert_eq!(out["stdout"], "spawned\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let zombies = zombie_children(daemon.pid());
+        if zombies.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "zombies left: {}", zombies.len());
+    }
+    assert_eq!(daemon.get("/version").status(), 200);
+}
+
+#[test]
+fn output_beyond_the_cap_is_cut_with_a_marker() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("TOOLBOXD_MAX_OUTPUT".into(), "1000".into())],
+        ..Default::default()
+    });
+    let out = execute(
+        &daemon,
+        json!({"command": "head -c 100000 /dev/zero | tr '\\0' x; echo; echo tail >&2"}),
+    );
+    assert_eq!(out["truncated"], true);
+    assert_eq!(out["exitCode"], 0);
+    let result = out["result"].as_str().unwrap();
+    assert!(result.starts_with(&"x".repeat(1000)));
+    assert!(
+        result.contains("[toolboxd: output truncated at 1000 bytes]"),
+        "{result}"
+    );
+    assert!(result.len() < 1100);
+}
+
+#[test]
+fn env_changes_reach_new_children() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![
+            ("SECRET_A".into(), "placeholder:1".into()),
+            ("KEEP".into(), "k".into()),
+        ],
+        ..Default::default()
+    });
+    let changes = json(
+        daemon.post_json(
+            "/env",
+            &json!({"set": {"NEW_VAR": "v 1"}, "unset": ["KEEP"]}),
+        ),
+        200,
+    );
+    assert_eq!(changes, json!({"NEW_VAR": "v 1", "KEEP": ""}));
+    let out = execute(
+        &daemon,
+        json!({"command": "echo \"$NEW_VAR|${KEEP-unset}|$SECRET_A\""}),
+    );
+    assert_eq!(out["stdout"], "v 1|unset|placeholder:1\n");
+    let changes = json(
+        daemon.post_json("/env", &json!({"unsetValuePrefix": "placeholder:"})),
+        200,
+    );
+    assert_eq!(changes, json!({"SECRET_A": ""}));
+    assert_eq!(
+        execute(&daemon, json!({"command": "echo ${SECRET_A-gone}"}))["stdout"],
+        "gone\n"
+    );
+    assert_error(
+        daemon.post_json("/env", &json!({"set": {"A=B": "x"}})),
+        400,
+        "BAD_REQUEST",
+    );
+}
+
+#[test]
+fn metrics_report_cpu_memory_and_disk_as_integers() {
+    let daemon = Toolboxd::start();
+    let metrics = json(daemon.get("/system/metrics"), 200);
+    for field in [
+        "cpuCount",
+        "memTotal",
+        "memUsed",
+        "memCache",
+        "diskTotal",
+        "diskUsed",
+        "diskFree",
+        "timestampUnix",
+    ] {
+        assert!(metrics[field].is_u64(), "{field}: {metrics}");
+    }
+    assert!(metrics["cpuCount"].as_u64().unwrap() >= 1);
+    assert!(metrics["memTotal"].as_u64().unwrap() > metrics["memUsed"].as_u64().unwrap());
+    assert!(metrics["diskTotal"].as_u64().unwrap() >= metrics["diskUsed"].as_u64().unwrap());
+    let pct = metrics["cpuUsedPct"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&pct), "{pct}");
+    assert!(metrics["timestamp"].as_str().unwrap().contains('T'));
+}
