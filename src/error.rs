@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Timeout,
     /// The target already exists (`CONFLICT`, 409).
     Conflict,
+    /// The target existed but has ended, e.g. input to a completed command
+    /// (`COMMAND_ALREADY_COMPLETED`, 410).
+    Gone,
     /// The route exists but not for this method (`METHOD_NOT_ALLOWED`, 405).
     MethodNotAllowed,
     /// A range that lies outside the file (`RANGE_NOT_SATISFIABLE`, 416).
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
             ErrorKind::Conflict => 409,
+            ErrorKind::Gone => 410,
             ErrorKind::RangeNotSatisfiable => 416,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
             ErrorKind::InsufficientStorage => 507,
@@ -72,6 +76,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "FORBIDDEN",
             ErrorKind::Timeout => "PROCESS_EXECUTION_TIMEOUT",
             ErrorKind::Conflict => "CONFLICT",
+            ErrorKind::Gone => "COMMAND_ALREADY_COMPLETED",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorKind::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             ErrorKind::InsufficientStorage => "INSUFFICIENT_STORAGE",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::files::Files;
-use crate::process::Process;
+use crate::process::{Process, Sessions};
 use crate::system::System;
 
 /// What handlers reach the capabilities through.
@@ -16,6 +16,8 @@ pub struct AppState {
     pub files: Files,
     /// Processes: the reaper, exec, the environment of new children.
     pub process: Process,
+    /// Sessions: long-lived shells.
+    pub sessions: Sessions,
     /// System metrics.
     pub system: System,
 }
@@ -29,7 +31,12 @@ impl AppState {
             config.workdir.clone(),
             config.max_output,
         );
+        let sessions = Sessions::new(
+            process.clone(),
+            config.home.join(".toolboxd").join("sessions"),
+        );
         AppState {
+            sessions,
             config: Arc::new(config),
             files,
             process,

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod process;
 pub mod sdk_api;
 pub mod search;
+pub mod session;
 pub mod system;
 pub mod upload;
 pub mod wire;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(upload::router())
         .merge(search::router())
         .merge(process::router())
+        .merge(session::router())
         .merge(system::router())
         .merge(openapi::router())
         .fallback(error::no_route)

@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{download, files, info, process, search, system, upload};
+use super::{download, files, info, process, search, session, system, upload};
 use crate::state::AppState;
 
 /// The toolbox API description.
@@ -25,6 +25,9 @@ use crate::state::AppState;
         upload::bulk_upload, upload::upload_v2, upload::upload_legacy,
         search::find_in_files, search::search_files, search::replace_in_files,
         process::execute, system::update_env, system::metrics,
+        session::create_session, session::list_sessions, session::get_session,
+        session::delete_session, session::execute_command, session::get_command,
+        session::command_logs, session::send_input,
         openapi_json,
     ),
     tags(

@@ -4,6 +4,7 @@
 
 mod exec;
 mod reaper;
+mod session;
 mod tree;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,9 @@ use std::sync::{Arc, RwLock};
 
 pub use exec::{validate_env_names, ExecOutcome, ExecRequest};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
+pub use session::{
+    CommandInfo, CommandLogs, SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_SESSION,
+};
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
 
 use crate::error::Result;

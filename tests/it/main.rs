@@ -11,5 +11,6 @@ mod openapi;
 mod process;
 mod sdk_api;
 mod search;
+mod session;
 mod transfer_support;
 mod upload;

@@ -1,0 +1,145 @@
+//! A command's logs: `output.log` (both streams in arrival order with a 3-byte marker at every
+//! switch of stream), `stdout.log` and `stderr.log`, each capped; and the FIFO drain that feeds
+//! them.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+pub(super) const STDOUT_MARK: &[u8] = &[1, 1, 1];
+pub(super) const STDERR_MARK: &[u8] = &[2, 2, 2];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Appends to `output.log` (with markers) and the per-stream logs, each capped.
+#[derive(Debug)]
+pub(super) struct LogWriter {
+    pub(super) cap: usize,
+    pub(super) output: File,
+    pub(super) stdout: File,
+    pub(super) stderr: File,
+    pub(super) last: Option<Stream>,
+    pub(super) sizes: [usize; 3],
+    pub(super) truncated: [bool; 3],
+}
+
+impl LogWriter {
+    pub(super) fn push(&mut self, stream: Stream, data: &[u8]) {
+        let mut framed = Vec::with_capacity(data.len() + 3);
+        if self.last != Some(stream) {
+            framed.extend_from_slice(match stream {
+                Stream::Stdout => STDOUT_MARK,
+                Stream::Stderr => STDERR_MARK,
+            });
+        }
+        framed.extend_from_slice(data);
+        if self.write_capped(0, &framed) {
+            self.last = Some(stream);
+        }
+        let index = match stream {
+            Stream::Stdout => 1,
+            Stream::Stderr => 2,
+        };
+        self.write_capped(index, data);
+    }
+
+    /// Writes what fits under the cap; once it no longer fits, a notice. True if anything of
+    /// `data` was written.
+    fn write_capped(&mut self, index: usize, data: &[u8]) -> bool {
+        let room = self.cap.saturating_sub(self.sizes[index]);
+        let kept = &data[..data.len().min(room)];
+        let file = match index {
+            0 => &mut self.output,
+            1 => &mut self.stdout,
+            _ => &mut self.stderr,
+        };
+        if !kept.is_empty() {
+            let _ = file.write_all(kept);
+            self.sizes[index] += kept.len();
+        }
+        if kept.len() < data.len() && !self.truncated[index] {
+            self.truncated[index] = true;
+            let notice = format!("\n[toolboxd: output truncated at {} bytes]\n", self.cap);
+            let _ = file.write_all(notice.as_bytes());
+        }
+        !kept.is_empty()
+    }
+}
+
+/// Reads a non-blocking FIFO until EOF (after a writer came and went) or `cancel`.
+pub(super) fn drain(mut pipe: File, stream: Stream, log: &Mutex<LogWriter>, cancel: &AtomicBool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut fds = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `fds` is one valid pollfd for a descriptor `pipe` keeps open.
+        let ready = unsafe { libc::poll(&mut fds, 1, 200) };
+        if ready == 0 {
+            continue;
+        }
+        if ready < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        // A FIFO reports HUP only after a writer opened and closed it, so a read of 0 here is
+        // the real end (before the shell opens it, poll does not wake).
+        match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(stream, &buf[..n]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_markers_at_every_switch_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |n: &str| File::create(dir.path().join(n)).unwrap();
+        let mut log = LogWriter {
+            cap: 12,
+            output: open("o"),
+            stdout: open("1"),
+            stderr: open("2"),
+            last: None,
+            sizes: [0; 3],
+            truncated: [false; 3],
+        };
+        log.push(Stream::Stdout, b"ab");
+        log.push(Stream::Stdout, b"c");
+        log.push(Stream::Stderr, b"d\0");
+        log.push(Stream::Stdout, b"efghij");
+        let output = std::fs::read(dir.path().join("o")).unwrap();
+        assert!(
+            output.starts_with(b"\x01\x01\x01abc\x02\x02\x02d\0\x01"),
+            "{output:?}"
+        );
+        assert!(output.ends_with(b"bytes]\n"));
+        assert_eq!(std::fs::read(dir.path().join("1")).unwrap(), b"abcefghij");
+    }
+}

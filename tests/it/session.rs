@@ -1,0 +1,414 @@
+//! `/process/session…`: long-lived shells, sync and async commands, logs, input, delete.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn create(daemon: &Toolboxd, id: &str) {
+    let response = daemon.post_json("/process/session", &json!({"sessionId": id}));
+    assert_eq!(response.status().as_u16(), 201, "{:?}", response.text());
+}
+
+fn exec(daemon: &Toolboxd, id: &str, command: &str) -> Value {
+    json(
+        daemon.post_json(
+            &format!("/process/session/{id}/exec"),
+            &json!({"command": command}),
+        ),
+        200,
+    )
+}
+
+fn exec_async(daemon: &Toolboxd, id: &str, body: Value) -> String {
+    let out = json(
+        daemon.post_json(&format!("/process/session/{id}/exec"), &body),
+        202,
+    );
+    assert!(out["output"].is_null() && out["stdout"].is_null(), "{out}");
+    assert!(
+        out["stderr"].is_null() && out["exitCode"].is_null(),
+        "{out}"
+    );
+    out["cmdId"].as_str().unwrap().to_string()
+}
+
+fn command(daemon: &Toolboxd, id: &str, cmd: &str) -> Value {
+    json(
+        daemon.get(&format!("/process/session/{id}/command/{cmd}")),
+        200,
+    )
+}
+
+fn logs(daemon: &Toolboxd, id: &str, cmd: &str) -> Value {
+    json(
+        daemon.get(&format!("/process/session/{id}/command/{cmd}/logs")),
+        200,
+    )
+}
+
+fn wait_exit(daemon: &Toolboxd, id: &str, cmd: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = command(daemon, id, cmd);
+        if let Some(code) = info["exitCode"].as_i64() {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "command never ended: {info}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Splits a marker-framed log into (stdout, stderr); bytes before the first marker are dropped.
+fn demux(output: &str) -> (String, String) {
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let mut current: Option<&mut String> = None;
+    let mut rest = output;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("\u{1}\u{1}\u{1}") {
+            current = Some(&mut stdout);
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("\u{2}\u{2}\u{2}") {
+            current = Some(&mut stderr);
+            rest = after;
+        } else {
+            let ch = rest.chars().next().unwrap();
+            if let Some(target) = current.as_deref_mut() {
+                target.push(ch);
+            }
+            rest = &rest[ch.len_utf8()..];
+        }
+    }
+    (stdout, stderr)
+}
+
+fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap();
+            state != 'Z' && state != 'X'
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn state_persists_across_commands_and_streams_stay_apart() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let first = exec(&daemon, "s", "cd /tmp; export X=1; f() { echo fn; }");
+    assert_eq!(first["exitCode"], 0);
+    for key in ["cmdId", "output", "stdout", "stderr", "exitCode"] {
+        assert!(first.get(key).is_some(), "{key} missing: {first}");
+    }
+    let out = exec(&daemon, "s", "pwd; echo $X; f; echo oops >&2");
+    assert_eq!(out["stdout"], "/tmp\n1\nfn\n");
+    assert_eq!(out["stderr"], "oops\n");
+    // Two pipes: the order across streams is arrival order, the markers must demux exactly.
+    assert_eq!(
+        demux(out["output"].as_str().unwrap()),
+        ("/tmp\n1\nfn\n".to_string(), "oops\n".to_string())
+    );
+    let cmd = out["cmdId"].as_str().unwrap();
+    let log = logs(&daemon, "s", cmd);
+    assert_eq!(log["stdout"], "/tmp\n1\nfn\n");
+    assert_eq!(log["stderr"], "oops\n");
+    assert_eq!(log["output"], out["output"]);
+    let session = json(daemon.get("/process/session/s"), 200);
+    assert_eq!(session["sessionId"], "s");
+    let commands = session["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 2);
+    assert_eq!(commands[1]["id"], cmd);
+    assert_eq!(commands[1]["exitCode"], 0);
+    assert_eq!(commands[1]["command"], "pwd; echo $X; f; echo oops >&2");
+}
+
+#[test]
+fn heredoc_multiline_exit_and_stdin_eof() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let out = exec(
+        &daemon,
+        "s",
+        "cat <<'EOF'\nline $1\nEOF\nfor i in 1 2; do\n  echo n$i\ndone",
+    );
+    assert_eq!(out["stdout"], "line $1\nn1\nn2\n");
+    let started = Instant::now();
+    let out = exec(&daemon, "s", "cat; read x; echo after-stdin");
+    assert_eq!(out["stdout"], "after-stdin\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let out = exec(&daemon, "s", "echo before; exit 3; echo not-reached");
+    assert_eq!(out["exitCode"], 3);
+    assert_eq!(out["stdout"], "before\n");
+    exec(&daemon, "s", "export KEEP=kept");
+    let out = exec(&daemon, "s", "echo 'unterminated");
+    assert_ne!(out["exitCode"], 0);
+    assert!(!out["stderr"].as_str().unwrap().is_empty(), "{out}");
+    assert_eq!(exec(&daemon, "s", "echo $KEEP")["stdout"], "kept\n");
+    let out = exec(&daemon, "s", "echo still alive");
+    assert_eq!(out["exitCode"], 0);
+    assert_eq!(out["stdout"], "still alive\n");
+}
+
+#[test]
+fn a_dead_shell_is_restarted() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let out = exec(&daemon, "s", "set -e; false");
+    assert_ne!(out["exitCode"], 0);
+    let out = exec(&daemon, "s", "echo back");
+    assert_eq!(out["stdout"], "back\n");
+}
+
+#[test]
+fn background_jobs_do_not_hang_the_command() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let started = Instant::now();
+    let out = exec(&daemon, "s", "sleep 100 & echo started; echo $! >&2");
+    assert_eq!(out["exitCode"], 0);
+    assert_eq!(out["stdout"], "started\n");
+    let pid: i32 = out["stderr"].as_str().unwrap().trim().parse().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(exec(&daemon, "s", "echo next")["stdout"], "next\n");
+    assert!(is_alive(pid));
+    assert_eq!(daemon.delete("/process/session/s").status().as_u16(), 204);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while is_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!is_alive(pid), "background job {pid} survived the delete");
+}
+
+#[test]
+fn async_command_takes_input_and_then_is_gone() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let cmd = exec_async(
+        &daemon,
+        "s",
+        json!({"command": "read a; echo got $a; read b; echo got $b", "runAsync": true}),
+    );
+    let info = command(&daemon, "s", &cmd);
+    assert!(info.get("exitCode").is_none(), "{info}");
+    let input = format!("/process/session/s/command/{cmd}/input");
+    let response = daemon.post_json(&input, &json!({"data": "one"}));
+    assert_eq!(response.status().as_u16(), 204);
+    let response = daemon.post_json(&input, &json!({"data": "two\n"}));
+    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
+    let log = logs(&daemon, "s", &cmd);
+    let stdout = log["stdout"].as_str().unwrap();
+    // The echoes of the input come first (the command may answer after each).
+    assert!(
+        stdout.contains("one\n") && stdout.contains("got one\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("got two\n"), "{stdout}");
+    assert_error(
+        daemon.post_json(&input, &json!({"data": "late"})),
+        410,
+        "COMMAND_ALREADY_COMPLETED",
+    );
+
+    // The deprecated `async` alias, and suppressInputEcho.
+    let cmd = exec_async(
+        &daemon,
+        "s",
+        json!({"command": "read a; echo got $a", "async": true, "suppressInputEcho": true}),
+    );
+    let input = format!("/process/session/s/command/{cmd}/input");
+    assert_eq!(
+        daemon
+            .post_json(&input, &json!({"data": "secret"}))
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
+    assert_eq!(logs(&daemon, "s", &cmd)["stdout"], "got secret\n");
+}
+
+#[test]
+fn partial_lines_are_visible_before_their_newline() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let cmd = exec_async(
+        &daemon,
+        "s",
+        json!({"command": "printf part; sleep 0.3; printf 'e\\0rr' >&2; sleep 2; echo end", "runAsync": true}),
+    );
+    let deadline = Instant::now() + Duration::from_millis(1800);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        let log = logs(&daemon, "s", &cmd);
+        if log["stdout"] == "part" && log["stderr"] == "e\u{0}rr" {
+            seen = Some(log);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = seen.expect("partial output visible before the newline");
+    assert_eq!(
+        log["output"], "\u{1}\u{1}\u{1}part\u{2}\u{2}\u{2}e\u{0}rr",
+        "{log}"
+    );
+    assert!(command(&daemon, "s", &cmd).get("exitCode").is_none());
+    assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
+    assert_eq!(logs(&daemon, "s", &cmd)["stdout"], "partend\n");
+}
+
+#[test]
+fn large_output_completes() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let cmd = exec_async(
+        &daemon,
+        "s",
+        json!({"command": "head -c 100000000 /dev/zero; echo done >&2", "runAsync": true}),
+    );
+    assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
+    let dir = daemon.home.join(".toolboxd/sessions/s").join(&cmd);
+    let stdout = std::fs::metadata(dir.join("stdout.log")).unwrap().len();
+    assert!(stdout >= 64 * 1024 * 1024, "{stdout}");
+    assert_eq!(std::fs::read(dir.join("stderr.log")).unwrap(), b"done\n");
+}
+
+#[test]
+fn large_sync_output_is_answered_capped() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("TOOLBOXD_MAX_OUTPUT".into(), (8 * 1024 * 1024).to_string())],
+        ..StartOptions::default()
+    });
+    create(&daemon, "s");
+    let started = Instant::now();
+    let out = exec(
+        &daemon,
+        "s",
+        "yes 0123456789abcdef | head -c 100000000; echo end >&2",
+    );
+    assert_eq!(out["exitCode"], 0);
+    let stdout = out["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("0123456789abcdef\n"));
+    assert!(
+        stdout.ends_with("[toolboxd: output truncated at 8388608 bytes]\n"),
+        "{}",
+        &stdout[stdout.len() - 80..]
+    );
+    assert_eq!(out["stderr"], "end\n");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn delete_kills_the_tree_and_forgets_the_session() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let pidfile = daemon.path("sleep.pid");
+    let cmd = exec_async(
+        &daemon,
+        "s",
+        json!({"command": format!("sleep 300 & echo $! > {}; wait", pidfile.display()), "runAsync": true}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no pid");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(is_alive(pid));
+    let started = Instant::now();
+    let response = daemon.delete("/process/session/s");
+    assert_eq!(response.status().as_u16(), 204);
+    assert!(started.elapsed() < Duration::from_secs(7));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while is_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!is_alive(pid), "sleep {pid} survived the delete");
+    assert!(!daemon.home.join(".toolboxd/sessions/s").exists());
+    assert_error(daemon.get("/process/session/s"), 404, "NOT_FOUND");
+    assert_error(
+        daemon.get(&format!("/process/session/s/command/{cmd}")),
+        404,
+        "NOT_FOUND",
+    );
+    // The id is free again.
+    create(&daemon, "s");
+}
+
+#[test]
+fn ids_are_checked() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "a");
+    create(&daemon, "b");
+    assert_error(
+        daemon.post_json("/process/session", &json!({"sessionId": "a"})),
+        409,
+        "CONFLICT",
+    );
+    assert_error(
+        daemon.post_json("/process/session", &json!({"sessionId": "entrypoint"})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        daemon.post_json("/process/session", &json!({"sessionId": ""})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        daemon.post_json("/process/session", &json!({})),
+        400,
+        "INVALID_REQUEST_BODY",
+    );
+    let list = json(daemon.get("/process/session"), 200);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sessionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(list[0]["commands"], json!([]));
+    assert_error(daemon.get("/process/session/nope"), 404, "NOT_FOUND");
+    assert_error(daemon.delete("/process/session/nope"), 404, "NOT_FOUND");
+    assert_error(
+        daemon.post_json("/process/session/nope/exec", &json!({"command": "true"})),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        daemon.get("/process/session/a/command/nope"),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        daemon.get("/process/session/a/command/nope/logs"),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        daemon.post_json(
+            "/process/session/a/command/nope/input",
+            &json!({"data": "x"}),
+        ),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        daemon.post_json("/process/session/a/exec", &json!({"command": "  "})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        daemon.delete("/process/session/entrypoint"),
+        400,
+        "BAD_REQUEST",
+    );
+}

@@ -1,0 +1,90 @@
+"""Sessions through the real Python SDK in local SDK mode: create, sync and async exec, command
+status, log snapshots, input, list and delete."""
+
+import time
+import uuid
+
+import pytest
+
+from daytona import SessionExecuteRequest
+from daytona.common.errors import DaytonaError
+
+
+def _sid() -> str:
+    return f"sdk-{uuid.uuid4().hex[:8]}"
+
+
+def _wait_exit(sandbox, sid: str, cid: str, limit: float = 30.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        cmd = sandbox.process.get_session_command(sid, cid)
+        if cmd.exit_code is not None:
+            return cmd
+        time.sleep(0.05)
+    pytest.fail(f"command {cid} never ended")
+
+
+def test_sync_commands_share_state(sandbox, wd):
+    sid = _sid()
+    sandbox.process.create_session(sid)
+    try:
+        first = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command=f"cd {wd.abs}; export GREETING=hi")
+        )
+        assert first.exit_code == 0
+        res = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command='pwd; echo "$GREETING"; echo oops >&2; exit 3')
+        )
+        assert res.exit_code == 3
+        assert res.stdout == f"{wd.abs}\nhi\n"
+        assert res.stderr == "oops\n"
+        assert "hi\n" in res.output and "oops\n" in res.output
+        logs = sandbox.process.get_session_command_logs(sid, res.cmd_id)
+        assert logs.stdout == f"{wd.abs}\nhi\n"
+        assert logs.stderr == "oops\n"
+        after = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="cat <<EOF\nstill $GREETING\nEOF"))
+        assert after.exit_code == 0
+        assert after.stdout == "still hi\n"
+        session = sandbox.process.get_session(sid)
+        assert session.session_id == sid
+        assert [c.exit_code for c in session.commands] == [0, 3, 0]
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_async_command_with_input(sandbox):
+    sid = _sid()
+    sandbox.process.create_session(sid)
+    try:
+        res = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command="read name; echo hello $name", run_async=True)
+        )
+        assert res.cmd_id
+        assert res.exit_code is None
+        cmd = sandbox.process.get_session_command(sid, res.cmd_id)
+        assert cmd.exit_code is None
+        assert cmd.command == "read name; echo hello $name"
+        sandbox.process.send_session_command_input(sid, res.cmd_id, "world")
+        done = _wait_exit(sandbox, sid, res.cmd_id)
+        assert done.exit_code == 0
+        logs = sandbox.process.get_session_command_logs(sid, res.cmd_id)
+        assert "hello world\n" in logs.stdout
+        assert logs.stderr == ""
+        with pytest.raises(DaytonaError) as info:
+            sandbox.process.send_session_command_input(sid, res.cmd_id, "late")
+        assert info.value.status_code == 410
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_list_and_delete(sandbox):
+    sid = _sid()
+    sandbox.process.create_session(sid)
+    assert sid in [s.session_id for s in sandbox.process.list_sessions()]
+    res = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="sleep 300", run_async=True))
+    assert res.cmd_id
+    sandbox.process.delete_session(sid)
+    assert sid not in [s.session_id for s in sandbox.process.list_sessions()]
+    with pytest.raises(DaytonaError) as info:
+        sandbox.process.get_session(sid)
+    assert info.value.status_code == 404
