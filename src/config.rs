@@ -102,7 +102,7 @@ pub struct Config {
     pub sandbox_id: String,
     /// The process umask, read once at start: new files get `0o666 & !umask`.
     pub umask: u32,
-    /// The image's command (served by the process capability, later).
+    /// The image's command, run as the `entrypoint` session.
     pub entrypoint: Vec<String>,
     /// Local SDK mode's required bearer key, if any.
     pub sdk_api_key: Option<String>,

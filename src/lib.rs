@@ -26,6 +26,10 @@ pub use config::Config;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the entrypoint gets to exit after toolboxd forwarded it the shutdown signal.
+pub const ENTRYPOINT_GRACE: Duration = Duration::from_secs(5);
+/// SIGTERM → SIGKILL grace for every session's tree at shutdown.
+pub const SESSION_GRACE: Duration = Duration::from_secs(2);
 
 /// The sockets toolboxd serves, bound by the caller (tests bind port 0).
 #[derive(Debug)]
@@ -38,20 +42,38 @@ pub struct Listeners {
 
 /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
 /// `DRAIN_DEADLINE` to finish.
+///
+/// With `config.entrypoint` set, the image's command runs as the `entrypoint` session. When
+/// `shutdown` resolves with a signal, that signal goes to the entrypoint's process tree first
+/// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop and every session's tree is
+/// terminated (SIGTERM, `SESSION_GRACE`, SIGKILL), so nothing started by toolboxd survives it.
 pub async fn run(
     config: Config,
     listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = Option<nix::sys::signal::Signal>> + Send + 'static,
 ) -> std::io::Result<()> {
     let sandbox_id = config.sandbox_id.clone();
     let sdk_api_key = config.sdk_api_key.clone();
+    let entrypoint = config.entrypoint.clone();
     let state = state::AppState::new(config);
+    let sessions = state.sessions.clone();
+    if !entrypoint.is_empty() {
+        match sessions.start_entrypoint(&entrypoint) {
+            Ok(()) => tracing::info!(command = ?entrypoint, "entrypoint started"),
+            Err(err) => {
+                tracing::error!(command = ?entrypoint, "cannot start the entrypoint: {}", err.message)
+            }
+        }
+    }
     let toolbox = http::router(state);
     let token = CancellationToken::new();
     let trigger = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
+    let teardown = tokio::spawn(async move {
+        if let Some(signal) = shutdown.await {
+            sessions.signal_entrypoint(signal, ENTRYPOINT_GRACE).await;
+        }
         trigger.cancel();
+        sessions.terminate_all(SESSION_GRACE).await;
     });
 
     let mut servers = tokio::task::JoinSet::new();
@@ -80,13 +102,23 @@ pub async fn run(
         }
         result
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = all_done => result,
         () = async { token.cancelled().await; tokio::time::sleep(DRAIN_DEADLINE).await } => {
             tracing::warn!("drain deadline passed; closing remaining connections");
             Ok(())
         }
+    };
+    if token.is_cancelled() {
+        // Sessions are torn down concurrently with the drain; wait for it (bounded by its
+        // graces) so the process does not exit with children alive.
+        let _ = tokio::time::timeout(
+            ENTRYPOINT_GRACE + SESSION_GRACE + Duration::from_secs(1),
+            teardown,
+        )
+        .await;
     }
+    result
 }
 
 async fn serve(

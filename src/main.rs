@@ -24,9 +24,6 @@ fn main() -> ExitCode {
     };
     tune_allocator();
     init_logging(cli.log_format);
-    if !config.entrypoint.is_empty() {
-        tracing::warn!(command = ?config.entrypoint, "entrypoint sessions are not supported by this build yet; the command is not run");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,19 +80,26 @@ async fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, E
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves with the signal that asked toolboxd to stop (it is forwarded to the entrypoint).
+async fn shutdown_signal() -> Option<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         // Without signal handlers there is nothing to wait for; serve until killed.
-        std::future::pending::<()>().await;
-        return;
+        return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: shutting down");
+            Some(Signal::SIGTERM)
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: shutting down");
+            Some(Signal::SIGINT)
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use crate::state::AppState;
         process::execute, system::update_env, system::metrics,
         session::create_session, session::list_sessions, session::get_session,
         session::delete_session, session::execute_command, session::get_command,
-        session::command_logs, session::send_input,
+        session::command_logs, session::entrypoint_logs, session::send_input,
         openapi_json,
     ),
     tags(

@@ -1,17 +1,20 @@
-//! Session routes: `/process/session…` (create, list, get, delete, exec, command, logs, input).
-//! The WebSocket follow of logs and the entrypoint come later.
+//! Session routes: `/process/session…` (create, list, get, delete, exec, command, logs, input),
+//! the log WebSocket (`follow=true`), and the entrypoint's `/process/session/entrypoint/logs`.
 
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::Json;
+use super::extract::{flag, Json, Query};
 use crate::error::{Error, Result};
-use crate::process::{CommandInfo, SessionInfo};
+use crate::process::{
+    CommandInfo, LogFollower, SessionInfo, ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
+};
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -22,6 +25,7 @@ pub fn router() -> Router<AppState> {
             "/process/session/{session_id}",
             get(get_session).delete(delete_session),
         )
+        .route("/process/session/entrypoint/logs", get(entrypoint_logs))
         .route("/process/session/{session_id}/exec", post(execute_command))
         .route(
             "/process/session/{session_id}/command/{command_id}",
@@ -48,6 +52,17 @@ pub struct SessionPath {
 pub struct CommandPath {
     session_id: String,
     command_id: String,
+}
+
+/// A WebSocket upgrade, or the plain HTTP request it is not.
+type MaybeUpgrade =
+    std::result::Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
+/// `?follow=&offset=` of the logs routes.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogsQuery {
+    follow: Option<String>,
+    offset: Option<String>,
 }
 
 /// `{sessionId}`
@@ -249,23 +264,138 @@ pub async fn get_command(
     )))
 }
 
-/// A snapshot of a command's logs as JSON (the WebSocket follow is not served yet).
+/// A command's logs: JSON `{output, stdout, stderr}` over plain HTTP; over a WebSocket the raw
+/// bytes of the log (markers included) in binary frames, live with `follow=true`, then close 1000.
 #[utoipa::path(get, path = "/process/session/{session_id}/command/{command_id}/logs", tag = "process",
-    params(("session_id" = String, Path), ("command_id" = String, Path)),
-    responses((status = 200, body = SessionCommandLogsResponse), (status = 404, body = super::error::ErrorBody)))]
+    params(("session_id" = String, Path), ("command_id" = String, Path),
+        ("follow" = Option<bool>, Query, description = "WebSocket only: stream until the command ends"),
+        ("offset" = Option<u64>, Query, description = "WebSocket only: start at this byte of the log")),
+    responses((status = 200, body = SessionCommandLogsResponse),
+        (status = 101, description = "WebSocket: binary frames of the marker-framed log, close 1000 at the end"),
+        (status = 404, body = super::error::ErrorBody)))]
 pub async fn command_logs(
     State(app): State<AppState>,
     Path(CommandPath {
         session_id,
         command_id,
     }): Path<CommandPath>,
-) -> Result<axum::Json<SessionCommandLogsResponse>> {
-    let logs = app.sessions.logs(&session_id, &command_id).await?;
-    Ok(axum::Json(SessionCommandLogsResponse {
-        output: text(&logs.output),
-        stdout: text(&logs.stdout),
-        stderr: text(&logs.stderr),
-    }))
+    Query(query): Query<LogsQuery>,
+    headers: HeaderMap,
+    upgrade: MaybeUpgrade,
+) -> Result<Response> {
+    logs_response(app, &session_id, &command_id, query, &headers, upgrade).await
+}
+
+/// The entrypoint command's logs (as `…/command/entrypoint_command/logs`).
+#[utoipa::path(get, path = "/process/session/entrypoint/logs", tag = "process",
+    params(("follow" = Option<bool>, Query, description = "WebSocket only: stream until the entrypoint ends"),
+        ("offset" = Option<u64>, Query, description = "WebSocket only: start at this byte of the log")),
+    responses((status = 200, body = SessionCommandLogsResponse),
+        (status = 101, description = "WebSocket: binary frames of the marker-framed log, close 1000 at the end"),
+        (status = 404, body = super::error::ErrorBody)))]
+pub async fn entrypoint_logs(
+    State(app): State<AppState>,
+    Query(query): Query<LogsQuery>,
+    headers: HeaderMap,
+    upgrade: MaybeUpgrade,
+) -> Result<Response> {
+    logs_response(
+        app,
+        ENTRYPOINT_SESSION,
+        ENTRYPOINT_COMMAND,
+        query,
+        &headers,
+        upgrade,
+    )
+    .await
+}
+
+async fn logs_response(
+    app: AppState,
+    session_id: &str,
+    command_id: &str,
+    query: LogsQuery,
+    headers: &HeaderMap,
+    upgrade: MaybeUpgrade,
+) -> Result<Response> {
+    let follow = flag(&query.follow, "follow")?;
+    let offset = match query.offset.as_deref() {
+        None | Some("") => 0,
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            Error::bad_request(format!(
+                "invalid value {text:?} for `offset`: expected a byte count"
+            ))
+        })?,
+    };
+    let Ok(upgrade) = upgrade else {
+        let logs = app.sessions.logs(session_id, command_id).await?;
+        return Ok(axum::Json(SessionCommandLogsResponse {
+            output: text(&logs.output),
+            stdout: text(&logs.stdout),
+            stderr: text(&logs.stderr),
+        })
+        .into_response());
+    };
+    let follower = app
+        .sessions
+        .follow(session_id, command_id, offset, follow)?;
+    // Echo the SDK-version subprotocol if one was offered, and select nothing otherwise: the TS
+    // `ws` client aborts on a subprotocol it did not offer.
+    let version = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .find(|protocol| protocol.starts_with("X-Daytona-SDK-Version~"))
+        .map(str::to_string);
+    let upgrade = match version {
+        Some(protocol) => upgrade.protocols([protocol]),
+        None => upgrade,
+    };
+    Ok(upgrade.on_upgrade(move |socket| stream_log(socket, follower)))
+}
+
+/// Sends the log in binary frames; reads (and drops) client frames so pings are answered and a
+/// close is noticed.
+async fn stream_log(socket: WebSocket, mut follower: LogFollower) {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut incoming) = socket.split();
+    let mut reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    });
+    let code = loop {
+        tokio::select! {
+            chunk = follower.next_chunk() => match chunk {
+                Ok(Some(bytes)) => {
+                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                        reader.abort();
+                        return;
+                    }
+                }
+                Ok(None) => break 1000,
+                Err(err) => {
+                    tracing::warn!("reading a command log failed: {err}");
+                    break 1011;
+                }
+            },
+            // The client closed or went away.
+            _ = &mut reader => return,
+        }
+    };
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: "".into(),
+        })))
+        .await;
+    let _ = sink.flush().await;
+    // Give the client a moment to answer the close before the connection drops.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
 }
 
 /// Writes to a running async command's stdin (410 once it completed).

@@ -14,7 +14,8 @@ use std::sync::{Arc, RwLock};
 pub use exec::{validate_env_names, ExecOutcome, ExecRequest};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
-    CommandInfo, CommandLogs, SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_SESSION,
+    CommandInfo, CommandLogs, LogFollower, SessionExecOutcome, SessionInfo, Sessions,
+    ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
 

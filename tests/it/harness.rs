@@ -22,6 +22,8 @@ pub struct StartOptions {
     pub env: Vec<(String, String)>,
     /// Pass no `--workdir`; set `DAYTONA_USER_HOME_AS_WORKDIR=true` so HOME is the work dir.
     pub home_as_workdir: bool,
+    /// Trailing arguments (`-- CMD…`): the entrypoint.
+    pub entrypoint: Vec<String>,
 }
 
 /// A running daemon.
@@ -80,6 +82,9 @@ impl Toolboxd {
         }
         if options.sdk_api {
             command.arg("--sdk-api-addr").arg("127.0.0.1:0");
+        }
+        if !options.entrypoint.is_empty() {
+            command.arg("--").args(&options.entrypoint);
         }
         for (key, value) in &options.env {
             command.env(key, value);

@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod download;
+mod entrypoint;
 mod errors;
 mod files;
 mod openapi;

@@ -31,6 +31,7 @@ use nix::sys::stat::Mode;
 use tokio::sync::watch;
 
 mod log;
+mod shell;
 
 use log::{drain, LogWriter, Stream};
 
@@ -39,6 +40,13 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The id reserved for the entrypoint session.
 pub const ENTRYPOINT_SESSION: &str = "entrypoint";
+/// The entrypoint session's one command.
+pub const ENTRYPOINT_COMMAND: &str = "entrypoint_command";
+/// How often a follower at the end of the log looks for more (no writer notification needed, so
+/// a slow or stuck follower can never hold the command up).
+const FOLLOW_POLL: Duration = Duration::from_millis(20);
+/// Bytes read per follower chunk.
+const FOLLOW_CHUNK: usize = 128 * 1024;
 
 const DONE_PREFIX: &str = "TOOLBOXD_DONE ";
 /// How long to wait for output EOF once a command's status is known (a background job may keep
@@ -140,6 +148,10 @@ impl Sessions {
     /// Starts session `id`.
     pub fn create(&self, id: &str) -> Result<()> {
         validate_id(id, "session")?;
+        self.create_unchecked(id).map(drop)
+    }
+
+    fn create_unchecked(&self, id: &str) -> Result<Arc<Session>> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if sessions.contains_key(id) {
             return Err(Error::conflict(format!("session already exists: {id}")));
@@ -161,17 +173,94 @@ impl Sessions {
         });
         let shell = self.start_shell(&session)?;
         *session.shell.lock().unwrap_or_else(|e| e.into_inner()) = Some(shell);
-        sessions.insert(id.to_string(), session);
-        Ok(())
+        sessions.insert(id.to_string(), session.clone());
+        Ok(session)
     }
 
-    /// Every session (sorted by id).
+    /// Runs the image's command (`argv`, each word shell-quoted) as session `entrypoint`,
+    /// command `entrypoint_command`: async, input not echoed.
+    pub fn start_entrypoint(&self, argv: &[String]) -> Result<()> {
+        let text = argv
+            .iter()
+            .map(|word| quote_word(word))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let session = self.create_unchecked(ENTRYPOINT_SESSION)?;
+        self.start_command(&session, ENTRYPOINT_COMMAND.to_string(), &text, true, true)
+            .map(drop)
+    }
+
+    /// Sends `signal` to the entrypoint's process tree and waits up to `grace` for its command
+    /// to end. Nothing to do without an entrypoint.
+    pub async fn signal_entrypoint(&self, signal: Signal, grace: Duration) {
+        let Ok(session) = self.session(ENTRYPOINT_SESSION) else {
+            return;
+        };
+        let Ok(command) = session.command(ENTRYPOINT_COMMAND) else {
+            return;
+        };
+        if command.exit.borrow().is_some() {
+            return;
+        }
+        let pid = command.shell_pid.load(Ordering::SeqCst);
+        let marker = session.marker.clone();
+        // Everything under the session shell, not the shell itself: it reports the entrypoint's
+        // real exit status once the command ends.
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut pids = tree::descendants_of(pid);
+            pids.extend(tree::marked_with(&marker));
+            pids.sort_unstable();
+            pids.dedup();
+            for target in pids.into_iter().filter(|&p| p != pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), signal);
+            }
+        })
+        .await;
+        let _ = tokio::time::timeout(grace, command.wait()).await;
+    }
+
+    /// Terminates every session's tree (entrypoint included): SIGTERM, up to `grace`, SIGKILL.
+    pub async fn terminate_all(&self, grace: Duration) {
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, session)| session)
+            .collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for session in sessions {
+            session.deleted.store(true, Ordering::SeqCst);
+            let pid = session
+                .shell
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .map(|shell| shell.pid);
+            let marker = session.marker.clone();
+            tasks.spawn_blocking(move || {
+                terminate(pid, &marker, grace);
+                for command in session
+                    .commands
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                {
+                    command.cancel.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Every session but the entrypoint (sorted by id).
     pub fn list(&self) -> Vec<SessionInfo> {
         let sessions: Vec<Arc<Session>> = self
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
+            .filter(|session| session.id != ENTRYPOINT_SESSION)
             .cloned()
             .collect();
         let mut infos: Vec<SessionInfo> = sessions.iter().map(|s| s.info()).collect();
@@ -208,17 +297,8 @@ impl Sessions {
             ));
         }
         let session = self.session(id)?;
-        let command = self.prepare(&session, text, run_async, suppress_echo)?;
-        session
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(command.clone());
-        if let Err(err) = self.send(&session, &command) {
-            command.cancel.store(true, Ordering::SeqCst);
-            command.finish(127);
-            return Err(err);
-        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let command = self.start_command(&session, id, text, run_async, suppress_echo)?;
         if run_async {
             return Ok((command.id.clone(), None));
         }
@@ -232,6 +312,44 @@ impl Sessions {
                 logs,
             }),
         ))
+    }
+
+    fn start_command(
+        &self,
+        session: &Arc<Session>,
+        id: String,
+        text: &str,
+        run_async: bool,
+        suppress_echo: bool,
+    ) -> Result<Arc<Command>> {
+        let command = self.prepare(session, id, text, run_async, suppress_echo)?;
+        session
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(command.clone());
+        if let Err(err) = self.send(session, &command) {
+            command.cancel.store(true, Ordering::SeqCst);
+            command.finish(127);
+            return Err(err);
+        }
+        Ok(command)
+    }
+
+    /// A reader of a command's `output.log` (markers included) from byte `offset`: with
+    /// `follow`, it keeps reading as the log grows and ends once the command completed and
+    /// every byte was read; without, it ends at the current end of the log.
+    pub fn follow(&self, id: &str, cmd_id: &str, offset: u64, follow: bool) -> Result<LogFollower> {
+        let command = self.session(id)?.command(cmd_id)?;
+        let path = command.dir.join("output.log");
+        let mut file = File::open(&path).map_err(|err| Error::io("open", &path, &err))?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
+            .map_err(|err| Error::io("seek", &path, &err))?;
+        Ok(LogFollower {
+            file: Some(file),
+            command,
+            follow,
+        })
     }
 
     /// The logs of a command so far.
@@ -307,7 +425,7 @@ impl Sessions {
         let pid = shell.as_ref().map(|s| s.pid);
         drop(shell);
         let marker = session.marker.clone();
-        tokio::task::spawn_blocking(move || terminate(pid, &marker))
+        tokio::task::spawn_blocking(move || terminate(pid, &marker, TERMINATION_GRACE))
             .await
             .map_err(|err| Error::internal(format!("background task failed: {err}")))?;
         let commands = session
@@ -335,236 +453,6 @@ impl Sessions {
             .get(id)
             .cloned()
             .ok_or_else(|| session_not_found(id))
-    }
-
-    /// Writes the command's files, opens the FIFO ends, starts the readers.
-    fn prepare(
-        &self,
-        session: &Arc<Session>,
-        text: &str,
-        run_async: bool,
-        suppress_echo: bool,
-    ) -> Result<Arc<Command>> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let dir = session.dir.join(&id);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|err| Error::io("create command dir", &dir, &err))?;
-        let script = dir.join("cmd.sh");
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&script)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .map_err(|err| Error::io("write", &script, &err))?;
-        let fifo = |name: &str| -> Result<PathBuf> {
-            let path = dir.join(name);
-            nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600))
-                .map_err(|errno| Error::io("create fifo", &path, &std::io::Error::from(errno)))?;
-            Ok(path)
-        };
-        let open_reader = |path: &Path| -> Result<File> {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(path)
-                .map_err(|err| Error::io("open fifo", path, &err))
-        };
-        let stdout_pipe = open_reader(&fifo("stdout")?)?;
-        let stderr_pipe = open_reader(&fifo("stderr")?)?;
-        let stdin = if run_async {
-            let path = fifo("stdin")?;
-            // Read-write: never blocks, and the command sees no EOF until it completes.
-            Some(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|err| Error::io("open fifo", &path, &err))?,
-            )
-        } else {
-            None
-        };
-        let create = |name: &str| -> Result<File> {
-            let path = dir.join(name);
-            OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|err| Error::io("create", &path, &err))
-        };
-        let log = Arc::new(Mutex::new(LogWriter {
-            cap: self.process.max_output.max(1),
-            output: create("output.log")?,
-            stdout: create("stdout.log")?,
-            stderr: create("stderr.log")?,
-            last: None,
-            sizes: [0; 3],
-            truncated: [false; 3],
-        }));
-        let (exit, _) = watch::channel(None);
-        let command = Arc::new(Command {
-            id,
-            text: text.to_string(),
-            dir,
-            suppress_echo,
-            shell_pid: AtomicI32::new(0),
-            exit,
-            stdin: Mutex::new(stdin),
-            log,
-            readers_done: Arc::new((Mutex::new(0), Condvar::new())),
-            cancel: Arc::new(AtomicBool::new(false)),
-        });
-        for (pipe, stream) in [(stdout_pipe, Stream::Stdout), (stderr_pipe, Stream::Stderr)] {
-            let log = command.log.clone();
-            let done = command.readers_done.clone();
-            let cancel = command.cancel.clone();
-            std::thread::Builder::new()
-                .name("session-reader".into())
-                .spawn(move || {
-                    drain(pipe, stream, &log, &cancel);
-                    let (count, cvar) = &*done;
-                    *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                    cvar.notify_all();
-                })
-                .map_err(|err| Error::internal(format!("cannot start a reader thread: {err}")))?;
-        }
-        Ok(command)
-    }
-
-    /// Sends the command's control line, (re)starting the shell if it is gone.
-    fn send(&self, session: &Arc<Session>, command: &Arc<Command>) -> Result<()> {
-        let stdin_path = if command.stdin_is_fifo() {
-            command.dir.join("stdin")
-        } else {
-            PathBuf::from("/dev/null")
-        };
-        let printf = if self.process.shell.to_string_lossy().contains("bash") {
-            "builtin printf"
-        } else {
-            "printf"
-        };
-        let line = format!(
-            "{{ . {script}; }} < {stdin} > {stdout} 2> {stderr}; {printf} '{DONE_PREFIX}%s %s\\n' {id} \"$?\"\n",
-            script = quote(&command.dir.join("cmd.sh")),
-            stdin = quote(&stdin_path),
-            stdout = quote(&command.dir.join("stdout")),
-            stderr = quote(&command.dir.join("stderr")),
-            id = command.id,
-        );
-        let mut shell = session.shell.lock().unwrap_or_else(|e| e.into_inner());
-        for attempt in 0..2 {
-            if shell.is_none() {
-                if attempt == 0 {
-                    tracing::warn!(session = %session.id, "session shell is gone; starting a new one");
-                }
-                *shell = Some(self.start_shell(session)?);
-            }
-            let Some(current) = shell.as_mut() else {
-                continue;
-            };
-            command.shell_pid.store(current.pid, Ordering::SeqCst);
-            match current
-                .stdin
-                .write_all(line.as_bytes())
-                .and_then(|()| current.stdin.flush())
-            {
-                Ok(()) => return Ok(()),
-                Err(err) => {
-                    tracing::warn!(session = %session.id, "session shell stopped reading ({err})");
-                    *shell = None;
-                }
-            }
-        }
-        Err(Error::internal(
-            "cannot send the command to the session shell",
-        ))
-    }
-
-    fn start_shell(&self, session: &Arc<Session>) -> Result<Shell> {
-        let mut command = std::process::Command::new(&self.process.shell);
-        command
-            .current_dir(&self.process.workdir)
-            .env_clear()
-            .envs(self.process.env_snapshot())
-            .env(tree::MARKER_VAR, &session.marker)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0);
-        let (mut child, exit) = self.process.reaper.spawn(&mut command).map_err(|err| {
-            Error::internal(format!(
-                "cannot start {}: {err}",
-                self.process.shell.display()
-            ))
-        })?;
-        let pid = child.id() as i32;
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(Error::internal("session shell has no pipes"));
-        };
-        drop(child);
-        stdin
-            .write_all(b"shopt -s expand_aliases 2>/dev/null; alias exit=return\n")
-            .map_err(|err| Error::internal(format!("cannot set up the session shell: {err}")))?;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let reader_session = session.clone();
-        std::thread::Builder::new()
-            .name("session-status".into())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-                    let Some(rest) = line.strip_prefix(DONE_PREFIX) else {
-                        continue;
-                    };
-                    let mut parts = rest.split(' ');
-                    let (Some(cmd_id), Some(code)) = (parts.next(), parts.next()) else {
-                        continue;
-                    };
-                    let code = code.trim().parse().unwrap_or(1);
-                    if let Ok(command) = reader_session.command(cmd_id) {
-                        command.finish(code);
-                    }
-                }
-                let _ = done_tx.send(());
-            })
-            .map_err(|err| Error::internal(format!("cannot start a status thread: {err}")))?;
-        let watcher = session.clone();
-        tokio::spawn(async move {
-            let status = exit.wait().await;
-            let _ = done_rx.await;
-            {
-                let mut shell = watcher.shell.lock().unwrap_or_else(|e| e.into_inner());
-                if shell.as_ref().is_some_and(|s| s.pid == pid) {
-                    *shell = None;
-                }
-            }
-            let pending: Vec<Arc<Command>> = watcher
-                .commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .filter(|c| c.shell_pid.load(Ordering::SeqCst) == pid && c.exit.borrow().is_none())
-                .cloned()
-                .collect();
-            if !watcher.deleted.load(Ordering::SeqCst) {
-                tracing::warn!(session = %watcher.id, code = status.code(),
-                    "session shell exited; {} running command(s) end with its status; the next command starts a new shell",
-                    pending.len());
-            }
-            if !pending.is_empty() {
-                let _ = tokio::task::spawn_blocking(move || {
-                    for command in pending {
-                        command.finish(status.code());
-                        // Nothing writes for a command the dead shell never started.
-                        command.cancel.store(true, Ordering::SeqCst);
-                    }
-                })
-                .await;
-            }
-        });
-        Ok(Shell { pid, stdin })
     }
 }
 
@@ -658,7 +546,7 @@ impl Command {
 }
 
 /// SIGTERM the tree, wait until nothing of it is alive (up to the grace), then SIGKILL.
-fn terminate(pid: Option<i32>, marker: &str) {
+fn terminate(pid: Option<i32>, marker: &str, grace: Duration) {
     let alive_in_tree = |pid: Option<i32>| -> bool {
         let mut pids = tree::marked_with(marker);
         if let Some(pid) = pid {
@@ -676,7 +564,7 @@ fn terminate(pid: Option<i32>, marker: &str) {
         }
     };
     signal_all(Signal::SIGTERM);
-    let deadline = Instant::now() + TERMINATION_GRACE;
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if !alive_in_tree(pid) {
             return;
@@ -724,6 +612,63 @@ fn gone(code: i32) -> Error {
     )
 }
 
+/// A reader of `output.log` that can follow it; see `Sessions::follow`.
+#[derive(Debug)]
+pub struct LogFollower {
+    file: Option<File>,
+    command: Arc<Command>,
+    follow: bool,
+}
+
+impl LogFollower {
+    /// The next bytes of the log, or `None` at the end of the stream. Not cancel-safe: a call
+    /// dropped mid-read ends the stream.
+    pub async fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut exit = self.command.exit.subscribe();
+        loop {
+            // Completion is checked before the read: whatever was written before the exit was
+            // published is read before the stream ends.
+            let done = !self.follow || exit.borrow_and_update().is_some();
+            let Some(mut file) = self.file.take() else {
+                return Ok(None);
+            };
+            let (file, read) = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; FOLLOW_CHUNK];
+                let read = std::io::Read::read(&mut file, &mut buf).map(|n| {
+                    buf.truncate(n);
+                    buf
+                });
+                (file, read)
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+            self.file = Some(file);
+            let chunk = read?;
+            if !chunk.is_empty() {
+                return Ok(Some(chunk));
+            }
+            if done {
+                self.file = None;
+                return Ok(None);
+            }
+            let _ = tokio::time::timeout(FOLLOW_POLL, exit.changed()).await;
+        }
+    }
+}
+
+/// Single-quotes a word for the shell unless it is plainly safe.
+fn quote_word(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:,+@%".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// Single-quotes a path for the shell.
 fn quote(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', "'\\''"))
@@ -736,5 +681,9 @@ mod tests {
     #[test]
     fn quotes_single_quotes() {
         assert_eq!(quote(Path::new("/a'b")), "'/a'\\''b'");
+        assert_eq!(quote_word("ls"), "ls");
+        assert_eq!(quote_word("a b"), "'a b'");
+        assert_eq!(quote_word(""), "''");
+        assert_eq!(quote_word("it's"), "'it'\\''s'");
     }
 }

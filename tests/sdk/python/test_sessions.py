@@ -1,6 +1,7 @@
 """Sessions through the real Python SDK in local SDK mode: create, sync and async exec, command
-status, log snapshots, input, list and delete."""
+status, log snapshots, the log WebSocket, input, list and delete."""
 
+import asyncio
 import time
 import uuid
 
@@ -88,3 +89,39 @@ def test_list_and_delete(sandbox):
     with pytest.raises(DaytonaError) as info:
         sandbox.process.get_session(sid)
     assert info.value.status_code == 404
+
+
+def test_logs_follow_with_callbacks(sandbox):
+    sid = _sid()
+    sandbox.process.create_session(sid)
+    try:
+        res = sandbox.process.execute_session_command(
+            sid,
+            SessionExecuteRequest(
+                command="printf 'out1 '; sleep 0.5; echo err1 >&2; sleep 0.5; printf 'out2\\n'; printf 'é' >&2",
+                run_async=True,
+            ),
+        )
+        stdout, stderr = [], []
+        started = time.monotonic()
+
+        async def follow():
+            await sandbox.process.get_session_command_logs_async(sid, res.cmd_id, stdout.append, stderr.append)
+
+        asyncio.run(asyncio.wait_for(follow(), timeout=30))
+        assert time.monotonic() - started >= 0.9, "the stream ended before the command"
+        assert "".join(stdout) == "out1 out2\n"
+        assert "".join(stderr) == "err1\né"
+        assert _wait_exit(sandbox, sid, res.cmd_id).exit_code == 0
+        # Following a finished command replays it and ends.
+        again_out, again_err = [], []
+        asyncio.run(
+            asyncio.wait_for(
+                sandbox.process.get_session_command_logs_async(sid, res.cmd_id, again_out.append, again_err.append),
+                timeout=10,
+            )
+        )
+        assert "".join(again_out) == "out1 out2\n"
+        assert "".join(again_err) == "err1\né"
+    finally:
+        sandbox.process.delete_session(sid)

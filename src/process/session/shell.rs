@@ -1,0 +1,236 @@
+//! The session shell: starting it through the reaper, preparing a command's directory, FIFOs and
+//! log readers, and writing the control line that sources the command.
+
+use super::*;
+
+impl Sessions {
+    /// Writes the command's files, opens the FIFO ends, starts the readers.
+    pub(super) fn prepare(
+        &self,
+        session: &Arc<Session>,
+        id: String,
+        text: &str,
+        run_async: bool,
+        suppress_echo: bool,
+    ) -> Result<Arc<Command>> {
+        let dir = session.dir.join(&id);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|err| Error::io("create command dir", &dir, &err))?;
+        let script = dir.join("cmd.sh");
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&script)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .map_err(|err| Error::io("write", &script, &err))?;
+        let fifo = |name: &str| -> Result<PathBuf> {
+            let path = dir.join(name);
+            nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600))
+                .map_err(|errno| Error::io("create fifo", &path, &std::io::Error::from(errno)))?;
+            Ok(path)
+        };
+        let open_reader = |path: &Path| -> Result<File> {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map_err(|err| Error::io("open fifo", path, &err))
+        };
+        let stdout_pipe = open_reader(&fifo("stdout")?)?;
+        let stderr_pipe = open_reader(&fifo("stderr")?)?;
+        let stdin = if run_async {
+            let path = fifo("stdin")?;
+            // Read-write: never blocks, and the command sees no EOF until it completes.
+            Some(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|err| Error::io("open fifo", &path, &err))?,
+            )
+        } else {
+            None
+        };
+        let create = |name: &str| -> Result<File> {
+            let path = dir.join(name);
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|err| Error::io("create", &path, &err))
+        };
+        let log = Arc::new(Mutex::new(LogWriter {
+            cap: self.process.max_output.max(1),
+            output: create("output.log")?,
+            stdout: create("stdout.log")?,
+            stderr: create("stderr.log")?,
+            last: None,
+            sizes: [0; 3],
+            truncated: [false; 3],
+        }));
+        let (exit, _) = watch::channel(None);
+        let command = Arc::new(Command {
+            id,
+            text: text.to_string(),
+            dir,
+            suppress_echo,
+            shell_pid: AtomicI32::new(0),
+            exit,
+            stdin: Mutex::new(stdin),
+            log,
+            readers_done: Arc::new((Mutex::new(0), Condvar::new())),
+            cancel: Arc::new(AtomicBool::new(false)),
+        });
+        for (pipe, stream) in [(stdout_pipe, Stream::Stdout), (stderr_pipe, Stream::Stderr)] {
+            let log = command.log.clone();
+            let done = command.readers_done.clone();
+            let cancel = command.cancel.clone();
+            std::thread::Builder::new()
+                .name("session-reader".into())
+                .spawn(move || {
+                    drain(pipe, stream, &log, &cancel);
+                    let (count, cvar) = &*done;
+                    *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    cvar.notify_all();
+                })
+                .map_err(|err| Error::internal(format!("cannot start a reader thread: {err}")))?;
+        }
+        Ok(command)
+    }
+
+    /// Sends the command's control line, (re)starting the shell if it is gone.
+    pub(super) fn send(&self, session: &Arc<Session>, command: &Arc<Command>) -> Result<()> {
+        let stdin_path = if command.stdin_is_fifo() {
+            command.dir.join("stdin")
+        } else {
+            PathBuf::from("/dev/null")
+        };
+        let printf = if self.process.shell.to_string_lossy().contains("bash") {
+            "builtin printf"
+        } else {
+            "printf"
+        };
+        let line = format!(
+            "{{ . {script}; }} < {stdin} > {stdout} 2> {stderr}; {printf} '{DONE_PREFIX}%s %s\\n' {id} \"$?\"\n",
+            script = quote(&command.dir.join("cmd.sh")),
+            stdin = quote(&stdin_path),
+            stdout = quote(&command.dir.join("stdout")),
+            stderr = quote(&command.dir.join("stderr")),
+            id = command.id,
+        );
+        let mut shell = session.shell.lock().unwrap_or_else(|e| e.into_inner());
+        for attempt in 0..2 {
+            if shell.is_none() {
+                if attempt == 0 {
+                    tracing::warn!(session = %session.id, "session shell is gone; starting a new one");
+                }
+                *shell = Some(self.start_shell(session)?);
+            }
+            let Some(current) = shell.as_mut() else {
+                continue;
+            };
+            command.shell_pid.store(current.pid, Ordering::SeqCst);
+            match current
+                .stdin
+                .write_all(line.as_bytes())
+                .and_then(|()| current.stdin.flush())
+            {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    tracing::warn!(session = %session.id, "session shell stopped reading ({err})");
+                    *shell = None;
+                }
+            }
+        }
+        Err(Error::internal(
+            "cannot send the command to the session shell",
+        ))
+    }
+
+    pub(super) fn start_shell(&self, session: &Arc<Session>) -> Result<Shell> {
+        let mut command = std::process::Command::new(&self.process.shell);
+        command
+            .current_dir(&self.process.workdir)
+            .env_clear()
+            .envs(self.process.env_snapshot())
+            .env(tree::MARKER_VAR, &session.marker)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let (mut child, exit) = self.process.reaper.spawn(&mut command).map_err(|err| {
+            Error::internal(format!(
+                "cannot start {}: {err}",
+                self.process.shell.display()
+            ))
+        })?;
+        let pid = child.id() as i32;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::internal("session shell has no pipes"));
+        };
+        drop(child);
+        stdin
+            .write_all(b"shopt -s expand_aliases 2>/dev/null; alias exit=return\n")
+            .map_err(|err| Error::internal(format!("cannot set up the session shell: {err}")))?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let reader_session = session.clone();
+        std::thread::Builder::new()
+            .name("session-status".into())
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                    let Some(rest) = line.strip_prefix(DONE_PREFIX) else {
+                        continue;
+                    };
+                    let mut parts = rest.split(' ');
+                    let (Some(cmd_id), Some(code)) = (parts.next(), parts.next()) else {
+                        continue;
+                    };
+                    let code = code.trim().parse().unwrap_or(1);
+                    if let Ok(command) = reader_session.command(cmd_id) {
+                        command.finish(code);
+                    }
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|err| Error::internal(format!("cannot start a status thread: {err}")))?;
+        let watcher = session.clone();
+        tokio::spawn(async move {
+            let status = exit.wait().await;
+            let _ = done_rx.await;
+            {
+                let mut shell = watcher.shell.lock().unwrap_or_else(|e| e.into_inner());
+                if shell.as_ref().is_some_and(|s| s.pid == pid) {
+                    *shell = None;
+                }
+            }
+            let pending: Vec<Arc<Command>> = watcher
+                .commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|c| c.shell_pid.load(Ordering::SeqCst) == pid && c.exit.borrow().is_none())
+                .cloned()
+                .collect();
+            if !watcher.deleted.load(Ordering::SeqCst) {
+                tracing::warn!(session = %watcher.id, code = status.code(),
+                    "session shell exited; {} running command(s) end with its status; the next command starts a new shell",
+                    pending.len());
+            }
+            if !pending.is_empty() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    for command in pending {
+                        command.finish(status.code());
+                        // Nothing writes for a command the dead shell never started.
+                        command.cancel.store(true, Ordering::SeqCst);
+                    }
+                })
+                .await;
+            }
+        });
+        Ok(Shell { pid, stdin })
+    }
+}
