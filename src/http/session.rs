@@ -94,6 +94,9 @@ pub struct Command {
     /// Exit code once complete (128 + signal when killed); absent while running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Why it ended (`exited`, `signal`, `killed`); absent while running. Beyond Daytona.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_cause: Option<String>,
 }
 
 /// `{command, runAsync?, async?, suppressInputEcho?}`
@@ -157,6 +160,7 @@ fn command_dto(info: CommandInfo) -> Command {
         id: info.id,
         command: info.command,
         exit_code: info.exit_code,
+        exit_cause: info.exit_cause.map(|cause| cause.as_str().to_string()),
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 pub use exec::{validate_env_names, ExecOutcome, ExecRequest};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
-    CommandInfo, CommandLogs, LogFollower, SessionExecOutcome, SessionInfo, Sessions,
+    CommandInfo, CommandLogs, ExitCause, LogFollower, SessionExecOutcome, SessionInfo, Sessions,
     ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};

@@ -620,3 +620,35 @@ fn a_follower_that_does_not_read_never_blocks_the_command() {
     // The daemon is unaffected by the abandoned follower.
     assert_eq!(exec(&daemon, "s", "echo ok")["stdout"], "ok\n");
 }
+
+#[test]
+fn commands_record_why_they_ended() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "causes");
+    let cause = |command: &str| {
+        let out = json(
+            daemon.post_json(
+                "/process/session/causes/exec",
+                &json!({ "command": command }),
+            ),
+            200,
+        );
+        let cmd_id = out["cmdId"].as_str().unwrap().to_string();
+        let info = json(
+            daemon.get(&format!("/process/session/causes/command/{cmd_id}")),
+            200,
+        );
+        (
+            info["exitCode"].as_i64().unwrap(),
+            info["exitCause"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(cause("true"), (0, "exited".to_string()));
+    assert_eq!(
+        cause("sleep 10 & kill -9 $!; wait $!"),
+        (137, "signal".to_string())
+    );
+    let (_, died) = cause("set -e; false");
+    assert_eq!(died, "killed", "the session shell died under the command");
+    assert_eq!(cause("echo again"), (0, "exited".to_string()));
+}

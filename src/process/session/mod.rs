@@ -81,6 +81,8 @@ pub struct CommandInfo {
     pub command: String,
     /// The exit status, once complete (128 + signal when killed).
     pub exit_code: Option<i32>,
+    /// Why it ended, once complete.
+    pub exit_cause: Option<ExitCause>,
 }
 
 /// A command's logs.
@@ -133,6 +135,29 @@ struct Command {
     log: Arc<Mutex<LogWriter>>,
     readers_done: Arc<(Mutex<u8>, Condvar)>,
     cancel: Arc<AtomicBool>,
+    cause: Mutex<Option<ExitCause>>,
+}
+
+/// Why a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCause {
+    /// It finished by itself with a status below 129.
+    Exited,
+    /// The shell reported 128 + N: a process killed by signal N (or an `exit 129..255`).
+    Signal,
+    /// Its session was deleted, or its shell died, while it ran.
+    Killed,
+}
+
+impl ExitCause {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitCause::Exited => "exited",
+            ExitCause::Signal => "signal",
+            ExitCause::Killed => "killed",
+        }
+    }
 }
 
 impl Sessions {
@@ -437,7 +462,7 @@ impl Sessions {
         tokio::task::spawn_blocking(move || {
             for command in commands {
                 command.cancel.store(true, Ordering::SeqCst);
-                command.finish(128 + libc::SIGKILL);
+                command.finish_with(128 + libc::SIGKILL, ExitCause::Killed);
             }
             let _ = std::fs::remove_dir_all(&dir);
         })
@@ -487,6 +512,7 @@ impl Command {
             id: self.id.clone(),
             command: self.text.clone(),
             exit_code: *self.exit.borrow(),
+            exit_cause: *self.cause.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
@@ -499,6 +525,15 @@ impl Command {
 
     /// Blocking: waits (bounded) for the readers, then publishes the exit code once.
     fn finish(&self, code: i32) {
+        let cause = if code > 128 {
+            ExitCause::Signal
+        } else {
+            ExitCause::Exited
+        };
+        self.finish_with(code, cause);
+    }
+
+    fn finish_with(&self, code: i32, cause: ExitCause) {
         if self.exit.borrow().is_some() {
             return;
         }
@@ -508,6 +543,10 @@ impl Command {
             .wait_timeout_while(guard, OUTPUT_GRACE, |n| *n < 2)
             .unwrap_or_else(|e| e.into_inner());
         self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(cause);
         self.exit.send_if_modified(|exit| {
             if exit.is_none() {
                 *exit = Some(code);

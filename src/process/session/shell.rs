@@ -84,6 +84,7 @@ impl Sessions {
             log,
             readers_done: Arc::new((Mutex::new(0), Condvar::new())),
             cancel: Arc::new(AtomicBool::new(false)),
+            cause: Mutex::new(None),
         });
         for (pipe, stream) in [(stdout_pipe, Stream::Stdout), (stderr_pipe, Stream::Stderr)] {
             let log = command.log.clone();
@@ -223,7 +224,7 @@ impl Sessions {
             if !pending.is_empty() {
                 let _ = tokio::task::spawn_blocking(move || {
                     for command in pending {
-                        command.finish(status.code());
+                        command.finish_with(status.code(), ExitCause::Killed);
                         // Nothing writes for a command the dead shell never started.
                         command.cancel.store(true, Ordering::SeqCst);
                     }
