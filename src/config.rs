@@ -80,6 +80,27 @@ impl Cli {
 pub enum Command {
     /// Print the toolbox OpenAPI document (OpenAPI 3.1 JSON) and exit.
     Openapi,
+    /// The entrypoint session of a running toolboxd.
+    Entrypoint {
+        /// What to do.
+        #[command(subcommand)]
+        action: EntrypointAction,
+    },
+}
+
+/// `toolboxd entrypoint …`
+#[derive(Debug, Subcommand)]
+pub enum EntrypointAction {
+    /// Print the entrypoint's output (stdout to stdout, stderr to stderr), following it until
+    /// the entrypoint exits, as Daytona's `daytona entrypoint logs` does.
+    Logs {
+        /// The running toolboxd's toolbox address.
+        #[arg(long, env = "TOOLBOXD_TOOLBOX_ADDR", default_value = "127.0.0.1:2280")]
+        addr: SocketAddr,
+        /// Print what there is now and exit instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
 }
 
 /// How logs are written.

@@ -7,6 +7,7 @@
 //! knows axum and the wire).
 
 pub mod config;
+pub mod entrypoint_logs;
 pub mod error;
 pub mod files;
 pub mod http;

@@ -5,14 +5,22 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use toolboxd::config::{Cli, Command, LogFormat};
+use toolboxd::config::{Cli, Command, EntrypointAction, LogFormat};
 use toolboxd::{Config, Listeners};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Openapi) = cli.command {
-        print!("{}", toolboxd::http::openapi::document());
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Some(Command::Openapi) => {
+            print!("{}", toolboxd::http::openapi::document());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Entrypoint {
+            action: EntrypointAction::Logs { addr, no_follow },
+        }) => {
+            return toolboxd::entrypoint_logs::run(*addr, !*no_follow);
+        }
+        None => {}
     }
     // Read the environment and umask before any thread exists.
     let config = match Config::from_cli(&cli) {

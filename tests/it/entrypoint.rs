@@ -197,3 +197,23 @@ fn sigint_is_forwarded_too() {
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(std::fs::read_to_string(&flag).unwrap(), "got-int\n");
 }
+
+#[test]
+fn entrypoint_logs_cli_prints_both_streams_until_the_end() {
+    let daemon = start(&["sh", "-c", "echo first; sleep 1; echo second; echo bad >&2"]);
+    let addr = daemon.base.trim_start_matches("http://").to_string();
+    let output = std::process::Command::new(binary())
+        .args(["entrypoint", "logs", "--addr", &addr])
+        .env_remove("TOOLBOXD_TOOLBOX_ADDR")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "first\nsecond\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "bad\n");
+    let unreachable = std::process::Command::new(binary())
+        .args(["entrypoint", "logs", "--addr", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach toolboxd"));
+}
