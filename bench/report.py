@@ -50,36 +50,52 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+TRANSFER_ROWS = (
+    # key, label, client, the client's floor, goal row
+    ("bulk_upload", "bulk-upload (multipart)", "native", "native_floor_multipart_upload", True),
+    ("bulk_download", "bulk-download (multipart)", "native", "native_floor_download", True),
+    ("upload_v2_raw", "upload-v2 (raw body), extra", "native", "native_floor_raw_upload", False),
+    ("download", "download (GET), extra", "native", "native_floor_download", False),
+    ("curl_bulk_upload", "bulk-upload (multipart), extra", "curl `-F`", "curl_floor_multipart_upload", False),
+    ("curl_bulk_download", "bulk-download (multipart), extra", "curl `-o`", "curl_floor_download", False),
+    ("curl_upload_v2_raw", "upload-v2 (raw body), extra", "curl `-T`", "curl_floor_raw_upload", False),
+    ("curl_download", "download (GET), extra", "curl `-o`", "curl_floor_download", False),
+)
+
+
 def transfer_section(data: dict) -> str:
     m = data["methods"]
     size_mib = data["size_bytes"] / MIB
     ceiling = m["loopback_ceiling"]["mib_per_s"]
     cat = m["cat"]["mib_per_s"]
     rows = []
-    for key, label, floor_key in (
-        ("bulk_upload", "bulk-upload (multipart, `curl -F`)", "curl_floor_multipart_upload"),
-        ("bulk_download", "bulk-download (multipart, `curl -o`)", "curl_floor_download"),
-        ("upload_v2_raw", "upload-v2 (raw body, `curl -T`), extra", "curl_floor_raw_upload"),
-        ("download", "download (GET, `curl -o`), extra", "curl_floor_download"),
-    ):
+    for key, label, client, floor_key, goal in TRANSFER_ROWS:
         if key not in m:
             continue
         e = m[key]
         ratio = e["mib_per_s"] / ceiling
-        goal = key in ("bulk_upload", "bulk_download")
         rss_ok = e["daemon_vmhwm_kib"] <= GOALS["transfer_rss_mib"] * 1024
         floor = m.get(floor_key, {}).get("mib_per_s")
         per_round = sorted(c / t for c, t in zip(m["loopback_ceiling"]["seconds"], e["seconds"]))
+        name = label.split(" (")[0]
+        best_ratio = e["best_mib_per_s"] / m["loopback_ceiling"]["best_mib_per_s"]
+        if goal:
+            speed_goal = verdict(f"{name} (native client) ≥ 0.7x loopback ceiling", ratio >= GOALS["transfer_ratio"],
+                                 f"{ratio:.2f}x median/median; best/best {best_ratio:.2f}x")
+        elif client == "native":
+            speed_goal = "(no goal)"
+        else:
+            speed_goal = f"(no goal: curl's floor is {floor / ceiling:.2f}x)" if floor else "(no goal)"
         rows.append([
             label,
+            client,
             f"{e['mib_per_s']:.0f} MiB/s ({e['median_s']:.2f} s; best {e['best_mib_per_s']:.0f})",
-            f"{ratio:.2f}x (rounds {per_round[0]:.2f}–{per_round[-1]:.2f})",
-            verdict(f"{key} ≥ 0.7x loopback ceiling", ratio >= GOALS["transfer_ratio"], f"{ratio:.2f}x")
-            if goal else "(no goal)",
+            f"{ratio:.2f}x (rounds {per_round[0]:.2f}–{per_round[-1]:.2f}; best/best {best_ratio:.2f}x)",
+            speed_goal,
             f"{e['mib_per_s'] / cat:.2f}x",
             f"{e['mib_per_s'] / floor:.2f}x" if floor else "—",
             mib(e["daemon_vmhwm_kib"]),
-            verdict(f"{key} peak RSS ≤ 32 MiB", rss_ok, mib(e["daemon_vmhwm_kib"])) if goal
+            verdict(f"{name} (native client) peak RSS ≤ 32 MiB", rss_ok, mib(e["daemon_vmhwm_kib"])) if goal
             else met(rss_ok) + " (extra)",
             f"{e['daemon_cpu_s_per_gib']:.2f} ({e['daemon_user_s_per_gib']:.2f} user, "
             f"{e['daemon_sys_s_per_gib']:.2f} sys)",
@@ -90,14 +106,20 @@ def transfer_section(data: dict) -> str:
         ("loopback_ceiling", "loopback ceiling: `bench/ceiling.rs`, file → `sendfile` → TCP 127.0.0.1 → `read` 1 MiB "
                              "→ `write` → file, two processes"),
         ("cat", "`cat big.bin > copy.bin`"),
-        ("curl_floor_multipart_upload", "curl floor, multipart upload: the `curl -F` command against a one-shot "
-                                        "HTTP sink that writes the body to a file"),
+        ("native_floor_multipart_upload", "native client floor, multipart upload: `ceiling bulk-upload` against a "
+                                          "one-shot HTTP sink that writes the body to a file"),
+        ("native_floor_raw_upload", "native client floor, raw upload: `ceiling upload-v2` against the same sink"),
+        ("native_floor_download", "native client floor, download: `ceiling download` from a one-shot HTTP source "
+                                  "(sendfile, Content-Length)"),
+        ("curl_floor_multipart_upload", "curl floor, multipart upload: the `curl -F` command against the same sink"),
         ("curl_floor_raw_upload", "curl floor, raw upload: the `curl -T` command against the same sink"),
-        ("curl_floor_download", "curl floor, download: `curl -o` from a one-shot HTTP source (sendfile)"),
+        ("curl_floor_download", "curl floor, download: `curl -o` from the same source"),
     ):
         if key in m:
             ref_rows.append([label, f"{m[key]['mib_per_s']:.0f} MiB/s ({m[key]['median_s']:.2f} s)",
-                             f"{m[key]['best_mib_per_s']:.0f} MiB/s"])
+                             f"{m[key]['mib_per_s'] / ceiling:.2f}x", f"{m[key]['best_mib_per_s']:.0f} MiB/s"])
+    binary = data.get("binary", {})
+    version = data.get("version_response", {}).get("body", "?")
     out = [
         f"## 1. {size_mib / 1024:g} GiB bulk-upload and bulk-download" if size_mib >= 1024
         else f"## 1. {size_mib:.0f} MiB bulk-upload and bulk-download (short run: BENCH_TRANSFER_MIB)",
@@ -106,40 +128,64 @@ def transfer_section(data: dict) -> str:
         f"round every method runs once (round-robin). Every transfer writes a file on the same disk "
         f"(`{data['machine']['data_fs']}`). CPU busy before the run: {data['machine'].get('cpu_busy_1s')}; "
         f"load average before/after: {' '.join(data['machine'].get('loadavg', []))} / "
-        f"{' '.join(data.get('loadavg_end', []))}; hypervisor steal during the run: {steal(data)}.",
+        f"{' '.join(data.get('loadavg_end', []))}; hypervisor steal during the run: {steal(data)}; "
+        f"run at {data['machine'].get('date')}."
+        + (f" toolboxd: `{binary['path']}` (BuildID {binary['build_id'][:12]}…, built {binary['mtime']}), "
+           f"`/version` → `{version}`." if binary else ""),
         "",
-        table(["method", "toolboxd", "ratio to loopback ceiling", "goal ≥ 0.70x", "ratio to cat",
-               "ratio to curl floor", "daemon peak RSS", "goal ≤ 32 MiB", "daemon CPU s/GiB",
+        "Two clients drive toolboxd. The **native client** rows are the goal rows: `bench/ceiling.rs`'s "
+        "HTTP/1.1 client, as lean as the ceiling's own sender and receiver (uploads: request head and "
+        "multipart preamble, then the file by `sendfile`, computed Content-Length, no `Expect`; downloads: "
+        "1 MiB reads written straight to the file, chunked framing and the part headers decoded, exactly the "
+        "part's Content-Length bytes written, closing boundary checked), so what is left of the gap to the "
+        "ceiling is the daemon's. The **curl** rows are extra, for what a curl user sees: curl 7.88 is slower "
+        "than the native client (compare the curl floors below, the same commands against a trivial HTTP "
+        "sink/source, with the native floors; downloads most), so those rows measure curl as much as the daemon; "
+        "their last ratio column is against the curl floor. Each method has its own fresh daemon, so "
+        "peak RSS (VmHWM, reset before each transfer, the largest over the method's rounds including the "
+        "warm-up) belongs to that method alone.",
+        "",
+        table(["method", "client", "toolboxd", "ratio to loopback ceiling", "goal ≥ 0.70x", "ratio to cat",
+               "ratio to the client's floor", "daemon peak RSS", "goal ≤ 32 MiB", "daemon CPU s/GiB",
                "daemon minor faults/GiB"], rows),
         "",
         "References, same run, same disk:",
         "",
-        table(["reference", "median", "best"], ref_rows),
+        table(["reference", "median", "ratio to loopback ceiling", "best"], ref_rows),
         "",
-        "The curl floors show how much of the gap to the loopback ceiling is the client's: no server "
-        "can make the same curl command faster than its floor. The ratio is median over median; "
-        "\"rounds\" is the range of the ratio to the ceiling measured in the same round. With hypervisor "
-        "steal above a few percent, single rounds swing by ±30%, so a verdict within ~0.1 of its goal "
-        "can flip between runs.",
+        "The client floors show how much of the gap to the loopback ceiling is the client's: no server "
+        "can make the same client request faster than its floor. The ratio (and the verdict) is median over "
+        "median; \"rounds\" is the range of the ratio to the ceiling measured in the same round; \"best/best\" "
+        "is the fastest round over the ceiling's fastest round, which interference (a neighbour, steal) can only "
+        "lower. On this 2-core VM a two-party transfer runs up to twice as fast when its ends land on different "
+        "cores as on the same one, so single rounds are bimodal. The ceiling suffers most: in full runs it has "
+        "measured well below (and far more scattered than) the native download floor, whose data path is the "
+        "same (file → sendfile → TCP → 1 MiB reads → file), while alone or with a few methods the two agree "
+        "(about 1600–1750 MiB/s). When the ceiling's median sits far below its best, as when toolboxd "
+        "shows above 1.0x, read the best/best ratio. Hypervisor steal above a few percent adds to the noise.",
     ]
     problems = [f"{k}: {v['verify']}" for k, v in m.items() if v["verify"] != "ok"]
     exp = data.get("expect_100_continue_check", {})
     out += [
         "",
-        "Content checks (first trial of each method: written file compared with `cmp`, the bulk-download "
-        "multipart body parsed and compared, the bulk-upload JSON answer checked): "
+        "Content checks (first trial of each method: written file compared with `cmp`; the native client "
+        "itself checks the bulk-download part headers, its Content-Length and the closing boundary, the "
+        "curl bulk-download multipart body is parsed and compared; the bulk-upload JSON answers are checked): "
         + ("all ok." if not problems else "**problems:** " + "; ".join(problems)),
     ]
     if exp:
         stall = exp["expect_100_continue"] - exp["no_expect"]
         out += ["",
-                f"`Expect: 100-continue` check (4 MiB bulk-upload, median of 3): with curl's default "
+                f"`Expect: 100-continue` check (curl, 4 MiB bulk-upload, median of 3): with curl's default "
                 f"`Expect: 100-continue` {exp['expect_100_continue'] * 1000:.0f} ms, without "
                 f"{exp['no_expect'] * 1000:.0f} ms"
                 + (f" — **a {stall * 1000:.0f} ms stall: the daemon does not answer `100 Continue` promptly**."
                    if stall > 0.5 else " (no stall: the daemon answers `100 Continue`).")]
-    out += ["", f"Daemon exit after SIGTERM: code {data['daemon_exit']['code']} "
-                f"in {data['daemon_exit']['seconds_after_sigterm'] * 1000:.0f} ms.", ""]
+    exits = data.get("daemon_exits") or {"transfer": data.get("daemon_exit", {})}
+    codes = sorted({str(e.get("code")) for e in exits.values()})
+    slowest = max((e.get("seconds_after_sigterm") or 0) for e in exits.values())
+    out += ["", f"Daemon exits after SIGTERM ({len(exits)} daemons: one per method, one for the Expect check): "
+                f"exit codes {', '.join(codes)}; slowest {slowest * 1000:.0f} ms.", ""]
     return "\n".join(out)
 
 
@@ -331,6 +377,11 @@ def main() -> None:
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
         "",
         "```sh",
+        "bench/results/ceiling bulk-upload PORT D/big.bin D/out/dst.bin     # native client (rustc -O bench/ceiling.rs)",
+        "bench/results/ceiling bulk-download PORT D/big.bin D/out/dst.bin",
+        "bench/results/ceiling upload-v2 PORT D/big.bin D/out/dst.bin",
+        "bench/results/ceiling download PORT D/big.bin D/out/dst.bin",
+        "bench/results/ceiling recv D/out/dst.bin & bench/results/ceiling send RECV_PORT D/big.bin   # loopback ceiling",
         "curl -H 'Expect:' -F 'files[0].path=D/out/dst.bin' -F 'files[0].file=@D/big.bin' http://127.0.0.1:PORT/files/bulk-upload",
         "curl -H 'Content-Type: application/json' -d '{\"paths\":[\"D/big.bin\"]}' -o D/out/dst.bin http://127.0.0.1:PORT/files/bulk-download",
         "curl -H 'Expect:' -X POST -T D/big.bin 'http://127.0.0.1:PORT/files/upload-v2?path=D/out/dst.bin'",

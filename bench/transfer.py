@@ -5,26 +5,44 @@
 
 References, measured in the same run on the same disk (DATA_DIR):
   * loopback ceiling: the same file sent through a plain TCP socket on 127.0.0.1 by
-    bench/ceiling.rs (compiled with rustc -O; two processes: the sender is std::io::copy from
-    the file, i.e. sendfile; the receiver reads into a 1 MiB buffer and writes to a file);
+    bench/ceiling.rs (compiled with rustc -O; two processes: the sender is one sendfile(2) call
+    for the whole file; the receiver reads into a 1 MiB buffer and writes to a file);
   * cat: `cat big.bin > copy.bin`;
-  * curl floor: the same curl commands against bench/ceiling.rs's one-shot HTTP sink (writes
+  * client floors: each client's requests against bench/ceiling.rs's one-shot HTTP sink (writes
     the request body, multipart framing and all, to a file) or source (sendfile of the file):
-    the best any HTTP server could do with this client.
-toolboxd is driven with curl, which streams both ways (it never holds the file in memory):
-  * bulk-upload:   curl -H 'Expect:' -F 'files[0].path=DST' -F 'files[0].file=@big.bin' /files/bulk-upload
-  * bulk-download: curl -d '{"paths":["SRC"]}' -o out /files/bulk-download   (out = the multipart body)
-  * upload-v2:     curl -H 'Expect:' -X POST -T big.bin '/files/upload-v2?path=DST'   (raw body)
-  * download:      curl -o out '/files/download?path=SRC'
-`Expect:` turns off curl's `Expect: 100-continue`; a separate check times curl with it left on.
+    the best any HTTP server could do with that client.
+
+Two clients drive toolboxd:
+  * the native client (the goal rows): `ceiling MODE PORT SRC DST` from bench/ceiling.rs, as lean
+    as the ceiling's own sender/receiver. Uploads send the request head and multipart preamble,
+    then the file with sendfile, then the closing boundary, with a computed Content-Length (no
+    chunking, no Expect); downloads read 1 MiB at a time into the file, decoding chunked framing
+    and (bulk-download) the one part's headers, writing exactly its Content-Length bytes and
+    checking the closing boundary:
+      - bulk-upload:   ceiling bulk-upload PORT big.bin DST     (POST /files/bulk-upload, multipart)
+      - bulk-download: ceiling bulk-download PORT big.bin DST   (POST /files/bulk-download)
+      - upload-v2:     ceiling upload-v2 PORT big.bin DST       (POST /files/upload-v2?path=DST, raw body)
+      - download:      ceiling download PORT big.bin DST        (GET /files/download?path=SRC)
+  * curl (extra rows, shown with their curl-floor ratios: curl itself caps them near the goal):
+      - bulk-upload:   curl -H 'Expect:' -F 'files[0].path=DST' -F 'files[0].file=@big.bin' /files/bulk-upload
+      - bulk-download: curl -d '{"paths":["SRC"]}' -o out /files/bulk-download   (out = the multipart body)
+      - upload-v2:     curl -H 'Expect:' -X POST -T big.bin '/files/upload-v2?path=DST'   (raw body)
+      - download:      curl -o out '/files/download?path=SRC'
+    `Expect:` turns off curl's `Expect: 100-continue`; a separate check times curl with it left on.
 Every transfer writes a file on the same disk; the written file is deleted and `sync` is run
-between trials (outside the timing) so no writeback is left over. Peak RSS is VmHWM of the
-daemon, reset (clear_refs=5) before each transfer; the largest over a method's trials is kept.
+between trials (outside the timing) so no writeback is left over.
+
+Each method that goes through toolboxd has its own daemon, started before the first round, so
+one method's memory high-water mark never shows under another. Peak RSS is that daemon's VmHWM,
+reset (clear_refs=5) before each transfer and read after it; the largest over the method's
+transfers (warm-up round included) is reported.
 
 The methods take turns (round-robin), BENCH_TRIALS rounds after one warm-up round, so a slow
 spell of the machine hits all of them alike; the median and the best trial are reported.
 
-Env: BENCH_TRANSFER_MIB (default 1024), BENCH_TRIALS (default 5, plus one warm-up round).
+Env: BENCH_TRANSFER_MIB (default 1024), BENCH_TRIALS (default 5, plus one warm-up round),
+BENCH_TRANSFER_METHODS (comma-separated subset of the method names, for a quick look; the ceiling and
+cat always run).
 """
 
 from __future__ import annotations
@@ -37,8 +55,8 @@ from pathlib import Path
 
 from common import (
     cpu_times, steal_since,
-    RESULTS_DIR, DATA_DIR, GIB, MIB, drop_dirty, kib, log, machine_info, median, start_daemon, tool_version,
-    toolboxd_bin, write_result,
+    RESULTS_DIR, DATA_DIR, GIB, MIB, drop_dirty, http_get, kib, log, machine_info, median, start_daemon,
+    tool_version, toolboxd_bin, write_result,
 )
 
 SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "1024")) * MIB
@@ -75,7 +93,9 @@ def build_ceiling() -> Path:
     exe = RESULTS_DIR / "ceiling"
     src = Path(__file__).resolve().parent / "ceiling.rs"
     if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["rustc", "-O", "--edition", "2021", "-o", str(exe), str(src)], check=True)
+        log(f"compiling {src}")
+        subprocess.run(["nice", "-n", os.environ.get("NICE", "10"), "rustc", "-O", "--edition", "2021",
+                        "-o", str(exe), str(src)], check=True)
     return exe
 
 
@@ -119,6 +139,19 @@ def check_bulk_download(src: Path, body: Path) -> str:
     return ""
 
 
+def binary_info(binary: Path) -> dict[str, object]:
+    """Path, size, mtime and `file`'s BuildID of the binary under test."""
+    stat = binary.stat()
+    kind = tool_version(["file", "-L", str(binary)])
+    build_id = kind.split("BuildID[sha1]=", 1)[1].split(",")[0] if "BuildID[sha1]=" in kind else "?"
+    return {
+        "path": str(binary),
+        "bytes": stat.st_size,
+        "mtime": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(stat.st_mtime)),
+        "build_id": build_id,
+    }
+
+
 def main() -> None:
     binary = toolboxd_bin()
     cpu_before = cpu_times()
@@ -137,11 +170,12 @@ def main() -> None:
         "size_bytes": SIZE,
         "trials": TRIALS,
         "machine": machine_info(),
+        "binary": binary_info(binary),
         "curl": tool_version(["curl", "--version"]),
         "methods": {},
     }
 
-    def cat_once() -> float:
+    def cat_once(_port: int | None) -> float:
         start = time.perf_counter()
         with open(dst, "wb") as out:
             subprocess.run(["cat", str(src)], stdout=out, check=True)
@@ -154,6 +188,19 @@ def main() -> None:
         if proc.returncode != 0:
             body = output.read_bytes()[:500] if output.exists() else b""
             raise RuntimeError(f"curl {args} exited {proc.returncode}: {proc.stderr!r} body={body!r}")
+        return elapsed
+
+    def native(mode: str, port: int) -> float:
+        """bench/ceiling.rs's HTTP client: uploads src to dst (answer to `resp`), downloads src to dst."""
+        start = time.perf_counter()
+        proc = subprocess.run([str(ceiling), mode, str(port), str(src), str(dst)], capture_output=True)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"ceiling {mode} exited {proc.returncode}: {proc.stderr.decode(errors='replace')}")
+        if "upload" in mode:
+            resp.write_bytes(proc.stdout)
+        elif int(proc.stdout) != SIZE:
+            raise RuntimeError(f"ceiling {mode} wrote {proc.stdout!r} bytes, not {SIZE}")
         return elapsed
 
     def check_copy() -> str:
@@ -169,65 +216,97 @@ def main() -> None:
             problem += f" response not {{files:[...]}}: {err}: {resp.read_bytes()[:300]!r}"
         return problem.strip()
 
-    def curl_floor(mode: str, path: Path, args_for_url) -> float:
-        """The same curl command against bench/ceiling.rs's one-shot HTTP sink or source."""
-        helper = subprocess.Popen([str(ceiling), mode, str(path)], stdout=subprocess.PIPE)
-        url = f"http://127.0.0.1:{helper.stdout.readline().strip().decode()}/"
+    def helper(mode: str, path: Path, client) -> float:
+        """One request of `client(port)` to bench/ceiling.rs's one-shot HTTP sink or source."""
+        proc = subprocess.Popen([str(ceiling), mode, str(path)], stdout=subprocess.PIPE)
+        port = int(proc.stdout.readline().strip().decode())
         try:
-            args, output = args_for_url(url)
-            return curl(args, output)
+            return client(port)
         finally:
-            if helper.wait(timeout=60) != 0:
+            if proc.wait(timeout=60) != 0:
                 raise RuntimeError(f"ceiling {mode} failed")
 
-    daemon = start_daemon(binary, DATA_DIR, "transfer")
-    base = daemon.base
-    # name -> (one transfer, content check after the first one, runs through the daemon)
+    def url(port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    curl_multipart = lambda base: curl(  # noqa: E731
+        ["-H", "Expect:", "-F", f"files[0].path={dst}", "-F", f"files[0].file=@{src}", f"{base}/files/bulk-upload"],
+        resp)
+    curl_raw = lambda base: curl(  # noqa: E731
+        ["-H", "Expect:", "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", str(src),
+         f"{base}/files/upload-v2?path={dst}"], resp)
+    curl_bulk_download = lambda base: curl(  # noqa: E731
+        ["-H", "Content-Type: application/json", "-d", json.dumps({"paths": [str(src)]}),
+         f"{base}/files/bulk-download"], dst)
+    curl_download = lambda base: curl([f"{base}/files/download?path={src}"], dst)  # noqa: E731
+
+    # name -> (one transfer given the daemon's port, content check after the first one,
+    #          runs through its own daemon). The native-client rows are the goal rows.
     methods = {
-        "loopback_ceiling": (lambda: loopback_ceiling(ceiling, src, dst), check_copy, False),
+        "loopback_ceiling": (lambda _port: loopback_ceiling(ceiling, src, dst), check_copy, False),
         "cat": (cat_once, check_copy, False),
-        "bulk_upload": (
-            lambda: curl(["-H", "Expect:", "-F", f"files[0].path={dst}", "-F", f"files[0].file=@{src}",
-                          f"{base}/files/bulk-upload"], resp),
-            check_upload_response, True),
-        "bulk_download": (
-            lambda: curl(["-H", "Content-Type: application/json", "-d", json.dumps({"paths": [str(src)]}),
-                          f"{base}/files/bulk-download"], dst),
-            lambda: check_bulk_download(src, dst), True),
-        "upload_v2_raw": (
-            lambda: curl(["-H", "Expect:", "-X", "POST", "-H", "Content-Type: application/octet-stream",
-                          "-T", str(src), f"{base}/files/upload-v2?path={dst}"], resp),
-            check_copy, True),
-        "download": (lambda: curl([f"{base}/files/download?path={src}"], dst), check_copy, True),
-        # Client floors: the same curl commands against a minimal HTTP sink/source.
-        "curl_floor_multipart_upload": (
-            lambda: curl_floor("http-sink", dst, lambda url: (
-                ["-H", "Expect:", "-F", f"files[0].path={dst}", "-F", f"files[0].file=@{src}", url], resp)),
+        "bulk_upload": (lambda port: native("bulk-upload", port), check_upload_response, True),
+        "bulk_download": (lambda port: native("bulk-download", port), check_copy, True),
+        "upload_v2_raw": (lambda port: native("upload-v2", port), check_upload_response, True),
+        "download": (lambda port: native("download", port), check_copy, True),
+        "curl_bulk_upload": (lambda port: curl_multipart(url(port)), check_upload_response, True),
+        "curl_bulk_download": (lambda port: curl_bulk_download(url(port)), lambda: check_bulk_download(src, dst),
+                               True),
+        "curl_upload_v2_raw": (lambda port: curl_raw(url(port)), check_upload_response, True),
+        "curl_download": (lambda port: curl_download(url(port)), check_copy, True),
+        # Client floors: the same client requests against a minimal HTTP sink/source. The sink
+        # keeps the whole request body (multipart framing and all), so only sizes are checked there.
+        "native_floor_multipart_upload": (
+            lambda _port: helper("http-sink", dst, lambda port: native("bulk-upload", port)),
             lambda: "", False),
+        "native_floor_raw_upload": (
+            lambda _port: helper("http-sink", dst, lambda port: native("upload-v2", port)), check_copy, False),
+        "native_floor_download": (
+            lambda _port: helper("http-source", src, lambda port: native("download", port)), check_copy, False),
+        "curl_floor_multipart_upload": (
+            lambda _port: helper("http-sink", dst, lambda port: curl_multipart(url(port))), lambda: "", False),
         "curl_floor_raw_upload": (
-            lambda: curl_floor("http-sink", dst, lambda url: (
-                ["-H", "Expect:", "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", str(src), url],
-                resp)),
-            check_copy, False),
+            lambda _port: helper("http-sink", dst, lambda port: curl_raw(url(port))), check_copy, False),
         "curl_floor_download": (
-            lambda: curl_floor("http-source", src, lambda url: ([url], dst)), check_copy, False),
+            lambda _port: helper("http-source", src, lambda port: curl_download(url(port))), check_copy, False),
     }
+    only = [name for name in os.environ.get("BENCH_TRANSFER_METHODS", "").split(",") if name]
+    if only:  # a subset, for a quick look (the ceiling and cat stay: the report needs them)
+        unknown = set(only) - set(methods)
+        if unknown:
+            raise SystemExit(f"BENCH_TRANSFER_METHODS: unknown {sorted(unknown)}; known: {', '.join(methods)}")
+        methods = {name: v for name, v in methods.items() if name in only or name in ("loopback_ceiling", "cat")}
     samples: dict[str, list[float]] = {name: [] for name in methods}
     problems: dict[str, str] = {}
     peak_kib: dict[str, int] = {name: 0 for name in methods}
     cpu: dict[str, list[float]] = {name: [0.0, 0.0, 0] for name in methods}  # user, sys, faults
     last: dict[str, float] = {}
+    daemons = {}
+    exits: dict[str, dict[str, object]] = {}
+    after_kib: dict[str, int] = {}
     try:
+        # A fresh daemon per method: one method's high-water mark must not show under another.
+        for name, (_once, _verify, through_daemon) in methods.items():
+            if through_daemon:
+                daemons[name] = start_daemon(binary, DATA_DIR, f"transfer-{name}")
+        first = next(iter(daemons.values()))
+        status, body = http_get(first.port, "/version")
+        results["version_response"] = {"status": status, "body": body.decode(errors="replace")}
         # Round-robin: every round runs each method once, so a slow spell of the machine
-        # (page allocation in the VM, a neighbour's build) hits all methods alike.
+        # (page allocation in the VM, a neighbour's build) hits all methods alike. Each round
+        # starts one method further on, so no method always runs first or after the same one.
+        names = list(methods)
         for trial in range(TRIALS + 1):
-            for name, (once, verify, through_daemon) in methods.items():
-                if through_daemon:
+            shift = trial % len(names)
+            for name in names[shift:] + names[:shift]:
+                once, verify, _through_daemon = methods[name]
+                daemon = daemons.get(name)
+                if daemon:
                     daemon.reset_peak_rss()
                     before = daemon.counters()
-                seconds = once()
+                seconds = once(daemon.port if daemon else None)
                 last[name] = seconds
-                if through_daemon:
+                if daemon:
                     peak_kib[name] = max(peak_kib[name], kib(daemon.status(), "VmHWM"))
                     after = daemon.counters()
                     for i in range(3):
@@ -240,9 +319,13 @@ def main() -> None:
             log(f"round {trial}: " + ", ".join(
                 f"{name} {SIZE / MIB / last[name]:.0f}" for name in methods
             ) + " MiB/s" + (" (warm-up)" if trial == 0 else ""))
+        for name, daemon in daemons.items():
+            after_kib[name] = kib(daemon.status(), "VmRSS")
 
         # curl's default `Expect: 100-continue` (sent for bodies over 1 MiB): a server that does
-        # not answer `100 Continue` costs a 1 s stall per upload.
+        # not answer `100 Continue` costs a 1 s stall per upload. Its own daemon too.
+        daemons["expect_check"] = start_daemon(binary, DATA_DIR, "transfer-expect-check")
+        base = daemons["expect_check"].base
         small = out_dir / "small.bin"
         small.write_bytes(os.urandom(4 * MIB))
         timings = {}
@@ -256,10 +339,11 @@ def main() -> None:
         small.unlink()
         results["expect_100_continue_check"] = timings
         log(f"Expect: 100-continue check: {timings}")
-        results["daemon_idle_after_kib"] = kib(daemon.status(), "VmRSS")
     finally:
-        code, stop_s = daemon.stop()
-        results["daemon_exit"] = {"code": code, "seconds_after_sigterm": stop_s}
+        for name, daemon in daemons.items():
+            code, stop_s = daemon.stop()
+            exits[name] = {"code": code, "seconds_after_sigterm": stop_s}
+        results["daemon_exits"] = exits
         drop_dirty(dst)
 
     for name, (_once, _verify, through_daemon) in methods.items():
@@ -273,6 +357,7 @@ def main() -> None:
         }
         if through_daemon:
             entry["daemon_vmhwm_kib"] = peak_kib[name]
+            entry["daemon_rss_after_kib"] = after_kib.get(name)
             per_gib = (TRIALS + 1) * (SIZE / GIB)
             entry["daemon_cpu_s_per_gib"] = (cpu[name][0] + cpu[name][1]) / per_gib
             entry["daemon_user_s_per_gib"] = cpu[name][0] / per_gib
