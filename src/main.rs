@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let toolbox = match bind("toolbox", cli.toolbox_addr()).await {
             Ok(listener) => listener,
             Err(code) => return code,
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
             None => None,
         };
         tracing::info!(sandbox_id = %config.sandbox_id, workdir = %config.workdir.display(), "toolboxd started");
-        match toolboxd::run(config, Listeners { toolbox, sdk_api }, shutdown_signal()).await {
+        match toolboxd::run(config, Listeners { toolbox, sdk_api }, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("toolboxd: {err}");
@@ -89,16 +90,28 @@ async fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, E
 }
 
 /// Resolves with the signal that asked toolboxd to stop (it is forwarded to the entrypoint).
-async fn shutdown_signal() -> Option<nix::sys::signal::Signal> {
-    use nix::sys::signal::Signal;
+/// Installs the SIGTERM/SIGINT handlers at once (before anything is bound, so a signal that
+/// arrives as soon as the address is printed is not lost) and returns the future that waits.
+fn shutdown_signal() -> impl std::future::Future<Output = Option<nix::sys::signal::Signal>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers there is nothing to wait for; serve until killed.
-        return std::future::pending().await;
-    };
+    );
+    async move {
+        let (Ok(term), Ok(int)) = handlers else {
+            // Without signal handlers there is nothing to wait for; serve until killed.
+            return std::future::pending().await;
+        };
+        wait_for_signal(term, int).await
+    }
+}
+
+async fn wait_for_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) -> Option<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
     tokio::select! {
         _ = term.recv() => {
             tracing::info!("SIGTERM: shutting down");
