@@ -271,3 +271,14 @@ pub fn write(path: &Path, content: impl AsRef<[u8]>) {
     }
     std::fs::write(path, content).unwrap();
 }
+
+/// True while `pid` runs (a zombie still has a /proc entry, so its state is checked).
+pub fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap();
+            state != 'Z' && state != 'X'
+        }
+        Err(_) => false,
+    }
+}

@@ -10,17 +10,6 @@ fn execute(daemon: &Toolboxd, body: Value) -> Value {
     json(daemon.post_json("/process/execute", &body), 200)
 }
 
-fn is_alive(pid: i32) -> bool {
-    // A zombie still has a /proc entry: look at its state.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap();
-            state != 'Z' && state != 'X'
-        }
-        Err(_) => false,
-    }
-}
-
 fn zombie_children(parent: u32) -> Vec<i32> {
     let mut zombies = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

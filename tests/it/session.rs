@@ -83,16 +83,6 @@ fn demux(output: &str) -> (String, String) {
     (stdout, stderr)
 }
 
-fn is_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap();
-            state != 'Z' && state != 'X'
-        }
-        Err(_) => false,
-    }
-}
-
 #[test]
 fn state_persists_across_commands_and_streams_stay_apart() {
     let daemon = Toolboxd::start();
