@@ -43,7 +43,7 @@ fn fail(err: &str) -> ExitCode {
 fn get(addr: SocketAddr, path: &str) -> Result<Value, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|err| format!("cannot reach toolboxd at {addr}: {err}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .map_err(|err| err.to_string())?;

@@ -3,6 +3,7 @@
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,7 +14,8 @@ use utoipa::ToSchema;
 use super::extract::{flag, Json, Query};
 use crate::error::{Error, Result};
 use crate::process::{
-    CommandInfo, LogFollower, SessionInfo, ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
+    strip_markers, CommandInfo, LogFollower, LogFormat, MarkerStripper, SessionInfo,
+    ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 use crate::state::AppState;
 
@@ -220,6 +222,7 @@ pub async fn delete_session(
 pub async fn execute_command(
     State(app): State<AppState>,
     Path(SessionPath { session_id }): Path<SessionPath>,
+    headers: HeaderMap,
     Json(request): Json<SessionExecuteRequest>,
 ) -> Result<Response> {
     let run_async = request.run_async.or(request.var_async).unwrap_or(false);
@@ -242,11 +245,19 @@ pub async fn execute_command(
         };
         return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
     };
+    // Older SDKs get the shapes they parse (daytona-wire §4.2): no demuxed streams, and before
+    // 0.27 no markers either.
+    let logs = outcome.logs;
+    let (output, split) = match client_version(&headers).format(false) {
+        LogFormat::Combined => (strip_markers(&logs.output), false),
+        LogFormat::Raw => (logs.output, false),
+        LogFormat::Split => (logs.output, true),
+    };
     let body = SessionExecuteResponse {
         cmd_id: outcome.cmd_id,
-        output: Some(text(&outcome.logs.output)),
-        stdout: Some(text(&outcome.logs.stdout)),
-        stderr: Some(text(&outcome.logs.stderr)),
+        output: Some(text(&output)),
+        stdout: split.then(|| text(&logs.stdout)),
+        stderr: split.then(|| text(&logs.stderr)),
         exit_code: Some(outcome.exit_code),
     };
     Ok((StatusCode::OK, axum::Json(body)).into_response())
@@ -270,6 +281,8 @@ pub async fn get_command(
 
 /// A command's logs: JSON `{output, stdout, stderr}` over plain HTTP; over a WebSocket the raw
 /// bytes of the log (markers included) in binary frames, live with `follow=true`, then close 1000.
+/// Clients older than SDK 0.167 (by `X-Daytona-SDK-Version`), and clients without a version,
+/// get `text/plain` as Daytona's daemon gives them (see the README).
 #[utoipa::path(get, path = "/process/session/{session_id}/command/{command_id}/logs", tag = "process",
     params(("session_id" = String, Path), ("command_id" = String, Path),
         ("follow" = Option<bool>, Query, description = "WebSocket only: stream until the command ends"),
@@ -331,38 +344,100 @@ async fn logs_response(
             ))
         })?,
     };
+    let client = client_version(headers);
+    let format = client.format(session_id == ENTRYPOINT_SESSION);
     let Ok(upgrade) = upgrade else {
         let logs = app.sessions.logs(session_id, command_id).await?;
-        return Ok(axum::Json(SessionCommandLogsResponse {
-            output: text(&logs.output),
-            stdout: text(&logs.stdout),
-            stderr: text(&logs.stderr),
-        })
-        .into_response());
+        let plain = |body: Vec<u8>| {
+            let headers = [(CONTENT_TYPE, "text/plain; charset=utf-8")];
+            (headers, text(&body)).into_response()
+        };
+        // A client without a version may still ask for JSON explicitly (our extension).
+        let wants_json = client.version.is_none() && accepts_json(headers);
+        return Ok(match format {
+            LogFormat::Combined if !wants_json => plain(strip_markers(&logs.output)),
+            LogFormat::Raw if !wants_json => plain(logs.output),
+            _ => axum::Json(SessionCommandLogsResponse {
+                output: text(&logs.output),
+                stdout: text(&logs.stdout),
+                stderr: text(&logs.stderr),
+            })
+            .into_response(),
+        });
     };
     let follower = app
         .sessions
         .follow(session_id, command_id, offset, follow)?;
     // Echo the SDK-version subprotocol if one was offered, and select nothing otherwise: the TS
     // `ws` client aborts on a subprotocol it did not offer.
-    let version = headers
+    let upgrade = match client.protocol {
+        Some(protocol) => upgrade.protocols([protocol]),
+        None => upgrade,
+    };
+    let stripper = (format == LogFormat::Combined).then(MarkerStripper::default);
+    Ok(upgrade.on_upgrade(move |socket| stream_log(socket, follower, stripper)))
+}
+
+/// The SDK version a client announced, and the WebSocket subprotocol it announced it in.
+struct ClientVersion {
+    version: Option<String>,
+    protocol: Option<String>,
+    split_output: bool,
+}
+
+impl ClientVersion {
+    fn format(&self, entrypoint: bool) -> LogFormat {
+        LogFormat::for_client(self.version.as_deref(), self.split_output, entrypoint)
+    }
+}
+
+const VERSION_PROTOCOL: &str = "X-Daytona-SDK-Version~";
+
+/// `X-Daytona-SDK-Version`, or failing that a `X-Daytona-SDK-Version~<v>` subprotocol (browsers
+/// cannot set headers on a WebSocket), and `X-Daytona-Split-Output`.
+fn client_version(headers: &HeaderMap) -> ClientVersion {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let protocol = headers
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
-        .find(|protocol| protocol.starts_with("X-Daytona-SDK-Version~"))
+        .find(|protocol| protocol.starts_with(VERSION_PROTOCOL))
         .map(str::to_string);
-    let upgrade = match version {
-        Some(protocol) => upgrade.protocols([protocol]),
-        None => upgrade,
-    };
-    Ok(upgrade.on_upgrade(move |socket| stream_log(socket, follower)))
+    let version = header("x-daytona-sdk-version")
+        .map(str::to_string)
+        .or_else(|| Some(protocol.as_deref()?[VERSION_PROTOCOL.len()..].to_string()))
+        .filter(|version| !version.trim().is_empty());
+    ClientVersion {
+        version,
+        protocol,
+        split_output: header("x-daytona-split-output")
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true")),
+    }
+}
+
+/// Whether `Accept` names `application/json` (a bare `*/*` does not count).
+fn accepts_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            item.split(';')
+                .next()
+                .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+        })
 }
 
 /// Sends the log in binary frames; reads (and drops) client frames so pings are answered and a
 /// close is noticed.
-async fn stream_log(socket: WebSocket, mut follower: LogFollower) {
+async fn stream_log(
+    socket: WebSocket,
+    mut follower: LogFollower,
+    mut stripper: Option<MarkerStripper>,
+) {
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut incoming) = socket.split();
     let mut reader = tokio::spawn(async move {
@@ -376,12 +451,26 @@ async fn stream_log(socket: WebSocket, mut follower: LogFollower) {
         tokio::select! {
             chunk = follower.next_chunk() => match chunk {
                 Ok(Some(bytes)) => {
+                    let bytes = match stripper.as_mut() {
+                        Some(stripper) => stripper.feed(&bytes),
+                        None => bytes,
+                    };
+                    if bytes.is_empty() {
+                        continue;
+                    }
                     if sink.send(Message::Binary(bytes.into())).await.is_err() {
                         reader.abort();
                         return;
                     }
                 }
-                Ok(None) => break 1000,
+                Ok(None) => {
+                    let rest = stripper.as_mut().map(MarkerStripper::finish).unwrap_or_default();
+                    if !rest.is_empty() && sink.send(Message::Binary(rest.into())).await.is_err() {
+                        reader.abort();
+                        return;
+                    }
+                    break 1000;
+                }
                 Err(err) => {
                     tracing::warn!("reading a command log failed: {err}");
                     break 1011;

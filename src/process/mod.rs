@@ -14,8 +14,8 @@ use std::sync::{Arc, RwLock};
 pub use exec::{validate_env_names, ExecOutcome, ExecRequest};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
-    CommandInfo, CommandLogs, ExitCause, LogFollower, SessionExecOutcome, SessionInfo, Sessions,
-    ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
+    strip_markers, CommandInfo, CommandLogs, ExitCause, LogFollower, LogFormat, MarkerStripper,
+    SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
 

@@ -53,6 +53,20 @@ fn entrypoint_runs_quoted_and_its_logs_are_served() {
         200,
     );
     assert_eq!(same, logs);
+    // Without an SDK version the entrypoint's log is never combined: raw text, markers kept.
+    let bare = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let raw = bare
+        .get(daemon.url("/process/session/entrypoint/logs"))
+        .send()
+        .unwrap();
+    assert!(raw.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(raw.text().unwrap(), logs["output"].as_str().unwrap());
     let followed = follow_ws(
         &daemon,
         "/process/session/entrypoint/logs?follow=true",

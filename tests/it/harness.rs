@@ -42,6 +42,9 @@ pub struct Toolboxd {
     _temp: tempfile::TempDir,
 }
 
+/// The SDK version the test client announces.
+pub const SDK_VERSION: &str = "0.226.1";
+
 impl Toolboxd {
     /// A daemon with a fresh work dir and HOME.
     pub fn start() -> Toolboxd {
@@ -118,8 +121,12 @@ impl Toolboxd {
                 panic!("unexpected stdout line: {line}");
             }
         }
+        // Like the SDKs, announce a current SDK version (older ones get other log shapes).
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("X-Daytona-SDK-Version", SDK_VERSION.parse().unwrap());
         let client = Client::builder()
             .no_proxy()
+            .default_headers(headers)
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();

@@ -13,5 +13,6 @@ mod process;
 mod sdk_api;
 mod search;
 mod session;
+mod session_formats;
 mod transfer_support;
 mod upload;

@@ -413,16 +413,25 @@ pub(crate) struct Followed {
     pub closed_at: Instant,
 }
 
-/// Follows `path` (a logs URL path and query) over a WebSocket until the server closes.
+/// Follows `path` (a logs URL path and query) over a WebSocket until the server closes, as the
+/// current SDKs do (with their version header), offering `protocol` if given.
 pub(crate) fn follow_ws(daemon: &Toolboxd, path: &str, protocol: Option<&str>) -> Followed {
+    let mut headers = vec![("X-Daytona-SDK-Version", SDK_VERSION)];
+    headers.extend(protocol.map(|protocol| ("Sec-WebSocket-Protocol", protocol)));
+    follow_ws_with(daemon, path, &headers)
+}
+
+/// Follows `path` over a WebSocket sending exactly `headers`.
+pub(crate) fn follow_ws_with(daemon: &Toolboxd, path: &str, headers: &[(&str, &str)]) -> Followed {
     use tungstenite::client::IntoClientRequest;
     use tungstenite::Message;
     let url = format!("{}{}", daemon.base.replacen("http://", "ws://", 1), path);
     let mut request = url.into_client_request().unwrap();
-    if let Some(protocol) = protocol {
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
     let (mut socket, response) = tungstenite::connect(request).expect("websocket handshake");
     let selected = response
@@ -558,13 +567,14 @@ fn logs_follow_of_a_running_command_started_earlier_and_unknown_ids() {
 }
 
 #[test]
-fn logs_follow_20_mb_losslessly() {
+fn logs_follow_50_mb_losslessly() {
     let daemon = Toolboxd::start();
     create(&daemon, "s");
+    let lines = 6_500_000;
     let cmd = exec_async(
         &daemon,
         "s",
-        json!({"command": "echo start >&2; head -c 15000000 /dev/urandom | od -An -tx1 | head -c 20000000; echo end >&2", "runAsync": true}),
+        json!({"command": format!("echo start >&2; seq 1 {lines}; echo end >&2"), "runAsync": true}),
     );
     let followed = follow_ws(
         &daemon,
@@ -573,20 +583,33 @@ fn logs_follow_20_mb_losslessly() {
     );
     assert_eq!(followed.close_code, Some(1000));
     assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
-    let log = output_log(&daemon, "s", &cmd);
-    let checksum = |bytes: &[u8]| {
-        use std::hash::{DefaultHasher, Hasher};
-        let mut hasher = DefaultHasher::new();
-        hasher.write(bytes);
-        hasher.finish()
-    };
-    assert_eq!(followed.bytes.len(), log.len());
-    assert_eq!(checksum(&followed.bytes), checksum(&log));
-    assert!(log.len() > 20_000_000, "{}", log.len());
-    assert!(followed
-        .bytes
-        .starts_with(b"\x02\x02\x02start\n\x01\x01\x01"));
-    assert!(followed.bytes.ends_with(b"\x02\x02\x02end\n"));
+    assert_eq!(followed.bytes, output_log(&daemon, "s", &cmd));
+    // Demux as the SDKs do and compare with what `seq` wrote, byte for byte.
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut current = None;
+    let mut rest = &followed.bytes[..];
+    while !rest.is_empty() {
+        if rest.starts_with(b"\x01\x01\x01") || rest.starts_with(b"\x02\x02\x02") {
+            current = Some(rest[0]);
+            rest = &rest[3..];
+            continue;
+        }
+        let end = rest.iter().position(|b| *b < 3).unwrap_or(rest.len());
+        match current {
+            Some(1) => stdout.extend_from_slice(&rest[..end]),
+            Some(2) => stderr.extend_from_slice(&rest[..end]),
+            _ => panic!("bytes before the first marker"),
+        }
+        rest = &rest[end..];
+    }
+    let expected: String = (1..=lines).map(|i| format!("{i}\n")).collect();
+    assert!(expected.len() > 50_000_000, "{}", expected.len());
+    assert_eq!(stdout.len(), expected.len());
+    assert!(
+        stdout == expected.as_bytes(),
+        "stdout differs from seq's output"
+    );
+    assert_eq!(stderr, b"start\nend\n");
 }
 
 #[test]

@@ -30,8 +30,11 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use tokio::sync::watch;
 
+mod format;
 mod log;
 mod shell;
+
+pub use format::{strip_markers, LogFormat, MarkerStripper};
 
 use log::{drain, LogWriter, Stream};
 
