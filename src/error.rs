@@ -43,6 +43,24 @@ pub enum ErrorKind {
     ReadFailed,
     /// A bug or an unexpected OS failure (`INTERNAL_SERVER_ERROR`, 500).
     Internal,
+    /// A git remote refused the credentials, or wants some (`GIT_AUTH_FAILED`, 401).
+    GitAuthFailed,
+    /// No repository at the path, or the remote has none (`GIT_REPO_NOT_FOUND`, 404).
+    GitRepoNotFound,
+    /// A branch or revision that does not exist (`GIT_BRANCH_NOT_FOUND`, 404).
+    GitBranchNotFound,
+    /// The branch exists already (`GIT_BRANCH_EXISTS`, 409).
+    GitBranchExists,
+    /// A push that is not a fast-forward (`GIT_PUSH_REJECTED`, 409).
+    GitPushRejected,
+    /// The remote refused a ref update, e.g. a hook (`GIT_REMOTE_REJECTED`, 409).
+    GitRemoteRejected,
+    /// Local changes would be overwritten (`GIT_DIRTY_WORKTREE`, 409).
+    GitDirtyWorktree,
+    /// A merge with conflicts; nothing was changed (`GIT_MERGE_CONFLICT`, 409).
+    GitMergeConflict,
+    /// The remote could not be reached or spoke nonsense (`GIT_TRANSPORT_FAILED`, 502).
+    GitTransportFailed,
 }
 
 impl ErrorKind {
@@ -50,15 +68,24 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::BadRequest | ErrorKind::InvalidBody | ErrorKind::InvalidPath => 400,
-            ErrorKind::Unauthorized => 401,
+            ErrorKind::Unauthorized | ErrorKind::GitAuthFailed => 401,
             ErrorKind::AccessDenied | ErrorKind::Forbidden => 403,
-            ErrorKind::FileNotFound | ErrorKind::NotFound => 404,
+            ErrorKind::FileNotFound
+            | ErrorKind::NotFound
+            | ErrorKind::GitRepoNotFound
+            | ErrorKind::GitBranchNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
-            ErrorKind::Conflict => 409,
+            ErrorKind::Conflict
+            | ErrorKind::GitBranchExists
+            | ErrorKind::GitPushRejected
+            | ErrorKind::GitRemoteRejected
+            | ErrorKind::GitDirtyWorktree
+            | ErrorKind::GitMergeConflict => 409,
             ErrorKind::Gone => 410,
             ErrorKind::RangeNotSatisfiable => 416,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
+            ErrorKind::GitTransportFailed => 502,
             ErrorKind::InsufficientStorage => 507,
         }
     }
@@ -82,6 +109,15 @@ impl ErrorKind {
             ErrorKind::InsufficientStorage => "INSUFFICIENT_STORAGE",
             ErrorKind::ReadFailed => "FILE_READ_FAILED",
             ErrorKind::Internal => "INTERNAL_SERVER_ERROR",
+            ErrorKind::GitAuthFailed => "GIT_AUTH_FAILED",
+            ErrorKind::GitRepoNotFound => "GIT_REPO_NOT_FOUND",
+            ErrorKind::GitBranchNotFound => "GIT_BRANCH_NOT_FOUND",
+            ErrorKind::GitBranchExists => "GIT_BRANCH_EXISTS",
+            ErrorKind::GitPushRejected => "GIT_PUSH_REJECTED",
+            ErrorKind::GitRemoteRejected => "GIT_REMOTE_REJECTED",
+            ErrorKind::GitDirtyWorktree => "GIT_DIRTY_WORKTREE",
+            ErrorKind::GitMergeConflict => "GIT_MERGE_CONFLICT",
+            ErrorKind::GitTransportFailed => "GIT_TRANSPORT_FAILED",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod entrypoint_logs;
 pub mod error;
 pub mod files;
+pub mod git;
 pub mod http;
 pub mod process;
 pub mod sdk_api;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::files::Files;
+use crate::git::Git;
 use crate::process::{Process, Sessions};
 use crate::system::System;
 
@@ -14,6 +15,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The file capability.
     pub files: Files,
+    /// Git on libgit2.
+    pub git: Git,
     /// Processes: the reaper, exec, the environment of new children.
     pub process: Process,
     /// Sessions: long-lived shells.
@@ -35,7 +38,9 @@ impl AppState {
             process.clone(),
             config.home.join(".toolboxd").join("sessions"),
         );
+        let git = Git::new(config.workdir.clone(), config.home.clone());
         AppState {
+            git,
             sessions,
             config: Arc::new(config),
             files,

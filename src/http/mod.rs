@@ -6,6 +6,7 @@ pub mod download;
 pub mod error;
 pub mod extract;
 pub mod files;
+pub mod git;
 pub mod info;
 pub mod openapi;
 pub mod process;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(download::router())
         .merge(upload::router())
         .merge(search::router())
+        .merge(git::router())
         .merge(process::router())
         .merge(session::router())
         .merge(system::router())

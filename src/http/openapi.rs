@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{download, files, info, process, search, session, system, upload};
+use super::{download, files, git, info, process, search, session, system, upload};
 use crate::state::AppState;
 
 /// The toolbox API description.
@@ -28,6 +28,10 @@ use crate::state::AppState;
         session::create_session, session::list_sessions, session::get_session,
         session::delete_session, session::execute_command, session::get_command,
         session::command_logs, session::entrypoint_logs, session::send_input,
+        git::clone, git::status, git::list_branches, git::create_branch, git::delete_branch,
+        git::checkout, git::add, git::commit, git::push, git::pull, git::history, git::init,
+        git::reset, git::restore, git::list_remotes, git::add_remote, git::get_config,
+        git::set_config, git::configure_user, git::credentials,
         openapi_json,
     ),
     tags(
@@ -35,6 +39,7 @@ use crate::state::AppState;
         (name = "files", description = "File system"),
         (name = "search", description = "Find, search and replace"),
         (name = "process", description = "Commands, environment, metrics"),
+        (name = "git", description = "Git on libgit2 (no git CLI)"),
     )
 )]
 pub struct ApiDoc;
