@@ -190,8 +190,9 @@ impl Git {
     fn clone_into(&self, request: &CloneRequest, target: &Path) -> Result<()> {
         let transfer = Transfer::new(self, &request.auth, request.insecure_skip_tls);
         let mut fetch = transfer.fetch_options();
-        if let Some(depth) = request.depth.filter(|d| *d > 0) {
-            fetch.depth(depth.min(i32::MAX as u32) as i32);
+        let depth = shallow_depth(&request.url, request.depth);
+        if let Some(depth) = depth {
+            fetch.depth(depth);
         }
         let mut builder = RepoBuilder::new();
         builder.fetch_options(fetch);
@@ -225,8 +226,8 @@ impl Git {
                     })?;
                     let mut remote = repo.find_remote("origin").map_err(|e| git_error(e, &[]))?;
                     let mut fetch = transfer.fetch_options();
-                    if let Some(depth) = request.depth.filter(|d| *d > 0) {
-                        fetch.depth(depth.min(i32::MAX as u32) as i32);
+                    if let Some(depth) = depth {
+                        fetch.depth(depth);
                     }
                     remote
                         .fetch(&[commit], Some(&mut fetch), None)
@@ -405,6 +406,18 @@ impl Git {
         }
         Ok(())
     }
+}
+
+/// The depth to fetch with. libgit2's local transport (`file://` and plain paths) cannot fetch
+/// shallow; there the whole history is copied instead (it is on this disk anyway).
+fn shallow_depth(url: &str, depth: Option<u32>) -> Option<i32> {
+    let depth = depth.filter(|d| *d > 0)?;
+    let local = url.starts_with("file://") || !url.contains("://");
+    if local {
+        tracing::debug!("depth {depth} ignored for the local clone of {url}");
+        return None;
+    }
+    Some(depth.min(i32::MAX as u32) as i32)
 }
 
 /// A push refused because the remote moved on is a rejection, not a missing object.
