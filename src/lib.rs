@@ -6,12 +6,14 @@
 //! (the only place that
 //! knows axum and the wire).
 
+pub mod code;
 pub mod config;
 pub mod entrypoint_logs;
 pub mod error;
 pub mod files;
 pub mod git;
 pub mod http;
+pub mod interpreter;
 pub mod process;
 pub mod sdk_api;
 pub mod search;

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::code::Code;
 use crate::config::Config;
 use crate::files::Files;
 use crate::git::Git;
+use crate::interpreter::Interpreters;
 use crate::process::{Process, Sessions};
 use crate::system::System;
 
@@ -17,6 +19,10 @@ pub struct AppState {
     pub files: Files,
     /// Git on libgit2.
     pub git: Git,
+    /// code_run.
+    pub code: Code,
+    /// Interpreter contexts.
+    pub interpreters: Interpreters,
     /// Processes: the reaper, exec, the environment of new children.
     pub process: Process,
     /// Sessions: long-lived shells.
@@ -39,7 +45,11 @@ impl AppState {
             config.home.join(".toolboxd").join("sessions"),
         );
         let git = Git::new(config.workdir.clone(), config.home.clone());
+        let code = Code::new(process.clone());
+        let interpreters = Interpreters::new(process.clone(), code.clone());
         AppState {
+            interpreters,
+            code,
             git,
             sessions,
             config: Arc::new(config),

@@ -17,21 +17,26 @@ export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "cargo build + cargo test"
-cargo build --locked
-cargo test --locked 2>&1 | tee target/cargo-test.log
-export TOOLBOXD_BIN="$repo/target/debug/toolboxd"
-
-step "Python SDK suite (daytona==0.226.1)"
+step "test dependencies: Python venv (SDK, pytest, matplotlib), npm packages (SDK, tsx)"
 venv="$repo/target/sdk-venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/python/requirements.txt
-"$venv/bin/python" -m pytest -q tests/sdk/python 2>&1 | tee target/pytest.log
+(cd tests/sdk/ts && npm ci --no-audit --no-fund --loglevel=error)
+# code_run and interpreter tests put this python3 (with matplotlib) first on the daemon's PATH.
+export TOOLBOXD_TEST_CHARTS_PYTHON_BIN="$venv/bin"
+
+step "cargo build + cargo test"
+cargo build --locked
+cargo test --locked 2>&1 | tee target/cargo-test.log
+export TOOLBOXD_BIN="$repo/target/debug/toolboxd"
+
+step "Python SDK suite (daytona==0.226.1) and the chart hook's own tests"
+"$venv/bin/python" -m pytest -q tests/sdk/python tests/charts 2>&1 | tee target/pytest.log
 
 step "TypeScript SDK suite (@daytonaio/sdk)"
-(cd tests/sdk/ts && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee target/node-test.log
+(cd tests/sdk/ts && npm test) 2>&1 | tee target/node-test.log
 
 if [ "${TOOLBOXD_SKIP_STATIC:-0}" != 1 ]; then
     step "static binary in an empty root"

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod files;
 pub mod git;
 pub mod info;
+pub mod interpreter;
 pub mod openapi;
 pub mod process;
 pub mod sdk_api;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(upload::router())
         .merge(search::router())
         .merge(git::router())
+        .merge(interpreter::router())
         .merge(process::router())
         .merge(session::router())
         .merge(system::router())

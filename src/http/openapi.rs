@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{download, files, git, info, process, search, session, system, upload};
+use super::{download, files, git, info, interpreter, process, search, session, system, upload};
 use crate::state::AppState;
 
 /// The toolbox API description.
@@ -24,7 +24,7 @@ use crate::state::AppState;
         download::download_file, download::bulk_download,
         upload::bulk_upload, upload::upload_v2, upload::upload_legacy,
         search::find_in_files, search::search_files, search::replace_in_files,
-        process::execute, system::update_env, system::metrics,
+        process::execute, process::code_run, system::update_env, system::metrics,
         session::create_session, session::list_sessions, session::get_session,
         session::delete_session, session::execute_command, session::get_command,
         session::command_logs, session::entrypoint_logs, session::send_input,
@@ -32,6 +32,8 @@ use crate::state::AppState;
         git::checkout, git::add, git::commit, git::push, git::pull, git::history, git::init,
         git::reset, git::restore, git::list_remotes, git::add_remote, git::get_config,
         git::set_config, git::configure_user, git::credentials,
+        interpreter::create_context, interpreter::list_contexts, interpreter::delete_context,
+        interpreter::execute,
         openapi_json,
     ),
     tags(

@@ -1,4 +1,4 @@
-//! Process routes: `POST /process/execute`. Sessions, code-run and PTYs join here later.
+//! Process routes: `POST /process/execute` and `POST /process/code-run`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,13 +10,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::Json;
+use crate::code::{CodeRunRequest, Language};
 use crate::error::Result;
 use crate::process::ExecRequest;
 use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/process/execute", post(execute))
+    Router::new()
+        .route("/process/execute", post(execute))
+        .route("/process/code-run", post(code_run))
 }
 
 /// `{command, cwd?, envs?, timeout?}`
@@ -71,5 +74,79 @@ pub async fn execute(
         stdout: String::from_utf8_lossy(&outcome.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&outcome.stderr).into_owned(),
         truncated: outcome.truncated,
+    }))
+}
+
+/// `{code, language, argv?, envs?, timeout?}`
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CodeRunBody {
+    /// The program text.
+    pub code: String,
+    /// python (default), javascript or typescript.
+    pub language: Option<String>,
+    /// Arguments, each passed as one argument.
+    pub argv: Option<Vec<String>>,
+    /// Extra environment variables.
+    pub envs: Option<BTreeMap<String, String>>,
+    /// Seconds before the program's whole process tree is killed (408); 0 or absent: no limit.
+    pub timeout: Option<u64>,
+}
+
+/// `{charts}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodeRunArtifacts {
+    /// Every matplotlib figure shown (or left open), in order: snake_case chart objects.
+    #[schema(value_type = Vec<Object>)]
+    pub charts: Vec<serde_json::Value>,
+}
+
+/// `{exitCode, result, artifacts?, stdout, stderr}`
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeRunResponse {
+    /// Exit code.
+    pub exit_code: i32,
+    /// stdout and stderr interleaved (never any chart data).
+    pub result: String,
+    /// Present when the program produced charts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<CodeRunArtifacts>,
+    /// stdout alone.
+    pub stdout: String,
+    /// stderr alone.
+    pub stderr: String,
+}
+
+/// Runs Python, JavaScript or TypeScript as a program with real argv; matplotlib figures come
+/// back as `artifacts.charts`.
+#[utoipa::path(post, path = "/process/code-run", tag = "process", request_body = CodeRunBody,
+    responses((status = 200, body = CodeRunResponse), (status = 400, body = super::error::ErrorBody),
+        (status = 408, description = "timeout: the tree was killed", body = super::error::ErrorBody)))]
+pub async fn code_run(
+    State(app): State<AppState>,
+    Json(request): Json<CodeRunBody>,
+) -> Result<axum::Json<CodeRunResponse>> {
+    let language = Language::parse(request.language.as_deref().unwrap_or(""))?;
+    let outcome = app
+        .code
+        .run(
+            language,
+            CodeRunRequest {
+                code: request.code,
+                argv: request.argv.unwrap_or_default(),
+                envs: request.envs.unwrap_or_default(),
+                timeout: request.timeout.filter(|t| *t > 0).map(Duration::from_secs),
+            },
+        )
+        .await?;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    Ok(axum::Json(CodeRunResponse {
+        exit_code: outcome.exit_code,
+        result: text(&outcome.result),
+        artifacts: (!outcome.charts.is_empty()).then_some(CodeRunArtifacts {
+            charts: outcome.charts,
+        }),
+        stdout: text(&outcome.stdout),
+        stderr: text(&outcome.stderr),
     }))
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{tree, Process};
+use super::{pass_fds, tree, Process};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Commands longer than this go to the shell as a script file instead of `-c` (one argument
@@ -46,24 +46,46 @@ pub struct ExecOutcome {
     pub stdout: Vec<u8>,
     /// stderr alone.
     pub stderr: Vec<u8>,
+    /// What arrived on the side channel (capped; empty without one).
+    pub side: Vec<u8>,
     /// True when the output cap cut it.
     pub truncated: bool,
 }
 
+/// A program run directly (no shell), for capabilities such as code-run.
+#[derive(Debug, Default, Clone)]
+pub struct Program {
+    /// The executable (a path, or a name looked up on the children's PATH).
+    pub program: PathBuf,
+    /// Its arguments, each passed as one argument.
+    pub args: Vec<std::ffi::OsString>,
+    /// Working directory (relative to the work dir); default the work dir.
+    pub cwd: Option<String>,
+    /// Extra environment.
+    pub envs: BTreeMap<String, String>,
+    /// Kill the tree and fail after this long.
+    pub timeout: Option<Duration>,
+    /// Give the child a private pipe: its write end is fd 3, named by `TOOLBOXD_CHART_FD=3`;
+    /// what arrives comes back as `ExecOutcome::side` (capped like the output).
+    pub side_channel: bool,
+}
+
+/// The environment variable naming the side channel's fd in the child.
+pub const SIDE_CHANNEL_VAR: &str = "TOOLBOXD_CHART_FD";
+
 impl Process {
-    /// Runs `request` to completion (or timeout).
+    /// Runs `request` under the shell to completion (or timeout).
     pub async fn execute(&self, request: ExecRequest) -> Result<ExecOutcome> {
         if request.command.trim().is_empty() {
             return Err(Error::bad_request(
                 "command cannot be empty or whitespace-only",
             ));
         }
-        validate_env_names(&request.envs)?;
-        let cwd = self.cwd_of(request.cwd.as_deref())?;
         let mut script_file = None;
-        let mut command = std::process::Command::new(&self.shell);
+        let mut args = Vec::new();
         if request.command.len() <= MAX_INLINE_COMMAND {
-            command.arg("-c").arg(&request.command);
+            args.push("-c".into());
+            args.push(request.command.clone().into());
         } else {
             let mut file = tempfile::Builder::new()
                 .prefix("toolboxd-exec-")
@@ -75,23 +97,57 @@ impl Process {
             std::io::Write::write_all(&mut file, request.command.as_bytes()).map_err(|err| {
                 Error::internal(format!("cannot write the command to a script: {err}"))
             })?;
-            command.arg(file.path());
+            args.push(file.path().into());
             script_file = Some(file);
         }
+        let outcome = self
+            .run(Program {
+                program: self.shell.clone(),
+                args,
+                cwd: request.cwd,
+                envs: request.envs,
+                timeout: request.timeout,
+                side_channel: false,
+            })
+            .await;
+        drop(script_file);
+        outcome
+    }
+
+    /// Runs `program` to completion (or timeout): its own process group, stdin from /dev/null,
+    /// output collected and capped, the whole tree killed on timeout (408).
+    pub async fn run(&self, program: Program) -> Result<ExecOutcome> {
+        validate_env_names(&program.envs)?;
+        let cwd = self.cwd_of(program.cwd.as_deref())?;
+        let env = self.env_snapshot();
+        let mut command = std::process::Command::new(&program.program);
         let marker = uuid::Uuid::new_v4().simple().to_string();
         command
+            .args(&program.args)
             .current_dir(&cwd)
             .env_clear()
-            .envs(self.env_snapshot())
-            .envs(&request.envs)
+            .envs(&env)
+            .envs(&program.envs)
             .env(tree::MARKER_VAR, &marker)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        let side = if program.side_channel {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))?;
+            pass_fds(&mut command, vec![write]);
+            command.env(SIDE_CHANNEL_VAR, "3");
+            Some(read)
+        } else {
+            None
+        };
         let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|err| {
-            Error::bad_request(format!("cannot start {}: {err}", self.shell.display()))
+            Error::bad_request(format!("cannot start {}: {err}", program.program.display()))
         })?;
+        // The parent's copy of the write end went with `command`: EOF comes when the child
+        // (and whatever it handed the fd to) is done.
+        drop(command);
         let pid = child.id() as i32;
         let collected = Arc::new(Mutex::new(Collected::new(self.max_output)));
         let readers = [
@@ -103,9 +159,10 @@ impl Process {
                 .stderr
                 .take()
                 .map(|pipe| read_into(pipe, Stream::Stderr, collected.clone())),
+            side.map(|pipe| read_into(std::fs::File::from(pipe), Stream::Side, collected.clone())),
         ];
         drop(child);
-        let status = match request.timeout {
+        let status = match program.timeout {
             Some(limit) => match tokio::time::timeout(limit, exit.wait()).await {
                 Ok(status) => status,
                 Err(_) => {
@@ -118,7 +175,6 @@ impl Process {
             },
             None => exit.wait().await,
         };
-        drop(script_file);
         for reader in readers.into_iter().flatten() {
             // A background job may keep the pipe open; its later output is not waited for.
             let _ = tokio::time::timeout(OUTPUT_GRACE, reader).await;
@@ -129,11 +185,12 @@ impl Process {
             output: collected.output.clone(),
             stdout: collected.stdout.clone(),
             stderr: collected.stderr.clone(),
+            side: collected.side.clone(),
             truncated: collected.truncated,
         })
     }
 
-    fn cwd_of(&self, cwd: Option<&str>) -> Result<PathBuf> {
+    pub(super) fn cwd_of(&self, cwd: Option<&str>) -> Result<PathBuf> {
         let Some(cwd) = cwd.filter(|c| !c.is_empty()) else {
             return Ok(self.workdir.clone());
         };
@@ -175,6 +232,7 @@ pub fn validate_env_names<'a>(
 enum Stream {
     Stdout,
     Stderr,
+    Side,
 }
 
 /// Output kept so far, bounded by `cap` bytes for the interleaved copy and `cap` for the two
@@ -184,6 +242,8 @@ struct Collected {
     output: Vec<u8>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    side: Vec<u8>,
+    side_full: bool,
     truncated: bool,
 }
 
@@ -194,17 +254,29 @@ impl Collected {
             output: Vec::new(),
             stdout: Vec::new(),
             stderr: Vec::new(),
+            side: Vec::new(),
+            side_full: false,
             truncated: false,
         }
     }
 
     fn push(&mut self, stream: Stream, data: &[u8]) {
+        if let Stream::Side = stream {
+            // Past the cap the rest is dropped (a cut last record fails to parse, nothing else).
+            if !self.side_full && self.side.len() + data.len() <= self.cap {
+                self.side.extend_from_slice(data);
+            } else {
+                self.side_full = true;
+            }
+            return;
+        }
         let room = self.cap.saturating_sub(self.output.len());
         let kept = &data[..data.len().min(room)];
         self.output.extend_from_slice(kept);
         match stream {
             Stream::Stdout => self.stdout.extend_from_slice(kept),
             Stream::Stderr => self.stderr.extend_from_slice(kept),
+            Stream::Side => {}
         }
         if kept.len() < data.len() && !self.truncated {
             self.truncated = true;
@@ -212,7 +284,7 @@ impl Collected {
             self.output.extend_from_slice(marker.as_bytes());
             match stream {
                 Stream::Stdout => self.stdout.extend_from_slice(marker.as_bytes()),
-                Stream::Stderr => self.stderr.extend_from_slice(marker.as_bytes()),
+                Stream::Stderr | Stream::Side => self.stderr.extend_from_slice(marker.as_bytes()),
             }
         }
     }

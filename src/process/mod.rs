@@ -6,18 +6,20 @@ mod exec;
 mod reaper;
 mod session;
 mod tree;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-pub use exec::{validate_env_names, ExecOutcome, ExecRequest};
+pub use exec::{validate_env_names, ExecOutcome, ExecRequest, Program, SIDE_CHANNEL_VAR};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
     strip_markers, CommandInfo, CommandLogs, ExitCause, LogFollower, LogFormat, MarkerStripper,
     SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
+pub use worker::Worker;
 
 use crate::error::Result;
 
@@ -111,4 +113,39 @@ pub fn resolve_shell(preferred: Option<&Path>) -> PathBuf {
         .map(|dir| dir.join("bash"))
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| PathBuf::from("sh"))
+}
+
+/// Makes `fds` the child's descriptors 3, 4, … in order (inheritable there); the parent's copies
+/// close when `command` is dropped.
+pub(crate) fn pass_fds(command: &mut std::process::Command, fds: Vec<std::os::fd::OwnedFd>) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    const MAX: usize = 8;
+    assert!(fds.len() <= MAX, "at most {MAX} extra descriptors");
+    let mut raw = [-1; MAX];
+    for (slot, fd) in raw.iter_mut().zip(&fds) {
+        *slot = fd.as_raw_fd();
+    }
+    let count = fds.len();
+    // SAFETY: between fork and exec the closure only calls fcntl and dup2 (async-signal-safe)
+    // and touches no allocation; `fds` stays owned by the closure so the numbers stay valid.
+    unsafe {
+        command.pre_exec(move || {
+            let _owned = &fds;
+            // First move every source out of the way of the targets, then place them.
+            let mut high = [-1; MAX];
+            for i in 0..count {
+                high[i] = libc::fcntl(raw[i], libc::F_DUPFD_CLOEXEC, 64);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().enumerate().take(count) {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }

@@ -4,10 +4,14 @@
 mod harness;
 
 mod cli;
+mod code;
 mod download;
 mod entrypoint;
 mod errors;
 mod files;
+mod git;
+mod git_support;
+mod interpreter;
 mod openapi;
 mod process;
 mod sdk_api;

@@ -1,0 +1,341 @@
+//! `code_run`: Python, JavaScript and TypeScript run as real programs with real argv, through
+//! the process capability (timeouts and tree kill included). Python runs under our embedded
+//! bootstrap, which captures every matplotlib figure and sends it on a private pipe (never
+//! through the program's output, so output cannot forge a chart).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::process::{Process, Program};
+
+/// The bootstrap: runs a file as `__main__` with charts on `TOOLBOXD_CHART_FD`.
+const RUNNER: &str = include_str!("python/toolboxd_run.py");
+/// The matplotlib hook the bootstrap (and the interpreter worker) imports.
+const CHARTS: &str = include_str!("python/toolboxd_charts.py");
+/// The interpreter's Python worker.
+const PYTHON_WORKER: &str = include_str!("python/toolboxd_worker.py");
+/// The interpreter's Node worker.
+const NODE_WORKER: &str = include_str!("node/toolboxd_worker.js");
+/// Everything written to the support directory.
+const SUPPORT_FILES: [(&str, &str); 4] = [
+    ("toolboxd_run.py", RUNNER),
+    ("toolboxd_charts.py", CHARTS),
+    ("toolboxd_worker.py", PYTHON_WORKER),
+    ("toolboxd_worker.js", NODE_WORKER),
+];
+
+/// A language code-run knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// CPython 3 (`python3`, else `python`).
+    Python,
+    /// Node.js.
+    JavaScript,
+    /// TypeScript: `tsx`, else Node's type stripping, else `ts-node`.
+    TypeScript,
+}
+
+impl Language {
+    /// Parses a language name (empty is python, as the SDKs default).
+    pub fn parse(name: &str) -> Result<Language> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "python" | "python3" | "py" => Ok(Language::Python),
+            "javascript" | "js" | "node" => Ok(Language::JavaScript),
+            "typescript" | "ts" => Ok(Language::TypeScript),
+            other => Err(Error::bad_request(format!(
+                "unsupported language: {other} (use python, javascript or typescript)"
+            ))),
+        }
+    }
+}
+
+/// `POST /process/code-run`.
+#[derive(Debug, Clone, Default)]
+pub struct CodeRunRequest {
+    /// The program text.
+    pub code: String,
+    /// Arguments, each one argument.
+    pub argv: Vec<String>,
+    /// Extra environment.
+    pub envs: BTreeMap<String, String>,
+    /// Kill the tree and answer 408 after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// How it went.
+#[derive(Debug, Clone, Default)]
+pub struct CodeRunOutcome {
+    /// Exit code.
+    pub exit_code: i32,
+    /// stdout and stderr interleaved.
+    pub result: Vec<u8>,
+    /// stdout alone.
+    pub stdout: Vec<u8>,
+    /// stderr alone.
+    pub stderr: Vec<u8>,
+    /// Every chart, in the order shown.
+    pub charts: Vec<Value>,
+}
+
+/// The code capability.
+#[derive(Debug, Clone)]
+pub struct Code {
+    process: Process,
+    /// Our Python files, written once per daemon into a private directory.
+    support: Arc<Mutex<Option<tempfile::TempDir>>>,
+    /// The node version, looked up once (`None` inside: no node).
+    node_version: Arc<tokio::sync::OnceCell<Option<(u32, u32)>>>,
+}
+
+impl Code {
+    /// The capability, spawning through `process`.
+    pub fn new(process: Process) -> Code {
+        Code {
+            process,
+            support: Arc::default(),
+            node_version: Arc::default(),
+        }
+    }
+
+    /// The directory holding `toolboxd_run.py` and `toolboxd_charts.py` (also used by the
+    /// interpreter's Python worker).
+    pub fn support_dir(&self) -> Result<PathBuf> {
+        let mut support = self.support.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = support
+            .as_ref()
+            .filter(|d| d.path().join("toolboxd_run.py").is_file())
+        {
+            return Ok(dir.path().to_path_buf());
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("toolboxd-code-")
+            .tempdir()
+            .map_err(|err| {
+                Error::internal(format!("cannot create a directory for code runs: {err}"))
+            })?;
+        for (name, text) in SUPPORT_FILES {
+            std::fs::write(dir.path().join(name), text)
+                .map_err(|err| Error::io("write", &dir.path().join(name), &err))?;
+        }
+        let path = dir.path().to_path_buf();
+        *support = Some(dir);
+        Ok(path)
+    }
+
+    /// Runs `code` as a program of `language`.
+    pub async fn run(&self, language: Language, request: CodeRunRequest) -> Result<CodeRunOutcome> {
+        if request.code.trim().is_empty() {
+            return Err(Error::bad_request("code cannot be empty"));
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("toolboxd-run-")
+            .tempdir()
+            .map_err(|err| Error::internal(format!("cannot create a scratch directory: {err}")))?;
+        let mut program = match language {
+            Language::Python => self.python(scratch.path(), &request.code)?,
+            Language::JavaScript => {
+                let file = write(scratch.path(), "code.js", &node_source(&request.code))?;
+                let node = self
+                    .find("node")
+                    .ok_or_else(|| missing("javascript", "node"))?;
+                program(node, vec![file.into()])
+            }
+            Language::TypeScript => self.typescript(scratch.path(), &request.code).await?,
+        };
+        program.args.extend(request.argv.iter().map(OsString::from));
+        program.envs = request.envs;
+        program.timeout = request.timeout;
+        let outcome = self.process.run(program).await?;
+        drop(scratch);
+        Ok(CodeRunOutcome {
+            exit_code: outcome.exit_code,
+            result: outcome.output,
+            stdout: outcome.stdout,
+            stderr: outcome.stderr,
+            charts: parse_charts(&outcome.side),
+        })
+    }
+
+    fn python(&self, scratch: &Path, code: &str) -> Result<Program> {
+        let python = self
+            .find("python3")
+            .or_else(|| self.find("python"))
+            .ok_or_else(|| missing("python", "python3"))?;
+        let file = write(scratch, "code.py", code)?;
+        let runner = self.support_dir()?.join("toolboxd_run.py");
+        let mut program = program(python, vec!["-u".into(), runner.into(), file.into()]);
+        program.side_channel = true;
+        Ok(program)
+    }
+
+    async fn typescript(&self, scratch: &Path, code: &str) -> Result<Program> {
+        let file = write(scratch, "code.ts", &node_source(code))?;
+        if let Some(tsx) = self.find("tsx") {
+            return Ok(program(tsx, vec![file.into()]));
+        }
+        let node = self.find("node");
+        if let Some(node) = &node {
+            match self.node_version(node).await {
+                // Type stripping is on by default from 23.6, behind a flag from 22.6.
+                Some(v) if v >= (23, 6) => {
+                    return Ok(program(
+                        node.clone(),
+                        vec!["--disable-warning=ExperimentalWarning".into(), file.into()],
+                    ))
+                }
+                Some(v) if v >= (22, 6) => {
+                    return Ok(program(
+                        node.clone(),
+                        vec![
+                            "--experimental-strip-types".into(),
+                            "--disable-warning=ExperimentalWarning".into(),
+                            file.into(),
+                        ],
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let Some(ts_node) = self.find("ts-node") {
+            return Ok(program(
+                ts_node,
+                vec![
+                    "-T".into(),
+                    "-O".into(),
+                    r#"{"module":"CommonJS"}"#.into(),
+                    file.into(),
+                ],
+            ));
+        }
+        Err(Error::bad_request(format!(
+            "typescript needs tsx or ts-node on PATH, or Node.js 22.6 or newer (found {}): \
+             install one, e.g. `npm install -g tsx`",
+            match &node {
+                Some(node) => match self.node_version(node).await {
+                    Some((major, minor)) => format!("node {major}.{minor}"),
+                    None => "a node whose version could not be read".to_string(),
+                },
+                None => "no node".to_string(),
+            }
+        )))
+    }
+
+    /// `major.minor` of `node --version`, asked once.
+    async fn node_version(&self, node: &Path) -> Option<(u32, u32)> {
+        let node = node.to_path_buf();
+        let process = self.process.clone();
+        *self
+            .node_version
+            .get_or_init(|| async move {
+                let outcome = process
+                    .run(program(node, vec!["--version".into()]))
+                    .await
+                    .ok()?;
+                let text = String::from_utf8_lossy(&outcome.stdout);
+                let mut parts = text.trim().trim_start_matches('v').split('.');
+                Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+            })
+            .await
+    }
+
+    /// The program and arguments of an interpreter worker for `language` (python or
+    /// javascript).
+    pub fn worker_command(&self, language: Language) -> Result<(PathBuf, Vec<OsString>)> {
+        let support = self.support_dir()?;
+        match language {
+            Language::Python => {
+                let python = self
+                    .find("python3")
+                    .or_else(|| self.find("python"))
+                    .ok_or_else(|| missing("python", "python3"))?;
+                Ok((python, vec![support.join("toolboxd_worker.py").into()]))
+            }
+            Language::JavaScript => {
+                let node = self
+                    .find("node")
+                    .ok_or_else(|| missing("javascript", "node"))?;
+                Ok((node, vec![support.join("toolboxd_worker.js").into()]))
+            }
+            Language::TypeScript => Err(Error::bad_request(
+                "interpreter contexts support python and javascript",
+            )),
+        }
+    }
+
+    /// `name` on the PATH children get.
+    fn find(&self, name: &str) -> Option<PathBuf> {
+        let path = self.process.env_snapshot().get("PATH").cloned()?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| is_executable(candidate))
+    }
+}
+
+fn program(program: PathBuf, args: Vec<OsString>) -> Program {
+    Program {
+        program,
+        args,
+        ..Program::default()
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn missing(language: &str, program: &str) -> Error {
+    Error::bad_request(format!(
+        "{language} is not available: `{program}` is not on PATH in this sandbox"
+    ))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|err| Error::io("write", &path, &err))?;
+    Ok(path)
+}
+
+/// Daytona's Node convention: the script path is removed from `process.argv`, so the first
+/// argument is `process.argv[1]`. Prepended on the first line, so line numbers stay right.
+fn node_source(code: &str) -> String {
+    format!("process.argv.splice(1, 1);{code}")
+}
+
+/// The charts among the side channel's JSON lines (`{"type":"chart","value":{…}}`).
+pub fn parse_charts(side: &[u8]) -> Vec<Value> {
+    side.split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
+        .filter(|record| record["type"] == "chart" && record["value"].is_object())
+        .map(|mut record| record["value"].take())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_come_only_from_well_formed_records() {
+        let side = b"{\"type\":\"chart\",\"value\":{\"type\":\"line\"}}\nnot json\n\
+            {\"type\":\"other\",\"value\":{}}\n{\"type\":\"chart\",\"value\":3}\n\
+            {\"type\":\"chart\",\"value\":{\"type\":\"bar\"}}";
+        let charts = parse_charts(side);
+        assert_eq!(charts.len(), 2);
+        assert_eq!(charts[1]["type"], "bar");
+    }
+
+    #[test]
+    fn languages_parse() {
+        assert_eq!(Language::parse("").unwrap(), Language::Python);
+        assert_eq!(Language::parse("TypeScript").unwrap(), Language::TypeScript);
+        assert!(Language::parse("ruby").is_err());
+    }
+}

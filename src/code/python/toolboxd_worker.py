@@ -1,0 +1,125 @@
+"""toolboxd's stateful Python interpreter worker.
+
+Jobs arrive as JSON lines on fd 3 ({"code", "envs"}); frames leave as JSON lines on fd 4:
+{"type": "error", "name", "value", "traceback"}, {"type": "chart", "value"} and last
+{"type": "control", "text": "completed" | "interrupted"}. The user's own output goes to the real
+stdout and stderr (fd 1 and 2), which toolboxd reads and turns into stdout/stderr frames, so
+nothing the code prints can be mistaken for a frame. Globals persist from job to job.
+"""
+
+import json
+import linecache
+import os
+import sys
+import traceback
+
+_jobs = os.fdopen(3, "rb")
+_frames = os.fdopen(4, "wb", buffering=0)
+os.set_inheritable(3, False)
+os.set_inheritable(4, False)
+sys.stdin = open(os.devnull)  # a job that reads stdin sees EOF, never the job stream
+# Whole lines reach toolboxd as one chunk; partial lines are flushed before every frame.
+sys.stdout.reconfigure(line_buffering=True, write_through=False)
+sys.stderr.reconfigure(line_buffering=True, write_through=False)
+
+_CELL = "<stdin>"
+
+
+def _send(kind, **fields):
+    frame = {"type": kind, "text": "", "name": "", "value": "", "traceback": ""}
+    frame.update(fields)
+    _frames.write((json.dumps(frame) + "\n").encode())
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _chart(chart):
+    _flush()
+    _frames.write((json.dumps({"type": "chart", "value": chart}) + "\n").encode())
+
+
+try:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import toolboxd_charts as _charts
+
+    _charts.install(_chart)
+except Exception:  # charts are a bonus; the interpreter works without them
+    _charts = None
+
+
+def _user_traceback(exc):
+    """The traceback with only the frames of the user's code."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == _CELL]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+_globals = {"__name__": "__main__", "__builtins__": __builtins__}
+
+
+def _run(job):
+    code = job.get("code", "")
+    saved = {}
+    for key, value in (job.get("envs") or {}).items():
+        saved[key] = os.environ.get(key)
+        os.environ[key] = str(value)
+    status = "completed"
+    try:
+        linecache.cache[_CELL] = (len(code), None, code.splitlines(True), _CELL)
+        exec(compile(code, _CELL, "exec"), _globals)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except SystemExit:
+        pass
+    except BaseException as exc:  # noqa: BLE001 - every error is reported, none ends the worker
+        _flush()
+        _send(
+            "error",
+            name=type(exc).__name__,
+            value=str(exc),
+            traceback=_user_traceback(exc),
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if _charts is not None and status == "completed":
+        try:
+            _charts.flush(_chart)  # figures left open, as a notebook shows them
+        except Exception:
+            pass
+    _flush()
+    _send("control", text=status)
+
+
+def _main():
+    while True:
+        try:
+            line = _jobs.readline()
+            if not line:
+                return
+            job = json.loads(line)
+        except KeyboardInterrupt:
+            continue  # an interrupt between jobs interrupts nothing
+        except ValueError:
+            _send("error", name="ProtocolError", value="malformed job")
+            _send("control", text="completed")
+            continue
+        try:
+            _run(job)
+        except KeyboardInterrupt:
+            _flush()
+            _send("control", text="interrupted")
+
+
+_main()

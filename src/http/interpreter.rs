@@ -1,0 +1,240 @@
+//! Interpreter routes: contexts (`/process/interpreter/context…`) and the execute WebSocket
+//! (`/process/interpreter/execute`, daytona-wire §5.2).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{delete, get};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::Json;
+use super::wire;
+use crate::error::Result;
+use crate::interpreter::{ContextInfo, Job, JobEnd};
+use crate::state::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/process/interpreter/context",
+            get(list_contexts).post(create_context),
+        )
+        .route("/process/interpreter/context/{id}", delete(delete_context))
+        .route("/process/interpreter/execute", get(execute))
+}
+
+/// `{cwd?, language?}`
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CreateContextRequest {
+    /// Working directory (default: the work dir).
+    pub cwd: Option<String>,
+    /// python (default) or javascript.
+    pub language: Option<String>,
+}
+
+/// `InterpreterContext`
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InterpreterContext {
+    /// Context id.
+    pub id: String,
+    /// Working directory.
+    pub cwd: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The worker is running.
+    pub active: bool,
+    /// python or javascript.
+    pub language: String,
+}
+
+/// `{contexts}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListContextsResponse {
+    /// Every context but the default one.
+    pub contexts: Vec<InterpreterContext>,
+}
+
+/// `{message}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageResponse {
+    /// What happened.
+    pub message: String,
+}
+
+fn context_dto(info: ContextInfo) -> InterpreterContext {
+    InterpreterContext {
+        id: info.id,
+        cwd: info.cwd,
+        created_at: wire::rfc3339_nano(info.created_at),
+        active: info.active,
+        language: info.language.to_string(),
+    }
+}
+
+/// Creates a context and starts its worker.
+#[utoipa::path(post, path = "/process/interpreter/context", tag = "process",
+    request_body = CreateContextRequest,
+    responses((status = 200, body = InterpreterContext), (status = 400, body = super::error::ErrorBody)))]
+pub async fn create_context(
+    State(app): State<AppState>,
+    Json(request): Json<CreateContextRequest>,
+) -> Result<axum::Json<InterpreterContext>> {
+    let info = app
+        .interpreters
+        .create(request.cwd.as_deref(), request.language.as_deref())
+        .await?;
+    Ok(axum::Json(context_dto(info)))
+}
+
+/// Every context but the default one.
+#[utoipa::path(get, path = "/process/interpreter/context", tag = "process",
+    responses((status = 200, body = ListContextsResponse)))]
+pub async fn list_contexts(State(app): State<AppState>) -> axum::Json<ListContextsResponse> {
+    axum::Json(ListContextsResponse {
+        contexts: app
+            .interpreters
+            .list()
+            .into_iter()
+            .map(context_dto)
+            .collect(),
+    })
+}
+
+/// Deletes a context and kills its worker.
+#[utoipa::path(delete, path = "/process/interpreter/context/{id}", tag = "process",
+    params(("id" = String, Path)),
+    responses((status = 200, body = MessageResponse), (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody)))]
+pub async fn delete_context(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<MessageResponse>> {
+    app.interpreters.delete(&id)?;
+    Ok(axum::Json(MessageResponse {
+        message: "Context deleted successfully".to_string(),
+    }))
+}
+
+/// The first client message.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecuteRequest {
+    code: String,
+    context_id: Option<String>,
+    timeout: Option<i64>,
+    envs: Option<BTreeMap<String, String>>,
+}
+
+/// Default job timeout when the request names none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// WebSocket: send `{code, contextId?, timeout?, envs?}`, receive JSON frames
+/// `{type: stdout|stderr|error|chart|control, text, name, value, traceback}`; close 1000 at the
+/// end, 4008 on timeout.
+#[utoipa::path(get, path = "/process/interpreter/execute", tag = "process",
+    responses((status = 101, description = "WebSocket: JSON frames, close 1000 (done), 4008 (timeout), 1008 (bad request), 1011 (worker failed)")))]
+pub async fn execute(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| run(app, socket))
+}
+
+async fn run(app: AppState, mut socket: WebSocket) {
+    let request = loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(text))) => break serde_json::from_str::<ExecuteRequest>(&text),
+            Some(Ok(Message::Binary(bytes))) => break serde_json::from_slice(&bytes),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(_)) => continue,
+        }
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(err) => return close(socket, 1002, &format!("invalid request: {err}")).await,
+    };
+    if request.code.trim().is_empty() {
+        return close(socket, 1008, "code cannot be empty").await;
+    }
+    let timeout = match request.timeout {
+        None => Some(DEFAULT_TIMEOUT),
+        Some(0) => None,
+        Some(seconds) if seconds > 0 => Some(Duration::from_secs(seconds as u64)),
+        Some(_) => return close(socket, 1008, "timeout cannot be negative").await,
+    };
+    let context = match app.interpreters.context(request.context_id.as_deref()) {
+        Ok(context) => context,
+        Err(err) => return close(socket, 1008, &err.message).await,
+    };
+    let (sender, mut frames) = tokio::sync::mpsc::channel(1024);
+    let interpreters = app.interpreters.clone();
+    let job = Job {
+        code: request.code,
+        envs: request.envs.unwrap_or_default(),
+        timeout,
+    };
+    let mut running = tokio::spawn(async move { interpreters.execute(context, job, sender).await });
+    let mut connected = true;
+    let end = loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(frame) => {
+                    if connected
+                        && socket.send(Message::Text(frame.to_string().into())).await.is_err()
+                    {
+                        // The job keeps running to its end; nobody is listening any more.
+                        connected = false;
+                    }
+                }
+                None => break running.await.unwrap_or(JobEnd::WorkerEnded),
+            },
+            incoming = socket.recv(), if connected => {
+                if matches!(incoming, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) {
+                    connected = false;
+                }
+            }
+            end = &mut running => {
+                // Frames sent before the end are still queued: deliver them first.
+                while let Ok(frame) = frames.try_recv() {
+                    if connected && socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                        connected = false;
+                    }
+                }
+                break end.unwrap_or(JobEnd::WorkerEnded);
+            }
+        }
+    };
+    if !connected {
+        return;
+    }
+    let (code, reason) = match end {
+        JobEnd::Completed => (1000, ""),
+        JobEnd::TimedOut => (4008, "execution timed out"),
+        JobEnd::WorkerEnded => (1011, "worker process ended"),
+        JobEnd::Deleted => (1001, "context shutdown"),
+    };
+    close(socket, code, reason).await;
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let reason: String = reason.chars().take(120).collect();
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+    // Let the client answer the close before the connection drops.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}

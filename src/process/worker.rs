@@ -1,0 +1,118 @@
+//! Long-lived workers (the interpreter's Python and Node processes): their own process group,
+//! stdin from /dev/null, raw stdout and stderr pipes, and a private protocol on two more pipes —
+//! jobs in on fd 3, frames out on fd 4 — so nothing the user's code prints can be taken for
+//! protocol.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+
+use super::{pass_fds, tree, ExitWatch, Process};
+use crate::error::{Error, Result};
+
+/// A running worker.
+#[derive(Debug)]
+pub struct Worker {
+    /// Its pid (also its process group).
+    pub pid: i32,
+    /// Reports the exit.
+    pub exit: ExitWatch,
+    /// Raw output of the worker and its children.
+    pub stdout: File,
+    /// Raw error output.
+    pub stderr: File,
+    /// Jobs, one JSON line each (the worker's fd 3).
+    pub jobs: File,
+    /// Frames, one JSON line each (the worker's fd 4).
+    pub frames: File,
+    marker: String,
+}
+
+impl Worker {
+    /// Sends `signal` to the worker's process group.
+    pub fn interrupt(&self) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid), Signal::SIGINT);
+    }
+
+    /// Kills the worker and everything it started.
+    pub fn kill(&self) {
+        tree::signal_tree(self.pid, &self.marker, Signal::SIGKILL);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Process {
+    /// Starts `program args…` in `cwd` as a worker.
+    pub fn spawn_worker(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        cwd: &Path,
+        envs: &BTreeMap<String, String>,
+    ) -> Result<Worker> {
+        let pipe = || {
+            nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))
+        };
+        let (jobs_read, jobs_write) = pipe()?;
+        let (frames_read, frames_write) = pipe()?;
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let mut command = std::process::Command::new(program);
+        command
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .envs(self.env_snapshot())
+            .envs(envs)
+            .env(tree::MARKER_VAR, &marker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        pass_fds(&mut command, vec![jobs_read, frames_write]);
+        let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|err| {
+            Error::bad_request(format!("cannot start {}: {err}", program.display()))
+        })?;
+        drop(command);
+        let take = |pipe: Option<File>| {
+            pipe.ok_or_else(|| Error::internal("the worker's pipes are missing"))
+        };
+        let stdout = take(
+            child
+                .stdout
+                .take()
+                .map(|p| File::from(std::os::fd::OwnedFd::from(p))),
+        )?;
+        let stderr = take(
+            child
+                .stderr
+                .take()
+                .map(|p| File::from(std::os::fd::OwnedFd::from(p))),
+        )?;
+        Ok(Worker {
+            pid: child.id() as i32,
+            exit,
+            stdout,
+            stderr,
+            jobs: File::from(jobs_write),
+            frames: File::from(frames_read),
+            marker,
+        })
+    }
+
+    /// The work dir joined with `cwd` (absolute paths stay), checked to be a directory.
+    pub fn directory(&self, cwd: Option<&str>) -> Result<PathBuf> {
+        self.cwd_of(cwd)
+    }
+}

@@ -1,0 +1,288 @@
+//! `POST /process/code-run`: real argv, envs, timeouts with tree kill, every chart captured on
+//! a private channel (never from program output).
+//!
+//! Chart tests need a Python with matplotlib, numpy and pillow: `tests/run.sh` makes
+//! `target/sdk-venv`; `TOOLBOXD_TEST_CHARTS_PYTHON_BIN` may name another `bin` directory.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// The `bin` directory of a Python that has matplotlib.
+pub(crate) fn charts_bin() -> PathBuf {
+    let bin = std::env::var_os("TOOLBOXD_TEST_CHARTS_PYTHON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin"));
+    assert!(
+        bin.join("python3").exists(),
+        "no Python with matplotlib at {}: run tests/run.sh (it creates target/sdk-venv)",
+        bin.display()
+    );
+    bin
+}
+
+/// A daemon whose children find `dirs` first on PATH.
+pub(crate) fn daemon_with_path(dirs: &[PathBuf]) -> Toolboxd {
+    let mut path: Vec<PathBuf> = dirs.to_vec();
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    Toolboxd::start_with(StartOptions {
+        env: vec![(
+            "PATH".to_string(),
+            std::env::join_paths(path).unwrap().into_string().unwrap(),
+        )],
+        ..StartOptions::default()
+    })
+}
+
+fn run(daemon: &Toolboxd, body: Value) -> Value {
+    json(daemon.post_json("/process/code-run", &body), 200)
+}
+
+#[test]
+fn python_gets_real_argv_and_envs() {
+    let daemon = Toolboxd::start();
+    let argv = ["a1", "b 2", "it's \"q\"", "", "$HOME;`x`"];
+    let out = run(
+        &daemon,
+        json!({"language": "python", "argv": argv, "envs": {"FOO": "bar baz"},
+            "code": "import sys, os, json\nprint(json.dumps(sys.argv[1:]))\nprint(os.environ['FOO'])"}),
+    );
+    assert_eq!(out["exitCode"], 0, "{out}");
+    let mut lines = out["result"].as_str().unwrap().lines();
+    let got: Vec<String> = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(got, argv);
+    assert_eq!(lines.next(), Some("bar baz"));
+    assert!(out.get("artifacts").is_none(), "{out}");
+}
+
+#[test]
+fn javascript_runs_with_daytonas_argv_and_exit_code() {
+    let daemon = Toolboxd::start();
+    let out = run(
+        &daemon,
+        json!({"language": "javascript", "argv": ["x y", "z"],
+            "code": "console.log(JSON.stringify(process.argv.slice(1)));\nconsole.error('oops');\nprocess.exit(4)"}),
+    );
+    assert_eq!(out["exitCode"], 4, "{out}");
+    assert_eq!(out["stdout"], "[\"x y\",\"z\"]\n");
+    assert_eq!(out["stderr"], "oops\n");
+    // An error's line number is the user's own line.
+    let out = run(
+        &daemon,
+        json!({"language": "javascript", "code": "\n\nnull.x"}),
+    );
+    assert_eq!(out["exitCode"], 1);
+    assert!(
+        out["result"].as_str().unwrap().contains("code.js:3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn errors_exit_codes_and_bad_bytes() {
+    let daemon = Toolboxd::start();
+    let out = run(
+        &daemon,
+        json!({"language": "python", "code": "def f(:\n  pass"}),
+    );
+    assert_eq!(out["exitCode"], 1, "{out}");
+    let result = out["result"].as_str().unwrap();
+    assert!(result.contains("SyntaxError"), "{result}");
+    assert!(!result.contains("toolboxd_run"), "{result}");
+    let out = run(
+        &daemon,
+        json!({"language": "python", "code": "def g():\n    raise ValueError('boom')\ng()"}),
+    );
+    assert_eq!(out["exitCode"], 1);
+    let result = out["result"].as_str().unwrap();
+    assert!(
+        result.contains("ValueError: boom") && result.contains("line 2"),
+        "{result}"
+    );
+    assert!(
+        !result.contains("toolboxd_run") && !result.contains("runpy"),
+        "{result}"
+    );
+    let out = run(
+        &daemon,
+        json!({"language": "python", "code": "raise SystemExit(3)"}),
+    );
+    assert_eq!(out["exitCode"], 3);
+    let out = run(
+        &daemon,
+        json!({"language": "python", "code": "import sys\nsys.stdout.buffer.write(b'\\xff\\xfeok\\n')"}),
+    );
+    assert_eq!(out["result"], "\u{FFFD}\u{FFFD}ok\n");
+    assert_error(
+        daemon.post_json(
+            "/process/code-run",
+            &json!({"language": "ruby", "code": "p 1"}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        daemon.post_json(
+            "/process/code-run",
+            &json!({"language": "python", "code": "  "}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        daemon.post_json(
+            "/process/code-run",
+            &json!({"language": "python", "code": "1", "envs": {"A-B": "x"}}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+}
+
+#[test]
+fn timeout_kills_the_programs_children() {
+    let daemon = Toolboxd::start();
+    let pid_file = daemon.workdir.join("child.pid");
+    let code = format!(
+        "import subprocess, time\np = subprocess.Popen(['sleep', '60'])\nopen({:?}, 'w').write(str(p.pid))\ntime.sleep(60)",
+        pid_file.display().to_string()
+    );
+    let started = std::time::Instant::now();
+    let response = daemon.post_json(
+        "/process/code-run",
+        &json!({"language": "python", "code": code, "timeout": 1}),
+    );
+    assert_error(response, 408, "PROCESS_EXECUTION_TIMEOUT");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while is_alive(pid) {
+        assert!(std::time::Instant::now() < deadline, "sleep {pid} survived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn typescript_without_a_runner_names_what_to_install() {
+    // Only node 20 (no type stripping) and no tsx/ts-node on PATH.
+    let dir = tempfile::tempdir().unwrap();
+    let node = which("node");
+    std::os::unix::fs::symlink(&node, dir.path().join("node")).unwrap();
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("PATH".into(), dir.path().display().to_string())],
+        ..StartOptions::default()
+    });
+    let version = std::process::Command::new(&node)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    let mut parts = version.trim().trim_start_matches('v').split('.');
+    let major: u32 = parts.next().unwrap().parse().unwrap();
+    let minor: u32 = parts.next().unwrap().parse().unwrap();
+    let response = daemon.post_json(
+        "/process/code-run",
+        &json!({"language": "typescript", "code": "const x: number = 1; console.log(x)"}),
+    );
+    if (major, minor) >= (22, 6) {
+        let out = json(response, 200);
+        assert_eq!(out["result"], "1\n", "{out}");
+    } else {
+        let body = assert_error(response, 400, "BAD_REQUEST");
+        assert!(body["message"].as_str().unwrap().contains("tsx"), "{body}");
+    }
+    let body = assert_error(
+        daemon.post_json(
+            "/process/code-run",
+            &json!({"language": "python", "code": "1"}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("python3"),
+        "{body}"
+    );
+}
+
+#[test]
+fn typescript_runs_through_tsx_when_installed() {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/ts/node_modules/.bin");
+    assert!(
+        bin.join("tsx").exists(),
+        "tsx is a dev dependency of tests/sdk/ts: run `npm ci` there (tests/run.sh does)"
+    );
+    let daemon = daemon_with_path(&[bin]);
+    let out = run(
+        &daemon,
+        json!({"language": "typescript", "argv": ["a b"],
+            "code": "const args: string[] = process.argv.slice(1);\nconsole.log(JSON.stringify(args));"}),
+    );
+    assert_eq!(out["exitCode"], 0, "{out}");
+    assert_eq!(out["result"], "[\"a b\"]\n");
+}
+
+#[test]
+fn charts_arrive_as_artifacts_and_output_cannot_forge_them() {
+    let daemon = daemon_with_path(&[charts_bin()]);
+    let code = r#"
+import matplotlib.pyplot as plt
+print('dtn_artifact_k39fd2:{"type":"chart","value":{"type":"line","title":"forged"}}')
+print('{"type":"chart","value":{"type":"bar","title":"forged"}}')
+plt.plot([1, 2, 3], [4, 5, 6], label="up")
+plt.title("Line")
+plt.xlabel("x")
+plt.ylabel("y")
+plt.show()
+plt.figure()
+plt.bar(["a", "b"], [3, 7])
+plt.title("Never shown")
+"#;
+    let out = run(&daemon, json!({"language": "python", "code": code}));
+    assert_eq!(out["exitCode"], 0, "{out}");
+    let result = out["result"].as_str().unwrap();
+    assert!(
+        result.contains("forged"),
+        "program output is kept as output: {result}"
+    );
+    let charts = out["artifacts"]["charts"].as_array().expect("charts");
+    assert_eq!(charts.len(), 2, "{charts:?}");
+    let line = &charts[0];
+    assert_eq!(line["type"], "line");
+    assert_eq!(line["title"], "Line");
+    assert_eq!(line["x_label"], "x");
+    assert_eq!(line["elements"][0]["label"], "up");
+    assert_eq!(
+        line["elements"][0]["points"],
+        json!([[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]])
+    );
+    assert!(line["png"].as_str().unwrap().len() > 100);
+    let bar = &charts[1];
+    assert_eq!(bar["type"], "bar");
+    assert_eq!(bar["title"], "Never shown");
+    let values: Vec<&str> = bar["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().expect("bar values are strings"))
+        .collect();
+    assert_eq!(values.len(), 2);
+    assert_eq!(values[0].parse::<f64>().unwrap(), 3.0);
+    assert!(!result.contains("\"png\""), "no chart data in result");
+}
+
+fn which(name: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|dir| dir.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed"))
+}
