@@ -124,6 +124,16 @@ fn git_error(err: git2::Error, secrets: &[&str]) -> Error {
         {
             ErrorKind::GitAuthFailed
         }
+        // A local remote that is not there (`file://…/missing.git`).
+        _ if message.contains("failed to resolve path") => ErrorKind::GitRepoNotFound,
+        // Sockets fail with OS-class errors: refused, unreachable, DNS.
+        _ if message.contains("failed to connect")
+            || message.contains("Connection refused")
+            || message.contains("failed to resolve address")
+            || message.contains("timed out") =>
+        {
+            ErrorKind::GitTransportFailed
+        }
         _ => ErrorKind::Internal,
     };
     Error::new(kind, message)

@@ -1,0 +1,392 @@
+//! `/git/…`: clone, status, branches, checkout, add, commit, push, pull, history, init, reset,
+//! restore, remotes, config and credentials, against `file://` bare repositories and an
+//! authenticated smart-HTTP remote on loopback. The daemon runs with no git on its PATH; the
+//! tests use the git CLI only to build fixtures and to check results.
+//!
+//! This file: clone, the HTTP remote, and the errors every route shares. `git/local.rs`: the
+//! work-tree routes; `git/sync.rs`: push, pull and credentials.
+
+mod local;
+mod sync;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::git_support::*;
+use crate::harness::*;
+
+#[test]
+fn daemon_has_no_git_on_its_path() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let out = json(
+        daemon.post_json(
+            "/process/execute",
+            &json!({"command": "echo \"$PATH\"; command -v git"}),
+        ),
+        200,
+    );
+    assert_eq!(out["stdout"], format!("{}\n", fx.bin().display()), "{out}");
+    assert_ne!(out["exitCode"], 0, "git found: {out}");
+}
+
+#[test]
+fn http_fixture_serves_the_git_cli() {
+    // The fixture itself: when this fails, the other HTTP cases say nothing about the daemon.
+    let fx = Fixtures::new();
+    let remote = fx.remote("origin");
+    let http = fx.http();
+    let url = http.url("origin.git");
+    let denied = fx.git_output(fx.root(), &["ls-remote", &url]);
+    assert!(!denied.status.success());
+    let authed = format!("http://{USER}:{PASSWORD}@{}/origin.git", http.host());
+    let refs = fx.git(fx.root(), &["ls-remote", &authed, "refs/heads/main"]);
+    assert!(refs.starts_with(&remote.c2), "{refs}");
+    let copy = fx.root().join("cli-copy");
+    fx.git(fx.root(), &["clone", "-q", &authed, copy.to_str().unwrap()]);
+    let sha = fx.commit(&copy, &[("cli.txt", "cli\n")], "from the cli");
+    fx.git(&copy, &["push", "-q", "origin", "main"]);
+    assert_eq!(fx.remote_ref(&remote, "main"), sha);
+}
+
+#[test]
+fn clone_default_checks_out_the_remote_head_with_tracking() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    let dir = clone(&daemon, &remote.file_url(), "repo");
+    let git = |args: &[&str]| fx.git(&dir, args);
+    assert_eq!(git(&["rev-parse", "HEAD"]), remote.c2);
+    assert_eq!(git(&["symbolic-ref", "--short", "HEAD"]), "main");
+    assert_eq!(
+        git(&["rev-parse", "--abbrev-ref", "main@{upstream}"]),
+        "origin/main"
+    );
+    assert_eq!(git(&["remote", "get-url", "origin"]), remote.file_url());
+    assert_eq!(git(&["rev-parse", "origin/feature"]), remote.feature);
+    assert_eq!(git(&["status", "--porcelain", "--untracked-files=all"]), "");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("README.md")).unwrap(),
+        README
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "notes\n"
+    );
+    // An absolute path works too.
+    let absolute = daemon.path("abs/clone");
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": absolute.to_str().unwrap()}),
+    );
+    assert_eq!(fx.git(&absolute, &["rev-parse", "HEAD"]), remote.c2);
+}
+
+#[test]
+fn clone_of_a_branch_fetches_only_that_branch() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": "repo", "branch": "feature"}),
+    );
+    let dir = daemon.path("repo");
+    assert_eq!(
+        fx.git(&dir, &["symbolic-ref", "--short", "HEAD"]),
+        "feature"
+    );
+    assert_eq!(fx.git(&dir, &["rev-parse", "HEAD"]), remote.feature);
+    let remote_branches: Vec<String> = fx
+        .lines(
+            &dir,
+            &["for-each-ref", "--format=%(refname)", "refs/remotes"],
+        )
+        .into_iter()
+        .filter(|name| name != "refs/remotes/origin/HEAD")
+        .collect();
+    assert_eq!(remote_branches, ["refs/remotes/origin/feature"]);
+    assert_eq!(
+        fx.lines(&dir, &["branch", "--format=%(refname:short)"]),
+        ["feature"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("feature.txt")).unwrap(),
+        "feature\n"
+    );
+
+    let missing = daemon.post_json(
+        "/git/clone",
+        &json!({"url": remote.file_url(), "path": "other", "branch": "no-such-branch"}),
+    );
+    assert_error(missing, 404, "GIT_BRANCH_NOT_FOUND");
+}
+
+#[test]
+fn clone_at_a_commit_detaches_head_there() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": "repo", "commit_id": remote.c1}),
+    );
+    let dir = daemon.path("repo");
+    assert_eq!(fx.git(&dir, &["rev-parse", "HEAD"]), remote.c1);
+    assert!(!fx
+        .git_output(&dir, &["symbolic-ref", "-q", "HEAD"])
+        .status
+        .success());
+    assert!(!dir.join("notes.txt").exists());
+    assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "a\n");
+    assert_eq!(fx.git(&dir, &["status", "--porcelain"]), "");
+    let status = json(daemon.get("/git/status?path=repo"), 200);
+    assert_eq!(status["detached"], true, "{status}");
+    assert_eq!(status["currentBranch"], "HEAD", "{status}");
+}
+
+#[test]
+fn clone_refuses_a_non_empty_directory() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    write(&daemon.path("busy/keep.txt"), "mine");
+    let busy = daemon.post_json(
+        "/git/clone",
+        &json!({"url": remote.file_url(), "path": "busy"}),
+    );
+    assert_error(busy, 409, "CONFLICT");
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("busy/keep.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!daemon.path("busy/.git").exists());
+
+    // An existing empty directory is fine.
+    std::fs::create_dir_all(daemon.path("empty")).unwrap();
+    clone(&daemon, &remote.file_url(), "empty");
+
+    assert_error(
+        daemon.post_json("/git/clone", &json!({"path": "no-url"})),
+        400,
+        "INVALID_REQUEST_BODY",
+    );
+}
+
+#[test]
+fn clone_of_an_unreachable_remote_is_a_transport_failure() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let refused = daemon.post_json(
+        "/git/clone",
+        &json!({"url": "http://127.0.0.1:1/x.git", "path": "r"}),
+    );
+    assert_error(refused, 502, "GIT_TRANSPORT_FAILED");
+    assert!(!daemon.path("r/.git").exists());
+}
+
+#[test]
+fn clone_over_a_failed_tls_handshake_is_a_transport_failure() {
+    // TLS against a server that does not speak it, with or without certificate checks.
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    for (path, insecure) in [("tls1", false), ("tls2", true)] {
+        let failed = daemon.post_json(
+            "/git/clone",
+            &json!({"url": format!("https://127.0.0.1:{port}/x.git"), "path": path, "insecure_skip_tls": insecure}),
+        );
+        assert_error(failed, 502, "GIT_TRANSPORT_FAILED");
+    }
+}
+
+#[test]
+fn clone_of_a_missing_file_remote_is_repo_not_found() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let gone = format!("file://{}", fx.srv().join("missing.git").display());
+    let missing = daemon.post_json("/git/clone", &json!({"url": gone, "path": "m"}));
+    assert_error(missing, 404, "GIT_REPO_NOT_FOUND");
+}
+
+#[test]
+fn clone_over_http_needs_the_right_credentials() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    let http = fx.http();
+    let url = http.url(&remote.name());
+
+    let anonymous = daemon.post_json("/git/clone", &json!({"url": url, "path": "anon"}));
+    assert_error(anonymous, 401, "GIT_AUTH_FAILED");
+
+    let wrong = "wr0ng-pa55word";
+    let denied = daemon.post_json(
+        "/git/clone",
+        &json!({"url": url, "path": "wrong", "username": USER, "password": wrong}),
+    );
+    let body = assert_error(denied, 401, "GIT_AUTH_FAILED");
+    assert_no_secret(&body, wrong);
+    // A failed clone leaves nothing in the way of a retry.
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": url, "path": "wrong", "username": USER, "password": PASSWORD}),
+    );
+
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": url, "path": "repo", "username": USER, "password": PASSWORD}),
+    );
+    let dir = daemon.path("repo");
+    assert_eq!(fx.git(&dir, &["rev-parse", "HEAD"]), remote.c2);
+    assert_eq!(
+        fx.git(&dir, &["rev-parse", "origin/feature"]),
+        remote.feature
+    );
+    // The credentials are not written into the clone's remote URL.
+    assert_eq!(fx.git(&dir, &["remote", "get-url", "origin"]), url);
+    let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
+    assert!(!config.contains(PASSWORD), "{config}");
+
+    let no_repo = daemon.post_json(
+        "/git/clone",
+        &json!({"url": http.url("nothing-here.git"), "path": "nothing", "username": USER, "password": PASSWORD}),
+    );
+    assert_error(no_repo, 404, "GIT_REPO_NOT_FOUND");
+}
+
+#[test]
+fn shallow_clone_over_http_has_one_commit() {
+    // Over HTTP: libgit2's local (file://) transport does not do shallow fetches.
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    let http = fx.http();
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": http.url(&remote.name()), "path": "repo", "depth": 1, "username": USER, "password": PASSWORD}),
+    );
+    let dir = daemon.path("repo");
+    assert_eq!(fx.git(&dir, &["rev-parse", "HEAD"]), remote.c2);
+    assert_eq!(fx.git(&dir, &["rev-list", "--count", "HEAD"]), "1");
+    assert_eq!(
+        fx.git(&dir, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.txt")).unwrap(),
+        "a\nmore a\n"
+    );
+}
+
+#[test]
+fn a_slow_clone_does_not_stall_other_requests() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    let http = fx.http();
+    *http.delay.lock().unwrap() = Duration::from_millis(1500);
+    let client = daemon.client.clone();
+    let clone_url = daemon.url("/git/clone");
+    let body = json!({"url": http.url(&remote.name()), "path": "repo", "username": USER, "password": PASSWORD});
+    let started = Instant::now();
+    let cloning = std::thread::spawn(move || {
+        let response = client.post(clone_url).json(&body).send().unwrap();
+        response.status().as_u16()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut answered_during_clone = 0;
+    while !cloning.is_finished() {
+        let asked = Instant::now();
+        let version = json(daemon.get("/version"), 200);
+        assert!(version["version"].is_string());
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "/version took {:?}",
+            asked.elapsed()
+        );
+        if !cloning.is_finished() {
+            answered_during_clone += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(cloning.join().unwrap(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the clone was not slow"
+    );
+    assert!(answered_during_clone > 0);
+    assert_eq!(
+        fx.git(&daemon.path("repo"), &["rev-parse", "HEAD"]),
+        remote.c2
+    );
+}
+
+#[test]
+fn routes_answer_404_outside_a_repository_and_400_without_a_path() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    std::fs::create_dir_all(daemon.path("plain")).unwrap();
+    for path in ["plain", "missing-dir"] {
+        for route in [
+            "/git/status",
+            "/git/branches",
+            "/git/history",
+            "/git/remotes",
+        ] {
+            let response = daemon.get(&format!("{route}?path={path}"));
+            assert_error(response, 404, "GIT_REPO_NOT_FOUND");
+        }
+        for (route, body) in [
+            ("/git/add", json!({"path": path, "files": ["."]})),
+            (
+                "/git/commit",
+                json!({"path": path, "message": "m", "author": "a", "email": "a@b.c"}),
+            ),
+            ("/git/branches", json!({"path": path, "name": "x"})),
+            ("/git/checkout", json!({"path": path, "branch": "main"})),
+            ("/git/push", json!({"path": path})),
+            ("/git/pull", json!({"path": path})),
+            ("/git/reset", json!({"path": path})),
+            ("/git/restore", json!({"path": path, "files": ["a"]})),
+        ] {
+            assert_error(daemon.post_json(route, &body), 404, "GIT_REPO_NOT_FOUND");
+        }
+        assert_error(
+            delete_json(
+                &daemon,
+                "/git/branches",
+                &json!({"path": path, "name": "x"}),
+            ),
+            404,
+            "GIT_REPO_NOT_FOUND",
+        );
+    }
+    for route in [
+        "/git/status",
+        "/git/branches",
+        "/git/history",
+        "/git/remotes",
+    ] {
+        assert_error(daemon.get(route), 400, "BAD_REQUEST");
+    }
+    // A body without `path` (or another required field) is a 400 of either kind.
+    assert_bad_request(daemon.post_json("/git/add", &json!({"files": ["."]})));
+    assert_bad_request(daemon.post_json("/git/commit", &json!({"path": "plain"})));
+}
