@@ -53,7 +53,8 @@ pub enum ErrorKind {
     GitBranchExists,
     /// A push that is not a fast-forward (`GIT_PUSH_REJECTED`, 409).
     GitPushRejected,
-    /// The remote refused a ref update, e.g. a hook (`GIT_REMOTE_REJECTED`, 409).
+    /// The remote refused a ref update, e.g. a hook (`GIT_REMOTE_REJECTED`, 422, as the SDKs'
+    /// `DaytonaGitRemoteRejectedError` is an unprocessable-entity error).
     GitRemoteRejected,
     /// Local changes would be overwritten (`GIT_DIRTY_WORKTREE`, 409).
     GitDirtyWorktree,
@@ -79,11 +80,11 @@ impl ErrorKind {
             ErrorKind::Conflict
             | ErrorKind::GitBranchExists
             | ErrorKind::GitPushRejected
-            | ErrorKind::GitRemoteRejected
             | ErrorKind::GitDirtyWorktree
             | ErrorKind::GitMergeConflict => 409,
             ErrorKind::Gone => 410,
             ErrorKind::RangeNotSatisfiable => 416,
+            ErrorKind::GitRemoteRejected => 422,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
             ErrorKind::GitTransportFailed => 502,
             ErrorKind::InsufficientStorage => 507,

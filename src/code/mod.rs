@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::process::{Process, Program};
+use crate::process::{ExecOutcome, Process, Program};
 
 /// The bootstrap: runs a file as `__main__` with charts on `TOOLBOXD_CHART_FD`.
 const RUNNER: &str = include_str!("python/toolboxd_run.py");
@@ -68,17 +68,11 @@ pub struct CodeRunRequest {
     pub timeout: Option<Duration>,
 }
 
-/// How it went.
+/// How it went: the program's outcome and the charts its side channel carried.
 #[derive(Debug, Clone, Default)]
 pub struct CodeRunOutcome {
-    /// Exit code.
-    pub exit_code: i32,
-    /// stdout and stderr interleaved.
-    pub result: Vec<u8>,
-    /// stdout alone.
-    pub stdout: Vec<u8>,
-    /// stderr alone.
-    pub stderr: Vec<u8>,
+    /// Exit code and output (`side` holds the raw chart records).
+    pub exec: ExecOutcome,
     /// Every chart, in the order shown.
     pub charts: Vec<Value>,
 }
@@ -151,14 +145,11 @@ impl Code {
         program.args.extend(request.argv.iter().map(OsString::from));
         program.envs = request.envs;
         program.timeout = request.timeout;
-        let outcome = self.process.run(program).await?;
+        let exec = self.process.run(program).await?;
         drop(scratch);
         Ok(CodeRunOutcome {
-            exit_code: outcome.exit_code,
-            result: outcome.output,
-            stdout: outcome.stdout,
-            stderr: outcome.stderr,
-            charts: parse_charts(&outcome.side),
+            charts: parse_charts(&exec.side),
+            exec,
         })
     }
 

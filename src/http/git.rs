@@ -345,7 +345,8 @@ pub struct GitPushRequest {
 #[utoipa::path(post, path = "/git/push", tag = "git", request_body = GitPushRequest,
     responses((status = 200, description = "pushed"),
         (status = 401, description = "GIT_AUTH_FAILED", body = super::error::ErrorBody),
-        (status = 409, description = "GIT_PUSH_REJECTED, GIT_REMOTE_REJECTED", body = super::error::ErrorBody)))]
+        (status = 409, description = "GIT_PUSH_REJECTED", body = super::error::ErrorBody),
+        (status = 422, description = "GIT_REMOTE_REJECTED", body = super::error::ErrorBody)))]
 pub async fn push(
     State(app): State<AppState>,
     Json(request): Json<GitPushRequest>,

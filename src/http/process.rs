@@ -141,12 +141,12 @@ pub async fn code_run(
         .await?;
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     Ok(axum::Json(CodeRunResponse {
-        exit_code: outcome.exit_code,
-        result: text(&outcome.result),
+        exit_code: outcome.exec.exit_code,
+        result: text(&outcome.exec.output),
         artifacts: (!outcome.charts.is_empty()).then_some(CodeRunArtifacts {
             charts: outcome.charts,
         }),
-        stdout: text(&outcome.stdout),
-        stderr: text(&outcome.stderr),
+        stdout: text(&outcome.exec.stdout),
+        stderr: text(&outcome.exec.stderr),
     }))
 }

@@ -156,7 +156,7 @@ fn push_refused_by_a_remote_hook_is_reported() {
         &c,
         json!({"path": "repo", "username": USER, "password": PASSWORD}),
     );
-    assert_error(refused, 409, "GIT_REMOTE_REJECTED");
+    assert_error(refused, 422, "GIT_REMOTE_REJECTED");
     assert_eq!(c.fx.remote_ref(&c.remote, "main"), c.remote.c2);
 }
 
