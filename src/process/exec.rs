@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{pass_fds, tree, Process};
+use super::{cgroup, pass_fds, tree, Process};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Commands longer than this go to the shell as a script file instead of `-c` (one argument
@@ -133,6 +133,7 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        cgroup::enter(&mut command, &marker);
         let side = if program.side_channel {
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))?;
@@ -143,6 +144,7 @@ impl Process {
             None
         };
         let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|err| {
+            cgroup::remove(&marker);
             Error::bad_request(format!("cannot start {}: {err}", program.program.display()))
         })?;
         // The parent's copy of the write end went with `command`: EOF comes when the child
@@ -167,6 +169,7 @@ impl Process {
                 Ok(status) => status,
                 Err(_) => {
                     tree::signal_tree(pid, &marker, Signal::SIGKILL);
+                    cgroup::remove_when_empty(&marker);
                     return Err(Error::new(
                         ErrorKind::Timeout,
                         format!("command execution timeout: still running after {} s; its process tree was killed", limit.as_secs_f64()),
@@ -179,6 +182,7 @@ impl Process {
             // A background job may keep the pipe open; its later output is not waited for.
             let _ = tokio::time::timeout(OUTPUT_GRACE, reader).await;
         }
+        cgroup::remove(&marker);
         let collected = collected.lock().unwrap_or_else(|e| e.into_inner());
         Ok(ExecOutcome {
             exit_code: status.code(),

@@ -2,6 +2,7 @@
 //! everything here), one-shot execution with tree kill, and the environment new children inherit.
 //! Sessions, the entrypoint and PTYs build on these pieces.
 
+pub(crate) mod cgroup;
 mod exec;
 mod reaper;
 mod session;

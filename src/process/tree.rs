@@ -1,7 +1,8 @@
 //! Killing a command's whole tree: its process group, every descendant found under it in /proc
 //! (a descendant may have left the group with `setsid`), and every process that carries the
 //! command's marker in its environment (a descendant whose parent died was reparented to
-//! toolboxd and is no longer under the command at all).
+//! toolboxd and is no longer under the command at all), and, where toolboxd may create cgroups,
+//! everything in the command's cgroup leaf (which nothing inside can leave).
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,6 +22,9 @@ pub fn signal_tree(pid: i32, marker: &str, signal: Signal) {
     let _ = kill(Pid::from_raw(pid), signal);
     for child in descendants {
         let _ = kill(Pid::from_raw(child), signal);
+    }
+    if signal == Signal::SIGKILL {
+        super::cgroup::kill(marker);
     }
 }
 
@@ -56,13 +60,15 @@ pub fn descendants_of(root: i32) -> Vec<i32> {
     found
 }
 
-/// Processes whose initial environment contains `MARKER_VAR=marker`.
+/// Processes whose initial environment contains `MARKER_VAR=marker`, and the members of the
+/// command's cgroup leaf.
 pub fn marked_with(marker: &str) -> Vec<i32> {
     let needle = format!("{MARKER_VAR}={marker}");
+    let mut found = super::cgroup::members(marker);
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return found;
     };
-    entries
+    let marked = entries
         .flatten()
         .filter_map(|entry| {
             entry
@@ -77,7 +83,10 @@ pub fn marked_with(marker: &str) -> Vec<i32> {
                     .any(|var| var == needle.as_bytes())
             })
         })
-        .collect()
+        .filter(|pid| !found.contains(pid))
+        .collect::<Vec<_>>();
+    found.extend(marked);
+    found
 }
 
 /// The parent pid from `/proc/PID/stat` (the field after the parenthesised command name).

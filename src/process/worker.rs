@@ -13,7 +13,7 @@ use std::process::Stdio;
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 
-use super::{pass_fds, tree, ExitWatch, Process};
+use super::{cgroup, pass_fds, tree, ExitWatch, Process};
 use crate::error::{Error, Result};
 
 /// A running worker.
@@ -49,6 +49,7 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
+        cgroup::remove_when_empty(&self.marker);
     }
 }
 
@@ -81,6 +82,7 @@ impl Process {
             .stderr(Stdio::piped())
             .process_group(0);
         pass_fds(&mut command, vec![jobs_read, frames_write]);
+        cgroup::enter(&mut command, &marker);
         let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|err| {
             Error::bad_request(format!("cannot start {}: {err}", program.display()))
         })?;

@@ -140,6 +140,64 @@ fn timeout_answers_408_and_kills_the_whole_tree() {
     );
 }
 
+/// Whether this process may create cgroup v2 children where it lives (the daemon, its child,
+/// lives in the same cgroup and decides the same way).
+fn cgroup_leaves_possible() -> bool {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let Some(mount) = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.starts_with("cgroup2 ")).then(|| left.split(' ').nth(4).map(str::to_string))?
+    }) else {
+        return false;
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(path) = own.lines().find_map(|line| line.strip_prefix("0::")) else {
+        return false;
+    };
+    let probe = std::path::Path::new(&mount)
+        .join(path.trim_start_matches('/'))
+        .join(format!("toolboxd-test-probe-{}", std::process::id()));
+    let made = std::fs::create_dir(&probe).is_ok();
+    let _ = std::fs::remove_dir(&probe);
+    made
+}
+
+#[test]
+fn timeout_kills_an_escapee_through_its_cgroup_leaf() {
+    if !cgroup_leaves_possible() {
+        eprintln!("cgroup v2 is read-only here: the daemon runs without leaves; nothing to check");
+        return;
+    }
+    let daemon = Toolboxd::start();
+    let pidfile = daemon.path("escapee.pid");
+    // New session, new process group, empty environment (no marker), and its parent gone at
+    // once: only the cgroup leaf still knows it belongs to the command.
+    let command = format!(
+        "env -i setsid sh -c 'sleep 300 & echo $! > {}'; sleep 300",
+        pidfile.display()
+    );
+    let response = daemon.post_json(
+        "/process/execute",
+        &json!({"command": command, "timeout": 1}),
+    );
+    assert_error(response, 408, "PROCESS_EXECUTION_TIMEOUT");
+    let escapee: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_alive(escapee) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !is_alive(escapee),
+        "the escapee {escapee} survived the timeout"
+    );
+}
+
 #[test]
 fn orphans_are_reaped() {
     let daemon = Toolboxd::start();

@@ -113,20 +113,25 @@ def _axis_kind(axis):
 
 
 def _converter(kind):
-    """Function mapping a matplotlib data value to the number we emit.
-    Dates are matplotlib date numbers (days since the configurable
-    ``date.epoch``); emit Unix epoch seconds instead."""
-    if kind != "datetime":
-        return _num
-    from matplotlib import dates
+    """Function mapping matplotlib data values (a number or a numpy array) to
+    the numbers we emit, as float(s), NaN where not representable. Dates are
+    matplotlib date numbers (days since the configurable ``date.epoch``): emit
+    Unix epoch seconds instead."""
+    import numpy as np
 
-    offset = dates.num2date(0).timestamp()  # Unix seconds of matplotlib day 0
+    scale, offset = 1.0, 0.0
+    if kind == "datetime":
+        from matplotlib import dates
 
-    def to_epoch(value):
-        days = _num(value)
-        return None if days is None else _num(days * 86400.0 + offset)
+        scale, offset = 86400.0, dates.num2date(0).timestamp()
 
-    return to_epoch
+    def convert(values):
+        try:
+            return np.asarray(values, dtype=float) * scale + offset
+        except (TypeError, ValueError):
+            return float("nan")
+
+    return convert
 
 
 def _ticks(axis, convert):
@@ -143,7 +148,7 @@ def _ticks(axis, convert):
     slack = 1e-9 * max(1.0, abs(high - low))
     ticks, texts = [], []
     for loc, label in zip(locs, labels):
-        number = convert(loc)
+        number = _num(convert(loc))
         if number is None or not (low - slack <= loc <= high + slack):
             continue
         ticks.append(number)
@@ -151,28 +156,43 @@ def _ticks(axis, convert):
     return ticks, texts
 
 
-def _label_at(axis, position):
-    """Text of the major tick at ``position`` (a category name, a date, ...),
-    falling back to the number itself."""
+def _tick_namer(axis, kind):
+    """Function giving the name of a position on the axis: the label of the
+    major tick there (a category, a date, ...), else the number itself.
+
+    With explicitly placed ticks (set_xticks, categories, box plots) a bar
+    takes the nearest tick within half a tick spacing, so grouped bars offset
+    around their tick get the group's category name."""
+    from matplotlib.ticker import FixedLocator
+
     locs = [float(v) for v in axis.get_majorticklocs()]
     try:
-        labels = list(axis.get_major_formatter().format_ticks(locs))
+        labels = [_tick_text(t) for t in axis.get_major_formatter().format_ticks(locs)]
     except Exception:
         labels = []
-    for loc, label in zip(locs, labels):
-        if _close(loc, position) and label:
-            return _tick_text(label)
-    return _value_text(position)
+    ticks = [(loc, label) for loc, label in zip(locs, labels) if label]
+    snap = kind == "categorical" or isinstance(axis.get_major_locator(), FixedLocator)
+    ordered = sorted(loc for loc, _ in ticks)
+    gaps = [b - a for a, b in zip(ordered, ordered[1:]) if b > a]
+    reach = min(gaps) / 2.0 if gaps else float("inf")
+
+    def name(position):
+        if ticks:
+            loc, label = min(ticks, key=lambda t: abs(t[0] - position))
+            if _close(loc, position) or (snap and abs(loc - position) < reach):
+                return label
+        return _value_text(position)
+
+    return name
 
 
 def _points(xy, convert_x, convert_y):
-    """[[x, y], ...] with every non-finite point dropped."""
-    out = []
-    for x, y in xy:
-        x, y = convert_x(x), convert_y(y)
-        if x is not None and y is not None:
-            out.append([x, y])
-    return out
+    """[[x, y], ...] as Python floats, every non-finite point dropped."""
+    import numpy as np
+
+    xs, ys = convert_x(xy[:, 0]), convert_y(xy[:, 1])
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    return np.column_stack([xs[keep], ys[keep]]).tolist()
 
 
 def _as_xy(data):
@@ -245,23 +265,24 @@ def _scatter_collections(ax):
 def _bar_elements(ax, containers):
     import numpy as np
 
+    x_name = _tick_namer(ax.xaxis, _axis_kind(ax.xaxis))
+    y_name = _tick_namer(ax.yaxis, _axis_kind(ax.yaxis))
     elements = []
     for container in containers:
         group = _text(container.get_label())
         horizontal = getattr(container, "orientation", None) == "horizontal"
-        values = getattr(container, "datavalues", None)
+        values = getattr(container, "datavalues", None)  # matplotlib >= 3.4
         if values is None or len(values) != len(container.patches):
             values = [p.get_width() if horizontal else p.get_height()
                       for p in container.patches]
         for patch, value in zip(container.patches, values):
-            if horizontal:
-                axis, centre = ax.yaxis, patch.get_y() + patch.get_height() / 2.0
+            if horizontal:  # barh: the category is on the y axis
+                label = y_name(patch.get_y() + patch.get_height() / 2.0)
             else:
-                axis, centre = ax.xaxis, patch.get_x() + patch.get_width() / 2.0
+                label = x_name(patch.get_x() + patch.get_width() / 2.0)
             if isinstance(value, (np.datetime64, np.timedelta64)):
-                value = float("nan")  # not a plain number: report as null
-            elements.append({"label": _label_at(axis, centre), "group": group,
-                             "value": _value_text(value)})
+                value = None  # not a plain number: reported as null
+            elements.append({"label": label, "group": group, "value": _value_text(value)})
     return elements
 
 
@@ -291,6 +312,10 @@ def _pie_elements(wedges):
 
 
 def _box_elements(ax, boxes, convert):
+    import numpy as np
+
+    x_name = _tick_namer(ax.xaxis, _axis_kind(ax.xaxis))
+    y_name = _tick_namer(ax.yaxis, _axis_kind(ax.yaxis))
     elements = []
     for index, (stats, median) in enumerate(boxes):
         label = _text(stats.get("label"))
@@ -299,19 +324,22 @@ def _box_elements(ax, boxes, convert):
             # stand on the x axis.
             xs, ys = median.get_xdata(), median.get_ydata()
             if len(ys) == 2 and ys[0] == ys[1]:
-                label = _label_at(ax.xaxis, (float(xs[0]) + float(xs[1])) / 2.0)
+                label = x_name((float(xs[0]) + float(xs[1])) / 2.0)
             elif len(xs) == 2:
-                label = _label_at(ax.yaxis, (float(ys[0]) + float(ys[1])) / 2.0)
+                label = y_name((float(ys[0]) + float(ys[1])) / 2.0)
             else:
                 label = str(index + 1)
-        outliers = [convert(v) for v in stats.get("fliers", ())]
+        # Keys of matplotlib.cbook.boxplot_stats(); whislo/whishi are the
+        # whisker ends (the extreme data points within 1.5 IQR by default).
+        value = {key: _num(convert(stats.get(key))) for key in ("whislo", "q1", "med", "q3", "whishi")}
+        outliers = [_num(v) for v in np.ravel(convert(stats.get("fliers", [])))]
         elements.append({
             "label": label,
-            "min": convert(stats.get("whislo")),
-            "first_quartile": convert(stats.get("q1")),
-            "median": convert(stats.get("med")),
-            "third_quartile": convert(stats.get("q3")),
-            "max": convert(stats.get("whishi")),
+            "min": value["whislo"],
+            "first_quartile": value["q1"],
+            "median": value["med"],
+            "third_quartile": value["q3"],
+            "max": value["whishi"],
             "outliers": [v for v in outliers if v is not None],
         })
     return elements

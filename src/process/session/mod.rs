@@ -607,13 +607,13 @@ fn terminate(pid: Option<i32>, marker: &str, grace: Duration) {
     };
     signal_all(Signal::SIGTERM);
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if !alive_in_tree(pid) {
-            return;
-        }
+    while Instant::now() < deadline && alive_in_tree(pid) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    signal_all(Signal::SIGKILL);
+    if alive_in_tree(pid) {
+        signal_all(Signal::SIGKILL);
+    }
+    crate::process::cgroup::remove_when_empty(marker);
 }
 
 fn is_alive(pid: i32) -> bool {

@@ -163,6 +163,7 @@ impl Sessions {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0);
+        crate::process::cgroup::enter(&mut command, &session.marker);
         let (mut child, exit) = self.process.reaper.spawn(&mut command).map_err(|err| {
             Error::internal(format!(
                 "cannot start {}: {err}",

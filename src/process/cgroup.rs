@@ -1,0 +1,127 @@
+//! Per-command cgroup v2 leaves, when toolboxd may create them: every command (and session, and
+//! worker) starts in its own `toolboxd-<marker>` cgroup under toolboxd's, so its whole tree can be
+//! found and killed even after a child `setsid`s, double-forks and clears its environment. Where
+//! cgroups are read-only (most unprivileged containers) this is off and the process-group,
+//! descendant and environment-marker search in `tree.rs` does the job alone.
+
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// toolboxd's own cgroup directory, if it can make children there.
+fn base() -> Option<&'static Path> {
+    static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BASE.get_or_init(detect).as_deref()
+}
+
+fn detect() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Fields: id parent major:minor root mountpoint options … - fstype source options.
+    let mount = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split(' ').next()? == "cgroup2")
+            .then(|| left.split(' ').nth(4).map(PathBuf::from))?
+    })?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let dir = mount.join(path.trim_start_matches('/'));
+    let probe = dir.join(format!("toolboxd-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe).ok()?;
+    let usable = probe.join("cgroup.procs").exists();
+    let _ = std::fs::remove_dir(&probe);
+    if !usable {
+        return None;
+    }
+    // Leaves a previous toolboxd left behind, now empty.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("toolboxd-") {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+    tracing::info!("commands get cgroup v2 leaves under {}", dir.display());
+    Some(dir)
+}
+
+fn leaf(marker: &str) -> Option<PathBuf> {
+    Some(base()?.join(format!("toolboxd-{marker}")))
+}
+
+/// Makes the child of `command` join a new leaf named by `marker` before it execs.
+pub fn enter(command: &mut std::process::Command, marker: &str) {
+    let Some(dir) = leaf(marker) else {
+        return;
+    };
+    // A session's restarted shell joins the leaf its first shell made.
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return,
+    }
+    let Ok(procs) = CString::new(
+        dir.join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    ) else {
+        return;
+    };
+    // SAFETY: between fork and exec the closure only calls open, write and close
+    // (async-signal-safe) on a path prepared before the fork. A failure leaves the child where
+    // it was: the other tree-finding methods still apply.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The processes in `marker`'s leaf.
+pub fn members(marker: &str) -> Vec<i32> {
+    let Some(dir) = leaf(marker) else {
+        return Vec::new();
+    };
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Kills everything in `marker`'s leaf at once (`cgroup.kill`, kernel 5.14+).
+pub fn kill(marker: &str) {
+    if let Some(dir) = leaf(marker) {
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    }
+}
+
+/// Removes `marker`'s leaf once it is empty (a background job still in it keeps it).
+pub fn remove(marker: &str) {
+    if let Some(dir) = leaf(marker) {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Removes `marker`'s leaf once the kernel has emptied it after a kill (waits up to 5 s on a
+/// plain thread, never on the caller).
+pub fn remove_when_empty(marker: &str) {
+    if leaf(marker).is_none() {
+        return;
+    }
+    let marker = marker.to_string();
+    let _ = std::thread::Builder::new()
+        .name("cgroup-cleanup".into())
+        .spawn(move || {
+            for _ in 0..50 {
+                if members(&marker).is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            remove(&marker);
+        });
+}
