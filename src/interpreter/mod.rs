@@ -191,6 +191,13 @@ impl Interpreters {
         if context.deleted.load(Ordering::SeqCst) {
             return JobEnd::Deleted;
         }
+        // A worker that died between jobs is replaced now, rather than failing this job.
+        if let Some(worker) = slot.worker.as_mut() {
+            if worker.exit.has_exited() {
+                slot.worker = None;
+                slot.lost = true;
+            }
+        }
         let mut worker = match slot.worker.take() {
             Some(worker) => RunningWorker::from(worker),
             None => {

@@ -42,6 +42,11 @@ impl ExitWatch {
     pub async fn wait(self) -> ExitStatus {
         self.0.await.unwrap_or(ExitStatus::Signaled(libc::SIGKILL))
     }
+
+    /// Whether the child has exited already (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.0.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    }
 }
 
 /// Handle to the reaper; cheap to clone.

@@ -286,3 +286,31 @@ fn charts_shown_in_a_context_arrive_as_chart_frames() {
         json!([[0.0, 2.0], [1.0, 3.0]])
     );
 }
+
+#[test]
+fn a_worker_killed_between_jobs_restarts_and_says_its_state_is_gone() {
+    let daemon = Toolboxd::start();
+    let pid = execute(
+        &daemon,
+        &json!({"code": "import os\nkept = 1\nprint(os.getpid())"}),
+    );
+    let pid: i32 = pid.text("stdout").trim().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while is_alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {pid} did not die"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200)); // let the reaper see it
+    let next = execute(&daemon, &json!({"code": "print('kept' in globals())"}));
+    assert_eq!(next.close, Some(1000), "{next:?}");
+    assert!(next.text("stderr").contains("state"), "{next:?}");
+    assert_eq!(next.text("stdout"), "False\n");
+}

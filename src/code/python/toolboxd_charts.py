@@ -231,26 +231,31 @@ def _is_axis_line(xy):
 
 
 def _data_lines(ax):
-    """Line2D artists that carry data: not errorbar caps, not 2-point
-    horizontal/vertical helper lines, not empty, not hidden."""
+    """[(line, xy, label)] for the Line2D artists that carry data: not
+    errorbar caps, not 2-point horizontal/vertical helper lines, not empty,
+    not hidden. An errorbar's data line is named after its container."""
     from matplotlib.container import ErrorbarContainer
 
-    helpers = []
+    caps, names = [], {}
     for container in ax.containers:
         if isinstance(container, ErrorbarContainer):
-            helpers.extend(container.lines[1] or ())  # the cap markers
+            data_line, cap_lines = container.lines[0], container.lines[1]
+            caps.extend(cap_lines or ())
+            if data_line is not None:
+                names[id(data_line)] = container.get_label()
     lines = []
     for line in ax.lines:
-        if not line.get_visible() or _contains(helpers, line):
+        if not line.get_visible() or _contains(caps, line):
             continue
         xy = _as_xy(line.get_xydata())
         if len(xy) == 0 or _is_axis_line(xy):
             continue
-        lines.append((line, xy))
+        lines.append((line, xy, names.get(id(line), line.get_label())))
     return lines
 
 
 def _scatter_collections(ax):
+    """[(collection, offsets, label)] for scatter plots."""
     from matplotlib.collections import PathCollection
 
     out = []
@@ -258,7 +263,7 @@ def _scatter_collections(ax):
         if isinstance(coll, PathCollection) and coll.get_visible():
             xy = _as_xy(coll.get_offsets())
             if len(xy):
-                out.append((coll, xy))
+                out.append((coll, xy, coll.get_label()))
     return out
 
 
@@ -375,11 +380,11 @@ def _axes_chart(ax):
         lines, scatters = _data_lines(ax), _scatter_collections(ax)
         if not lines and not scatters:
             return chart
-        elements = [{"label": _text(artist.get_label()), "points": _points(xy, to_x, to_y)}
-                    for artist, xy in lines + scatters]
+        elements = [{"label": _text(label), "points": _points(xy, to_x, to_y)}
+                    for _, xy, label in lines + scatters]
         # plot(x, y, "o") draws markers only: that is a scatter plot too.
         markers_only = all(str(line.get_linestyle()) in ("None", "none", "", " ")
-                           for line, _ in lines)
+                           for line, _, _ in lines)
         chart.update(type="scatter" if markers_only else "line", elements=elements)
 
     x_ticks, x_tick_labels = _ticks(ax.xaxis, to_x)
