@@ -198,6 +198,20 @@ else
     fail "GET /files/download?path=/tmp/x.txt -> '$code', $(stat -c %s "$work/download.bin" 2>/dev/null || echo 0) bytes, $(cmp "$work/payload.bin" "$work/download.bin" 2>&1 | head -n1) $(cat "$work/curl.err")"
 fi
 
+# Git in-process (static libgit2): init a repository, write a file, read its status.
+code=$(curl -sS -m 10 -o "$work/git.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d '{"path":"/tmp/repo","initial_branch":"main"}' "$base/git/init" 2>"$work/curl.err")
+curl -sS -m 10 -o /dev/null --data-binary @"$work/payload.bin" \
+    "$base/files/upload-v2?path=/tmp/repo/a.txt" 2>/dev/null || true
+status_code=$(curl -sS -m 10 -o "$work/git-status.json" -w '%{http_code}' \
+    "$base/git/status?path=/tmp/repo" 2>"$work/curl.err")
+if [[ "$code" == 201 && "$status_code" == 200 ]] && grep -q '"currentBranch":"main"' "$work/git-status.json" \
+    && grep -q '"name":"a.txt"' "$work/git-status.json"; then
+    pass "POST /git/init + GET /git/status -> main with a.txt untracked, no git binary in the root"
+else
+    fail "git init -> '$code', status -> '$status_code': $(head -c 300 "$work/git-status.json" 2>/dev/null) $(cat "$work/curl.err")"
+fi
+
 # SIGTERM: drain and exit 0 (PID 1 only gets signals it handles).
 if [[ -n "$daemon_pid" ]]; then
     kill -TERM "$daemon_pid"
