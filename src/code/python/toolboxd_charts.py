@@ -11,8 +11,10 @@ figure is analysed. Pillow is optional and only used to shrink the PNG.
 Public API:
     figure_to_chart(fig) -> dict | None   chart for one figure (None only if
                                           not even a PNG could be rendered)
-    install(emit)                         call emit(chart) for each figure
-                                          shown through pyplot.show()
+    install(emit, flush_at_exit=False)    call emit(chart) for each figure
+                                          shown through pyplot.show(); with
+                                          flush_at_exit, also flush() when
+                                          the interpreter exits
     flush(emit)                           emit the figures still open that
                                           were never shown (program end)
 
@@ -21,11 +23,13 @@ and never NaN/Infinity, bar ``value`` is a string, ``points``/``outliers``/
 ticks hold numbers only, missing text is ``None`` (JSON null).
 """
 
+import atexit
 import base64
 import hashlib
 import io
 import json
 import math
+import os
 import re
 import sys
 import threading
@@ -81,6 +85,14 @@ def _value_text(value):
     if number.is_integer() and abs(number) < 1e15:
         return str(int(number))
     return repr(number)
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _close(a, b):
@@ -160,9 +172,10 @@ def _tick_namer(axis, kind):
     """Function giving the name of a position on the axis: the label of the
     major tick there (a category, a date, ...), else the number itself.
 
-    With explicitly placed ticks (set_xticks, categories, box plots) a bar
-    takes the nearest tick within half a tick spacing, so grouped bars offset
-    around their tick get the group's category name."""
+    When ticks carry names rather than numbers (categories, or
+    set_xticks(positions, labels), as for grouped bars and box plots) a
+    position takes the nearest tick within half a tick spacing, so grouped
+    bars offset around their tick get the group's name."""
     from matplotlib.ticker import FixedLocator
 
     locs = [float(v) for v in axis.get_majorticklocs()]
@@ -171,7 +184,8 @@ def _tick_namer(axis, kind):
     except Exception:
         labels = []
     ticks = [(loc, label) for loc, label in zip(locs, labels) if label]
-    snap = kind == "categorical" or isinstance(axis.get_major_locator(), FixedLocator)
+    snap = kind == "categorical" or (isinstance(axis.get_major_locator(), FixedLocator)
+                                     and not all(_is_number(label) for _, label in ticks))
     ordered = sorted(loc for loc, _ in ticks)
     gaps = [b - a for a, b in zip(ordered, ordered[1:]) if b > a]
     reach = min(gaps) / 2.0 if gaps else float("inf")
@@ -427,8 +441,14 @@ def _suptitle(fig):
 
 
 def _render_png(fig):
+    """PNG bytes of the whole figure (cropped to its content when possible:
+    a stray artist far outside the axes can make the tight box unusable)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    try:
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    except Exception:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
 
 
@@ -494,6 +514,8 @@ def figure_to_chart(fig):
 _lock = threading.RLock()
 _emit = None                         # callback given to install()
 _seen = weakref.WeakKeyDictionary()  # figure -> digest of the PNG last emitted
+_exit_pid = None                     # flush at exit in this process only (not forks)
+_atexit_registered = False
 
 
 def _open_figures():
@@ -598,11 +620,23 @@ def _patch_axes(axes_cls):
         axes_cls.pie = pie_wrapper
 
 
+def _at_exit():
+    if _exit_pid is not None and _exit_pid == os.getpid():
+        flush(_emit)
+
+
 def _after_pyplot(pyplot):
     """Runs right after matplotlib.pyplot is executed (or at install time if
     it already was)."""
+    global _atexit_registered
     if not getattr(pyplot.show, "_toolboxd_original", None):
         pyplot.show = _patched_show(pyplot, pyplot.show)
+    if not _atexit_registered:
+        # pyplot's import registered Gcf.destroy_all with atexit; handlers run
+        # last-in first-out, so ours, registered now, sees the figures still
+        # open (after non-daemon threads have finished, too).
+        atexit.register(_at_exit)
+        _atexit_registered = True
     try:
         import matplotlib.axes
         _patch_axes(matplotlib.axes.Axes)
@@ -647,6 +681,8 @@ class _PatchingLoader:
             pass
 
     def __getattr__(self, name):  # get_source, get_resource_reader, ...
+        if name in ("_loader", "_hook"):  # half-built copy: no recursion
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 
@@ -674,12 +710,14 @@ class _Finder:
         pass
 
 
-def install(emit):
+def install(emit, flush_at_exit=False):
     """Hand every figure shown through matplotlib.pyplot.show() to emit(chart)
     (once per distinct content), then close it. Works whether pyplot is
-    imported before or after this call."""
-    global _emit
+    imported before or after this call. With flush_at_exit, figures still
+    open when the interpreter exits are emitted too (see flush())."""
+    global _emit, _exit_pid
     _emit = emit
+    _exit_pid = os.getpid() if flush_at_exit else None
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
     pyplot = sys.modules.get("matplotlib.pyplot")

@@ -29,6 +29,8 @@ def _take_chart_fd():
         return None
     try:
         fd = int(raw)
+        if fd <= 2:  # never take over stdin/stdout/stderr
+            return None
         private = os.dup(fd)  # os.dup() results are non-inheritable (PEP 446)
     except (ValueError, OSError):
         return None
@@ -130,17 +132,14 @@ def main():
         charts = _load_charts_module()
         ours.append(vars(charts))
         emit = _make_emit(_CHART_FD)
-        charts.install(emit)
+        # flush_at_exit: figures finished by non-daemon threads after the
+        # code returns are emitted at interpreter exit (de-duplicated).
+        charts.install(emit, flush_at_exit=True)
         pid = os.getpid()
 
         def flush():
             if os.getpid() == pid:  # never from a fork()ed child
                 charts.flush(emit)
-
-        # Also after non-daemon threads and the user's atexit handlers
-        # (registered first, so it runs last); de-duplication prevents doubles.
-        import atexit
-        atexit.register(flush)
 
     try:
         with open(path, "rb") as f:
