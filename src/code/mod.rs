@@ -299,14 +299,73 @@ fn node_source(code: &str) -> String {
     format!("process.argv.splice(1, 1);{code}")
 }
 
-/// The charts among the side channel's JSON lines (`{"type":"chart","value":{…}}`).
+/// The charts among the side channel's JSON lines (`{"type":"chart","value":{…}}`). A chart
+/// the SDKs' strict models would reject is dropped: one bad chart would otherwise fail the whole
+/// response in the client (user code can reach the channel from inside its own process).
 pub fn parse_charts(side: &[u8]) -> Vec<Value> {
     side.split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
         .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
-        .filter(|record| record["type"] == "chart" && record["value"].is_object())
+        .filter(|record| record["type"] == "chart")
         .map(|mut record| record["value"].take())
+        .filter(|chart| {
+            let valid = valid_chart(chart);
+            if !valid {
+                tracing::warn!("dropped a chart the SDK models would reject");
+            }
+            valid
+        })
         .collect()
+}
+
+/// Whether `chart` (or a composite's sub-chart, or an element) fits the SDKs' models:
+/// strings where they want strings, numbers where they want numbers, lists of objects.
+pub fn valid_chart(chart: &Value) -> bool {
+    const TEXT: [&str; 12] = [
+        "type", "title", "png", "x_label", "y_label", "x_scale", "y_scale", "label", "group",
+        "value", "autopct", "name",
+    ];
+    const NUMBER: [&str; 7] = [
+        "angle",
+        "radius",
+        "min",
+        "first_quartile",
+        "median",
+        "third_quartile",
+        "max",
+    ];
+    const NUMBERS: [&str; 3] = ["x_ticks", "y_ticks", "outliers"];
+    const TEXTS: [&str; 2] = ["x_tick_labels", "y_tick_labels"];
+    let Some(object) = chart.as_object() else {
+        return false;
+    };
+    let all = |value: Option<&Value>, each: fn(&Value) -> bool| match value {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(items)) => items.iter().all(each),
+        Some(_) => false,
+    };
+    TEXT.iter().all(|key| {
+        matches!(
+            object.get(*key),
+            None | Some(Value::Null | Value::String(_))
+        )
+    }) && NUMBER.iter().all(|key| {
+        matches!(
+            object.get(*key),
+            None | Some(Value::Null | Value::Number(_))
+        )
+    }) && NUMBERS
+        .iter()
+        .all(|key| all(object.get(*key), Value::is_number))
+        && TEXTS
+            .iter()
+            .all(|key| all(object.get(*key), Value::is_string))
+        && all(object.get("points"), |point| {
+            point
+                .as_array()
+                .is_some_and(|xy| xy.iter().all(Value::is_number))
+        })
+        && all(object.get("elements"), valid_chart)
 }
 
 #[cfg(test)]
@@ -321,6 +380,28 @@ mod tests {
         let charts = parse_charts(side);
         assert_eq!(charts.len(), 2);
         assert_eq!(charts[1]["type"], "bar");
+    }
+
+    #[test]
+    fn charts_the_sdk_would_reject_are_dropped() {
+        let good = serde_json::json!({"type": "composite_chart", "title": null, "elements": [
+            {"type": "line", "x_ticks": [0, 1.5], "x_tick_labels": ["a", "b"],
+             "elements": [{"label": "l", "points": [[0, 1], [2.5, 3]]}]},
+            {"type": "bar", "elements": [{"label": "a", "group": "g", "value": "3"}]},
+            {"type": "box_and_whisker", "elements": [{"min": 1, "max": null, "outliers": [9]}]},
+        ]});
+        assert!(valid_chart(&good));
+        for bad in [
+            serde_json::json!({"type": "bar", "elements": [{"value": 3}]}),
+            serde_json::json!({"type": "line", "elements": [{"points": [[0, "2020-01-01"]]}]}),
+            serde_json::json!({"type": "line", "x_ticks": ["2020-01-01"]}),
+            serde_json::json!({"type": "line", "elements": [null]}),
+            serde_json::json!({"type": "line", "title": 5}),
+            serde_json::json!({"type": "pie", "elements": [{"angle": "90"}]}),
+            serde_json::json!({"type": "composite_chart", "elements": [{"elements": [{"value": 1}]}]}),
+        ] {
+            assert!(!valid_chart(&bad), "{bad}");
+        }
     }
 
     #[test]

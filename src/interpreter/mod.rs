@@ -373,6 +373,9 @@ fn run_job(
             let Ok(value) = serde_json::from_slice::<Value>(&line) else {
                 continue;
             };
+            if value["type"] == "chart" && !crate::code::valid_chart(&value["value"]) {
+                continue; // the SDKs' strict models would reject it
+            }
             if value["type"] == "control" {
                 let interrupted = value["text"] == "interrupted";
                 send(value);

@@ -96,6 +96,9 @@ def _run(job):
     if _charts is not None and status == "completed":
         try:
             _charts.flush(_chart)  # figures left open, as a notebook shows them
+            pyplot = sys.modules.get("matplotlib.pyplot")
+            if pyplot is not None:
+                pyplot.close("all")  # shown once, like a notebook cell: no pile-up across jobs
         except Exception:
             pass
     _flush()
