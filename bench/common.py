@@ -310,3 +310,227 @@ def write_result(name: str, data: dict) -> Path:
     path.write_text(json.dumps(data, indent=2) + "\n")
     log(f"wrote {path}")
     return path
+
+
+class HttpConn:
+    """A keep-alive HTTP/1.1 connection to 127.0.0.1:PORT (raw socket, TCP_NODELAY, no proxy).
+
+    `request()` sends one request in a single write and reads the whole answer (Content-Length,
+    chunked, or no body for 1xx/204/304). `prepare()` + `roundtrip()` let a hot loop reuse the
+    request bytes.
+    """
+
+    def __init__(self, port: int, timeout: float = 60.0) -> None:
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pending = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "HttpConn":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def prepare(method: str, path: str, body: object = None, headers: dict[str, str] | None = None) -> bytes:
+        """Request bytes; a dict/list body is sent as JSON."""
+        if body is None:
+            payload = b""
+        elif isinstance(body, (bytes, bytearray)):
+            payload = bytes(body)
+        else:
+            payload = json.dumps(body).encode()
+        head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            head.append("Content-Type: application/json")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            head.append(f"Content-Length: {len(payload)}")
+        for key, value in (headers or {}).items():
+            head.append(f"{key}: {value}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+    def _read_more(self) -> None:
+        data = self.sock.recv(262144)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.pending += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.pending) < n:
+            self._read_more()
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+    def _line(self) -> bytes:
+        while (end := self.pending.find(b"\r\n")) < 0:
+            self._read_more()
+        out, self.pending = self.pending[:end], self.pending[end + 2:]
+        return out
+
+    def roundtrip(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Sends prepared request bytes; returns (status, lower-case headers, body)."""
+        self.sock.sendall(raw)
+        while (end := self.pending.find(b"\r\n\r\n")) < 0:
+            self._read_more()
+        head, self.pending = self.pending[:end].decode("latin-1"), self.pending[end + 4:]
+        lines = head.split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        if status < 200 or status in (204, 304) or raw.startswith(b"HEAD "):
+            return status, headers, b""
+        if "content-length" in headers:
+            return status, headers, self._take(int(headers["content-length"]))
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = bytearray()
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():  # trailers, then the empty line
+                        pass
+                    return status, headers, bytes(body)
+                body += self._take(size)
+                self._take(2)
+        raise RuntimeError(f"no Content-Length and not chunked: {head!r}")
+
+    def request(self, method: str, path: str, body: object = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        return self.roundtrip(self.prepare(method, path, body, headers))
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class WebSocketClient:
+    """A minimal RFC 6455 client over a raw 127.0.0.1 socket, built for throughput.
+
+    Frames are parsed out of one large receive buffer filled with `recv_into`; data frames
+    (binary, text, continuation: fragmented messages are streamed as they come) are handed to
+    `on_data(buffer, start, end)` in place, with no copy, possibly in several pieces per frame.
+    Pings are answered with pongs, a close frame is answered with the same code and ends `run()`.
+    Client frames are masked; a masked server frame is a protocol error.
+    """
+
+    def __init__(self, port: int, path: str, headers: dict[str, str] | None = None,
+                 timeout: float = 120.0, buffer_size: int = 4 * MIB) -> None:
+        import base64
+        import hashlib
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
+                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"closed during the WebSocket handshake: {raw!r}")
+            raw += data
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split(" ", 2)[1])
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+        if self.status != 101:
+            raise RuntimeError(f"WebSocket upgrade answered {status_line!r}: {rest[:500]!r}")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        if self.headers.get("sec-websocket-accept") != accept:
+            raise RuntimeError(f"bad Sec-WebSocket-Accept {self.headers.get('sec-websocket-accept')!r}")
+        self.buf = bytearray(max(buffer_size, 1 << 16))
+        self.mv = memoryview(self.buf)
+        self.buf[: len(rest)] = rest
+        self.r, self.w = 0, len(rest)
+        self.stats = {"frames": 0, "data_frames": 0, "binary_frames": 0, "text_frames": 0,
+                      "continuation_frames": 0, "pings": 0, "max_frame": 0, "data_bytes": 0}
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send_frame(self, opcode: int, payload: bytes = b"") -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, 0x80 | n])
+        elif n < 65536:
+            head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        self.sock.sendall(head + mask + masked)
+
+    def _fill(self, need: int) -> None:
+        """Makes at least `need` bytes available at buf[r:w]."""
+        while self.w - self.r < need:
+            if self.r == self.w:
+                self.r = self.w = 0
+            elif len(self.buf) - self.w < 65536 or len(self.buf) - self.r < need:
+                n = self.w - self.r
+                self.buf[:n] = self.buf[self.r:self.w]
+                self.r, self.w = 0, n
+            got = self.sock.recv_into(self.mv[self.w:], len(self.buf) - self.w)
+            if got == 0:
+                raise ConnectionError("the server closed the TCP connection without a close frame")
+            self.w += got
+
+    def run(self, on_data) -> tuple[int | None, str]:
+        """Reads frames until the server's close frame; returns (close code, reason)."""
+        stats = self.stats
+        buf = self.buf
+        while True:
+            self._fill(2)
+            b0, b1 = buf[self.r], buf[self.r + 1]
+            opcode, length, header = b0 & 0x0F, b1 & 0x7F, 2
+            if b1 & 0x80:
+                raise RuntimeError("the server sent a masked frame")
+            if length == 126:
+                self._fill(4)
+                length, header = int.from_bytes(buf[self.r + 2:self.r + 4], "big"), 4
+            elif length == 127:
+                self._fill(10)
+                length, header = int.from_bytes(buf[self.r + 2:self.r + 10], "big"), 10
+            self.r += header
+            stats["frames"] += 1
+            stats["max_frame"] = max(stats["max_frame"], length)
+            if opcode in (0x0, 0x1, 0x2):
+                stats["data_frames"] += 1
+                stats[{0: "continuation_frames", 1: "text_frames", 2: "binary_frames"}[opcode]] += 1
+                stats["data_bytes"] += length
+                remaining = length
+                while remaining:
+                    if self.r == self.w:
+                        self.r = self.w = 0
+                        got = self.sock.recv_into(self.mv, len(buf))
+                        if got == 0:
+                            raise ConnectionError("the server closed the TCP connection mid-frame")
+                        self.w = got
+                    n = min(remaining, self.w - self.r)
+                    on_data(buf, self.r, self.r + n)
+                    self.r += n
+                    remaining -= n
+                continue
+            if opcode >= 0x8 and (length > 125 or not b0 & 0x80):
+                raise RuntimeError(f"bad control frame: opcode {opcode}, length {length}, fin {b0 >> 7}")
+            self._fill(length)
+            payload = bytes(buf[self.r:self.r + length])
+            self.r += length
+            if opcode == 0x9:
+                stats["pings"] += 1
+                self.send_frame(0xA, payload)
+            elif opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                reason = payload[2:].decode(errors="replace")
+                try:
+                    self.send_frame(0x8, payload[:2])
+                except OSError:
+                    pass
+                return code, reason
+            elif opcode != 0xA:
+                raise RuntimeError(f"unknown opcode {opcode}")

@@ -16,6 +16,13 @@ GOALS = {
     "find_ratio": 1.3,          # <= 1.3x of rg -F -uuu
     "idle_rss_mib": 10,         # VmRSS <= 10 MiB
     "start_ms": 10,             # <= 10 ms to the first /version answer
+    "exec_ratio": 1.3,          # /process/execute p50 <= 1.3x fork+exec of `sh -c true`
+    "stream_mb_s": 200,         # 1 GiB session log over the WebSocket >= 200 MB/s, exec -> close
+    "stream_rss_mib": 64,       # daemon VmHWM <= 64 MiB while it streams
+    "git_clone_ratio": 1.5,     # POST /git/clone (file://) median <= 1.5x `git clone file://`
+    "git_clone_rss_mib": 100,   # daemon VmHWM <= 100 MiB during that clone
+    "code_run_ratio": 1.3,      # code_run of print(1) p50 <= 1.3x `python3 -c 'print(1)'` p50
+    "interpreter_p50_ms": 5,    # interpreter `1+1` round trip (connect -> close) p50 <= 5 ms
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -313,12 +320,550 @@ def size_section(data: dict) -> str:
     ])
 
 
+def us(value: float) -> str:
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} µs"
+
+
+def busy_note(part: dict) -> str:
+    return (f"CPUs busy before: {part.get('cpu_busy_before')}; during: {part.get('cpu_busy_during')} "
+            f"(other processes: {part.get('cpu_others_during')})")
+
+
+def exec_section(data: dict) -> str:
+    e = data["exec"]
+    t = e["timings"]
+    d, sh, v = t["daemon_execute"], t["spawn_sh"], t["http_version"]
+    bash = t.get("spawn_bash")
+    dt = t.get("daemon_execute_timeout")
+    ratio = e["ratio_p50_vs_sh"]
+    rows = [[
+        f"`POST /process/execute` `{{\"command\":\"true\"}}`, p50 ({e['runs']} requests)",
+        us(d["p50_us"]),
+        f"fork+exec `sh -c true` p50 {us(sh['p50_us'])}",
+        f"{ratio:.2f}x",
+        "≤ 1.30x",
+        verdict("`/process/execute` p50 ≤ 1.3x `sh -c true`", ratio <= GOALS["exec_ratio"], f"{ratio:.2f}x"),
+    ], [
+        "same, p99", us(d["p99_us"]), f"`sh -c true` p99 {us(sh['p99_us'])}", f"{e['ratio_p99_vs_sh']:.2f}x", "—", "n/a",
+    ]]
+    if bash:
+        rows += [[
+            "same, p50", us(d["p50_us"]), f"fork+exec `bash -c true` p50 {us(bash['p50_us'])}",
+            f"{e['ratio_p50_vs_bash']:.2f}x", "— (context: the daemon runs commands under bash)", "n/a",
+        ], [
+            "same, p99", us(d["p99_us"]), f"`bash -c true` p99 {us(bash['p99_us'])}", f"{e['ratio_p99_vs_bash']:.2f}x",
+            "—", "n/a",
+        ]]
+    if dt:
+        rows.append([
+            "with `\"timeout\": 60`, p50", us(dt["p50_us"]), f"`sh -c true` p50 {us(sh['p50_us'])}",
+            f"{dt['p50_us'] / sh['p50_us']:.2f}x", "—", "n/a",
+        ])
+    ds = t.get("daemon_sh_execute")
+    if ds:
+        rows.append([
+            "extra: a daemon with `TOOLBOXD_SHELL=sh`, p50", us(ds["p50_us"]), f"`sh -c true` p50 {us(sh['p50_us'])}",
+            f"{ds['p50_us'] / sh['p50_us']:.2f}x", "— (the daemon's own share, same shell)", "n/a",
+        ])
+    dist = []
+    for key, label in (("daemon_execute", "toolboxd `POST /process/execute` `true`"),
+                       ("daemon_execute_timeout", "toolboxd, same with `\"timeout\": 60`"),
+                       ("daemon_sh_execute", "toolboxd with `TOOLBOXD_SHELL=sh` (extra), `true`"),
+                       ("spawn_sh", f"`posix_spawn` + `waitpid`: `sh -c true` ({e['sh']})"),
+                       ("spawn_bash", f"`posix_spawn` + `waitpid`: `bash -c true` ({e.get('bash_version') or e.get('bash')})"),
+                       ("http_version", "toolboxd `GET /version` (the HTTP round trip alone)")):
+        if key in t:
+            x = t[key]
+            dist.append([label, us(x["p50_us"]), us(x["p90_us"]), us(x["p99_us"]), us(x["mean_us"]),
+                         us(x["min_us"]), us(x["max_us"])])
+    return "\n".join([
+        "## 6. `/process/execute` latency vs fork+exec",
+        "",
+        f"One keep-alive connection (TCP_NODELAY, each request in one write, the whole answer read; the answer must "
+        f"be exit code 0 with empty output). {e['runs']} timed iterations after {e['warmup']} untimed ones; in each "
+        f"iteration every row below runs once, taking turns, so a busy spell hits all alike. The references are "
+        f"`os.posix_spawn` + `waitpid` from the same Python process: the physical floor of running a shell that does "
+        f"nothing. The daemon runs commands with `{e['daemon_shell']} -c` in their own process group, stdout and "
+        f"stderr on pipes, so `bash -c true` is its own floor. {busy_note(e)}; hypervisor steal during the whole "
+        f"process run: {steal(data)}.",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
+        "",
+        table(["latency", "p50", "p90", "p99", "mean", "min", "max"], dist),
+        "",
+        f"Daemon CPU (user + system, the commands' own not included) per `/process/execute`, over a loop that "
+        f"also served as many `GET /version`: "
+        f"{e['daemon_cpu_us_per_execute']:.0f} µs. "
+        f"Daemon after the run: VmRSS {mib(e['daemon_after']['VmRSS'])}, VmHWM {mib(e['daemon_after']['VmHWM'])}, "
+        f"{e['daemon_after']['Threads']} threads, {e['daemon_after']['fds']} open fds.",
+        "",
+    ])
+
+
+def stream_section(data: dict) -> str:
+    s = data["stream"]
+    w, py, cat = s["daemon_ws"], s["pipe_python"], s["pipe_cat"]
+    size = s["bytes"]
+    rounds = len(s["rounds"])
+    lost = s["bytes_lost_max"]
+    mb = w["mb_per_s"]
+    per_round = sorted(r["pipe_python"]["seconds"] / r["daemon_ws"]["seconds"] for r in s["rounds"] if not r["warmup"])
+    rows = [[
+        f"bytes lost (stdout expected − received, worst of {rounds} rounds incl. warm-up)",
+        f"{lost} of {size}" + (" (SHA-256 equal every round)" if s["verify"] == "ok" else ""),
+        f"the generator's own output through a pipe (SHA-256 `{s['expected_sha256'][:16]}…`)",
+        "—", "0",
+        verdict(f"{size // MIB} MiB session log over the WebSocket: 0 bytes lost", lost == 0 and s["verify"] == "ok",
+                f"{lost} lost" + ("" if s["verify"] == "ok" else f"; {s['verify']}")),
+    ], [
+        f"throughput, exec request → close frame (median of {s['trials']})",
+        f"{mb:.0f} MB/s ({w['median_s']:.2f} s; best {w['best_mb_per_s']:.0f})",
+        f"pipe → Python, same demux + SHA-256: {py['mb_per_s']:.0f} MB/s",
+        f"{s['ratio_vs_pipe_python']:.2f}x (rounds {per_round[0]:.2f}–{per_round[-1]:.2f})",
+        "≥ 200 MB/s",
+        verdict("session log over the WebSocket ≥ 200 MB/s", mb >= GOALS["stream_mb_s"], f"{mb:.0f} MB/s"),
+    ], [
+        "same", f"{mb:.0f} MB/s", f"pipe → `cat > /dev/null`: {cat['mb_per_s']:.0f} MB/s",
+        f"{s['ratio_vs_pipe_cat']:.2f}x", "—", "n/a",
+    ], [
+        "daemon peak RSS (VmHWM, reset before each transfer; largest)",
+        mib(w["daemon_vmhwm_kib"]), "—", "—", "≤ 64 MiB",
+        verdict("session-log WebSocket peak RSS ≤ 64 MiB", w["daemon_vmhwm_kib"] <= GOALS["stream_rss_mib"] * 1024,
+                mib(w["daemon_vmhwm_kib"])),
+    ]]
+    checks = f"Checks: {'all ok' if s['verify'] == 'ok' else '**problems:** ' + s['verify']}. "
+    frames = (f"{w['frames_median']:.0f} binary frames per transfer (largest {w['max_frame'] // 1024} KiB); "
+              f"markers split across frames: {w['markers_split_across_frames']}. ")
+    m = s.get("mixed_check")
+    mixed = (f"Interleaved check (`{m['command']}`, followed the same way): {m['markers']} markers, "
+             f"{m['markers_split_across_frames']} of them split across frames, {m['frames']} frames, stdout/stderr "
+             f"{m['counts'][0]}/{m['counts'][1]} bytes as written: {'ok' if m['ok'] else '**FAILED**'}. ") if m else ""
+    share = w["client_cpu_s_median"] / w["median_s"]
+    cpu = (f"Daemon CPU {w['daemon_cpu_s_per_gib']:.2f} s/GiB ({w['daemon_user_s_per_gib']:.2f} user, "
+           f"{w['daemon_sys_s_per_gib']:.2f} sys; the generator's CPU is not in it), "
+           f"{w['daemon_minor_faults_per_gib']:.0f} minor faults/GiB; exec → 202 {w['seconds_to_202_median'] * 1000:.1f} ms. "
+           f"The Python client used {w['client_cpu_s_median']:.2f} s of CPU per transfer ({share * 100:.0f}% of the "
+           f"wall time; {py['client_cpu_s_median']:.2f} s reading the pipe), "
+           + ("so it is not what limits the rate. " if share < 0.8 else "so **the client may be part of the limit**. "))
+    disk = (f"Each transfer writes the log twice (`output.log` and `stdout.log`) under the daemon's HOME "
+            f"(`{data['machine']['data_fs']}`); the session is deleted (removing them) and `sync` runs between "
+            f"transfers, untimed.")
+    notes = checks + frames + mixed + cpu + disk
+    line = s["command"]
+    shown = line.split("'")[0] + f"'<{s['line_bytes'] - 1} hex characters and spaces>'" + line.rsplit("'", 1)[1]
+    return "\n".join([
+        f"## 7. {size // MIB} MiB of session output followed over the log WebSocket",
+        "",
+        f"A session runs `{shown}` async (`runAsync`); right after the 202 the client opens "
+        f"`GET /process/session/ID/command/CMD/logs?follow=true` as a WebSocket (`X-Daytona-SDK-Version: 0.167.0`: "
+        f"binary frames of the raw log with its `01 01 01` / `02 02 02` stream markers) and reads to the close frame. "
+        f"The client (`bench/common.py` `WebSocketClient`) parses frames in place in a 4 MiB `recv_into` buffer; the "
+        f"demuxer looks only at 0x01/0x02 bytes, holds back a marker cut at a frame end, counts each stream and hashes "
+        f"it with SHA-256. Checked every round: stdout count and SHA-256 equal the generator's own output, 0 stderr "
+        f"bytes, 0 bytes before the first marker, close code 1000, exit code 0. The daemon runs with "
+        f"`TOOLBOXD_MAX_OUTPUT={s['max_output']}` (the default 64 MiB cap would cut the log). References, round-robin "
+        f"with it, {s['trials']} rounds after one warm-up round: the same generator under `bash -c` read from its pipe "
+        f"by the same Python reader (4 MiB buffer, demuxer, SHA-256), and piped into `cat > /dev/null`. "
+        f"MB = 10^6 bytes. {busy_note(s)}.",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
+        "",
+        notes,
+        "",
+    ])
+
+
+def sessions_section(data: dict) -> str:
+    x = data["sessions"]
+    n = x["sessions"]
+    b, c, e, d0, d2 = (x["daemon_before"], x["daemon_after_create"], x["daemon_after_exec"],
+                       x["daemon_after_delete"], x["daemon_after_delete_2s"])
+    ok = x["listed_sessions"] == n and x["shells_alive_after_delete"] == 0 and x["listed_after_delete"] == 0
+    rows = [
+        ["daemon VmRSS before (after one warm-up session's create, exec, delete)", mib(b["VmRSS"]),
+         f"{b['Threads']} threads, {b['fds']} fds"],
+        [f"after creating {n} sessions", mib(c["VmRSS"]), f"{c['Threads']} threads, {c['fds']} fds"],
+        [f"after one sync `echo $$` in each", mib(e["VmRSS"]),
+         f"{e['Threads']} threads, {e['fds']} fds; RssAnon {mib(e['RssAnon'])}, VmHWM {mib(e['VmHWM'])}"],
+        ["per session ((after exec − before) / N)", f"{x['per_session_kib']:.1f} KiB",
+         f"{(e['Threads'] - b['Threads']) / n:.1f} threads, {(e['fds'] - b['fds']) / n:.1f} fds per session"],
+        [f"session shells (`{x.get('shell_exe')}`), for context", f"VmRSS sum {mib(x['shells_vmrss_sum_kib'])}",
+         f"PSS sum {mib(x['shells_pss_sum_kib'])}; median VmRSS per shell {mib(x['shell_vmrss_median_kib'])}"],
+        [f"after deleting all {n}", mib(d0["VmRSS"]),
+         f"2 s later {mib(d2['VmRSS'])}; {d2['Threads']} threads, {d2['fds']} fds"],
+        ["create (sequential, one connection)", f"{x['create_s']:.2f} s", f"{x['create_s'] / n * 1000:.2f} ms per session"],
+        ["sync exec `echo $$` in each", f"{x['exec_s']:.2f} s", f"{x['exec_s'] / n * 1000:.2f} ms per session"],
+        ["delete (sequential, one connection)", f"{x['delete_s']:.2f} s", f"{x['delete_s'] / n * 1000:.2f} ms per session"],
+    ]
+    return "\n".join([
+        f"## 8. {n} concurrent sessions",
+        "",
+        f"A fresh daemon; sequential requests over one keep-alive connection: create {n} sessions (each a long-lived "
+        f"bash), run a sync `echo $$` in each (exit code 0 and the shell's own pid), then delete them all. "
+        f"`ulimit -n`: {x['nofile_soft']} (needed ≥ {x['nofile_needed']}). No goal on the numbers; {busy_note(x)}.",
+        "",
+        table(["measurement", "daemon", "context"], rows),
+        "",
+        f"Check: {x['listed_sessions']} sessions listed while alive, {n} distinct shell pids; after the deletes "
+        f"{x['shells_alive_after_delete']} shells alive and {x['listed_after_delete']} sessions listed: "
+        + verdict(f"{n} sessions answered and all their shells gone after delete", ok,
+                  f"{x['shells_alive_after_delete']} alive after delete") + ".",
+        "",
+    ])
+
+
+def git_clone_section(data: dict) -> str:
+    r, c = data["repo"], data["clone"]
+    m = c["methods"]
+    d, g = m["toolboxd"], m["git"]
+    ratio = c["ratio_median"]
+    peak = d["peak_rss_kib"]
+    per_round = sorted(c["ratio_per_round"])
+    labels = {
+        "toolboxd": f"toolboxd `POST /git/clone` `{{\"url\":\"file://…/big.git\",\"path\":…}}`, fresh daemon per clone",
+        "git": "`git clone -q file://…/big.git DST` (the reference)",
+        "git_no_local": "`git clone -q --no-local …/big.git DST` (extra)",
+        "toolboxd_http": "extra, smart HTTP: toolboxd `POST /git/clone` `{\"url\":\"http://127.0.0.1:PORT/big.git\",…}`",
+        "git_http": "extra, smart HTTP: `git clone -q http://127.0.0.1:PORT/big.git DST`",
+    }
+    rows = []
+    for key in ("toolboxd", "git", "git_no_local", "toolboxd_http", "git_http"):
+        if key not in m:
+            continue
+        e = m[key]
+        if key == "toolboxd":
+            goal_t = verdict("git clone (toolboxd) ≤ 1.5x `git clone`", ratio <= GOALS["git_clone_ratio"],
+                             f"{ratio:.2f}x median/median; best/best {c['ratio_best']:.2f}x")
+            rss = f"{mib(peak)} (VmHWM)"
+            goal_r = verdict("git clone daemon peak RSS ≤ 100 MiB", peak <= GOALS["git_clone_rss_mib"] * 1024, mib(peak))
+            ratio_cell = (f"{ratio:.2f}x (rounds {per_round[0]:.2f}–{per_round[-1]:.2f}; "
+                          f"best/best {c['ratio_best']:.2f}x)")
+        elif key == "toolboxd_http":
+            goal_t = "(no goal)"
+            rss = f"{mib(e['peak_rss_kib'])} (VmHWM)"
+            goal_r = met(e["peak_rss_kib"] <= GOALS["git_clone_rss_mib"] * 1024) + " (extra)"
+            ratio_cell = (f"{c['http_ratio_median']:.2f}x to `git clone http://…` (best/best "
+                          f"{c['http_ratio_best']:.2f}x)")
+        else:
+            goal_t, goal_r = "—", "—"
+            rss = (f"largest process {mib(e['max_process_rss_kib'])}; all its processes together "
+                   f"{mib(e['tree_peak_kib'])} (sampled)")
+            ratio_cell = f"{e['median_s'] / g['median_s']:.2f}x"
+            if key == "git_http":
+                ratio_cell += " (this row is the reference of the toolboxd smart-HTTP row)"
+        others = e.get("others_cpu_s_median")
+        rows.append([labels[key], f"{e['median_s']:.1f} s", f"{e['best_s']:.1f} s", ratio_cell, goal_t, rss, goal_r,
+                     f"{e['cpu_s_median']:.1f} s", "?" if others is None else f"{max(0.0, others):.1f} s"])
+    first = d["runs"][0]
+    tl = first["rss_timeline"]
+    points = [tl[min(len(tl) - 1, round(i * (len(tl) - 1) / 8))] for i in range(9)] if tl else []
+    timeline = ", ".join(f"{t:.1f} s: {k / 1024:.0f}" for t, k in points)
+    vmhwms = ", ".join(f"{x['vmhwm_kib'] / 1024:.1f}" for x in d["runs"])
+    problems = [f"{k} round {i + 1}: {'; '.join(v['problems'])}" for k, checks in c["verify"].items()
+                for i, v in enumerate(checks) if not v["ok"]]
+    vd = c["verify"]["toolboxd"][0]
+    vg = c["verify"]["git"][0]
+    ok = c["all_verified"]
+    why = ""
+    if "http_ratio_median" in c and ratio > GOALS["git_clone_ratio"] and c["http_ratio_median"] < ratio / 2:
+        why = (f"Where the file:// time goes: over smart HTTP, where git's server builds the pack, toolboxd is at "
+               f"{c['http_ratio_median']:.2f}x of git; over file:// it is at {ratio:.2f}x. libgit2 (vendored 1.9) "
+               f"serves a `file://` or plain-path clone with its local transport, which builds the pack inside the "
+               f"daemon with its own packbuilder (`transports/local.c`): every object is delta-compressed anew "
+               f"(`pack-objects.c`: \"TODO: support reuse-delta\"), with no bitmap, then indexed again, where git's "
+               f"`pack-objects` reuses the source pack's deltas and its bitmap. That work, and its memory, is the "
+               f"daemon's.")
+    return "\n".join([
+        f"## 9. `POST /git/clone` of a {r['commits']:,}-commit repository vs `git clone`".replace(",", " "),
+        "",
+        f"Source: `{r['path']}`, built once by `bench/gen_git_repo.py` (`git fast-import`, deterministic): "
+        f"{r['commits']} commits of 1–4 edits each (plus file adds and deletes), {r['files']} files in "
+        f"{r['directories']} directories ({r['final_tree_bytes'] / MIB:.0f} MiB checked out, 200 B – 8 KB, 1 % up to "
+        f"40 KB, code-like text), {r['tags']} tags, {r['objects']} objects in one {r['pack_bytes'] / MIB:.0f} MiB pack "
+        f"(`git repack -adf`; bitmap: {'yes' if r['bitmap'] else 'no'}, commit-graph: "
+        f"{'yes' if r['commit_graph'] else 'no'}). Both sides clone through a `file://` URL, so git runs "
+        f"upload-pack/pack-objects as for a remote and never takes the local hardlink shortcut; toolboxd (libgit2) "
+        f"does the same work in-process. The two smart-HTTP rows (extra) clone the same repository from `git "
+        f"http-backend` on 127.0.0.1 (CGI behind a small Python server in its own process): there the server's "
+        f"`git pack-objects` (bitmap, existing deltas reused) builds the pack for both clients, so they compare the "
+        f"receiving side alone (index-pack, checkout), as for a clone from a real remote. {c['trials']} rounds after one untimed `git clone` that warms the page "
+        f"cache; every method runs once per round (round-robin); the clone is deleted and `sync` runs between "
+        f"clones (untimed). Every toolboxd clone has its own fresh daemon, so its VmHWM is that clone's peak. "
+        f"{data['git']}. CPU busy before the run: {data['machine'].get('cpu_busy_1s')}; load average before/after: "
+        f"{' '.join(data['machine'].get('loadavg', []))} / {' '.join(data.get('loadavg_end', []))}; hypervisor "
+        f"steal during the run: {steal(data)}; run at {data['machine'].get('date')}."
+        + (f" toolboxd: `{b['path']}` (BuildID {b['build_id'][:12]}…, built {b['mtime']})."
+           if isinstance(b := data.get("binary"), dict) else ""),
+        "",
+        table(["method", "median", "best", "ratio to `git clone`", "goal ≤ 1.50x", "peak RSS", "goal ≤ 100 MiB",
+               "CPU (user+sys, median)", "other processes' CPU meanwhile (median)"], rows),
+        "",
+        *([why, ""] if why else []),
+        f"Daemon memory: VmHWM per clone {vmhwms} MiB; before the request {mib(first['vmrss_before_kib'])}, right "
+        f"after it {mib(first['vmrss_after_kib'])} (RssAnon {mib(first['rss_anon_after_kib'])}), 2 s later "
+        f"{mib(first['vmrss_2s_after_kib'])}, {first['threads_after']} threads. VmRSS over the first clone (MiB, "
+        f"sampled every 0.25 s): {timeline}. git's peak is its largest process (`wait4` `ru_maxrss`: `index-pack` "
+        f"or `pack-objects`); \"all its processes together\" sums the VmRSS of the clone's process tree, sampled "
+        f"every 0.25 s. \"Other processes' CPU meanwhile\" is the machine's busy CPU time during the clone minus "
+        f"the clone's own (for the smart-HTTP rows it includes the server): what neighbours took from 2 cores.",
+        "",
+        f"Checks (every clone, untimed): HEAD = the source's `main` ({r['head'][:12]}), branch `main` tracking "
+        f"`origin/main`, {r['files']} files in the index, {r['tags']} tags, `git status --porcelain` empty; the first "
+        f"toolboxd clone also passed `git fsck --connectivity-only` (exit {vd.get('fsck_exit')}): "
+        + verdict("git clone (toolboxd) gives the same repository as `git clone`", ok,
+                  "all clones checked" if ok else "; ".join(problems)[:300])
+        + (f" ({'; '.join(problems)})" if problems else "")
+        + f". Size on disk: toolboxd clone {vd['worktree_and_git_bytes'] / MIB:.0f} MiB (`.git` "
+        f"{vd['git_dir_bytes'] / MIB:.0f} MiB, {vd['packs']} pack(s), {vd['loose_objects']} loose objects), git clone "
+        f"{vg['worktree_and_git_bytes'] / MIB:.0f} MiB (`.git` {vg['git_dir_bytes'] / MIB:.0f} MiB, {vg['packs']} "
+        f"pack(s)). The first `git status` after a toolboxd clone took {vd['first_git_status_s']:.2f} s, after a git "
+        f"clone {vg['first_git_status_s']:.2f} s (index refresh).",
+        "",
+    ])
+
+
+def git_status_section(data: dict) -> str:
+    s = data["status"]
+    rows = []
+    notes = []
+    for case, label in (("clean", "clean tree"),
+                        ("modified", "100 files modified, 100 untracked added")):
+        if case not in s["cases"]:
+            continue
+        e = s["cases"][case]
+        med, low = e["median_s"], e["min_s"]
+        rows.append([
+            label,
+            f"{med['toolboxd'] * 1000:.0f} ms (min {low['toolboxd'] * 1000:.0f})",
+            f"{med['git'] * 1000:.0f} ms (min {low['git'] * 1000:.0f})",
+            f"{e['ratio']:.2f}x",
+            f"{med['git_v2'] * 1000:.0f} ms ({e['ratio_v2']:.2f}x)",
+            f"{e['toolboxd_entries']} ({', '.join(f'{k}: {v}' for k, v in e['toolboxd_words'].items()) or '—'})",
+            f"{e['git_uall_entries']}",
+            "yes" if e["agree"] else "**no**",
+        ])
+        if not e["agree"]:
+            notes.append(f"- {label}: only toolboxd {e['only_toolboxd']}, only git {e['only_git']}")
+    return "\n".join([
+        f"## 10. `GET /git/status` on the {s['tree_files']}-file tree vs `git status`",
+        "",
+        f"A fresh `git clone` of the repository above, its index refreshed by an untimed `git status`. One daemon, "
+        f"one keep-alive connection; p50 of {s['runs']} runs after one untimed warm-up, the three taking turns. "
+        f"The reference is `git status --porcelain`; `git status --porcelain=v2 --branch -uall` (extra) computes what "
+        f"toolboxd answers with (ahead/behind against the upstream, untracked files listed one by one). Then 100 "
+        f"tracked files get a line appended and 100 untracked files are added (50 in existing directories, 50 in 5 "
+        f"new ones). toolboxd's `fileStatus` names are compared with `git status --porcelain -uall`. No goal: the "
+        f"ratio is for context. Daemon peak RSS over all status requests: {mib(s['daemon_vmhwm_kib'])}.",
+        "",
+        table(["tree", "toolboxd p50", "`git status --porcelain` p50", "ratio", "`--porcelain=v2 --branch -uall`",
+               "toolboxd entries", "git `-uall` entries", "same paths"], rows),
+        "",
+        *(notes + [""] if notes else []),
+    ])
+
+
+def ms(value: float) -> str:
+    return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def code_python(part: dict) -> str:
+    s = part["setup"]
+    b = part.get("binary") or {}
+    return (f"`{s['python']}` ({s['python_version']}, → `{s['python_realpath']}`; the daemon started with "
+            f"`PATH={s['daemon_path_first']}:$PATH`, {s['python_origin']}); run at {part.get('date')}"
+            + (f" with `{b['path']}` (BuildID {b['build_id'][:12]}…)" if b.get("path") else ""))
+
+
+def code_run_section(data: dict) -> str:
+    c = data["code_run"]
+    t = c["timings"]
+    d, py, boot = t["daemon_code_run"], t["python_c"], t["bootstrap_direct"]
+    ratio = c["ratio_p50_vs_python_c"]
+    rows = [[
+        f"`POST /process/code-run` `print(1)`, p50 ({c['runs']} requests)", ms(d["p50_ms"]),
+        f"`python3 -c 'print(1)'` p50 {ms(py['p50_ms'])}", f"{ratio:.2f}x", "≤ 1.30x",
+        verdict("code_run `print(1)` p50 ≤ 1.3x `python3 -c 'print(1)'`", ratio <= GOALS["code_run_ratio"],
+                f"{ratio:.2f}x: {ms(d['p50_ms'])} vs {ms(py['p50_ms'])}"),
+    ], [
+        "same, p99", ms(d["p99_ms"]), f"`python3 -c` p99 {ms(py['p99_ms'])}", f"{c['ratio_p99_vs_python_c']:.2f}x",
+        "—", "n/a",
+    ], [
+        "same, p50", ms(d["p50_ms"]), f"`python3 -S -c` p50 {ms(t['python_S_c']['p50_ms'])}",
+        f"{c['ratio_p50_vs_python_S_c']:.2f}x", "— (context: no `site`)", "n/a",
+    ], [
+        "same, p50", ms(d["p50_ms"]), f"`python3 -I -c` p50 {ms(t['python_I_c']['p50_ms'])}",
+        f"{c['ratio_p50_vs_python_I_c']:.2f}x", "— (context: isolated mode)", "n/a",
+    ], [
+        "the daemon's child command spawned directly (`python3 -u toolboxd_run.py code.py`, chart fd 3), p50",
+        ms(boot["p50_ms"]), f"`python3 -c` p50 {ms(py['p50_ms'])}", f"{c['ratio_p50_bootstrap_vs_python_c']:.2f}x",
+        "— (the bootstrap's share)", "n/a",
+    ]]
+    nc = t.get("bootstrap_direct_no_bytecode_cache")
+    if nc:
+        rows.append([
+            "extra: the same with `PYTHONDONTWRITEBYTECODE=1` and no `__pycache__` (chart module compiled every run), p50",
+            ms(nc["p50_ms"]), f"`python3 -c` p50 {ms(py['p50_ms'])}", f"{nc['p50_ms'] / py['p50_ms']:.2f}x",
+            f"— (+{ms(c['no_bytecode_cache_extra_p50_ms'])} over the cached bootstrap)", "n/a",
+        ])
+    dist = []
+    for key, label in (("daemon_code_run", "toolboxd `POST /process/code-run` `print(1)`"),
+                       ("python_c", "`python3 -c 'print(1)'`"),
+                       ("python_S_c", "`python3 -S -c 'print(1)'`"),
+                       ("python_I_c", "`python3 -I -c 'print(1)'`"),
+                       ("bootstrap_direct", "`python3 -u toolboxd_run.py code.py` + chart fd (the daemon's child)"),
+                       ("bootstrap_direct_no_bytecode_cache", "same, `PYTHONDONTWRITEBYTECODE=1`, no `__pycache__`"),
+                       ("http_version", "toolboxd `GET /version` (the HTTP round trip alone)")):
+        if key in t:
+            x = t[key]
+            dist.append([label, ms(x["p50_ms"]), ms(x["p90_ms"]), ms(x["p99_ms"]), ms(x["mean_ms"]),
+                         ms(x["min_ms"]), ms(x["max_ms"])])
+    prof = c.get("import_profile") or {}
+    top = ", ".join(f"`{m['module']}` {m['self_us'] / 1000:.1f}" for m in prof.get("added_top", [])[:8])
+    notes = (
+        f"Where the time goes (p50 differences): the bootstrap adds {ms(c['bootstrap_share_p50_ms'])} to a bare "
+        f"`python3 -c`, the daemon (HTTP, scratch dir and file, spawn, pipes, JSON) "
+        f"{ms(c['daemon_share_p50_ms'])} to the bootstrap spawned directly. The daemon's own CPU: "
+        f"{c['daemon_cpu_ms_per_code_run']:.2f} ms per code_run (user + system, over {c['daemon_cpu_runs']} code_runs "
+        f"alone; the child's CPU not included)."
+        + (f" `python3 -X importtime` (one run, indicative): the bootstrap imports {prof['added_modules']} modules a "
+           f"bare `-c` does not, {prof['added_self_us_total'] / 1000:.1f} ms of import self time; the largest (ms): "
+           f"{top}." if prof else "")
+    )
+    return "\n".join([
+        "## 11. code_run latency: `print(1)` vs `python3 -c 'print(1)'`",
+        "",
+        f"One keep-alive connection (TCP_NODELAY, each request in one write, the whole answer read; the answer must "
+        f"be exit code 0 and `result` `\"1\\n\"`). {c['runs']} timed iterations after {c['warmup']} untimed ones; in "
+        f"each iteration every row of the second table runs once, taking turns. The references are `os.posix_spawn` "
+        f"+ read of the stdout/stderr pipe to EOF + `waitpid` from the Python benchmark process, with the daemon's "
+        f"environment and work dir, of the same interpreter the daemon runs: {code_python(c)}"
+        + (f"; `{'`, `'.join(c['setup']['dropped_env'])}` removed from the daemon's environment (this dev container "
+           f"sets it; a sandbox's Python normally caches bytecode; its cost is the extra row)"
+           if c["setup"].get("dropped_env") else "")
+        + f". {busy_note(c)}.",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "goal", "result"], rows),
+        "",
+        table(["latency", "p50", "p90", "p99", "mean", "min", "max"], dist),
+        "",
+        notes,
+        "",
+    ])
+
+
+def interpreter_section(data: dict) -> str:
+    x = data["interpreter"]
+    t = x["timings"]
+    rt, hs, last, gap, ver = (t["interpreter_1plus1"], t["handshake"], t["last_data_frame"],
+                              t["completed_to_close"], t["fresh_version"])
+    ok = rt["p50_ms"] <= GOALS["interpreter_p50_ms"]
+    rows = [[
+        f"connect → upgrade → `{{\"code\":\"1+1\"}}` → close frame, p50 ({x['runs']} runs)", ms(rt["p50_ms"]),
+        "≤ 5 ms", verdict("interpreter `1+1` round trip p50 ≤ 5 ms", ok, ms(rt["p50_ms"])),
+    ], [
+        "same, p99", ms(rt["p99_ms"]), "—", "n/a",
+    ], [
+        "of which: connect → `101 Switching Protocols`, p50", ms(hs["p50_ms"]), "—", "n/a",
+    ], [
+        "connect → the `completed` control frame, p50 / p99", f"{ms(last['p50_ms'])} / {ms(last['p99_ms'])}", "—",
+        "n/a",
+    ], [
+        "`completed` frame → close frame, p50 / p99", f"{ms(gap['p50_ms'])} / {ms(gap['p99_ms'])}", "—", "n/a",
+    ], [
+        "context: `GET /version` on a fresh connection, p50", ms(ver["p50_ms"]), "—", "n/a",
+    ]]
+    qa = t.get("interpreter_1plus1_client_quickack")
+    if qa:
+        rows.append([
+            "diagnostic: the same run by a client that sets TCP_QUICKACK before every receive (no SDK does), "
+            "p50 / p99", f"{ms(qa['p50_ms'])} / {ms(qa['p99_ms'])}", "—", "n/a",
+        ])
+    rows += [[
+        "first run (starts the default context's worker)", ms(x["first_run_ms"]), "—", "n/a",
+    ]]
+    frames = ", ".join(f"`{f.get('type')}`/`{f.get('text')}`" for f in x.get("frames_example", []))
+    note = ""
+    if gap["p50_ms"] > 20:
+        note = (f" **The close frame trails the `completed` frame by {ms(gap['p50_ms'])} (p50)**, and the SDKs return "
+                f"only at the close, so that gap is most of the round trip. About 40 ms is the signature of Nagle's "
+                f"algorithm on the daemon's socket meeting the client's delayed ACK: the daemon writes the small "
+                f"close frame right after the `completed` frame, and without TCP_NODELAY on the accepted connection "
+                f"the kernel holds it until the client acknowledges the first frame, which Linux delays (≥ 40 ms)."
+                + (f" The diagnostic row agrees: a client that never delays its ACKs gets the whole round trip in "
+                   f"{ms(qa['p50_ms'])}." if qa and qa["p50_ms"] < gap["p50_ms"] / 4 else ""))
+    return "\n".join([
+        "## 12. Interpreter round trip: `1+1` on the default context",
+        "",
+        f"One WebSocket per run, as the SDKs do (`bench/common.py` `WebSocketClient`, TCP_NODELAY, 64 KiB buffer): "
+        f"connect, `GET /process/interpreter/execute` upgrade, one text frame `{{\"code\":\"1+1\"}}`, JSON text "
+        f"frames read to the server's close frame (answered). Checked every run: the last frame is "
+        f"`control`/`completed`, close code 1000 (frames of a run: {frames}). One untimed run starts the worker, "
+        f"then {x['warmup']} untimed and {x['runs']} timed runs, taking turns with a fresh-connection `GET /version` "
+        f"(and the diagnostic client below). "
+        f"Timed from just before `connect()` to the close frame: the SDKs' `run_code` (the Python SDK's `httpx_ws` "
+        f"loop) returns only at the close. Worker: {code_python(x)}. {busy_note(x)}.",
+        "",
+        table(["measurement", "toolboxd", "goal", "result"], rows),
+        "",
+        f"Daemon after the run: VmRSS {mib(x['daemon_after']['VmRSS'])}, {x['daemon_after']['Threads']} threads, "
+        f"{x['daemon_children_after']} child process(es).{note}",
+        "",
+    ])
+
+
+def charts_section(data: dict) -> str:
+    x = data["charts"]
+    if x.get("skipped"):
+        return "\n".join(["## 13. code_run with a matplotlib chart", "", f"Not run: {x['skipped']}", ""])
+    t = x["timings"]
+    d, py, png, boot = (t["daemon_code_run"], t["python_script"], t["python_script_render_png"],
+                        t["bootstrap_direct"])
+    chk = x.get("chart_checked", {})
+    rows = [[
+        f"code_run of the script, p50 ({x['runs']} runs)", ms(d["p50_ms"]),
+        f"`python3 script.py` (MPLBACKEND=Agg: `show()` does nothing) p50 {ms(py['p50_ms'])}",
+        f"{x['ratio_p50_vs_python_script']:.2f}x", "— (no goal)",
+    ], [
+        "same, p50", ms(d["p50_ms"]),
+        f"the script with `show()` replaced by the PNG render the chart hook does p50 {ms(png['p50_ms'])}",
+        f"{x['ratio_p50_vs_render_png']:.2f}x", "— (the rendering any capture pays)",
+    ], [
+        "same, p50", ms(d["p50_ms"]),
+        f"the daemon's child command spawned directly (bootstrap + chart fd) p50 {ms(boot['p50_ms'])}",
+        f"{d['p50_ms'] / boot['p50_ms']:.2f}x", f"— (the daemon's share: {ms(x['daemon_share_p50_ms'])})",
+    ]]
+    dist = [[label, ms(v["p50_ms"]), ms(v["p99_ms"]), ms(v["mean_ms"]), ms(v["min_ms"]), ms(v["max_ms"])]
+            for label, v in (("toolboxd code_run", d), ("`python3 script.py`", py),
+                             ("`python3 script.py` with the PNG render", png),
+                             ("bootstrap spawned directly", boot))]
+    return "\n".join([
+        "## 13. code_run with a matplotlib chart vs `python3 script.py`",
+        "",
+        f"A script drawing one line chart (4 points, title, labels, legend) and calling `plt.show()`; matplotlib "
+        f"{x['matplotlib']}, numpy {x['numpy']}, Pillow {x['pillow']}; interpreter {code_python(x)}. "
+        f"{x['runs']} rounds after {x['warmup']} untimed ones, round-robin. Checked every code_run: exit code 0, "
+        f"exactly one chart in `artifacts.charts`, of type `{chk.get('type')}` with 4 points and a PNG "
+        f"({chk.get('png_bytes')} bytes; the whole answer {chk.get('response_bytes')} bytes). The chart hook renders "
+        f"the PNG at `show()` (`savefig(dpi=100, bbox_inches=\"tight\")`, then Pillow's lossless `optimize`) and "
+        f"describes the figure; the reference's `show()` does nothing, so the ratio to it includes the render. "
+        f"{busy_note(x)}.",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "note"], rows),
+        "",
+        table(["latency", "p50", "p99", "mean", "min", "max"], dist),
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
     find = load("find")
+    process = load("process")
+    gitdata = load("git")
+    code = load("code")
     meta = load("meta") or {}
-    machine = (startup or transfer or find or {}).get("machine", {})
+    machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
     if transfer:
         sections.append(transfer_section(transfer))
@@ -328,6 +873,26 @@ def main() -> None:
         sections.append(idle_section(startup))
         sections.append(start_section(startup))
         sections.append(size_section(startup))
+    if process:
+        if "exec" in process:
+            sections.append(exec_section(process))
+        if "stream" in process:
+            sections.append(stream_section(process))
+        if "sessions" in process:
+            sections.append(sessions_section(process))
+    if gitdata:
+        if "clone" in gitdata:
+            sections.append(git_clone_section(gitdata))
+        if "status" in gitdata:
+            sections.append(git_status_section(gitdata))
+
+    if code:
+        if "code_run" in code:
+            sections.append(code_run_section(code))
+        if "interpreter" in code:
+            sections.append(interpreter_section(code))
+        if "charts" in code:
+            sections.append(charts_section(code))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -361,7 +926,9 @@ def main() -> None:
     else:
         head.append("All goals met.")
     head.append("")
-    missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup)) if d is None]
+    missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
+                                              ("git", gitdata), ("code", code))
+               if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
     commands = [
@@ -372,6 +939,9 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/startup.py    # 3-5: start, idle RSS, size",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/transfer.py   # 1: 1 GiB up/down",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/find.py       # 2: /files/find vs rg, grep",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/process.py    # 6-8: exec latency, 1 GiB log WebSocket, 500 sessions",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/git.py        # 9-10: /git/clone vs git clone, /git/status vs git status",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/code.py       # 11-13: code_run vs python3 -c, interpreter round trip, a chart",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -391,6 +961,19 @@ def main() -> None:
         "rg -F -uuu -n PATTERN D/corpus > out.txt",
         "LC_ALL=C grep -rnF PATTERN D/corpus > out.txt",
         "toolboxd --toolbox-addr 127.0.0.1:PORT --workdir DIR   # then poll GET /version",
+        "POST /process/execute {\"command\":\"true\"}   # keep-alive, vs posix_spawn of sh -c true / bash -c true",
+        "POST /process/session/ID/exec {\"command\":\"yes LINE | head -c 1073741824\",\"runAsync\":true}",
+        "GET /process/session/ID/command/CMD/logs?follow=true   # WebSocket, X-Daytona-SDK-Version: 0.167.0",
+        "bash -c 'yes LINE | head -c 1073741824' | python3 (same reader)   # and: ... | cat > /dev/null",
+        "POST /process/session x500, POST .../exec {\"command\":\"echo $$\"} x500, DELETE /process/session/ID x500",
+        "POST /git/clone {\"url\":\"file://D/git/big.git\",\"path\":\"D/git/out/clone-d\"}   # fresh daemon per clone",
+        "git clone -q file://D/git/big.git D/git/out/clone-g",
+        "git clone -q --no-local D/git/big.git D/git/out/clone-n",
+        "POST /git/clone {\"url\":\"http://127.0.0.1:HTTP_PORT/big.git\",...}; git clone -q http://127.0.0.1:HTTP_PORT/big.git DST   # git http-backend",
+        "GET /git/status?path=D/git/status-tree   # vs: git status --porcelain; git status --porcelain=v2 --branch -uall",
+        "POST /process/code-run {\"code\":\"print(1)\",\"language\":\"python\"}   # keep-alive, vs posix_spawn of python3 -c 'print(1)' (also -S, -I, and the bootstrap alone)",
+        "GET /process/interpreter/execute   # WebSocket per run: {\"code\":\"1+1\"} -> frames -> close 1000",
+        "POST /process/code-run {\"code\":\"<line chart + plt.show()>\"}   # vs MPLBACKEND=Agg python3 script.py",
         "```",
         "",
     ]

@@ -6,24 +6,28 @@
 #   BENCH_DATA=/var/tmp/toolboxd-bench        # scratch: 1 GiB file + ~300 MiB corpus (default)
 #   BENCH_QUIET_WAIT=120                      # per step: wait up to this long for idle CPUs
 #   BENCH_TRIALS=5 BENCH_FIND_RUNS=7 BENCH_START_RUNS=21 BENCH_TRANSFER_MIB=1024
+#   BENCH_EXEC_RUNS=2000 BENCH_PROCESS_MIB=1024 BENCH_PROCESS_TRIALS=3 BENCH_SESSIONS=500
+#   BENCH_GIT_TRIALS=3 BENCH_GIT_STATUS_RUNS=11 BENCH_GIT_STEP_TIMEOUT=3600
+#   BENCH_CODE_RUNS=200 BENCH_INTERP_RUNS=500 BENCH_CHART_RUNS=20 BENCH_PYTHON_BIN=target/sdk-venv/bin  # code.py, ~3 min
 #
-# All traffic goes to 127.0.0.1. Takes about 5 minutes once the build and the data exist
-# (each step is also bounded by `timeout`). Raw results land in bench/results/*.json.
+# All traffic goes to 127.0.0.1. Takes about 6 minutes once the build and the data exist, plus
+# about 15 for the git clones (first run: +4 to generate the repository; each step is also
+# bounded by `timeout`). Raw results land in bench/results/*.json.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 started=$(date +%s)
 
-# Tools: curl, rg, grep, cmp, file, python3 (3.11 stdlib only).
+# Tools: curl, rg, grep, cmp, file, git, python3 (3.11 stdlib only).
 missing=()
-for tool in curl rg grep cmp file python3; do
+for tool in curl rg grep cmp file python3 git; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "run-all: installing ${missing[*]}" >&2
-        apt-get update -qq && apt-get install -y -qq curl ripgrep grep diffutils file python3 >/dev/null
+        apt-get update -qq && apt-get install -y -qq curl ripgrep grep diffutils file python3 git >/dev/null
     else
         echo "run-all: missing tools: ${missing[*]}" >&2
         exit 1
@@ -84,6 +88,11 @@ run() {
 run startup
 run transfer
 run find
+run process
+run code
+# git.py builds its 100 000-commit repository once (DATA/git/big.git, about 4 minutes) and the
+# libgit2 file:// clones take minutes each: a longer timeout of its own.
+BENCH_STEP_TIMEOUT=${BENCH_GIT_STEP_TIMEOUT:-3600} run git
 
 python3 - "$BENCH_RESULTS/meta.json" <<EOF
 import json, sys

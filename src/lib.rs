@@ -130,6 +130,12 @@ async fn serve(
     router: axum::Router,
     token: CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // No Nagle: a WebSocket's small close frame after its last frame must not wait for the
+    // client's delayed ACK (40 ms per interpreter run without this).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(token.cancelled_owned())
         .await

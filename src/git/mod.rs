@@ -50,6 +50,12 @@ impl Git {
         unsafe {
             let _ = git2::opts::set_search_path(git2::ConfigLevel::Global, &home);
             let _ = git2::opts::set_search_path(git2::ConfigLevel::XDG, home.join(".config/git"));
+            // The daemon serves repositories that sandbox users made (often as another uid):
+            // like the reference daemon, do not refuse them for their owner.
+            let _ = git2::opts::set_verify_owner_validation(false);
+            // Bound the pack files mapped at once (default 8 GiB): big clones and status
+            // stay within a small, steady footprint.
+            let _ = git2::opts::set_mwindow_mapped_limit(64 * 1024 * 1024);
         }
         Git { workdir, home }
     }

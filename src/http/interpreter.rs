@@ -29,6 +29,12 @@ pub fn router() -> Router<AppState> {
         .route("/process/interpreter/execute", get(execute))
 }
 
+/// Path parameters by name (the routes are also nested under `/toolbox/{id}`).
+#[derive(Debug, Deserialize)]
+pub struct ContextPath {
+    id: String,
+}
+
 /// `{cwd?, language?}`
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateContextRequest {
@@ -114,7 +120,7 @@ pub async fn list_contexts(State(app): State<AppState>) -> axum::Json<ListContex
         (status = 404, body = super::error::ErrorBody)))]
 pub async fn delete_context(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    Path(ContextPath { id }): Path<ContextPath>,
 ) -> Result<axum::Json<MessageResponse>> {
     app.interpreters.delete(&id)?;
     Ok(axum::Json(MessageResponse {

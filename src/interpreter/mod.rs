@@ -339,7 +339,20 @@ fn run_job(
         });
         // SAFETY: three valid pollfds for descriptors the worker keeps open.
         unsafe { libc::poll(fds.as_mut_ptr(), 3, 100) };
-        // Raw output first: whatever the worker printed before a frame is already in the pipes.
+        let mut ended = false;
+        loop {
+            match w.frames.read(&mut buf) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        // Raw output next, after the frames were read: whatever the worker printed before a
+        // frame was in the pipes before the frame was, so it is read now and sent first.
         for (index, kind) in [(0usize, "stdout"), (1, "stderr")] {
             let pipe = if index == 0 {
                 &mut w.stdout
@@ -354,18 +367,6 @@ fn run_job(
                 if !decoded.is_empty() {
                     send(frame(kind, &decoded));
                 }
-            }
-        }
-        let mut ended = false;
-        loop {
-            match w.frames.read(&mut buf) {
-                Ok(0) => {
-                    ended = true;
-                    break;
-                }
-                Ok(n) => pending.extend_from_slice(&buf[..n]),
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
             }
         }
         while let Some(newline) = pending.iter().position(|b| *b == b'\n') {

@@ -133,7 +133,11 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        cgroup::enter(&mut command, &marker);
+        // Only a command with a timeout is ever killed as a tree: the others keep the cheap
+        // posix_spawn path (a cgroup leaf needs a hook between fork and exec).
+        if program.timeout.is_some() {
+            cgroup::enter(&mut command, &marker);
+        }
         let side = if program.side_channel {
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))?;

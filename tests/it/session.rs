@@ -665,3 +665,26 @@ fn commands_record_why_they_ended() {
     assert_eq!(died, "killed", "the session shell died under the command");
     assert_eq!(cause("echo again"), (0, "exited".to_string()));
 }
+
+#[test]
+fn finished_commands_hold_no_file_descriptors() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+            .unwrap()
+            .count()
+    };
+    exec(&daemon, "s", "echo warm");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = fds();
+    for i in 0..30 {
+        assert_eq!(exec(&daemon, "s", &format!("echo {i}"))["exitCode"], 0);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = fds();
+    assert!(
+        after <= before + 3,
+        "descriptors grew from {before} to {after} over 30 commands"
+    );
+}

@@ -125,6 +125,13 @@ def main():
         sys.stderr.write("usage: toolboxd_run.py <code-file> [argv...]\n")
         return 2
     path, user_argv = sys.argv[1], sys.argv[2:]
+    # Whole lines per write (toolboxd reads stdout and stderr from two pipes; `-u` alone would
+    # write a print's text and its newline apart, so lines of the two streams could interleave).
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True, write_through=False)
+        except (AttributeError, ValueError):
+            pass
 
     ours = [globals()]
     flush = None

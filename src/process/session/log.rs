@@ -21,9 +21,9 @@ pub(super) enum Stream {
 #[derive(Debug)]
 pub(super) struct LogWriter {
     pub(super) cap: usize,
-    pub(super) output: File,
-    pub(super) stdout: File,
-    pub(super) stderr: File,
+    pub(super) output: Option<File>,
+    pub(super) stdout: Option<File>,
+    pub(super) stderr: Option<File>,
     pub(super) last: Option<Stream>,
     pub(super) sizes: [usize; 3],
     pub(super) truncated: [bool; 3],
@@ -59,6 +59,9 @@ impl LogWriter {
             1 => &mut self.stdout,
             _ => &mut self.stderr,
         };
+        let Some(file) = file.as_mut() else {
+            return false;
+        };
         if !kept.is_empty() {
             let _ = file.write_all(kept);
             self.sizes[index] += kept.len();
@@ -69,6 +72,14 @@ impl LogWriter {
             let _ = file.write_all(notice.as_bytes());
         }
         !kept.is_empty()
+    }
+
+    /// Closes the three files once nothing can write any more (both readers ended): a finished
+    /// command holds no descriptors. Readers of the logs open them by path.
+    pub(super) fn close(&mut self) {
+        self.output = None;
+        self.stdout = None;
+        self.stderr = None;
     }
 }
 
@@ -123,9 +134,9 @@ mod tests {
         let open = |n: &str| File::create(dir.path().join(n)).unwrap();
         let mut log = LogWriter {
             cap: 12,
-            output: open("o"),
-            stdout: open("1"),
-            stderr: open("2"),
+            output: Some(open("o")),
+            stdout: Some(open("1")),
+            stderr: Some(open("2")),
             last: None,
             sizes: [0; 3],
             truncated: [false; 3],

@@ -65,9 +65,9 @@ impl Sessions {
         };
         let log = Arc::new(Mutex::new(LogWriter {
             cap: self.process.max_output.max(1),
-            output: create("output.log")?,
-            stdout: create("stdout.log")?,
-            stderr: create("stderr.log")?,
+            output: Some(create("output.log")?),
+            stdout: Some(create("stdout.log")?),
+            stderr: Some(create("stderr.log")?),
             last: None,
             sizes: [0; 3],
             truncated: [false; 3],
@@ -95,7 +95,12 @@ impl Sessions {
                 .spawn(move || {
                     drain(pipe, stream, &log, &cancel);
                     let (count, cvar) = &*done;
-                    *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    let mut ended = count.lock().unwrap_or_else(|e| e.into_inner());
+                    *ended += 1;
+                    if *ended == 2 {
+                        log.lock().unwrap_or_else(|e| e.into_inner()).close();
+                    }
+                    drop(ended);
                     cvar.notify_all();
                 })
                 .map_err(|err| Error::internal(format!("cannot start a reader thread: {err}")))?;

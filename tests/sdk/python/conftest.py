@@ -2,7 +2,8 @@
 
 The daemon binary is `$TOOLBOXD_BIN`, or `<repo>/target/debug/toolboxd`.
 It is started with `--toolbox-addr 127.0.0.1:0 --sdk-api-addr 127.0.0.1:0
---workdir <tmp>/work`, HOME set to `<tmp>/home`, and its cwd set to `<tmp>`
+--workdir <tmp>/work`, HOME set to `<tmp>/home`, the directory of the running
+Python (the venv, which has matplotlib) first on PATH, and its cwd set to `<tmp>`
 (not the workdir, so relative paths only land in the workdir if the daemon
 resolves them against --workdir). The two listener URLs are parsed from the
 lines it prints on stdout.
@@ -27,6 +28,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -76,6 +78,10 @@ class Daemon:
             pytest.skip(f"toolboxd binary not found at {binary} (set TOOLBOXD_BIN)")
         env = dict(os.environ)
         env["HOME"] = str(self.home)
+        # code_run and the interpreter run the `python3` on the daemon's PATH: make it this
+        # interpreter's (the venv's, with matplotlib) so charts can be captured. Not resolved:
+        # the venv's bin directory is what makes its site-packages apply.
+        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
         # Make sure no SDK setting of the caller leaks into the daemon.
         for k in list(env):
             if k.startswith("DAYTONA_"):

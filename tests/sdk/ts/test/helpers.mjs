@@ -84,6 +84,10 @@ export async function startDaemon(prefix = 'ts') {
 
   const env = { ...process.env, HOME: home, RUST_BACKTRACE: '1' };
   for (const k of Object.keys(env)) if (k.startsWith('DAYTONA_')) delete env[k];
+  // codeRun and the interpreter run python3/tsx from the daemon's PATH: put first the venv's
+  // bin (its python3 has matplotlib, for charts) and this package's tsx (for TypeScript).
+  const firstOnPath = [path.join(REPO, 'target', 'sdk-venv', 'bin'), path.join(here, '..', 'node_modules', '.bin')];
+  env.PATH = [...firstOnPath.filter((d) => fs.existsSync(d)), process.env.PATH].filter(Boolean).join(path.delimiter);
 
   const child = spawn(
     toolboxdBin(),
