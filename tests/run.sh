@@ -18,6 +18,7 @@ export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1
 step() { printf '\n==> %s\n' "$*"; }
 
 step "test dependencies: Python venv (SDK, pytest, matplotlib), npm packages (SDK, tsx)"
+mkdir -p target
 venv="$repo/target/sdk-venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
@@ -30,7 +31,7 @@ export TOOLBOXD_TEST_CHARTS_PYTHON_BIN="$venv/bin"
 step "cargo build + cargo test"
 cargo build --locked
 cargo test --locked 2>&1 | tee target/cargo-test.log
-export TOOLBOXD_BIN="$repo/target/debug/toolboxd"
+export TOOLBOXD_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/toolboxd"
 
 step "Python SDK suite (daytona==0.226.1) and the chart hook's own tests"
 "$venv/bin/python" -m pytest -q tests/sdk/python tests/charts 2>&1 | tee target/pytest.log
