@@ -22,6 +22,28 @@ const CHARTS: &str = include_str!("python/toolboxd_charts.py");
 const PYTHON_WORKER: &str = include_str!("python/toolboxd_worker.py");
 /// The interpreter's Node worker.
 const NODE_WORKER: &str = include_str!("node/toolboxd_worker.js");
+/// Runs `argv[1]` as `__main__` with whole lines per write, and no frame of its own in a
+/// traceback; cheap (`traceback` is imported only on an error). For code that cannot plot.
+const PLAIN_RUNNER: &str = r#"import sys, __main__
+f = sys.argv[1]; del sys.argv[0]
+for s in (sys.stdout, sys.stderr):
+    s.reconfigure(line_buffering=True, write_through=False)
+__main__.__file__ = f
+try:
+    exec(compile(open(f, "rb").read(), f, "exec"), __main__.__dict__)
+except SystemExit:
+    raise
+except KeyboardInterrupt:
+    sys.exit(130)
+except BaseException as e:
+    import traceback
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+        tb = tb.tb_next
+    traceback.print_exception(type(e), e, tb)
+    sys.exit(1)
+"#;
+
 /// Everything written to the support directory.
 const SUPPORT_FILES: [(&str, &str); 4] = [
     ("toolboxd_run.py", RUNNER),
@@ -159,6 +181,14 @@ impl Code {
             .or_else(|| self.find("python"))
             .ok_or_else(|| missing("python", "python3"))?;
         let file = write(scratch, "code.py", code)?;
+        if !may_plot(code) {
+            // Nothing that could draw a figure: run the file as plain Python, at plain Python's
+            // speed (the chart bootstrap costs ~20 ms of imports).
+            return Ok(program(
+                python,
+                vec!["-u".into(), "-c".into(), PLAIN_RUNNER.into(), file.into()],
+            ));
+        }
         let runner = self.support_dir()?.join("toolboxd_run.py");
         let mut program = program(python, vec!["-u".into(), runner.into(), file.into()]);
         program.side_channel = true;
@@ -293,6 +323,25 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Whether Python `code` may draw a matplotlib figure: it names matplotlib or a library that
+/// plots through it (Daytona hooks only code that imports matplotlib itself; this also covers
+/// `df.plot()` and seaborn). Code that names none of them cannot reach pyplot except through
+/// indirection such as `__import__(name)`, and then runs without chart capture.
+fn may_plot(code: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "matplotlib",
+        "pyplot",
+        "pylab",
+        "seaborn",
+        "pandas",
+        "plotnine",
+        "networkx",
+        "sklearn",
+        ".plot",
+    ];
+    NAMES.iter().any(|name| code.contains(name))
+}
+
 /// Daytona's Node convention: the script path is removed from `process.argv`, so the first
 /// argument is `process.argv[1]`. Prepended on the first line, so line numbers stay right.
 fn node_source(code: &str) -> String {
@@ -402,6 +451,15 @@ mod tests {
         ] {
             assert!(!valid_chart(&bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn plotting_code_is_recognised() {
+        assert!(may_plot("import matplotlib.pyplot as plt"));
+        assert!(may_plot("import pandas as pd\ndf.plot()"));
+        assert!(may_plot("from pylab import *"));
+        assert!(!may_plot("print(1)"));
+        assert!(!may_plot("import json, sys\nprint(sys.argv)"));
     }
 
     #[test]
