@@ -83,6 +83,7 @@ import time
 from pathlib import Path
 
 from common import (
+    pct,
     DATA_DIR, REPO_ROOT, RESULTS_DIR, HttpConn, WebSocketClient, cpu_busy, cpu_times, log, machine_info,
     proc_status, kib, start_daemon, steal_since, tool_version, toolboxd_bin, write_result,
 )
@@ -119,15 +120,6 @@ RENDER_SHOW = ('import io; plt.gcf().savefig(io.BytesIO(), format="png", dpi=100
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), linear interpolation between the closest ranks."""
-    data = sorted(values)
-    pos = (len(data) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:

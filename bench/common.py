@@ -534,3 +534,12 @@ class WebSocketClient:
                 return code, reason
             elif opcode != 0xA:
                 raise RuntimeError(f"unknown opcode {opcode}")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), linear interpolation between the closest ranks."""
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)

@@ -67,6 +67,7 @@ import time
 from pathlib import Path
 
 from common import (
+    pct,
     DATA_DIR, GIB, MIB, HttpConn, WebSocketClient, cpu_busy, cpu_times, kib, log, machine_info, median, proc_status,
     start_daemon, steal_since, tool_version, toolboxd_bin, write_result,
 )
@@ -88,15 +89,6 @@ def workdirs(name: str) -> tuple[Path, dict[str, str]]:
     (root / "work").mkdir(parents=True)
     (root / "home").mkdir()
     return root / "work", {"HOME": str(root / "home")}
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), linear interpolation between the closest ranks."""
-    data = sorted(values)
-    pos = (len(data) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def summary_us(values: list[float]) -> dict[str, float]:
