@@ -196,7 +196,7 @@ impl Git {
         }
         let mut builder = RepoBuilder::new();
         builder.fetch_options(fetch);
-        if depth.is_none() && is_local(&request.url) {
+        if is_local(&request.url) {
             // Copy (hard-link where possible) the source's packs instead of having libgit2's
             // local transport build a new pack in memory: git's own behaviour for plain paths,
             // and the difference between 1 GiB and a few MiB of daemon memory on a big repository.
