@@ -306,7 +306,9 @@ fn error_frame(name: &str, value: &str) -> Value {
 }
 
 /// Streams one job: raw output becomes stdout/stderr frames (always drained before a protocol
-/// frame, so the order is the order the worker wrote in), protocol frames pass through.
+/// frame, so the order is the order the worker wrote in), protocol frames pass through. A chart
+/// is acknowledged with a newline on the job stream: the worker waits for it before going on, so
+/// the output printed after a chart is never in the pipes when the chart is read.
 fn run_job(
     worker: &mut RunningWorker,
     job: &Job,
@@ -374,8 +376,16 @@ fn run_job(
             let Ok(value) = serde_json::from_slice::<Value>(&line) else {
                 continue;
             };
-            if value["type"] == "chart" && !crate::code::valid_chart(&value["value"]) {
-                continue; // the SDKs' strict models would reject it
+            if value["type"] == "chart" {
+                // The worker waits after a chart for this ack, so the raw output it prints next
+                // cannot overtake the chart: everything read so far was written before it.
+                if crate::code::valid_chart(&value["value"]) {
+                    send(value);
+                } // else: the SDKs' strict models would reject it
+                if write_all(&mut w.jobs, b"\n").is_err() {
+                    return JobEnd::WorkerEnded;
+                }
+                continue;
             }
             if value["type"] == "control" {
                 let interrupted = value["text"] == "interrupted";

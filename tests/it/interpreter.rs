@@ -288,6 +288,38 @@ fn charts_shown_in_a_context_arrive_as_chart_frames() {
 }
 
 #[test]
+fn output_printed_after_a_chart_never_overtakes_it() {
+    let daemon = daemon_with_path(&[charts_bin()]);
+    // Output right after each show() raced the chart before charts were acknowledged.
+    let code =
+        "import matplotlib.pyplot as plt\nfor i in range(8):\n    print(f'before {i}')\n    \
+                plt.plot([0, i]); plt.title(f'c{i}'); plt.show()\n    print(f'after {i}')\n";
+    let run = execute(&daemon, &json!({"code": code}));
+    assert_eq!(run.close, Some(1000), "{run:?}");
+    let mut seen = Vec::new();
+    for f in &run.frames {
+        match f["type"].as_str().unwrap() {
+            "stdout" => seen.extend(f["text"].as_str().unwrap().lines().map(str::to_string)),
+            "chart" => seen.push(format!("chart {}", f["value"]["title"].as_str().unwrap())),
+            other => seen.push(other.to_string()),
+        }
+    }
+    let mut expected = Vec::new();
+    for i in 0..8 {
+        expected.extend([
+            format!("before {i}"),
+            format!("chart c{i}"),
+            format!("after {i}"),
+        ]);
+    }
+    expected.push("control".to_string());
+    assert_eq!(seen, expected);
+    // The context is still in step: the next job runs and answers.
+    let next = execute(&daemon, &json!({"code": "print(40 + 2)"}));
+    assert_eq!(next.text("stdout"), "42\n");
+}
+
+#[test]
 fn a_worker_killed_between_jobs_restarts_and_says_its_state_is_gone() {
     let daemon = Toolboxd::start();
     let pid = execute(

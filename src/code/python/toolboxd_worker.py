@@ -1,8 +1,9 @@
 """toolboxd's stateful Python interpreter worker.
 
 Jobs arrive as JSON lines on fd 3 ({"code", "envs"}); frames leave as JSON lines on fd 4:
-{"type": "error", "name", "value", "traceback"}, {"type": "chart", "value"} and last
-{"type": "control", "text": "completed" | "interrupted"}. The user's own output goes to the real
+{"type": "error", "name", "value", "traceback"}, {"type": "chart", "value"} (answered by a
+newline on fd 3 before the job goes on) and last {"type": "control", "text": "completed" |
+"interrupted"}. The user's own output goes to the real
 stdout and stderr (fd 1 and 2), which toolboxd reads and turns into stdout/stderr frames, so
 nothing the code prints can be mistaken for a frame. Globals persist from job to job.
 """
@@ -11,6 +12,7 @@ import json
 import linecache
 import os
 import sys
+import threading
 import traceback
 
 _jobs = os.fdopen(3, "rb")
@@ -23,6 +25,8 @@ sys.stdout.reconfigure(line_buffering=True, write_through=False)
 sys.stderr.reconfigure(line_buffering=True, write_through=False)
 
 _CELL = "<stdin>"
+# The thread running a job (the only one that may read fd 3 while it runs), else None.
+_job_thread = None
 
 
 def _send(kind, **fields):
@@ -42,6 +46,11 @@ def _flush():
 def _chart(chart):
     _flush()
     _frames.write((json.dumps({"type": "chart", "value": chart}) + "\n").encode())
+    # toolboxd answers a chart with a newline once it has read the output printed before it;
+    # waiting for it keeps what is printed next from overtaking the chart. (An interrupt while
+    # waiting leaves the newline unread: the job loop skips blank lines.)
+    if _job_thread == threading.get_ident():
+        _jobs.read(1)
 
 
 try:
@@ -66,12 +75,14 @@ _globals = {"__name__": "__main__", "__builtins__": __builtins__}
 
 
 def _run(job):
+    global _job_thread
     code = job.get("code", "")
     saved = {}
     for key, value in (job.get("envs") or {}).items():
         saved[key] = os.environ.get(key)
         os.environ[key] = str(value)
     status = "completed"
+    _job_thread = threading.get_ident()
     try:
         linecache.cache[_CELL] = (len(code), None, code.splitlines(True), _CELL)
         exec(compile(code, _CELL, "exec"), _globals)
@@ -101,16 +112,20 @@ def _run(job):
                 pyplot.close("all")  # shown once, like a notebook cell: no pile-up across jobs
         except Exception:
             pass
+    _job_thread = None
     _flush()
     _send("control", text=status)
 
 
 def _main():
+    global _job_thread
     while True:
         try:
             line = _jobs.readline()
             if not line:
                 return
+            if not line.strip():
+                continue  # a chart's acknowledgement that arrived after an interrupt
             job = json.loads(line)
         except KeyboardInterrupt:
             continue  # an interrupt between jobs interrupts nothing
@@ -121,6 +136,7 @@ def _main():
         try:
             _run(job)
         except KeyboardInterrupt:
+            _job_thread = None
             _flush()
             _send("control", text="interrupted")
 
