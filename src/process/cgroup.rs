@@ -49,24 +49,26 @@ fn leaf(marker: &str) -> Option<PathBuf> {
     Some(base()?.join(format!("toolboxd-{marker}")))
 }
 
-/// Makes the child of `command` join a new leaf named by `marker` before it execs.
-pub fn enter(command: &mut std::process::Command, marker: &str) {
-    let Some(dir) = leaf(marker) else {
-        return;
-    };
-    // A session's restarted shell joins the leaf its first shell made.
+/// Makes the leaf named by `marker` (a session's restarted shell finds the one its first shell
+/// made) and returns its `cgroup.procs`, or `None` where toolboxd makes no leaves.
+pub fn prepare(marker: &str) -> Option<CString> {
+    let dir = leaf(marker)?;
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(_) => return,
+        Err(_) => return None,
     }
-    let Ok(procs) = CString::new(
+    CString::new(
         dir.join("cgroup.procs")
             .into_os_string()
             .into_encoded_bytes(),
-    ) else {
-        return;
-    };
+    )
+    .ok()
+}
+
+/// Makes the forked child of `command` join the leaf whose `cgroup.procs` is `procs` before it
+/// execs.
+pub fn join_before_exec(command: &mut std::process::Command, procs: CString) {
     // SAFETY: between fork and exec the closure only calls open, write and close
     // (async-signal-safe) on a path prepared before the fork. A failure leaves the child where
     // it was: the other tree-finding methods still apply.

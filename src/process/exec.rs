@@ -4,15 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{cgroup, pass_fds, tree, Process};
+use super::{cgroup, tree, Io, Process, Spawn};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Commands longer than this go to the shell as a script file instead of `-c` (one argument
@@ -120,41 +118,33 @@ impl Process {
         validate_env_names(&program.envs)?;
         let cwd = self.cwd_of(program.cwd.as_deref())?;
         let env = self.env_snapshot();
-        let mut command = std::process::Command::new(&program.program);
         let marker = uuid::Uuid::new_v4().simple().to_string();
-        command
+        let mut spawn = Spawn::new(&program.program, &cwd)
             .args(&program.args)
-            .current_dir(&cwd)
-            .env_clear()
             .envs(&env)
             .envs(&program.envs)
             .env(tree::MARKER_VAR, &marker)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // Only a command with a timeout is ever killed as a tree: the others keep the cheap
-        // posix_spawn path (a cgroup leaf needs a hook between fork and exec).
+            .stdio(Io::Null, Io::Piped, Io::Piped);
+        // Only a command with a timeout is ever killed as a tree, so only it pays for a cgroup
+        // leaf (which needs a fork: the others keep posix_spawn).
         if program.timeout.is_some() {
-            cgroup::enter(&mut command, &marker);
+            spawn = spawn.cgroup(&marker);
         }
         let side = if program.side_channel {
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))?;
-            pass_fds(&mut command, vec![write]);
-            command.env(SIDE_CHANNEL_VAR, "3");
+            spawn = spawn.pass_fds(vec![write]).env(SIDE_CHANNEL_VAR, "3");
             Some(read)
         } else {
             None
         };
-        let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|err| {
+        // The parent's copy of the side channel's write end closes as the child starts: EOF
+        // comes when the child (and whatever it handed the fd to) is done.
+        let (mut child, exit) = self.reaper.spawn(spawn).map_err(|err| {
             cgroup::remove(&marker);
-            Error::bad_request(format!("cannot start {}: {err}", program.program.display()))
+            spawn_error(&program.program, &err)
         })?;
-        // The parent's copy of the write end went with `command`: EOF comes when the child
-        // (and whatever it handed the fd to) is done.
-        drop(command);
-        let pid = child.id() as i32;
+        let pid = child.pid;
         let collected = Arc::new(Mutex::new(Collected::new(self.max_output)));
         let readers = [
             child
@@ -167,7 +157,6 @@ impl Process {
                 .map(|pipe| read_into(pipe, Stream::Stderr, collected.clone())),
             side.map(|pipe| read_into(std::fs::File::from(pipe), Stream::Side, collected.clone())),
         ];
-        drop(child);
         let status = match program.timeout {
             Some(limit) => match tokio::time::timeout(limit, exit.wait()).await {
                 Ok(status) => status,
@@ -186,7 +175,10 @@ impl Process {
             // A background job may keep the pipe open; its later output is not waited for.
             let _ = tokio::time::timeout(OUTPUT_GRACE, reader).await;
         }
-        cgroup::remove(&marker);
+        if program.timeout.is_some() {
+            // Off the async workers: removing a cgroup can wait on the kernel.
+            tokio::task::spawn_blocking(move || cgroup::remove(&marker));
+        }
         let collected = collected.lock().unwrap_or_else(|e| e.into_inner());
         Ok(ExecOutcome {
             exit_code: status.code(),
@@ -215,6 +207,12 @@ impl Process {
             ))),
         }
     }
+}
+
+/// A child that could not start: a 400 naming the program, since it is what the request chose
+/// (a missing interpreter, a bad argument).
+pub(super) fn spawn_error(program: &Path, err: &std::io::Error) -> Error {
+    Error::bad_request(format!("cannot start {}: {err}", program.display()))
 }
 
 /// Environment names must be shell identifiers.

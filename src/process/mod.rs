@@ -1,11 +1,12 @@
-//! Processes: the reaper (sole owner of `waitpid`), the only spawner (`Reaper::spawn`, used by
-//! everything here), one-shot execution with tree kill, and the environment new children inherit.
+//! Processes: the reaper (sole owner of `waitpid`), the only spawner (`Reaper::spawn` of a
+//! `Spawn`, used by everything here), one-shot execution with tree kill, and the environment new children inherit.
 //! Sessions, the entrypoint and PTYs build on these pieces.
 
 pub(crate) mod cgroup;
 mod exec;
 mod reaper;
 mod session;
+mod spawn;
 mod tree;
 mod worker;
 
@@ -19,6 +20,7 @@ pub use session::{
     strip_markers, CommandInfo, CommandLogs, ExitCause, LogFollower, LogFormat, MarkerStripper,
     SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
+pub use spawn::{Child, Io, Spawn};
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
 pub use worker::Worker;
 
@@ -114,39 +116,4 @@ pub fn resolve_shell(preferred: Option<&Path>) -> PathBuf {
         .map(|dir| dir.join("bash"))
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| PathBuf::from("sh"))
-}
-
-/// Makes `fds` the child's descriptors 3, 4, … in order (inheritable there); the parent's copies
-/// close when `command` is dropped.
-pub(crate) fn pass_fds(command: &mut std::process::Command, fds: Vec<std::os::fd::OwnedFd>) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    const MAX: usize = 8;
-    assert!(fds.len() <= MAX, "at most {MAX} extra descriptors");
-    let mut raw = [-1; MAX];
-    for (slot, fd) in raw.iter_mut().zip(&fds) {
-        *slot = fd.as_raw_fd();
-    }
-    let count = fds.len();
-    // SAFETY: between fork and exec the closure only calls fcntl and dup2 (async-signal-safe)
-    // and touches no allocation; `fds` stays owned by the closure so the numbers stay valid.
-    unsafe {
-        command.pre_exec(move || {
-            let _owned = &fds;
-            // First move every source out of the way of the targets, then place them.
-            let mut high = [-1; MAX];
-            for i in 0..count {
-                high[i] = libc::fcntl(raw[i], libc::F_DUPFD_CLOEXEC, 64);
-                if high[i] < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (i, fd) in high.iter().enumerate().take(count) {
-                if libc::dup2(*fd, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
 }

@@ -6,13 +6,14 @@
 //! child cannot be reaped before its spawner has registered it.
 
 use std::collections::HashMap;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
+
+use super::spawn::{Child, Spawn};
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,13 +91,14 @@ impl Reaper {
         reaper
     }
 
-    /// Spawns `command` and registers the child before the reaper can see it exit. The caller
-    /// must never call `Child::wait`: the returned watch reports the exit.
-    pub fn spawn(&self, command: &mut Command) -> std::io::Result<(Child, ExitWatch)> {
+    /// Starts `spawn` and registers the child before the reaper can see it exit. This is the
+    /// only way toolboxd starts a process; the returned watch reports the exit.
+    pub fn spawn(&self, spawn: Spawn) -> std::io::Result<(Child, ExitWatch)> {
+        let prepared = spawn.prepare()?;
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let child = command.spawn()?;
+        let child = prepared.start()?;
         let (sender, receiver) = oneshot::channel();
-        waiters.insert(child.id() as i32, sender);
+        waiters.insert(child.pid, sender);
         Ok((child, ExitWatch(receiver)))
     }
 

@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 
-use super::{cgroup, pass_fds, tree, ExitWatch, Process};
+use super::{cgroup, tree, ExitWatch, Io, Process, Spawn};
 use crate::error::{Error, Result};
 
 /// A running worker.
@@ -69,41 +67,23 @@ impl Process {
         let (jobs_read, jobs_write) = pipe()?;
         let (frames_read, frames_write) = pipe()?;
         let marker = uuid::Uuid::new_v4().simple().to_string();
-        let mut command = std::process::Command::new(program);
-        command
+        let spawn = Spawn::new(program, cwd)
             .args(args)
-            .current_dir(cwd)
-            .env_clear()
             .envs(self.env_snapshot())
             .envs(envs)
             .env(tree::MARKER_VAR, &marker)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        pass_fds(&mut command, vec![jobs_read, frames_write]);
-        cgroup::enter(&mut command, &marker);
-        let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|err| {
-            Error::bad_request(format!("cannot start {}: {err}", program.display()))
-        })?;
-        drop(command);
-        let take = |pipe: Option<File>| {
-            pipe.ok_or_else(|| Error::internal("the worker's pipes are missing"))
+            .stdio(Io::Null, Io::Piped, Io::Piped)
+            .pass_fds(vec![jobs_read, frames_write])
+            .cgroup(&marker);
+        let (child, exit) = self
+            .reaper
+            .spawn(spawn)
+            .map_err(|err| super::exec::spawn_error(program, &err))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout, child.stderr) else {
+            return Err(Error::internal("the worker's pipes are missing"));
         };
-        let stdout = take(
-            child
-                .stdout
-                .take()
-                .map(|p| File::from(std::os::fd::OwnedFd::from(p))),
-        )?;
-        let stderr = take(
-            child
-                .stderr
-                .take()
-                .map(|p| File::from(std::os::fd::OwnedFd::from(p))),
-        )?;
         Ok(Worker {
-            pid: child.id() as i32,
+            pid: child.pid,
             exit,
             stdout,
             stderr,

@@ -93,6 +93,34 @@ fn execute_honours_cwd_env_and_gives_children_no_stdin() {
 }
 
 #[test]
+fn children_start_with_default_signals_in_their_own_group() {
+    // toolboxd itself ignores SIGPIPE; its children must not inherit that (a writer to a closed
+    // pipe dies of it, as `yes | head` expects), nor any blocked signal.
+    for timeout in [None, Some(30)] {
+        let daemon = Toolboxd::start();
+        let mut body = json!({"command": "yes | head -c 3 >/dev/null; echo \"${PIPESTATUS[0]}\"; \
+            grep -E '^Sig(Ign|Blk)' /proc/self/status; cut -d' ' -f5 /proc/$$/stat; echo $$"});
+        if let Some(timeout) = timeout {
+            body["timeout"] = json!(timeout);
+        }
+        let out = execute(&daemon, body);
+        let stdout = out["stdout"].as_str().unwrap().to_string();
+        let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+        assert_eq!(lines[0], "141", "yes was not killed by SIGPIPE: {stdout}");
+        for line in &lines[1..3] {
+            let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+            // Every standard signal at its default (glibc's posix_spawn leaves its own internal
+            // signals 32 and 33 ignored; glibc programs reinstall them when they need them).
+            assert_eq!(mask & 0x7fff_ffff, 0, "{line}");
+            if line.starts_with("SigBlk") {
+                assert_eq!(mask, 0, "{line}");
+            }
+        }
+        assert_eq!(lines[3], lines[4], "not its own process group: {stdout}");
+    }
+}
+
+#[test]
 fn execute_handles_long_commands_non_utf8_and_missing_programs() {
     let daemon = Toolboxd::start();
     let long = format!("x='{}'; echo ${{#x}}", "a".repeat(200_000));

@@ -19,9 +19,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +36,7 @@ pub use format::{strip_markers, LogFormat, MarkerStripper};
 
 use log::{drain, LogWriter, Stream};
 
-use super::{tree, Process};
+use super::{tree, Io, Process, Spawn};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The id reserved for the entrypoint session.
@@ -123,7 +121,7 @@ struct Session {
 #[derive(Debug)]
 struct Shell {
     pid: i32,
-    stdin: ChildStdin,
+    stdin: File,
 }
 
 #[derive(Debug)]

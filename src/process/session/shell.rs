@@ -158,28 +158,21 @@ impl Sessions {
     }
 
     pub(super) fn start_shell(&self, session: &Arc<Session>) -> Result<Shell> {
-        let mut command = std::process::Command::new(&self.process.shell);
-        command
-            .current_dir(&self.process.workdir)
-            .env_clear()
+        let spawn = Spawn::new(&self.process.shell, &self.process.workdir)
             .envs(self.process.env_snapshot())
             .env(tree::MARKER_VAR, &session.marker)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0);
-        crate::process::cgroup::enter(&mut command, &session.marker);
-        let (mut child, exit) = self.process.reaper.spawn(&mut command).map_err(|err| {
+            .stdio(Io::Piped, Io::Piped, Io::Null)
+            .cgroup(&session.marker);
+        let (child, exit) = self.process.reaper.spawn(spawn).map_err(|err| {
             Error::internal(format!(
                 "cannot start {}: {err}",
                 self.process.shell.display()
             ))
         })?;
-        let pid = child.id() as i32;
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let pid = child.pid;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin, child.stdout) else {
             return Err(Error::internal("session shell has no pipes"));
         };
-        drop(child);
         stdin
             .write_all(b"shopt -s expand_aliases 2>/dev/null; alias exit=return\n")
             .map_err(|err| Error::internal(format!("cannot set up the session shell: {err}")))?;

@@ -1,0 +1,511 @@
+//! `Spawn`: the description of a child, and the only code that starts one (called by
+//! `Reaper::spawn`, which registers it). Every child gets its own process group, an explicit
+//! environment and working directory, stdio that is `/dev/null` or a pipe, and optionally extra
+//! descriptors as fd 3, 4, ….
+//!
+//! Children start with `posix_spawn` (glibc's `CLONE_VFORK`: no copy of the daemon's page tables,
+//! no copy-on-write faults afterwards, no TLB shootdowns across its threads). The standard
+//! library would fall back to `fork` in the static binary (it finds `posix_spawn`'s chdir action
+//! through `dlsym`, which a static binary lacks), so toolboxd calls glibc directly. Only a child
+//! that must join a cgroup leaf before it runs is forked (the join is a write between fork and
+//! exec that `posix_spawn` cannot do).
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use super::cgroup;
+
+/// What one of the child's standard descriptors is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Io {
+    /// `/dev/null`.
+    #[default]
+    Null,
+    /// A pipe whose other end the parent gets in `Child`.
+    Piped,
+}
+
+/// A child to start.
+#[derive(Debug)]
+pub struct Spawn {
+    program: PathBuf,
+    args: Vec<OsString>,
+    cwd: PathBuf,
+    env: BTreeMap<OsString, OsString>,
+    stdio: [Io; 3],
+    fds: Vec<OwnedFd>,
+    cgroup: Option<String>,
+}
+
+/// A started child. Nobody waits on it but the reaper.
+#[derive(Debug)]
+pub struct Child {
+    /// Its pid, which is also its process group.
+    pub pid: i32,
+    /// The write end of its stdin, when piped.
+    pub stdin: Option<File>,
+    /// The read end of its stdout, when piped.
+    pub stdout: Option<File>,
+    /// The read end of its stderr, when piped.
+    pub stderr: Option<File>,
+}
+
+impl Spawn {
+    /// `program` (a path, or a name looked up on the child's `PATH`) in `cwd`, with an empty
+    /// environment and `/dev/null` as stdin, stdout and stderr.
+    pub fn new(program: impl Into<PathBuf>, cwd: impl Into<PathBuf>) -> Spawn {
+        Spawn {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: cwd.into(),
+            env: BTreeMap::new(),
+            stdio: [Io::Null; 3],
+            fds: Vec::new(),
+            cgroup: None,
+        }
+    }
+
+    /// Appends arguments (after argv\[0\], which is the program as given).
+    pub fn args<I, S>(mut self, args: I) -> Spawn
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets environment variables (later ones win).
+    pub fn envs<I, K, V>(mut self, vars: I) -> Spawn
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (key, value) in vars {
+            self.env
+                .insert(key.as_ref().to_os_string(), value.as_ref().to_os_string());
+        }
+        self
+    }
+
+    /// Sets one environment variable.
+    pub fn env(self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Spawn {
+        self.envs([(key, value)])
+    }
+
+    /// What stdin, stdout and stderr are.
+    pub fn stdio(mut self, stdin: Io, stdout: Io, stderr: Io) -> Spawn {
+        self.stdio = [stdin, stdout, stderr];
+        self
+    }
+
+    /// Makes `fds` the child's descriptors 3, 4, … in order; the parent's copies close once the
+    /// child is started.
+    pub fn pass_fds(mut self, fds: Vec<OwnedFd>) -> Spawn {
+        self.fds = fds;
+        self
+    }
+
+    /// Starts the child in the cgroup v2 leaf named by `marker` where toolboxd may make one
+    /// (elsewhere this changes nothing).
+    pub fn cgroup(mut self, marker: &str) -> Spawn {
+        self.cgroup = Some(marker.to_string());
+        self
+    }
+
+    /// The program, for messages.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Checks and converts everything that can fail before the child is started, so that the
+    /// start itself (under the reaper's lock) does nothing slow.
+    pub(super) fn prepare(self) -> io::Result<Prepared> {
+        let invalid = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} contains a NUL byte"),
+            )
+        };
+        let cstring = |bytes: &[u8], what: &str| CString::new(bytes).map_err(|_| invalid(what));
+        let path = resolve(
+            &self.program,
+            self.env.get(OsStr::new("PATH")).map(|p| &**p),
+        )?;
+        let mut argv = vec![cstring(self.program.as_os_str().as_bytes(), "the program")?];
+        for arg in &self.args {
+            argv.push(cstring(arg.as_bytes(), "an argument")?);
+        }
+        let mut envp = Vec::with_capacity(self.env.len());
+        for (key, value) in &self.env {
+            if key.is_empty() || key.as_bytes().contains(&b'=') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid environment variable name {key:?}"),
+                ));
+            }
+            let mut pair = key.as_bytes().to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(value.as_bytes());
+            envp.push(cstring(&pair, "an environment variable")?);
+        }
+        let cgroup = self.cgroup.as_deref().and_then(cgroup::prepare);
+        Ok(Prepared {
+            path: cstring(path.as_os_str().as_bytes(), "the program")?,
+            cwd: cstring(self.cwd.as_os_str().as_bytes(), "the working directory")?,
+            argv,
+            envp,
+            spawn: self,
+            cgroup,
+        })
+    }
+}
+
+/// A `Spawn` whose strings are ready for the C calls.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    spawn: Spawn,
+    path: CString,
+    cwd: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// The leaf's `cgroup.procs`, when the child must join one.
+    cgroup: Option<CString>,
+}
+
+impl Prepared {
+    /// Starts the child.
+    pub(super) fn start(self) -> io::Result<Child> {
+        match self.cgroup.clone() {
+            Some(procs) => self.fork_into_cgroup(procs),
+            None => self.posix_spawn(),
+        }
+    }
+
+    fn posix_spawn(mut self) -> io::Result<Child> {
+        let mut actions = FileActions::new()?;
+        let mut child = Child {
+            pid: 0,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        // The child's ends of its pipes: closed here once it has its copies.
+        let mut child_ends = Vec::new();
+        for (target, io) in self.spawn.stdio.into_iter().enumerate() {
+            let target = target as RawFd;
+            match io {
+                Io::Null => {
+                    let flags = if target == 0 {
+                        libc::O_RDONLY
+                    } else {
+                        libc::O_WRONLY
+                    };
+                    actions.open(target, c"/dev/null", flags)?;
+                }
+                Io::Piped => {
+                    let (read, write) = pipe()?;
+                    let (ours, theirs) = if target == 0 {
+                        (write, read)
+                    } else {
+                        (read, write)
+                    };
+                    let ours = Some(File::from(ours));
+                    match target {
+                        0 => child.stdin = ours,
+                        1 => child.stdout = ours,
+                        _ => child.stderr = ours,
+                    }
+                    actions.dup2(theirs.as_raw_fd(), target)?;
+                    child_ends.push(theirs);
+                }
+            }
+        }
+        // Sources must not sit on another source's target: lift any low one out of the way.
+        let count = self.spawn.fds.len() as RawFd;
+        for fd in &mut self.spawn.fds {
+            if fd.as_raw_fd() < 3 + count {
+                *fd = lift(fd)?;
+            }
+        }
+        for (i, fd) in self.spawn.fds.iter().enumerate() {
+            actions.dup2(fd.as_raw_fd(), 3 + i as RawFd)?;
+        }
+        actions.chdir(&self.cwd)?;
+        let attr = Attributes::new()?;
+        let argv = null_terminated(&self.argv);
+        let envp = null_terminated(&self.envp);
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: every pointer refers to a live, NUL-terminated string or a null-terminated
+        // array of them, owned by `self` for the whole call; actions and attributes are
+        // initialised.
+        let rc = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                self.path.as_ptr(),
+                &actions.0,
+                &attr.0,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        child.pid = pid;
+        Ok(child)
+    }
+
+    fn fork_into_cgroup(self, procs: CString) -> io::Result<Child> {
+        let spawn = self.spawn;
+        let mut command = std::process::Command::new(OsStr::from_bytes(self.path.as_bytes()));
+        command
+            .arg0(&spawn.program)
+            .args(&spawn.args)
+            .current_dir(&spawn.cwd)
+            .env_clear()
+            .envs(&spawn.env)
+            .process_group(0);
+        let stdio = |io: Io| match io {
+            Io::Null => std::process::Stdio::null(),
+            Io::Piped => std::process::Stdio::piped(),
+        };
+        command
+            .stdin(stdio(spawn.stdio[0]))
+            .stdout(stdio(spawn.stdio[1]))
+            .stderr(stdio(spawn.stdio[2]));
+        pass_fds(&mut command, spawn.fds);
+        // SAFETY: between fork and exec the closure only calls signal() (async-signal-safe).
+        unsafe {
+            command.pre_exec(|| {
+                for signal in 1..32 {
+                    if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                        libc::signal(signal, libc::SIG_DFL);
+                    }
+                }
+                Ok(())
+            });
+        }
+        cgroup::join_before_exec(&mut command, procs);
+        let mut started = command.spawn()?;
+        let file = |fd: Option<OwnedFd>| fd.map(File::from);
+        Ok(Child {
+            pid: started.id() as i32,
+            stdin: file(started.stdin.take().map(OwnedFd::from)),
+            stdout: file(started.stdout.take().map(OwnedFd::from)),
+            stderr: file(started.stderr.take().map(OwnedFd::from)),
+        })
+        // `command` drops here, closing the parent's copies of the passed descriptors.
+    }
+}
+
+/// The executable `program` names: itself when it has a slash, else the first executable file
+/// of that name on `path` (the child's PATH, else toolboxd's, else a default).
+fn resolve(program: &Path, path: Option<&OsStr>) -> io::Result<PathBuf> {
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return Ok(program.to_path_buf());
+    }
+    let inherited = std::env::var_os("PATH");
+    let path = path
+        .or(inherited.as_deref())
+        .unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(path)
+        .map(|dir| {
+            // An empty PATH entry is the current directory.
+            if dir.as_os_str().is_empty() {
+                Path::new(".").join(program)
+            } else {
+                dir.join(program)
+            }
+        })
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// A close-on-exec duplicate of `fd` numbered 64 or above.
+fn lift(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new descriptor or -1.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr().cast_mut())
+        .chain(std::iter::once(std::ptr::null_mut()))
+        .collect()
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// `posix_spawn_file_actions_t`, destroyed on drop.
+struct FileActions(libc::posix_spawn_file_actions_t);
+
+impl FileActions {
+    fn new() -> io::Result<FileActions> {
+        // SAFETY: init fills the zeroed struct; it is destroyed exactly once, in Drop.
+        unsafe {
+            let mut actions = FileActions(std::mem::zeroed());
+            check(libc::posix_spawn_file_actions_init(&mut actions.0))?;
+            Ok(actions)
+        }
+    }
+
+    fn open(&mut self, fd: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<()> {
+        // SAFETY: initialised actions; glibc copies the path.
+        check(unsafe {
+            libc::posix_spawn_file_actions_addopen(&mut self.0, fd, path.as_ptr(), flags, 0)
+        })
+    }
+
+    fn dup2(&mut self, from: RawFd, to: RawFd) -> io::Result<()> {
+        // SAFETY: initialised actions. (glibc clears close-on-exec when `from == to`.)
+        check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut self.0, from, to) })
+    }
+
+    fn chdir(&mut self, dir: &CStr) -> io::Result<()> {
+        // SAFETY: initialised actions; glibc copies the path.
+        check(unsafe { libc::posix_spawn_file_actions_addchdir_np(&mut self.0, dir.as_ptr()) })
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`, destroyed once.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+    }
+}
+
+/// `posix_spawnattr_t` for every child: a new process group, no blocked signals, and every
+/// signal at its default disposition. toolboxd ignores SIGPIPE (and may have been started with
+/// more ignored, as a background job or under nohup); ignored signals would stay ignored across
+/// exec, and a command expects a clean slate.
+struct Attributes(libc::posix_spawnattr_t);
+
+impl Attributes {
+    fn new() -> io::Result<Attributes> {
+        // SAFETY: init fills the zeroed struct (destroyed once, in Drop); the sigsets are
+        // initialised by sigemptyset before use.
+        unsafe {
+            let mut attr = Attributes(std::mem::zeroed());
+            check(libc::posix_spawnattr_init(&mut attr.0))?;
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            check(libc::posix_spawnattr_setsigmask(&mut attr.0, &empty))?;
+            let mut defaults: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut defaults);
+            check(libc::posix_spawnattr_setsigdefault(&mut attr.0, &defaults))?;
+            check(libc::posix_spawnattr_setpgroup(&mut attr.0, 0))?;
+            let flags = libc::POSIX_SPAWN_SETPGROUP
+                | libc::POSIX_SPAWN_SETSIGMASK
+                | libc::POSIX_SPAWN_SETSIGDEF;
+            check(libc::posix_spawnattr_setflags(&mut attr.0, flags as _))?;
+            Ok(attr)
+        }
+    }
+}
+
+impl Drop for Attributes {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`, destroyed once.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+    }
+}
+
+/// Makes `fds` the child's descriptors 3, 4, … of a forked `command` (inheritable there); the
+/// parent's copies close when `command` is dropped.
+fn pass_fds(command: &mut std::process::Command, fds: Vec<OwnedFd>) {
+    const MAX: usize = 8;
+    assert!(fds.len() <= MAX, "at most {MAX} extra descriptors");
+    if fds.is_empty() {
+        return;
+    }
+    let mut raw = [-1; MAX];
+    for (slot, fd) in raw.iter_mut().zip(&fds) {
+        *slot = fd.as_raw_fd();
+    }
+    let count = fds.len();
+    // SAFETY: between fork and exec the closure only calls fcntl and dup2 (async-signal-safe)
+    // and touches no allocation; `fds` stays owned by the closure so the numbers stay valid.
+    unsafe {
+        command.pre_exec(move || {
+            let _owned = &fds;
+            // First move every source out of the way of the targets, then place them.
+            let mut high = [-1; MAX];
+            for i in 0..count {
+                high[i] = libc::fcntl(raw[i], libc::F_DUPFD_CLOEXEC, 64);
+                if high[i] < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().enumerate().take(count) {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_on_the_given_path_and_paths_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        let not_exec = dir.path().join("plain");
+        std::fs::write(&not_exec, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = OsString::from(format!("/nonexistent:{}", dir.path().display()));
+        assert_eq!(resolve(Path::new("tool"), Some(&path)).unwrap(), tool);
+        assert_eq!(
+            resolve(Path::new("plain"), Some(&path)).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            resolve(Path::new("./x/y"), Some(&path)).unwrap(),
+            Path::new("./x/y")
+        );
+    }
+
+    #[test]
+    fn nul_bytes_and_bad_names_are_refused_before_starting() {
+        let bad_arg = Spawn::new("/bin/true", "/").args(["a\0b"]).prepare();
+        assert_eq!(bad_arg.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let bad_env = Spawn::new("/bin/true", "/").env("A=B", "c").prepare();
+        assert_eq!(bad_env.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+}
