@@ -5,6 +5,7 @@
 //! descendant and environment-marker search in `tree.rs` does the job alone.
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -49,21 +50,33 @@ fn leaf(marker: &str) -> Option<PathBuf> {
     Some(base()?.join(format!("toolboxd-{marker}")))
 }
 
+/// A leaf a child is to start in: its directory (for `clone3`'s `CLONE_INTO_CGROUP`) and its
+/// `cgroup.procs` (for a forked child that joins it itself).
+#[derive(Debug)]
+pub struct Leaf {
+    /// The leaf's directory, opened.
+    pub dir: OwnedFd,
+    /// The path of its `cgroup.procs`.
+    pub procs: CString,
+}
+
 /// Makes the leaf named by `marker` (a session's restarted shell finds the one its first shell
-/// made) and returns its `cgroup.procs`, or `None` where toolboxd makes no leaves.
-pub fn prepare(marker: &str) -> Option<CString> {
+/// made), or `None` where toolboxd makes no leaves.
+pub fn prepare(marker: &str) -> Option<Leaf> {
     let dir = leaf(marker)?;
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(_) => return None,
     }
-    CString::new(
+    let procs = CString::new(
         dir.join("cgroup.procs")
             .into_os_string()
             .into_encoded_bytes(),
     )
-    .ok()
+    .ok()?;
+    let dir = std::fs::File::open(&dir).ok()?.into();
+    Some(Leaf { dir, procs })
 }
 
 /// Makes the forked child of `command` join the leaf whose `cgroup.procs` is `procs` before it

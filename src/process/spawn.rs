@@ -6,9 +6,9 @@
 //! Children start with `posix_spawn` (glibc's `CLONE_VFORK`: no copy of the daemon's page tables,
 //! no copy-on-write faults afterwards, no TLB shootdowns across its threads). The standard
 //! library would fall back to `fork` in the static binary (it finds `posix_spawn`'s chdir action
-//! through `dlsym`, which a static binary lacks), so toolboxd calls glibc directly. Only a child
-//! that must join a cgroup leaf before it runs is forked (the join is a write between fork and
-//! exec that `posix_spawn` cannot do).
+//! through `dlsym`, which a static binary lacks), so toolboxd calls glibc directly. A child that
+//! must start in a cgroup leaf is cloned straight into it (`clone3` with `CLONE_INTO_CGROUP`);
+//! where clone3 is refused it is forked and writes itself into the leaf before it execs.
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cgroup;
 
@@ -177,17 +178,25 @@ pub(super) struct Prepared {
     cwd: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    /// The leaf's `cgroup.procs`, when the child must join one.
-    cgroup: Option<CString>,
+    /// The leaf the child must start in, if any.
+    cgroup: Option<cgroup::Leaf>,
 }
 
 impl Prepared {
     /// Starts the child.
-    pub(super) fn start(self) -> io::Result<Child> {
-        match self.cgroup.clone() {
-            Some(procs) => self.fork_into_cgroup(procs),
-            None => self.posix_spawn(),
+    pub(super) fn start(mut self) -> io::Result<Child> {
+        let Some(leaf) = self.cgroup.take() else {
+            return self.posix_spawn();
+        };
+        if !CLONE3_UNSUPPORTED.load(Ordering::Relaxed) {
+            match self.clone_into_cgroup(&leaf) {
+                Ok(child) => return Ok(child),
+                Err(Clone3Error::Failed(err)) => return Err(err),
+                // Old kernels and some seccomp profiles (Docker's, for a while) refuse clone3.
+                Err(Clone3Error::Unsupported) => CLONE3_UNSUPPORTED.store(true, Ordering::Relaxed),
+            }
         }
+        self.fork_into_cgroup(leaf.procs)
     }
 
     fn posix_spawn(mut self) -> io::Result<Child> {
@@ -264,6 +273,153 @@ impl Prepared {
         Ok(child)
     }
 
+    /// Starts the child with `clone3(CLONE_INTO_CGROUP)`: born in its leaf, so it never has to
+    /// be moved into one (a migration waits for an RCU grace period: milliseconds). The child
+    /// is a fork-like copy that only makes raw system calls (everything it touches was prepared
+    /// before the clone; no allocation, no lock) until it execs.
+    fn clone_into_cgroup(&mut self, leaf: &cgroup::Leaf) -> Result<Child, Clone3Error> {
+        let failed = Clone3Error::Failed;
+        let mut child = Child {
+            pid: 0,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        // What each of fds 0, 1, 2 becomes: a pipe end to dup2, or -1 for /dev/null.
+        let mut stdio_from: [RawFd; 3] = [-1; 3];
+        let mut child_ends = Vec::new();
+        for (target, io) in self.spawn.stdio.into_iter().enumerate() {
+            if io == Io::Piped {
+                let (read, write) = pipe().map_err(failed)?;
+                let (ours, theirs) = if target == 0 {
+                    (write, read)
+                } else {
+                    (read, write)
+                };
+                let ours = Some(File::from(ours));
+                match target {
+                    0 => child.stdin = ours,
+                    1 => child.stdout = ours,
+                    _ => child.stderr = ours,
+                }
+                stdio_from[target] = theirs.as_raw_fd();
+                child_ends.push(theirs);
+            }
+        }
+        // Every source above every target, so no dup2 clobbers a later source.
+        for fd in &mut self.spawn.fds {
+            if fd.as_raw_fd() < 64 {
+                *fd = lift(fd).map_err(failed)?;
+            }
+        }
+        let extra: Vec<RawFd> = self.spawn.fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        let argv = null_terminated(&self.argv);
+        let envp = null_terminated(&self.envp);
+        // The child reports a failed exec on this pipe (closed on a successful one).
+        let (report_read, report_write) = {
+            let (read, write) = pipe().map_err(failed)?;
+            (read, lift(&write).map_err(failed)?)
+        };
+        let report = report_write.as_raw_fd();
+        let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+        args.flags = CLONE_INTO_CGROUP;
+        args.exit_signal = libc::SIGCHLD as u64;
+        args.cgroup = leaf.dir.as_raw_fd() as u64;
+        // SAFETY: signals are blocked around the clone so no handler of toolboxd's runs in the
+        // child; the child below only makes async-signal-safe calls on memory prepared above and
+        // leaves by execve or _exit.
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut saved: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
+            let pid = libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut libc::clone_args,
+                std::mem::size_of::<libc::clone_args>(),
+            );
+            if pid == 0 {
+                for signal in 1..32 {
+                    if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                        libc::signal(signal, libc::SIG_DFL);
+                    }
+                }
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                let fail = || -> ! {
+                    let errno = *libc::__errno_location();
+                    libc::write(report, (&errno as *const i32).cast(), 4);
+                    libc::_exit(127)
+                };
+                if libc::setpgid(0, 0) != 0 {
+                    fail();
+                }
+                for (target, from) in stdio_from.iter().enumerate() {
+                    let from = if *from >= 0 {
+                        *from
+                    } else {
+                        let flags = if target == 0 {
+                            libc::O_RDONLY
+                        } else {
+                            libc::O_WRONLY
+                        };
+                        libc::open(c"/dev/null".as_ptr(), flags | libc::O_CLOEXEC)
+                    };
+                    if from < 0 || libc::dup2(from, target as RawFd) < 0 {
+                        fail();
+                    }
+                }
+                for (i, from) in extra.iter().enumerate() {
+                    if libc::dup2(*from, 3 + i as RawFd) < 0 {
+                        fail();
+                    }
+                }
+                if libc::chdir(self.cwd.as_ptr()) != 0 {
+                    fail();
+                }
+                libc::execve(
+                    self.path.as_ptr(),
+                    argv.as_ptr().cast(),
+                    envp.as_ptr().cast(),
+                );
+                fail();
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut());
+            pid
+        };
+        if pid < 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM) => {
+                    Clone3Error::Unsupported
+                }
+                _ => Clone3Error::Failed(err),
+            });
+        }
+        drop(report_write);
+        drop(child_ends);
+        let mut report = File::from(report_read);
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match io::Read::read(&mut report, &mut errno[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(failed(err)),
+            }
+        }
+        if got == 4 {
+            // The child has exited (127); the reaper reaps it like any orphan.
+            return Err(failed(io::Error::from_raw_os_error(i32::from_ne_bytes(
+                errno,
+            ))));
+        }
+        child.pid = pid as i32;
+        Ok(child)
+    }
+
     fn fork_into_cgroup(self, procs: CString) -> io::Result<Child> {
         let spawn = self.spawn;
         let mut command = std::process::Command::new(OsStr::from_bytes(self.path.as_bytes()));
@@ -328,6 +484,20 @@ fn resolve(program: &Path, path: Option<&OsStr>) -> io::Result<PathBuf> {
         })
         .find(|candidate| is_executable(candidate))
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Set once clone3 was refused: every later leaf child is forked and joins by itself.
+static CLONE3_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug)]
+enum Clone3Error {
+    /// The kernel (or a seccomp filter) has no clone3 with `CLONE_INTO_CGROUP`.
+    Unsupported,
+    /// It ran, and the child could not start.
+    Failed(io::Error),
 }
 
 fn is_executable(path: &Path) -> bool {
