@@ -53,9 +53,11 @@ impl Git {
             // The daemon serves repositories that sandbox users made (often as another uid):
             // like the reference daemon, do not refuse them for their owner.
             let _ = git2::opts::set_verify_owner_validation(false);
-            // Bound the pack files mapped at once (default 8 GiB): big clones and status
-            // stay within a small, steady footprint.
-            let _ = git2::opts::set_mwindow_mapped_limit(64 * 1024 * 1024);
+            // Bound the pack files mapped at once (default: 8 GiB in windows of 1 GiB, so a
+            // whole pack stays mapped and every page a checkout touches stays resident): small
+            // windows under a small limit keep big clones and status at a steady footprint.
+            let _ = git2::opts::set_mwindow_size(4 * 1024 * 1024);
+            let _ = git2::opts::set_mwindow_mapped_limit(16 * 1024 * 1024);
         }
         Git { workdir, home }
     }
