@@ -48,6 +48,12 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_MAX_OUTPUT", default_value_t = 64 * 1024 * 1024)]
     pub max_output: usize,
 
+    /// Most bytes of a session command's log kept on disk; 0 (the default) keeps all of it.
+    /// Answers that carry a log in their body (sync session exec, the logs snapshot) hold at most
+    /// --max-output bytes of it; following the log streams all of it.
+    #[arg(long, env = "TOOLBOXD_MAX_LOG", default_value_t = 0)]
+    pub max_log: usize,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -129,8 +135,10 @@ pub struct Config {
     pub sdk_api_key: Option<String>,
     /// The shell commands run under.
     pub shell: PathBuf,
-    /// Output cap per command, in bytes.
+    /// Output cap per command, in bytes: what a reply holds.
     pub max_output: usize,
+    /// Session log cap per command on disk, in bytes (0: none).
+    pub max_log: usize,
 }
 
 impl Config {
@@ -168,6 +176,7 @@ impl Config {
             sdk_api_key: cli.sdk_api_key.clone().filter(|key| !key.is_empty()),
             shell: crate::process::resolve_shell(cli.shell.as_deref()),
             max_output: cli.max_output,
+            max_log: cli.max_log,
         })
     }
 
@@ -182,6 +191,7 @@ impl Config {
             sdk_api_key: None,
             shell: crate::process::resolve_shell(None),
             max_output: 64 * 1024 * 1024,
+            max_log: 0,
         }
     }
 }

@@ -39,6 +39,7 @@ impl AppState {
             config.shell.clone(),
             config.workdir.clone(),
             config.max_output,
+            config.max_log,
         );
         let sessions = Sessions::new(
             process.clone(),

@@ -34,6 +34,7 @@ pub struct Process {
     workdir: PathBuf,
     env: Arc<RwLock<BTreeMap<String, String>>>,
     max_output: usize,
+    max_log: usize,
 }
 
 /// A change to the environment of future children (`POST /env`).
@@ -48,15 +49,17 @@ pub struct EnvUpdate {
 }
 
 impl Process {
-    /// Starts the reaper. `shell` runs commands; output beyond `max_output` bytes is cut. Must run
-    /// inside a tokio runtime.
-    pub fn start(shell: PathBuf, workdir: PathBuf, max_output: usize) -> Process {
+    /// Starts the reaper. `shell` runs commands; a reply holds at most `max_output` bytes of a
+    /// command's output, a session log on disk at most `max_log` (0: no limit). Must run inside a
+    /// tokio runtime.
+    pub fn start(shell: PathBuf, workdir: PathBuf, max_output: usize, max_log: usize) -> Process {
         Process {
             reaper: Reaper::start(),
             shell,
             workdir,
             env: Arc::new(RwLock::new(std::env::vars().collect())),
             max_output,
+            max_log,
         }
     }
 

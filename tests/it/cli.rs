@@ -20,6 +20,12 @@ fn help_documents_every_option_and_env_var() {
         "--sdk-api-addr",
         "TOOLBOXD_SDK_API_ADDR",
         "--log-format",
+        "--shell",
+        "TOOLBOXD_SHELL",
+        "--max-output",
+        "TOOLBOXD_MAX_OUTPUT",
+        "--max-log",
+        "TOOLBOXD_MAX_LOG",
         "DAYTONA_USER_HOME_AS_WORKDIR",
         "RUST_LOG",
     ] {

@@ -329,3 +329,39 @@ fn metrics_report_cpu_memory_and_disk_as_integers() {
     assert!((0.0..=100.0).contains(&pct), "{pct}");
     assert!(metrics["timestamp"].as_str().unwrap().contains('T'));
 }
+
+#[test]
+fn commands_run_under_bash_unless_the_shell_is_overridden() {
+    let shell_of = |daemon: &Toolboxd| -> String {
+        let out = execute(daemon, json!({"command": "readlink -f /proc/$$/exe; true"}));
+        assert_eq!(out["exitCode"], 0, "{out}");
+        out["stdout"].as_str().unwrap().trim().to_string()
+    };
+    let bash = std::fs::canonicalize("/bin/bash").unwrap();
+    assert_eq!(shell_of(&Toolboxd::start()), bash.to_str().unwrap());
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    assert_ne!(
+        sh, bash,
+        "this test needs /bin/sh to be another shell than bash"
+    );
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("TOOLBOXD_SHELL".into(), "/bin/sh".into())],
+        ..Default::default()
+    });
+    assert_eq!(shell_of(&daemon), sh.to_str().unwrap());
+    // Sessions use it too.
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "s"}))
+            .status(),
+        201
+    );
+    let out: Value = daemon
+        .post_json(
+            "/process/session/s/exec",
+            &json!({"command": "readlink -f /proc/$$/exe"}),
+        )
+        .json()
+        .unwrap();
+    assert_eq!(out["stdout"].as_str().unwrap().trim(), sh.to_str().unwrap());
+}

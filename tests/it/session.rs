@@ -259,10 +259,36 @@ fn large_output_completes() {
         json!({"command": "head -c 100000000 /dev/zero; echo done >&2", "runAsync": true}),
     );
     assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
+    // Every byte is on disk, beyond --max-output (64 MiB): a log is bounded by the disk alone.
     let dir = daemon.home.join(".toolboxd/sessions/s").join(&cmd);
-    let stdout = std::fs::metadata(dir.join("stdout.log")).unwrap().len();
-    assert!(stdout >= 64 * 1024 * 1024, "{stdout}");
+    let size = |name: &str| std::fs::metadata(dir.join(name)).unwrap().len();
+    assert_eq!(size("stdout.log"), 100_000_000);
+    assert_eq!(size("output.log"), 3 + 100_000_000 + 3 + 5);
     assert_eq!(std::fs::read(dir.join("stderr.log")).unwrap(), b"done\n");
+}
+
+#[test]
+fn max_log_caps_what_a_session_log_keeps_on_disk() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("TOOLBOXD_MAX_LOG".into(), "1000".into())],
+        ..StartOptions::default()
+    });
+    create(&daemon, "s");
+    let out = exec(
+        &daemon,
+        "s",
+        "head -c 5000 /dev/zero | tr '\\0' x; echo end >&2",
+    );
+    assert_eq!(out["exitCode"], 0);
+    let stdout = out["stdout"].as_str().unwrap();
+    assert_eq!(
+        stdout,
+        format!(
+            "{}\n[toolboxd: output truncated at 1000 bytes]\n",
+            "x".repeat(1000)
+        )
+    );
+    assert_eq!(out["stderr"], "end\n");
 }
 
 #[test]
@@ -281,13 +307,24 @@ fn large_sync_output_is_answered_capped() {
     assert_eq!(out["exitCode"], 0);
     let stdout = out["stdout"].as_str().unwrap();
     assert!(stdout.starts_with("0123456789abcdef\n"));
+    let notice = "\n[toolboxd: log cut at 8388608 of 100000000 bytes; \
+                  follow the logs (follow=true) for all of it]\n";
     assert!(
-        stdout.ends_with("[toolboxd: output truncated at 8388608 bytes]\n"),
+        stdout.ends_with(notice),
         "{}",
-        &stdout[stdout.len() - 80..]
+        &stdout[stdout.len() - 120..]
     );
+    assert_eq!(stdout.len(), 8388608 + notice.len());
     assert_eq!(out["stderr"], "end\n");
     assert!(started.elapsed() < Duration::from_secs(60));
+    // The log on disk holds all of it, for a follower to stream.
+    let cmd = out["cmdId"].as_str().unwrap();
+    let log = daemon
+        .home
+        .join(".toolboxd/sessions/s")
+        .join(cmd)
+        .join("stdout.log");
+    assert_eq!(std::fs::metadata(log).unwrap().len(), 100_000_000);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -83,6 +84,48 @@ impl LogWriter {
     }
 }
 
+/// The first `limit` bytes of the log at `path` (all of it when shorter), then a notice saying
+/// where the rest is. A cut inside a stream marker of `output.log` (`markers`) drops the
+/// marker's start.
+pub(super) fn read_head(path: &Path, limit: usize, markers: bool) -> Vec<u8> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    let size = file.metadata().map_or(0, |m| m.len());
+    // Two bytes more: what follows the cut tells a marker from data.
+    let mut head = Vec::with_capacity((size as usize).min(limit.saturating_add(2)));
+    if file
+        .take(limit.saturating_add(2) as u64)
+        .read_to_end(&mut head)
+        .is_err()
+        || head.len() <= limit
+    {
+        return head;
+    }
+    let after = head.split_off(limit);
+    if markers {
+        if let Some(&last) = head.last().filter(|b| **b == 1 || **b == 2) {
+            let ours = head
+                .iter()
+                .rev()
+                .take(2)
+                .take_while(|b| **b == last)
+                .count();
+            let theirs = after.iter().take_while(|b| **b == last).count();
+            if ours + theirs >= 3 {
+                head.truncate(head.len() - ours);
+            }
+        }
+    }
+    head.extend_from_slice(
+        format!(
+            "\n[toolboxd: log cut at {limit} of {size} bytes; follow the logs (follow=true) for all of it]\n"
+        )
+        .as_bytes(),
+    );
+    head
+}
+
 /// Reads a non-blocking FIFO until EOF (after a writer came and went) or `cancel`.
 pub(super) fn drain(mut pipe: File, stream: Stream, log: &Mutex<LogWriter>, cancel: &AtomicBool) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -152,5 +195,36 @@ mod tests {
         );
         assert!(output.ends_with(b"bytes]\n"));
         assert_eq!(std::fs::read(dir.path().join("1")).unwrap(), b"abcefghij");
+    }
+
+    #[test]
+    fn a_reply_holds_the_head_of_a_long_log_and_never_half_a_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.log");
+        std::fs::write(&path, b"\x01\x01\x01abc\x02\x02\x02def").unwrap();
+        // Whole when it fits.
+        assert_eq!(
+            read_head(&path, 12, true),
+            b"\x01\x01\x01abc\x02\x02\x02def"
+        );
+        // Cut inside the stderr marker: the marker's start goes too.
+        for limit in [7, 8] {
+            let head = read_head(&path, limit, true);
+            assert!(
+                head.starts_with(b"\x01\x01\x01abc\n[toolboxd: log cut at"),
+                "{head:?}"
+            );
+            assert!(head.ends_with(b"of 12 bytes; follow the logs (follow=true) for all of it]\n"));
+        }
+        // Cut in data.
+        let head = read_head(&path, 10, true);
+        assert!(
+            head.starts_with(b"\x01\x01\x01abc\x02\x02\x02d\n["),
+            "{head:?}"
+        );
+        // A per-stream log has no markers: bytes 1 and 2 are data there.
+        std::fs::write(&path, b"ab\x01\x01\x01").unwrap();
+        assert!(read_head(&path, 3, false).starts_with(b"ab\x01\n["));
+        assert_eq!(read_head(&dir.path().join("missing"), 3, true), b"");
     }
 }

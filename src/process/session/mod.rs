@@ -4,7 +4,9 @@
 //! Per command, under `<state>/<sid>/<cmdId>/`: `cmd.sh` (the text), FIFOs `stdout`, `stderr`
 //! (and `stdin` for async commands), and the logs `output.log` (both streams in arrival order,
 //! a 3-byte marker `01 01 01` / `02 02 02` at every switch of stream), `stdout.log`,
-//! `stderr.log`, each capped at `max_output` bytes. toolboxd opens the FIFO read ends itself
+//! `stderr.log`: all of the output unless `--max-log` caps them (a reply that carries a log holds
+//! at most `--max-output` bytes of each, memory being the bound there; a follower streams every
+//! byte from disk). toolboxd opens the FIFO read ends itself
 //! (non-blocking, before the shell reaches the command) and drains them on plain threads, so
 //! partial lines and NUL bytes reach the log at once.
 //!
@@ -34,7 +36,7 @@ mod shell;
 
 pub use format::{strip_markers, LogFormat, MarkerStripper};
 
-use log::{drain, LogWriter, Stream};
+use log::{drain, read_head, LogWriter, Stream};
 
 use super::{tree, Io, Process, Spawn};
 use crate::error::{Error, ErrorKind, Result};
@@ -130,6 +132,8 @@ struct Command {
     text: String,
     dir: PathBuf,
     suppress_echo: bool,
+    /// Most bytes of each log a reply carries.
+    max_reply: usize,
     shell_pid: AtomicI32,
     exit: watch::Sender<Option<i32>>,
     stdin: Mutex<Option<File>>,
@@ -570,10 +574,11 @@ impl Command {
     async fn read_logs(&self) -> CommandLogs {
         let dir = self.dir.clone();
         let log = self.log.clone();
+        let limit = self.max_reply;
         tokio::task::spawn_blocking(move || {
             // Hold the writer so the three files are read at one consistent point.
             let _writer = log.lock().unwrap_or_else(|e| e.into_inner());
-            let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
+            let read = |name: &str| read_head(&dir.join(name), limit, name == "output.log");
             CommandLogs {
                 output: read("output.log"),
                 stdout: read("stdout.log"),

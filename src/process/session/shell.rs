@@ -64,7 +64,10 @@ impl Sessions {
                 .map_err(|err| Error::io("create", &path, &err))
         };
         let log = Arc::new(Mutex::new(LogWriter {
-            cap: self.process.max_output.max(1),
+            cap: match self.process.max_log {
+                0 => usize::MAX,
+                cap => cap,
+            },
             output: Some(create("output.log")?),
             stdout: Some(create("stdout.log")?),
             stderr: Some(create("stderr.log")?),
@@ -78,6 +81,7 @@ impl Sessions {
             text: text.to_string(),
             dir,
             suppress_echo,
+            max_reply: self.process.max_output.max(1),
             shell_pid: AtomicI32::new(0),
             exit,
             stdin: Mutex::new(stdin),
