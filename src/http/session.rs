@@ -96,7 +96,8 @@ pub struct Command {
     /// Exit code once complete (128 + signal when killed); absent while running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// Why it ended (`exited`, `signal`, `killed`); absent while running. Beyond Daytona.
+    /// Why it ended (`exited`, `signal`, `killed`, `timeout`); absent while running. Beyond
+    /// Daytona.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_cause: Option<String>,
 }
@@ -114,6 +115,10 @@ pub struct SessionExecuteRequest {
     pub var_async: Option<bool>,
     /// Do not echo input sent to the command into its stdout log.
     pub suppress_input_echo: Option<bool>,
+    /// Seconds (absent or 0: none). Beyond Daytona: a command still running then ends with exit
+    /// code 124 and `exitCause: "timeout"`; its session shell is killed (shell state is lost, the
+    /// next command starts a new shell). A sync exec answers 408 `PROCESS_EXECUTION_TIMEOUT`.
+    pub timeout: Option<u64>,
 }
 
 /// `{cmdId, output, stdout, stderr, exitCode}`: every key present; async → only `cmdId` set.
@@ -218,7 +223,8 @@ pub async fn delete_session(
     params(("session_id" = String, Path)), request_body = SessionExecuteRequest,
     responses((status = 200, body = SessionExecuteResponse),
         (status = 202, description = "started; only cmdId is set", body = SessionExecuteResponse),
-        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+        (status = 408, description = "sync exec ran past its `timeout`: the session shell was killed", body = super::error::ErrorBody)))]
 pub async fn execute_command(
     State(app): State<AppState>,
     Path(SessionPath { session_id }): Path<SessionPath>,
@@ -233,6 +239,10 @@ pub async fn execute_command(
             &request.command,
             run_async,
             request.suppress_input_echo.unwrap_or(false),
+            request
+                .timeout
+                .filter(|t| *t > 0)
+                .map(std::time::Duration::from_secs),
         )
         .await?;
     let Some(outcome) = outcome else {

@@ -518,6 +518,22 @@ def test_unknown_chart_imshow(tmp_path):
     assert sdk.png == chart["png"]
 
 
+def test_3d_line_and_scatter_are_unknown(tmp_path):
+    # 3D artists only hold projected 2D coordinates: reporting them as points would be wrong.
+    charts = run_code(tmp_path, PRELUDE + """
+        ax = plt.figure().add_subplot(projection="3d")
+        ax.plot([1, 2, 3], [4, 5, 6], [7, 8, 9])
+        ax.set_title("3d line")
+        plt.show()
+        ax = plt.figure().add_subplot(projection="3d")
+        ax.scatter([1, 2, 3], [4, 5, 6], [7, 8, 9])
+        plt.show()
+    """).charts
+    assert [(c["type"], c["title"], c["elements"]) for c in charts] == [
+        ("unknown", "3d line", []), ("unknown", None, [])]
+    assert all(base64.b64decode(c["png"]).startswith(PNG_MAGIC) for c in charts)
+
+
 def test_figure_without_axes_is_unknown(tmp_path):
     chart = only_chart(run_code(tmp_path, PRELUDE + """
         fig = plt.figure()

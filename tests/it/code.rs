@@ -214,21 +214,47 @@ fn typescript_without_a_runner_names_what_to_install() {
     );
 }
 
-#[test]
-fn typescript_runs_through_tsx_when_installed() {
+/// tests/sdk/ts/node_modules/.bin, where `npm ci` put tsx and ts-node (dev dependencies).
+fn node_bin(tool: &str) -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/ts/node_modules/.bin");
     assert!(
-        bin.join("tsx").exists(),
-        "tsx is a dev dependency of tests/sdk/ts: run `npm ci` there (tests/run.sh does)"
+        bin.join(tool).exists(),
+        "{tool} is a dev dependency of tests/sdk/ts: run `npm ci` there (tests/run.sh does)"
     );
-    let daemon = daemon_with_path(&[bin]);
+    bin
+}
+
+/// Typed code whose argv (two arguments, one with a space) must arrive intact.
+fn assert_typescript_runs(daemon: &Toolboxd) {
     let out = run(
-        &daemon,
-        json!({"language": "typescript", "argv": ["a b"],
+        daemon,
+        json!({"language": "typescript", "argv": ["a b", "c"],
             "code": "const args: string[] = process.argv.slice(1);\nconsole.log(JSON.stringify(args));"}),
     );
     assert_eq!(out["exitCode"], 0, "{out}");
-    assert_eq!(out["result"], "[\"a b\"]\n");
+    assert_eq!(out["result"], "[\"a b\",\"c\"]\n");
+}
+
+#[test]
+fn typescript_runs_through_tsx_when_installed() {
+    assert_typescript_runs(&daemon_with_path(&[node_bin("tsx")]));
+}
+
+/// Without tsx and with a node too old to strip types (the CI's node 20), ts-node runs it.
+#[test]
+fn typescript_falls_back_to_ts_node() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(which("node"), dir.path().join("node")).unwrap();
+    std::os::unix::fs::symlink(
+        node_bin("ts-node").join("ts-node"),
+        dir.path().join("ts-node"),
+    )
+    .unwrap();
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("PATH".into(), dir.path().display().to_string())],
+        ..StartOptions::default()
+    });
+    assert_typescript_runs(&daemon);
 }
 
 #[test]

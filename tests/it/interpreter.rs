@@ -33,9 +33,18 @@ fn execute(daemon: &Toolboxd, request: &Value) -> Run {
 }
 
 fn execute_raw(daemon: &Toolboxd, first: Message) -> Run {
+    execute_raw_at(&daemon.base, first)
+}
+
+/// `execute` by base URL, for runs made from other threads.
+fn execute_at(base: &str, request: &Value) -> Run {
+    execute_raw_at(base, Message::Text(request.to_string().into()))
+}
+
+fn execute_raw_at(base: &str, first: Message) -> Run {
     let url = format!(
         "{}/process/interpreter/execute",
-        daemon.base.replacen("http://", "ws://", 1)
+        base.replacen("http://", "ws://", 1)
     );
     let (mut socket, _) = tungstenite::connect(url).expect("handshake");
     socket.send(first).unwrap();
@@ -345,4 +354,80 @@ fn a_worker_killed_between_jobs_restarts_and_says_its_state_is_gone() {
     assert_eq!(next.close, Some(1000), "{next:?}");
     assert!(next.text("stderr").contains("state"), "{next:?}");
     assert_eq!(next.text("stdout"), "False\n");
+}
+
+#[test]
+fn imports_and_cwd_persist_between_runs() {
+    let daemon = Toolboxd::start();
+    std::fs::create_dir(daemon.workdir.join("deeper")).unwrap();
+    let first = execute(
+        &daemon,
+        &json!({"code": "import json as j, os\nfrom pathlib import Path\nos.chdir('deeper')"}),
+    );
+    assert_eq!(first.close, Some(1000), "{first:?}");
+    let second = execute(
+        &daemon,
+        &json!({"code": "print(j.dumps([1]), os.path.basename(os.getcwd()), Path('f').resolve().parent.name)"}),
+    );
+    assert_eq!(second.text("stdout"), "[1] deeper deeper\n", "{second:?}");
+}
+
+/// Three jobs sent to one context while the first is still running: they run one at a time, in
+/// the order they arrived, and each sees what the one before it left.
+#[test]
+fn jobs_in_one_context_run_one_at_a_time_in_order() {
+    let daemon = Toolboxd::start();
+    let context = json(
+        daemon.post_json("/process/interpreter/context", &json!({})),
+        200,
+    );
+    let id = context["id"].as_str().unwrap().to_string();
+    execute(
+        &daemon,
+        &json!({"code": "import time\nlog = []", "contextId": id}),
+    );
+    let started = daemon.workdir.join("first-started");
+    let job = |n: u32, sleep: f64| {
+        json!({
+            "contextId": id,
+            "code": format!(
+                "log.append(('start', {n}, time.monotonic()))\n\
+                 open({marker:?}, 'w').close() if {n} == 1 else None\n\
+                 time.sleep({sleep})\n\
+                 log.append(('end', {n}, time.monotonic()))\n\
+                 print({n})",
+                marker = started.display().to_string(),
+            ),
+        })
+    };
+    let first = {
+        let request = job(1, 1.0);
+        let base = daemon.base.clone();
+        std::thread::spawn(move || execute_at(&base, &request))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "job 1 never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Jobs 2 and 3 are queued behind the running job 1, 2 before 3.
+    let mut later = Vec::new();
+    for (n, sleep) in [(2, 0.3), (3, 0.0)] {
+        let request = job(n, sleep);
+        let base = daemon.base.clone();
+        later.push(std::thread::spawn(move || execute_at(&base, &request)));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut outputs = vec![first.join().unwrap().text("stdout")];
+    outputs.extend(later.into_iter().map(|t| t.join().unwrap().text("stdout")));
+    assert_eq!(outputs, ["1\n", "2\n", "3\n"]);
+    let log = execute(
+        &daemon,
+        &json!({"contextId": id, "code": "events = [e[:2] for e in log]\nprint(events)\nprint(all(a[2] <= b[2] for a, b in zip(log, log[1:])))"}),
+    );
+    assert_eq!(
+        log.text("stdout"),
+        "[('start', 1), ('end', 1), ('start', 2), ('end', 2), ('start', 3), ('end', 3)]\nTrue\n",
+        "{log:?}"
+    );
 }

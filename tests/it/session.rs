@@ -337,27 +337,13 @@ fn delete_kills_the_tree_and_forgets_the_session() {
         "s",
         json!({"command": format!("sleep 300 & echo $! > {}; wait", pidfile.display()), "runAsync": true}),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        if let Some(pid) = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-        {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "no pid");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(is_alive(pid));
+    let pid = read_pid(&pidfile);
     let started = Instant::now();
     let response = daemon.delete("/process/session/s");
     assert_eq!(response.status().as_u16(), 204);
-    assert!(started.elapsed() < Duration::from_secs(7));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while is_alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!is_alive(pid), "sleep {pid} survived the delete");
+    // SIGTERM ended it: no need to wait out the 5 s grace.
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_dies(pid);
     assert!(!daemon.home.join(".toolboxd/sessions/s").exists());
     assert_error(daemon.get("/process/session/s"), 404, "NOT_FOUND");
     assert_error(
@@ -367,6 +353,55 @@ fn delete_kills_the_tree_and_forgets_the_session() {
     );
     // The id is free again.
     create(&daemon, "s");
+}
+
+/// A tree that ignores SIGTERM is SIGKILLed once the grace period (5 s) is over.
+#[test]
+fn delete_kills_a_tree_that_ignores_sigterm_after_the_grace() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let pidfile = daemon.path("sleep.pid");
+    exec_async(
+        &daemon,
+        "s",
+        json!({"command": format!("trap '' TERM; sleep 300 & echo $! > {}; wait", pidfile.display()), "runAsync": true}),
+    );
+    let pid = read_pid(&pidfile);
+    let started = Instant::now();
+    let response = daemon.delete("/process/session/s");
+    assert_eq!(response.status().as_u16(), 204);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(9),
+        "delete answered after {took:?}"
+    );
+    assert_dies(pid);
+    assert_error(daemon.get("/process/session/s"), 404, "NOT_FOUND");
+}
+
+/// Waits for a command to write its background child's pid to `pidfile`; checks it is alive.
+fn read_pid(pidfile: &std::path::Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no pid");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(is_alive(pid));
+    pid
+}
+
+fn assert_dies(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while is_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!is_alive(pid), "{pid} survived the delete");
 }
 
 #[test]
@@ -701,6 +736,60 @@ fn commands_record_why_they_ended() {
     let (_, died) = cause("set -e; false");
     assert_eq!(died, "killed", "the session shell died under the command");
     assert_eq!(cause("echo again"), (0, "exited".to_string()));
+}
+
+/// `timeout` (beyond Daytona): a sync exec past it answers 408, an async one ends with 124; both
+/// record the cause `timeout`, keep their output, kill what they started, and leave the session
+/// usable with a fresh shell. A command that ends in time is untouched.
+#[test]
+fn a_command_past_its_timeout_ends_with_124_and_a_fresh_shell() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "t");
+    let pidfile = daemon.path("sleep.pid");
+    let in_time = json(
+        daemon.post_json(
+            "/process/session/t/exec",
+            &json!({"command": "export KEPT=yes; sleep 0.2; echo quick", "timeout": 5}),
+        ),
+        200,
+    );
+    assert_eq!(in_time["exitCode"], 0, "{in_time}");
+    assert_eq!(exec(&daemon, "t", "echo $KEPT")["stdout"], "yes\n");
+    let started = Instant::now();
+    let body = assert_error(
+        daemon.post_json(
+            "/process/session/t/exec",
+            &json!({"command": format!("echo before; sleep 300 & echo $! > {}; wait", pidfile.display()), "timeout": 1}),
+        ),
+        408,
+        "PROCESS_EXECUTION_TIMEOUT",
+    );
+    assert!(started.elapsed() < Duration::from_secs(6), "{body}");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_dies(pid);
+    let session = json(daemon.get("/process/session/t"), 200);
+    let timed_out = session["commands"].as_array().unwrap().last().unwrap();
+    assert_eq!(timed_out["exitCode"], 124, "{session}");
+    assert_eq!(timed_out["exitCause"], "timeout");
+    let cmd = timed_out["id"].as_str().unwrap();
+    assert!(body["message"].as_str().unwrap().contains(cmd), "{body}");
+    assert_eq!(logs(&daemon, "t", cmd)["stdout"], "before\n");
+    assert_eq!(
+        exec(&daemon, "t", "echo ${KEPT:-new shell}")["stdout"],
+        "new shell\n"
+    );
+    let cmd = exec_async(
+        &daemon,
+        "t",
+        json!({"command": "while :; do :; done", "runAsync": true, "timeout": 1}),
+    );
+    assert_eq!(wait_exit(&daemon, "t", &cmd), 124);
+    assert_eq!(command(&daemon, "t", &cmd)["exitCause"], "timeout");
+    assert_eq!(exec(&daemon, "t", "echo alive")["stdout"], "alive\n");
 }
 
 #[test]

@@ -376,6 +376,8 @@ def _axes_chart(ax):
 
     if ax.images and not boxes:
         return chart  # images (imshow, ...) are not representable
+    if getattr(ax, "name", "") == "3d":
+        return chart  # 3D artists hold projected 2D coordinates, not the data
     if wedges and not boxes and not bars:
         chart.update(type="pie", elements=_pie_elements(wedges))
         return chart

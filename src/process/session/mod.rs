@@ -57,6 +57,10 @@ const DONE_PREFIX: &str = "TOOLBOXD_DONE ";
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// SIGTERM → SIGKILL grace when a session is deleted.
 const TERMINATION_GRACE: Duration = Duration::from_secs(5);
+/// SIGTERM → SIGKILL grace when a command's timeout expires.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+/// What a timed-out command exits with (as coreutils `timeout` does).
+const TIMEOUT_EXIT_CODE: i32 = 124;
 
 /// The session capability; cheap to clone.
 #[derive(Debug, Clone)]
@@ -152,6 +156,8 @@ pub enum ExitCause {
     Signal,
     /// Its session was deleted, or its shell died, while it ran.
     Killed,
+    /// It ran past the `timeout` it was given: its session shell was killed (exit code 124).
+    Timeout,
 }
 
 impl ExitCause {
@@ -161,6 +167,7 @@ impl ExitCause {
             ExitCause::Exited => "exited",
             ExitCause::Signal => "signal",
             ExitCause::Killed => "killed",
+            ExitCause::Timeout => "timeout",
         }
     }
 }
@@ -309,12 +316,18 @@ impl Sessions {
     }
 
     /// Runs `text` in session `id`: to completion, or (`run_async`) returning the id at once.
+    ///
+    /// With a `timeout`, a command still running when it expires ends with exit code 124 and
+    /// cause [`ExitCause::Timeout`]: a sourced command cannot be stopped apart from its shell, so
+    /// the session's whole tree is killed (SIGTERM, then SIGKILL after a short grace) and the
+    /// next command starts a fresh shell. A sync exec then fails with [`ErrorKind::Timeout`].
     pub async fn exec(
         &self,
         id: &str,
         text: &str,
         run_async: bool,
         suppress_echo: bool,
+        timeout: Option<Duration>,
     ) -> Result<(String, Option<SessionExecOutcome>)> {
         if id == ENTRYPOINT_SESSION {
             return Err(Error::bad_request(
@@ -329,10 +342,47 @@ impl Sessions {
         let session = self.session(id)?;
         let id = uuid::Uuid::new_v4().to_string();
         let command = self.start_command(&session, id, text, run_async, suppress_echo)?;
+        if let Some(limit) = timeout {
+            let (session, command) = (session.clone(), command.clone());
+            tokio::spawn(async move {
+                if tokio::time::timeout(limit, command.wait()).await.is_err() {
+                    command.time_out();
+                    let pid = session
+                        .shell
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .map(|s| s.pid);
+                    let marker = session.marker.clone();
+                    let _ =
+                        tokio::task::spawn_blocking(move || terminate(pid, &marker, TIMEOUT_GRACE))
+                            .await;
+                    // The shell's watcher finishes it; this covers a shell already gone.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        command.finish_with(TIMEOUT_EXIT_CODE, ExitCause::Timeout)
+                    })
+                    .await;
+                }
+            });
+        }
         if run_async {
             return Ok((command.id.clone(), None));
         }
         let exit_code = command.wait().await;
+        if command.info().exit_cause == Some(ExitCause::Timeout) {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "command {} timed out after {}s: its session shell was killed and the next \
+                     command starts a new one; its output is in \
+                     /process/session/{}/command/{}/logs",
+                    command.id,
+                    timeout.unwrap_or_default().as_secs(),
+                    session.id,
+                    command.id
+                ),
+            ));
+        }
         let logs = command.read_logs().await;
         Ok((
             command.id.clone(),
@@ -538,6 +588,17 @@ impl Command {
         self.finish_with(code, cause);
     }
 
+    /// Marks a running command as timed out, before its tree is killed: whoever finishes it
+    /// then publishes the timeout (exit code 124), not the signal that ended the shell.
+    fn time_out(&self) {
+        if self.exit.borrow().is_none() {
+            self.cause
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(ExitCause::Timeout);
+        }
+    }
+
     fn finish_with(&self, code: i32, cause: ExitCause) {
         if self.exit.borrow().is_some() {
             return;
@@ -548,10 +609,16 @@ impl Command {
             .wait_timeout_while(guard, OUTPUT_GRACE, |n| *n < 2)
             .unwrap_or_else(|e| e.into_inner());
         self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
-        self.cause
+        let cause = *self
+            .cause
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_or_insert(cause);
+        let code = if cause == ExitCause::Timeout {
+            TIMEOUT_EXIT_CODE
+        } else {
+            code
+        };
         self.exit.send_if_modified(|exit| {
             if exit.is_none() {
                 *exit = Some(code);

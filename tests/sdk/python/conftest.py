@@ -6,7 +6,10 @@ It is started with `--toolbox-addr 127.0.0.1:0 --sdk-api-addr 127.0.0.1:0
 Python (the venv, which has matplotlib) first on PATH, and its cwd set to `<tmp>`
 (not the workdir, so relative paths only land in the workdir if the daemon
 resolves them against --workdir). The two listener URLs are parsed from the
-lines it prints on stdout.
+lines it prints on stdout. `start_daemon(prefix, entrypoint=[...])` appends
+`-- CMD...`, which toolboxd runs as the hidden session `entrypoint`; the
+`entrypoint_daemon`/`entrypoint_sandbox` fixtures are a separate daemon and
+sandbox running ENTRYPOINT.
 
 The SDK is pointed at the sdk-api listener (`api_url=http://127.0.0.1:PORT/api`);
 everything else (toolbox URL, sandbox id) comes from the control plane's JSON,
@@ -64,6 +67,8 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     toolbox_url: str = ""
     sdk_api_url: str = ""
+    # Trailing `-- CMD...`: the image's own command, run as session `entrypoint`.
+    entrypoint: list[str] | None = None
     _reader: threading.Thread | None = None
     _stdout_lines: list[str] = field(default_factory=list)
 
@@ -97,6 +102,7 @@ class Daemon:
                 "127.0.0.1:0",
                 "--workdir",
                 str(self.workdir),
+                *(["--", *self.entrypoint] if self.entrypoint else []),
             ],
             cwd=str(self.root),
             env=env,
@@ -171,13 +177,24 @@ class Daemon:
             self._reader.join(timeout=5)
 
 
-def start_daemon(prefix: str) -> Daemon:
+def start_daemon(prefix: str, entrypoint: list[str] | None = None) -> Daemon:
     root = Path(tempfile.mkdtemp(prefix=f"toolboxd-sdk-{prefix}-")).resolve()
     workdir = root / "work"
     home = root / "home"
     workdir.mkdir()
     home.mkdir()
-    return Daemon(root=root, workdir=workdir, home=home, log_path=root / "toolboxd.log").start()
+    return Daemon(
+        root=root, workdir=workdir, home=home, log_path=root / "toolboxd.log", entrypoint=entrypoint
+    ).start()
+
+
+def stop_daemon(d: Daemon) -> None:
+    """Stop a daemon and remove its directory (kept with TOOLBOXD_KEEP_TMP=1)."""
+    d.stop()
+    if os.environ.get("TOOLBOXD_KEEP_TMP"):
+        print(f"\nkept daemon dir {d.root}")
+    else:
+        shutil.rmtree(d.root, ignore_errors=True)
 
 
 def make_client(daemon: Daemon):
@@ -275,6 +292,13 @@ def _install_recorders() -> None:
 _install_recorders()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture of the test is set up, so requests made by module- or session-scoped
+    # fixtures it is the first to need are put down to it rather than to the previous teardown.
+    RECORDER.current_test = item.nodeid
+
+
 @pytest.fixture(autouse=True)
 def _record_test_name(request: pytest.FixtureRequest) -> Iterator[None]:
     RECORDER.current_test = request.node.nodeid
@@ -324,11 +348,7 @@ def toolboxd() -> Iterator[Daemon]:
     try:
         yield d
     finally:
-        d.stop()
-        if os.environ.get("TOOLBOXD_KEEP_TMP"):
-            print(f"\nkept daemon dir {d.root}")
-        else:
-            shutil.rmtree(d.root, ignore_errors=True)
+        stop_daemon(d)
 
 
 @pytest.fixture(scope="session")
@@ -353,6 +373,35 @@ def created(daytona) -> CreatedSandbox:
 @pytest.fixture(scope="session")
 def sandbox(created: CreatedSandbox):
     return created.sandbox
+
+
+# The entrypoint of `entrypoint_daemon`: output on both streams at once, then it waits for
+# ENTRYPOINT_RELEASE (`$HOME/release`, i.e. `<daemon>.home / "release"`) to appear before it
+# writes more, so a test can start following the log and only then make it write. It gives up
+# waiting after 60 s, in case nothing releases it.
+ENTRYPOINT_SCRIPT = (
+    "echo out-line; echo err-line >&2; "
+    'for i in $(seq 1200); do [ -e "$HOME/release" ] && break; sleep 0.05; done; '
+    "echo late-out; sleep 0.3; echo late-err >&2; exit 7"
+)
+ENTRYPOINT = ["bash", "-c", ENTRYPOINT_SCRIPT]
+ENTRYPOINT_RELEASE = "release"
+
+
+@pytest.fixture(scope="module")
+def entrypoint_daemon() -> Iterator[Daemon]:
+    """A daemon of its own whose trailing command (`-- bash -c ENTRYPOINT_SCRIPT`) is the
+    `entrypoint` session; started per module so its entrypoint's timeline is the module's."""
+    d = start_daemon("entrypoint", entrypoint=ENTRYPOINT)
+    try:
+        yield d
+    finally:
+        stop_daemon(d)
+
+
+@pytest.fixture(scope="module")
+def entrypoint_sandbox(entrypoint_daemon: Daemon):
+    return make_client(entrypoint_daemon).create(timeout=60)
 
 
 @dataclass

@@ -368,6 +368,28 @@ plt.show()
     assert [e["angle"] for e in inner[3]] == pytest.approx([180.0, 180.0])
 
 
+def test_chart_unknown(sandbox):
+    image, text = _charts(
+        sandbox,
+        """
+import matplotlib.pyplot as plt
+plt.imshow([[0, 1], [1, 0]])
+plt.title("Image")
+plt.show()
+plt.figure().text(0.5, 0.5, "no axes, no title")
+plt.show()
+""",
+    )
+    # No SDK subclass for "unknown": parse_chart leaves the base Chart.
+    assert type(image) is Chart and type(text) is Chart
+    assert image.type == text.type == ChartType.UNKNOWN
+    assert (image.title, text.title) == ("Image", None)
+    for chart in (image, text):
+        assert chart.elements == []
+        assert (chart.x_label, chart.y_label, chart.x_ticks, chart.x_scale) == (None, None, None, None)
+        _assert_png(chart)
+
+
 def test_figures_left_open_are_charts_too(sandbox):
     charts = _charts(
         sandbox,

@@ -169,6 +169,12 @@ export async function teardown(ctx, label) {
   await ctx.daemon?.stop();
 }
 
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** Whether `b64` is base64 text of a PNG file. */
+export function isPngBase64(b64) {
+  return typeof b64 === 'string' && Buffer.from(b64, 'base64').subarray(0, 8).equals(PNG_SIGNATURE);
+}
+
 let counter = 0;
 /** A fresh directory inside the daemon's workdir; returns its absolute path. */
 export function testDir(ctx, name) {
