@@ -1,5 +1,5 @@
 //! A command's logs: `output.log` (both streams in arrival order with a 3-byte marker at every
-//! switch of stream), `stdout.log` and `stderr.log`, each capped; and the FIFO drain that feeds
+//! switch of stream), `stdout.log` and `stderr.log`, capped only by `--max-log`; and the FIFO drain that feeds
 //! them.
 
 use std::fs::File;
@@ -18,7 +18,7 @@ pub(super) enum Stream {
     Stderr,
 }
 
-/// Appends to `output.log` (with markers) and the per-stream logs, each capped.
+/// Appends to `output.log` (with markers) and the per-stream logs, each capped at `cap`.
 #[derive(Debug)]
 pub(super) struct LogWriter {
     pub(super) cap: usize,
