@@ -231,7 +231,10 @@ impl Git {
                         )
                     })?;
                     let mut remote = repo.find_remote("origin").map_err(|e| git_error(e, &[]))?;
-                    let mut fetch = transfer.fetch_options();
+                    // A transfer of its own: the clone's has offered the credentials already,
+                    // and would take a second ask for a refusal.
+                    let refetch = Transfer::new(self, &request.auth, request.insecure_skip_tls);
+                    let mut fetch = refetch.fetch_options();
                     if let Some(depth) = depth {
                         fetch.depth(depth);
                     }

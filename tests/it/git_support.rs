@@ -1,12 +1,13 @@
 //! Fixtures for the git tests: a git CLI isolated from the user's config, seeded bare remotes, a
 //! daemon whose PATH has no git, and a smart-HTTP remote on loopback (`git http-backend` as CGI
-//! behind Basic auth) for the authenticated cases.
+//! behind Basic auth) for the authenticated cases, TLS in front of it (a self-signed certificate,
+//! `openssl` CLI + a Python `ssl` pipe), and a recording forward proxy.
 
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -314,27 +315,106 @@ pub(crate) fn clone(daemon: &Toolboxd, url: &str, path: &str) -> PathBuf {
     daemon.path(path)
 }
 
-/// A daemon, its fixtures, a seeded remote and a clone of it at `repo` (over file://).
+/// How the daemon reaches a test's remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// `file://` of the bare repository.
+    File,
+    /// The authenticated smart-HTTP remote (`GitHttp`).
+    Http,
+}
+
+/// A remote as the daemon reaches it: its URL and the credentials a request needs.
+pub(crate) enum Access {
+    File,
+    Http(GitHttp),
+}
+
+impl Access {
+    /// Starts the HTTP remote for `Transport::Http`.
+    pub(crate) fn new(fx: &Fixtures, transport: Transport) -> Access {
+        match transport {
+            Transport::File => Access::File,
+            Transport::Http => Access::Http(fx.http()),
+        }
+    }
+
+    /// The URL of `remote`.
+    pub(crate) fn url(&self, remote: &Remote) -> String {
+        match self {
+            Access::File => remote.file_url(),
+            Access::Http(http) => http.url(&remote.name()),
+        }
+    }
+
+    /// `body` with the credentials the remote wants (none over file://).
+    pub(crate) fn auth(&self, mut body: Value) -> Value {
+        if let Access::Http(_) = self {
+            body["username"] = json!(USER);
+            body["password"] = json!(PASSWORD);
+        }
+        body
+    }
+
+    /// A `/git/clone` body for `remote` into `path`, with `extra` fields.
+    pub(crate) fn clone_body(&self, remote: &Remote, path: &str, extra: Value) -> Value {
+        let mut body = json!({"url": self.url(remote), "path": path});
+        for (key, value) in extra.as_object().expect("extra is an object") {
+            body[key] = value.clone();
+        }
+        self.auth(body)
+    }
+
+    /// The HTTP remote (panics over file://).
+    pub(crate) fn http(&self) -> &GitHttp {
+        match self {
+            Access::Http(http) => http,
+            Access::File => panic!("not an HTTP remote"),
+        }
+    }
+}
+
+/// A daemon, its fixtures, a seeded remote and a clone of it at `repo`.
 pub(crate) struct Cloned {
     pub(crate) daemon: Toolboxd,
     pub(crate) fx: Fixtures,
     pub(crate) remote: Remote,
     /// The clone (work dir `repo`).
     pub(crate) dir: PathBuf,
+    /// How the clone reaches `remote` (its `origin`).
+    pub(crate) access: Access,
 }
 
 impl Cloned {
+    /// Cloned over file://.
     pub(crate) fn new() -> Cloned {
+        Cloned::over(Transport::File)
+    }
+
+    /// Cloned over `transport` (with the right credentials over HTTP).
+    pub(crate) fn over(transport: Transport) -> Cloned {
         let fx = Fixtures::new();
         let daemon = start_daemon(&fx);
         let remote = fx.remote("origin");
-        let dir = clone(&daemon, &remote.file_url(), "repo");
+        let access = Access::new(&fx, transport);
+        ok(
+            &daemon,
+            "/git/clone",
+            access.clone_body(&remote, "repo", json!({})),
+        );
+        let dir = daemon.path("repo");
         Cloned {
             daemon,
             fx,
             remote,
             dir,
+            access,
         }
+    }
+
+    /// POSTs `body` to `route` with the credentials the remote wants.
+    pub(crate) fn post(&self, route: &str, body: Value) -> Response {
+        self.daemon.post_json(route, &self.access.auth(body))
     }
 
     /// git CLI in the clone.
@@ -439,7 +519,7 @@ pub(crate) struct GitHttp {
     pub(crate) port: u16,
     /// Slept before answering each request (for the slow-clone case).
     pub(crate) delay: Arc<Mutex<Duration>>,
-    stop: Arc<AtomicBool>,
+    _server: Server,
 }
 
 struct Served {
@@ -451,30 +531,21 @@ struct Served {
 
 impl GitHttp {
     fn start(root: PathBuf, home: PathBuf) -> GitHttp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let delay = Arc::new(Mutex::new(Duration::ZERO));
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(Served {
+        let served = Served {
             root,
             home,
             backend: http_backend(),
             delay: delay.clone(),
+        };
+        let server = Server::start(move |stream| {
+            let _ = serve_connection(stream, &|request| answer_git(&served, request));
         });
-        let stopping = stop.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let served = served.clone();
-                std::thread::spawn(move || {
-                    let _ = serve_connection(stream, &served);
-                });
-            }
-        });
-        GitHttp { port, delay, stop }
+        GitHttp {
+            port: server.port,
+            delay,
+            _server: server,
+        }
     }
 
     /// `http://127.0.0.1:PORT/NAME`.
@@ -485,13 +556,6 @@ impl GitHttp {
     /// `127.0.0.1:PORT`.
     pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for GitHttp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
@@ -508,95 +572,177 @@ fn http_backend() -> PathBuf {
     PathBuf::from("/usr/lib/git-core/git-http-backend")
 }
 
-/// Serves requests on one keep-alive connection until the client closes it.
-fn serve_connection(stream: TcpStream, served: &Served) -> std::io::Result<()> {
+/// A loopback listener that hands every connection to `handle` on a thread of its own;
+/// stopped on drop.
+struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = Arc::new(handle);
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let handle = handle.clone();
+                std::thread::spawn(move || handle(stream));
+            }
+        });
+        Server { port, stop }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// One request as read off the wire (header names lowercased, the body de-chunked).
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    }
+}
+
+/// Serves requests on one keep-alive connection until the client closes it, answering each
+/// with the raw response `answer` returns.
+fn serve_connection(
+    stream: TcpStream,
+    answer: &dyn Fn(&Request) -> std::io::Result<Vec<u8>>,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let request_line = line.trim_end().to_string();
-        if request_line.is_empty() {
-            continue;
-        }
-        let mut parts = request_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_string();
-        let target = parts.next().unwrap_or_default().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header)? == 0 {
-                return Ok(());
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-            }
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        };
-        if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        }
-        let body = if header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-        {
-            read_chunked(&mut reader)?
-        } else {
-            let length: usize = header("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body)?;
-            body
-        };
-        let delay = *served.delay.lock().unwrap();
-        std::thread::sleep(delay);
-        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let authorized = header("authorization")
-            .and_then(|v| v.strip_prefix("Basic ").map(str::to_string))
-            .and_then(|b64| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .ok()
-            })
-            .is_some_and(|decoded| decoded == format!("{USER}:{PASSWORD}").as_bytes());
-        if !authorized {
-            let body = b"authentication required\n";
-            write!(
-                writer,
-                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )?;
-            writer.write_all(body)?;
-        } else {
-            let (status, cgi_headers, cgi_body) = run_cgi(served, &method, &target, &header, body)?;
-            let mut head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\n",
-                cgi_body.len()
-            );
-            for (name, value) in cgi_headers {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            writer.write_all(head.as_bytes())?;
-            writer.write_all(&cgi_body)?;
-        }
+    while let Some(request) = read_request(&mut reader, &mut writer)? {
+        writer.write_all(&answer(&request)?)?;
         writer.flush()?;
-        if close {
-            return Ok(());
+        if request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            break;
         }
     }
+    Ok(())
+}
+
+/// The next request on a connection (answering `Expect: 100-continue` on `writer`); None once
+/// the client has closed it.
+fn read_request(
+    reader: &mut impl BufRead,
+    writer: &mut impl Write,
+) -> std::io::Result<Option<Request>> {
+    let mut line = String::new();
+    let request_line = loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if !line.trim_end().is_empty() {
+            break line.trim_end().to_string();
+        }
+    };
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut request = Request {
+        method,
+        target,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 {
+            return Ok(None);
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            request
+                .headers
+                .push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    if request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    request.body = if request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        read_chunked(reader)?
+    } else {
+        let length: usize = request
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        body
+    };
+    Ok(Some(request))
+}
+
+/// The smart-HTTP answer to one request: 401 without the right Basic credentials, else what
+/// `git http-backend` says.
+fn answer_git(served: &Served, request: &Request) -> std::io::Result<Vec<u8>> {
+    let delay = *served.delay.lock().unwrap();
+    std::thread::sleep(delay);
+    let authorized = request
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Basic ").map(str::to_string))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .is_some_and(|decoded| decoded == format!("{USER}:{PASSWORD}").as_bytes());
+    if !authorized {
+        let body = "authentication required\n";
+        return Ok(format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes());
+    }
+    let (status, cgi_headers, cgi_body) = run_cgi(served, request)?;
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n",
+        cgi_body.len()
+    );
+    for (name, value) in cgi_headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut response = head.into_bytes();
+    response.extend_from_slice(&cgi_body);
+    Ok(response)
 }
 
 /// Reads a chunked request body (trailers dropped).
@@ -628,14 +774,12 @@ fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
 type CgiAnswer = (String, Vec<(String, String)>, Vec<u8>);
 
 /// Runs `git http-backend` for one request.
-fn run_cgi(
-    served: &Served,
-    method: &str,
-    target: &str,
-    header: &dyn Fn(&str) -> Option<String>,
-    body: Vec<u8>,
-) -> std::io::Result<CgiAnswer> {
+fn run_cgi(served: &Served, request: &Request) -> std::io::Result<CgiAnswer> {
+    // Servers must take absolute-form targets too (RFC 9112 3.2.2).
+    let target = split_absolute(&request.target).map_or(request.target.as_str(), |(_, path)| path);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let header = |name: &str| request.header(name);
+    let body = request.body.clone();
     let mut command = Command::new(&served.backend);
     command
         .env_clear()
@@ -646,7 +790,7 @@ fn run_cgi(
         .env("GIT_HTTP_EXPORT_ALL", "1")
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
-        .env("REQUEST_METHOD", method)
+        .env("REQUEST_METHOD", &request.method)
         .env("PATH_INFO", path)
         .env("QUERY_STRING", query)
         .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
@@ -713,4 +857,208 @@ pub(crate) fn assert_bad_request(response: Response) {
         code == "BAD_REQUEST" || code == "INVALID_REQUEST_BODY",
         "{body}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A recording forward proxy, and TLS in front of the HTTP remote
+// ---------------------------------------------------------------------------------------------
+
+/// A forward proxy on loopback that records the request lines it is sent: absolute-form
+/// requests (`GET http://host/…`, for http:// remotes) go to their origin on a connection of
+/// their own; `CONNECT host:port` (for https:// remotes) opens a tunnel. Loopback origins only.
+pub(crate) struct Proxy {
+    seen: Arc<Mutex<Vec<String>>>,
+    server: Server,
+}
+
+impl Proxy {
+    pub(crate) fn start() -> Proxy {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recording = seen.clone();
+        let server = Server::start(move |stream| {
+            let _ = proxy_connection(stream, &recording);
+        });
+        Proxy { seen, server }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// The request lines (`METHOD TARGET`) it was sent, in order.
+    pub(crate) fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Proxies the requests of one client connection.
+fn proxy_connection(stream: TcpStream, seen: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    while let Some(request) = read_request(&mut reader, &mut writer)? {
+        let line = format!("{} {}", request.method, request.target);
+        seen.lock().unwrap().push(line);
+        if request.method == "CONNECT" {
+            return tunnel(&request.target, reader, writer);
+        }
+        writer.write_all(&forward(&request)?)?;
+        writer.flush()?;
+    }
+    Ok(())
+}
+
+/// `(authority, path)` of an absolute-form `http://` target.
+fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    let rest = target.strip_prefix("http://")?;
+    Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
+}
+
+/// A raw response with no body.
+fn bare_response(status: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+/// Sends an absolute-form `request` to its origin in origin form and returns the answer.
+fn forward(request: &Request) -> std::io::Result<Vec<u8>> {
+    let Some((authority, path)) = split_absolute(&request.target) else {
+        return Ok(bare_response("400 Bad Request"));
+    };
+    // Everything stays on loopback.
+    if !authority.starts_with("127.0.0.1:") {
+        return Ok(bare_response("403 Forbidden"));
+    }
+    let Ok(mut upstream) = TcpStream::connect(authority) else {
+        return Ok(bare_response("502 Bad Gateway"));
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let mut head = format!("{} {path} HTTP/1.1\r\n", request.method);
+    let hop_by_hop = [
+        "connection",
+        "proxy-connection",
+        "proxy-authorization",
+        "keep-alive",
+        "content-length",
+        "transfer-encoding",
+        "expect",
+    ];
+    for (name, value) in &request.headers {
+        if !hop_by_hop.contains(&name.as_str()) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        request.body.len()
+    ));
+    upstream.write_all(head.as_bytes())?;
+    upstream.write_all(&request.body)?;
+    let mut response = Vec::new();
+    upstream.read_to_end(&mut response)?;
+    Ok(response)
+}
+
+/// Answers `CONNECT authority` and pipes bytes both ways until either side closes.
+fn tunnel(
+    authority: &str,
+    mut reader: BufReader<TcpStream>,
+    mut writer: TcpStream,
+) -> std::io::Result<()> {
+    if !authority.starts_with("127.0.0.1:") {
+        return writer.write_all(&bare_response("403 Forbidden"));
+    }
+    let Ok(upstream) = TcpStream::connect(authority) else {
+        return writer.write_all(&bare_response("502 Bad Gateway"));
+    };
+    writer.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    let mut to_upstream = upstream.try_clone()?;
+    let outbound = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut to_upstream);
+        let _ = to_upstream.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut &upstream, &mut writer);
+    let _ = writer.shutdown(Shutdown::Both);
+    let _ = outbound.join();
+    Ok(())
+}
+
+/// Terminates TLS and pipes the bytes to a plain port: `tls_pipe.py CERT KEY PORT`.
+const TLS_PIPE: &str = include_str!("tls_pipe.py");
+
+/// `https://127.0.0.1:PORT/…` in front of a `GitHttp`, with a self-signed certificate for
+/// 127.0.0.1 made by the openssl CLI (a Python `ssl` pipe; killed on drop).
+pub(crate) struct Tls {
+    pub(crate) port: u16,
+    child: Child,
+}
+
+impl Tls {
+    /// `https://127.0.0.1:PORT/NAME`.
+    pub(crate) fn url(&self, name: &str) -> String {
+        format!("https://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fixtures {
+    /// TLS in front of `http`.
+    pub(crate) fn https(&self, http: &GitHttp) -> Tls {
+        let dir = self.root().join("tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key, log) = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("pipe.log"),
+        );
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "2"])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the openssl CLI");
+        assert!(
+            out.status.success(),
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(TLS_PIPE)
+            .arg(&cert)
+            .arg(&key)
+            .arg(http.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("run python3");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the TLS pipe did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        Tls { port, child }
+    }
 }

@@ -20,6 +20,8 @@ pub struct StartOptions {
     pub workdir: Option<PathBuf>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Variables taken out of the inherited environment.
+    pub env_remove: Vec<String>,
     /// Pass no `--workdir`; set `DAYTONA_USER_HOME_AS_WORKDIR=true` so HOME is the work dir.
     pub home_as_workdir: bool,
     /// Trailing arguments (`-- CMD…`): the entrypoint.
@@ -91,6 +93,9 @@ impl Toolboxd {
         }
         for (key, value) in &options.env {
             command.env(key, value);
+        }
+        for key in &options.env_remove {
+            command.env_remove(key);
         }
         if std::env::var_os("TOOLBOXD_TEST_LOG").is_none() {
             command.stderr(Stdio::null());

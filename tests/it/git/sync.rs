@@ -8,29 +8,6 @@ use serde_json::{json, Value};
 use crate::git_support::*;
 use crate::harness::*;
 
-/// A daemon with a clone of the HTTP remote at `repo`, made with the right credentials.
-fn http_clone() -> (Cloned, GitHttp) {
-    let fx = Fixtures::new();
-    let daemon = start_daemon(&fx);
-    let remote = fx.remote("origin");
-    let http = fx.http();
-    ok(
-        &daemon,
-        "/git/clone",
-        json!({"url": http.url(&remote.name()), "path": "repo", "username": USER, "password": PASSWORD}),
-    );
-    let dir = daemon.path("repo");
-    (
-        Cloned {
-            daemon,
-            fx,
-            remote,
-            dir,
-        },
-        http,
-    )
-}
-
 fn push(c: &Cloned, body: Value) -> Response {
     c.daemon.post_json("/git/push", &body)
 }
@@ -115,18 +92,28 @@ fn push_sends_commits_and_sets_the_upstream() {
 
 #[test]
 fn push_that_is_not_a_fast_forward_is_rejected() {
-    let c = Cloned::new();
+    push_that_is_not_a_fast_forward_is_rejected_over(Transport::File);
+}
+
+#[test]
+fn push_over_http_that_is_not_a_fast_forward_is_rejected() {
+    push_that_is_not_a_fast_forward_is_rejected_over(Transport::Http);
+}
+
+fn push_that_is_not_a_fast_forward_is_rejected_over(transport: Transport) {
+    let c = Cloned::over(transport);
     let theirs =
         c.fx.push_upstream(&c.remote, &[("theirs.txt", "t\n")], "theirs");
     let mine = c.commit_files(&[("mine.txt", "m\n")], "mine");
-    assert_error(push(&c, json!({"path": "repo"})), 409, "GIT_PUSH_REJECTED");
+    let rejected = c.post("/git/push", json!({"path": "repo"}));
+    assert_error(rejected, 409, "GIT_PUSH_REJECTED");
     assert_eq!(c.fx.remote_ref(&c.remote, "main"), theirs);
     assert_eq!(c.head(), mine);
 }
 
 #[test]
 fn push_over_http_takes_credentials_from_the_request() {
-    let (c, _http) = http_clone();
+    let c = Cloned::over(Transport::Http);
     let mine = c.commit_files(&[("mine.txt", "m\n")], "mine");
     assert_error(push(&c, json!({"path": "repo"})), 401, "GIT_AUTH_FAILED");
     let wrong = "n0t-the-pa55word";
@@ -147,7 +134,7 @@ fn push_over_http_takes_credentials_from_the_request() {
 
 #[test]
 fn push_refused_by_a_remote_hook_is_reported() {
-    let (c, _http) = http_clone();
+    let c = Cloned::over(Transport::Http);
     let hook = c.remote.bare.join("hooks/pre-receive");
     write(&hook, "#!/bin/sh\necho 'pushes are closed' >&2\nexit 1\n");
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -162,12 +149,24 @@ fn push_refused_by_a_remote_hook_is_reported() {
 
 #[test]
 fn pull_fast_forwards_and_keeps_unrelated_local_changes() {
-    let c = Cloned::new();
+    pull_fast_forwards_over(Transport::File);
+}
+
+#[test]
+fn pull_over_http_fast_forwards_and_keeps_unrelated_local_changes() {
+    pull_fast_forwards_over(Transport::Http);
+}
+
+fn pull_fast_forwards_over(transport: Transport) {
+    let c = Cloned::over(transport);
     let theirs =
         c.fx.push_upstream(&c.remote, &[("theirs.txt", "t\n")], "theirs");
     c.write("a.txt", "local edit\n");
     c.write("scratch.txt", "scratch\n");
-    assert_eq!(json(pull(&c, json!({"path": "repo"})), 200), json!({}));
+    assert_eq!(
+        json(c.post("/git/pull", json!({"path": "repo"})), 200),
+        json!({})
+    );
     assert_eq!(c.head(), theirs);
     assert_eq!(c.git(&["symbolic-ref", "--short", "HEAD"]), "main");
     assert_eq!(c.read("theirs.txt"), "t\n");
@@ -180,14 +179,26 @@ fn pull_fast_forwards_and_keeps_unrelated_local_changes() {
         "{status}"
     );
 
-    let missing = pull(&c, json!({"path": "repo", "branch": "no-such-branch"}));
+    let missing = c.post(
+        "/git/pull",
+        json!({"path": "repo", "branch": "no-such-branch"}),
+    );
     assert_error(missing, 404, "GIT_BRANCH_NOT_FOUND");
     assert_eq!(c.head(), theirs);
 }
 
 #[test]
 fn pull_merges_diverged_histories() {
-    let c = Cloned::new();
+    pull_merges_over(Transport::File);
+}
+
+#[test]
+fn pull_over_http_merges_diverged_histories() {
+    pull_merges_over(Transport::Http);
+}
+
+fn pull_merges_over(transport: Transport) {
+    let c = Cloned::over(transport);
     ok(
         &c.daemon,
         "/git/config/user",
@@ -196,7 +207,10 @@ fn pull_merges_diverged_histories() {
     let mine = c.commit_files(&[("mine.txt", "m\n")], "mine");
     let theirs =
         c.fx.push_upstream(&c.remote, &[("theirs.txt", "t\n")], "theirs");
-    ok(&c.daemon, "/git/pull", json!({"path": "repo"}));
+    assert_eq!(
+        json(c.post("/git/pull", json!({"path": "repo"})), 200),
+        json!({})
+    );
     let parents = c.git(&["rev-list", "--parents", "-n", "1", "HEAD"]);
     let parents: Vec<&str> = parents.split(' ').collect();
     assert_eq!(parents.len(), 3, "not a merge commit: {parents:?}");
@@ -223,7 +237,16 @@ fn snapshot(c: &Cloned) -> (String, Vec<String>, String, String, String) {
 
 #[test]
 fn pull_with_conflicts_changes_nothing() {
-    let c = Cloned::new();
+    pull_with_conflicts_changes_nothing_over(Transport::File);
+}
+
+#[test]
+fn pull_over_http_with_conflicts_changes_nothing() {
+    pull_with_conflicts_changes_nothing_over(Transport::Http);
+}
+
+fn pull_with_conflicts_changes_nothing_over(transport: Transport) {
+    let c = Cloned::over(transport);
     c.commit_files(&[("README.md", "# mine\n")], "mine");
     c.fx.push_upstream(
         &c.remote,
@@ -232,7 +255,8 @@ fn pull_with_conflicts_changes_nothing() {
     );
     c.write("scratch.txt", "untracked\n");
     let before = snapshot(&c);
-    assert_error(pull(&c, json!({"path": "repo"})), 409, "GIT_MERGE_CONFLICT");
+    let conflict = c.post("/git/pull", json!({"path": "repo"}));
+    assert_error(conflict, 409, "GIT_MERGE_CONFLICT");
     assert_eq!(snapshot(&c), before);
     assert!(!c.dir.join(".git/MERGE_HEAD").exists());
     assert!(!c.dir.join("t.txt").exists());
@@ -257,7 +281,7 @@ fn pull_refuses_to_clobber_local_changes() {
 
 #[test]
 fn pull_over_http_needs_the_right_credentials() {
-    let (c, _http) = http_clone();
+    let c = Cloned::over(Transport::Http);
     let theirs =
         c.fx.push_upstream(&c.remote, &[("theirs.txt", "t\n")], "theirs");
     assert_error(pull(&c, json!({"path": "repo"})), 401, "GIT_AUTH_FAILED");
@@ -311,6 +335,7 @@ fn stored_credentials_serve_clone_pull_and_push() {
         fx,
         remote,
         dir,
+        access: Access::Http(http),
     };
     let theirs =
         c.fx.push_upstream(&c.remote, &[("theirs.txt", "t\n")], "theirs");
@@ -336,7 +361,7 @@ fn stored_credentials_serve_clone_pull_and_push() {
     let file_arg = file.to_str().unwrap();
     for (host, protocol, user, password) in [
         ("github.com", "https", "bob", special),
-        (http.host().as_str(), "http", USER, PASSWORD),
+        (c.access.http().host().as_str(), "http", USER, PASSWORD),
     ] {
         let mut read = c.fx.command(
             c.fx.root(),
