@@ -219,6 +219,13 @@ impl Git {
                 _ => mapped,
             }
         })?;
+        if request.insecure_skip_tls && !is_local(&request.url) {
+            // Later pulls and pushes (which have no such flag on the wire) honour it, as git
+            // honours `http.sslVerify` in the repository's config.
+            repo.config()
+                .and_then(|mut config| config.set_bool("http.sslVerify", false))
+                .map_err(|e| git_error(e, &[]))?;
+        }
         if let Some(commit) = request.commit_id.as_deref().filter(|c| !c.is_empty()) {
             let oid = match repo.revparse_single(commit) {
                 Ok(object) => object.id(),
@@ -270,7 +277,7 @@ impl Git {
         workdir(&repo)?;
         let head_branch = current_branch(&repo);
         let (remote_name, branch) = self.pull_target(&repo, request, head_branch.as_deref())?;
-        let transfer = Transfer::new(self, &request.auth, false);
+        let transfer = Transfer::new(self, &request.auth, skips_tls_verify(&repo));
         let mut remote = repo
             .find_remote(&remote_name)
             .map_err(|_| Error::not_found(format!("remote not found: {remote_name}")))?;
@@ -357,7 +364,7 @@ impl Git {
         let mut remote = repo
             .find_remote(&remote_name)
             .map_err(|_| Error::not_found(format!("remote not found: {remote_name}")))?;
-        let transfer = Transfer::new(self, &request.auth, false);
+        let transfer = Transfer::new(self, &request.auth, skips_tls_verify(&repo));
         let rejected: std::cell::RefCell<Option<String>> = Default::default();
         let mut callbacks = transfer.callbacks();
         callbacks.push_update_reference(|reference, status| {
@@ -419,6 +426,14 @@ impl Git {
 
 /// The depth to fetch with. libgit2's local transport (`file://` and plain paths) cannot fetch
 /// shallow; there the whole history is copied instead (it is on this disk anyway).
+/// `http.sslVerify = false` in the repository's (or the user's, or the system's) git config:
+/// certificates are then not checked, as with git.
+fn skips_tls_verify(repo: &Repository) -> bool {
+    repo.config()
+        .and_then(|config| config.get_bool("http.sslVerify"))
+        .is_ok_and(|verify| !verify)
+}
+
 fn shallow_depth(url: &str, depth: Option<u32>) -> Option<i32> {
     let depth = depth.filter(|d| *d > 0)?;
     if is_local(url) {
@@ -564,7 +579,7 @@ pub(super) fn dirty(err: git2::Error) -> Error {
 impl Git {
     /// Fetches a remote's configured refspecs.
     pub(super) fn fetch_remote(&self, repo: &Repository, name: &str, auth: &Auth) -> Result<()> {
-        let transfer = Transfer::new(self, auth, false);
+        let transfer = Transfer::new(self, auth, skips_tls_verify(repo));
         let mut remote = repo.find_remote(name).map_err(|e| git_error(e, &[]))?;
         let mut options = transfer.fetch_options();
         let fetched = remote.fetch(&[] as &[&str], Some(&mut options), None);

@@ -272,6 +272,26 @@ fn clone_over_https_with_a_self_signed_certificate_needs_insecure_skip_tls() {
 
     ok(&daemon, "/git/clone", body("repo", true));
     assert_cloned(&fx, &daemon.path("repo"), &remote, &url);
+    // The clone keeps the choice (`http.sslVerify false`, as git spells it), so pulls and pushes,
+    // which have no such flag, reach the same server; and they honour the setting when it changes.
+    let pull = json!({"path": "repo", "username": USER, "password": PASSWORD});
+    ok(&daemon, "/git/pull", pull.clone());
+    let repo = daemon.path("repo");
+    assert_eq!(fx.git(&repo, &["config", "http.sslVerify"]), "false");
+    fx.git(&repo, &["config", "http.sslVerify", "true"]);
+    let error = assert_error(
+        daemon.post_json("/git/pull", &pull),
+        502,
+        "GIT_TRANSPORT_FAILED",
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{error}"
+    );
 }
 
 /// Asserts `dir` is a whole clone of `remote` from `url`: main at `c2` checked out clean, the
