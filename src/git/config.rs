@@ -53,6 +53,7 @@ impl Git {
                     .map_err(|e| git_error(e, &[]));
             }
         };
+        self.libgit2();
         Config::open(&file).map_err(|e| git_error(e, &[]))
     }
 

@@ -42,24 +42,37 @@ pub struct Auth {
 
 impl Git {
     /// The capability for repositories under `workdir`, with global config under `home`.
+    /// libgit2 (and OpenSSL under it) is set up on first use, not here: a daemon that never
+    /// touches git never pays its memory.
     pub fn new(workdir: PathBuf, home: PathBuf) -> Git {
-        // libgit2 reads the global config from $HOME unless told; point it at our home so
-        // `scope: global` and the config commits use agree.
-        // SAFETY: called before any git work starts on another thread (the capability is built
-        // once at startup), as libgit2 requires for global options.
-        unsafe {
-            let _ = git2::opts::set_search_path(git2::ConfigLevel::Global, &home);
-            let _ = git2::opts::set_search_path(git2::ConfigLevel::XDG, home.join(".config/git"));
-            // The daemon serves repositories that sandbox users made (often as another uid):
-            // like the reference daemon, do not refuse them for their owner.
-            let _ = git2::opts::set_verify_owner_validation(false);
-            // Bound the pack files mapped at once (default: 8 GiB in windows of 1 GiB, so a
-            // whole pack stays mapped and every page a checkout touches stays resident): small
-            // windows under a small limit keep big clones and status at a steady footprint.
-            let _ = git2::opts::set_mwindow_size(4 * 1024 * 1024);
-            let _ = git2::opts::set_mwindow_mapped_limit(16 * 1024 * 1024);
-        }
         Git { workdir, home }
+    }
+
+    /// Sets libgit2's global options once, before the first libgit2 call; every entry point
+    /// (`open`, `clone_repo`, `init`, config files) calls it first.
+    fn libgit2(&self) {
+        static OPTIONS: std::sync::Once = std::sync::Once::new();
+        OPTIONS.call_once(|| {
+            let home = &self.home;
+            // libgit2 reads the global config from $HOME unless told; point it at our home so
+            // `scope: global` and the config commits use agree.
+            // SAFETY: libgit2 requires global options to be set while no other thread uses
+            // it; every use goes through an entry point that waits on this `Once` first.
+            unsafe {
+                let _ = git2::opts::set_search_path(git2::ConfigLevel::Global, home);
+                let _ =
+                    git2::opts::set_search_path(git2::ConfigLevel::XDG, home.join(".config/git"));
+                // The daemon serves repositories that sandbox users made (often as another
+                // uid): like the reference daemon, do not refuse them for their owner.
+                let _ = git2::opts::set_verify_owner_validation(false);
+                // Bound the pack files mapped at once (default: 8 GiB in windows of 1 GiB, so
+                // a whole pack stays mapped and every page a checkout touches stays resident):
+                // small windows under a small limit keep big clones and status at a steady
+                // footprint.
+                let _ = git2::opts::set_mwindow_size(4 * 1024 * 1024);
+                let _ = git2::opts::set_mwindow_mapped_limit(16 * 1024 * 1024);
+            }
+        });
     }
 
     /// `path` made absolute against the work dir.
@@ -76,6 +89,7 @@ impl Git {
     /// The repository exactly at `path` (no search upwards: a plain directory inside some other
     /// repository is not a repository).
     pub fn open(&self, path: &str) -> Result<Repository> {
+        self.libgit2();
         let dir = self.resolve(path)?;
         Repository::open_ext(
             &dir,

@@ -155,6 +155,7 @@ impl<'a> Transfer<'a> {
 impl Git {
     /// Clones `request.url` into `request.path`, streaming the pack to disk.
     pub fn clone_repo(&self, request: &CloneRequest) -> Result<()> {
+        self.libgit2();
         if request.url.trim().is_empty() {
             return Err(Error::missing("url"));
         }

@@ -63,6 +63,7 @@ pub struct RestoreRequest {
 impl Git {
     /// `git init` (re-running it on a repository is harmless).
     pub fn init(&self, path: &str, bare: bool, initial_branch: Option<&str>) -> Result<()> {
+        self.libgit2();
         let dir = self.resolve(path)?;
         let mut options = RepositoryInitOptions::new();
         options.bare(bare).mkpath(true);
