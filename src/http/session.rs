@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::extract::{flag, Json, Query};
 use crate::error::{Error, Result};
 use crate::process::{
-    strip_markers, CommandInfo, LogFollower, LogFormat, MarkerStripper, SessionInfo,
+    strip_markers, CommandInfo, ExecOptions, LogFollower, LogFormat, MarkerStripper, SessionInfo,
     ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 use crate::state::AppState;
@@ -115,9 +115,10 @@ pub struct SessionExecuteRequest {
     pub var_async: Option<bool>,
     /// Do not echo input sent to the command into its stdout log.
     pub suppress_input_echo: Option<bool>,
-    /// Seconds (absent or 0: none). Beyond Daytona: a command still running then ends with exit
-    /// code 124 and `exitCause: "timeout"`; its session shell is killed (shell state is lost, the
-    /// next command starts a new shell). A sync exec answers 408 `PROCESS_EXECUTION_TIMEOUT`.
+    /// Seconds (absent or 0: none), from when the shell begins the command. Beyond Daytona: a
+    /// command still running then ends with exit code 124 and `exitCause: "timeout"`; its
+    /// session shell is killed (shell state is lost, commands queued behind it end as killed,
+    /// the next command starts a new shell). A sync exec answers 408 `PROCESS_EXECUTION_TIMEOUT`.
     pub timeout: Option<u64>,
 }
 
@@ -237,12 +238,14 @@ pub async fn execute_command(
         .exec(
             &session_id,
             &request.command,
-            run_async,
-            request.suppress_input_echo.unwrap_or(false),
-            request
-                .timeout
-                .filter(|t| *t > 0)
-                .map(std::time::Duration::from_secs),
+            ExecOptions {
+                run_async,
+                suppress_echo: request.suppress_input_echo.unwrap_or(false),
+                timeout: request
+                    .timeout
+                    .filter(|t| *t > 0)
+                    .map(std::time::Duration::from_secs),
+            },
         )
         .await?;
     let Some(outcome) = outcome else {

@@ -17,8 +17,9 @@ use std::sync::{Arc, RwLock};
 pub use exec::{validate_env_names, ExecOutcome, ExecRequest, Program, SIDE_CHANNEL_VAR};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
-    strip_markers, CommandInfo, CommandLogs, ExitCause, LogFollower, LogFormat, MarkerStripper,
-    SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
+    strip_markers, CommandInfo, CommandLogs, ExecOptions, ExitCause, LogFollower, LogFormat,
+    MarkerStripper, SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND,
+    ENTRYPOINT_SESSION,
 };
 pub use spawn::{Child, Io, Spawn};
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};

@@ -36,18 +36,25 @@ fn execute_raw(daemon: &Toolboxd, first: Message) -> Run {
     execute_raw_at(&daemon.base, first)
 }
 
-/// `execute` by base URL, for runs made from other threads.
-fn execute_at(base: &str, request: &Value) -> Run {
-    execute_raw_at(base, Message::Text(request.to_string().into()))
-}
+type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
-fn execute_raw_at(base: &str, first: Message) -> Run {
+/// Connects and sends the first frame: the job is the daemon's once this returns.
+fn submit(base: &str, first: Message) -> Socket {
     let url = format!(
         "{}/process/interpreter/execute",
         base.replacen("http://", "ws://", 1)
     );
     let (mut socket, _) = tungstenite::connect(url).expect("handshake");
     socket.send(first).unwrap();
+    socket
+}
+
+fn execute_raw_at(base: &str, first: Message) -> Run {
+    read_run(submit(base, first))
+}
+
+/// Reads a submitted job's frames up to the close.
+fn read_run(mut socket: Socket) -> Run {
     let mut run = Run {
         frames: Vec::new(),
         close: None,
@@ -384,50 +391,47 @@ fn jobs_in_one_context_run_one_at_a_time_in_order() {
     let id = context["id"].as_str().unwrap().to_string();
     execute(
         &daemon,
-        &json!({"code": "import time\nlog = []", "contextId": id}),
+        &json!({"code": "import os, time\nlog = []", "contextId": id}),
     );
     let started = daemon.workdir.join("first-started");
-    let job = |n: u32, sleep: f64| {
-        json!({
+    let release = daemon.workdir.join("release");
+    let job = |n: u32, code: &str| {
+        let request = json!({
             "contextId": id,
-            "code": format!(
-                "log.append(('start', {n}, time.monotonic()))\n\
-                 open({marker:?}, 'w').close() if {n} == 1 else None\n\
-                 time.sleep({sleep})\n\
-                 log.append(('end', {n}, time.monotonic()))\n\
-                 print({n})",
-                marker = started.display().to_string(),
-            ),
-        })
+            "code": format!("log.append(('start', {n}))\n{code}\nlog.append(('end', {n}))\nprint({n})"),
+        });
+        submit(&daemon.base, Message::Text(request.to_string().into()))
     };
-    let first = {
-        let request = job(1, 1.0);
-        let base = daemon.base.clone();
-        std::thread::spawn(move || execute_at(&base, &request))
-    };
+    // Job 1 holds the context until the test releases it, after jobs 2 and 3 are queued.
+    let first = job(
+        1,
+        &format!(
+            "open({started:?}, 'w').close()\n\
+             for _ in range(3000):\n    if os.path.exists({release:?}): break\n    time.sleep(0.01)",
+            started = started.display().to_string(),
+            release = release.display().to_string(),
+        ),
+    );
+    let first = std::thread::spawn(move || read_run(first));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !started.exists() {
         assert!(std::time::Instant::now() < deadline, "job 1 never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Jobs 2 and 3 are queued behind the running job 1, 2 before 3.
-    let mut later = Vec::new();
-    for (n, sleep) in [(2, 0.3), (3, 0.0)] {
-        let request = job(n, sleep);
-        let base = daemon.base.clone();
-        later.push(std::thread::spawn(move || execute_at(&base, &request)));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let second = job(2, "time.sleep(0.2)");
+    // Sent: give the daemon a moment to queue it before job 3 arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let third = job(3, "pass");
+    let later = [second, third].map(|socket| std::thread::spawn(move || read_run(socket)));
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&release, "").unwrap();
     let mut outputs = vec![first.join().unwrap().text("stdout")];
-    outputs.extend(later.into_iter().map(|t| t.join().unwrap().text("stdout")));
+    outputs.extend(later.map(|t| t.join().unwrap().text("stdout")));
     assert_eq!(outputs, ["1\n", "2\n", "3\n"]);
-    let log = execute(
-        &daemon,
-        &json!({"contextId": id, "code": "events = [e[:2] for e in log]\nprint(events)\nprint(all(a[2] <= b[2] for a, b in zip(log, log[1:])))"}),
-    );
+    let log = execute(&daemon, &json!({"contextId": id, "code": "print(log)"}));
     assert_eq!(
         log.text("stdout"),
-        "[('start', 1), ('end', 1), ('start', 2), ('end', 2), ('start', 3), ('end', 3)]\nTrue\n",
+        "[('start', 1), ('end', 1), ('start', 2), ('end', 2), ('start', 3), ('end', 3)]\n",
         "{log:?}"
     );
 }

@@ -381,6 +381,12 @@ fn delete_kills_a_tree_that_ignores_sigterm_after_the_grace() {
 
 /// Waits for a command to write its background child's pid to `pidfile`; checks it is alive.
 fn read_pid(pidfile: &std::path::Path) -> i32 {
+    let pid = wait_for_pid(pidfile);
+    assert!(is_alive(pid));
+    pid
+}
+
+fn wait_for_pid(pidfile: &std::path::Path) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     let pid = loop {
         if let Some(pid) = std::fs::read_to_string(pidfile)
@@ -392,7 +398,6 @@ fn read_pid(pidfile: &std::path::Path) -> i32 {
         assert!(Instant::now() < deadline, "no pid");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(is_alive(pid));
     pid
 }
 
@@ -765,12 +770,7 @@ fn a_command_past_its_timeout_ends_with_124_and_a_fresh_shell() {
         "PROCESS_EXECUTION_TIMEOUT",
     );
     assert!(started.elapsed() < Duration::from_secs(6), "{body}");
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert_dies(pid);
+    assert_dies(wait_for_pid(&pidfile));
     let session = json(daemon.get("/process/session/t"), 200);
     let timed_out = session["commands"].as_array().unwrap().last().unwrap();
     assert_eq!(timed_out["exitCode"], 124, "{session}");
@@ -790,6 +790,30 @@ fn a_command_past_its_timeout_ends_with_124_and_a_fresh_shell() {
     assert_eq!(wait_exit(&daemon, "t", &cmd), 124);
     assert_eq!(command(&daemon, "t", &cmd)["exitCause"], "timeout");
     assert_eq!(exec(&daemon, "t", "echo alive")["stdout"], "alive\n");
+}
+
+/// A timeout counts from when the shell begins the command: one queued behind a slower command
+/// (which has no timeout) neither kills it nor times out while it waits.
+#[test]
+fn a_timeout_counts_from_when_the_command_begins() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "q");
+    let slow = exec_async(
+        &daemon,
+        "q",
+        json!({"command": "sleep 2.5; echo slow", "runAsync": true}),
+    );
+    let queued = exec_async(
+        &daemon,
+        "q",
+        json!({"command": "echo queued", "runAsync": true, "timeout": 1}),
+    );
+    assert_eq!(wait_exit(&daemon, "q", &slow), 0);
+    assert_eq!(wait_exit(&daemon, "q", &queued), 0);
+    for (cmd, out) in [(&slow, "slow\n"), (&queued, "queued\n")] {
+        assert_eq!(command(&daemon, "q", cmd)["exitCause"], "exited");
+        assert_eq!(logs(&daemon, "q", cmd)["stdout"], out);
+    }
 }
 
 #[test]

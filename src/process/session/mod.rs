@@ -52,6 +52,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(20);
 const FOLLOW_CHUNK: usize = 128 * 1024;
 
 const DONE_PREFIX: &str = "TOOLBOXD_DONE ";
+/// What the shell prints as it begins a command (commands queue in the shell's stdin).
+const START_PREFIX: &str = "TOOLBOXD_START ";
 /// How long to wait for output EOF once a command's status is known (a background job may keep
 /// the FIFO open; its later output still lands in the log).
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
@@ -103,6 +105,17 @@ pub struct CommandLogs {
     pub stderr: Vec<u8>,
 }
 
+/// How to run a session command.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExecOptions {
+    /// Return the id at once instead of waiting for the end.
+    pub run_async: bool,
+    /// Do not echo input sent to the command into its stdout log.
+    pub suppress_echo: bool,
+    /// End it (and its session's shell) if it still runs this long after it began.
+    pub timeout: Option<Duration>,
+}
+
 /// The result of a sync exec.
 #[derive(Debug, Clone)]
 pub struct SessionExecOutcome {
@@ -122,6 +135,9 @@ struct Session {
     shell: Mutex<Option<Shell>>,
     commands: Mutex<Vec<Arc<Command>>>,
     deleted: AtomicBool,
+    /// Held while a timeout kills the session's tree: no new command (and so no new shell,
+    /// which would carry the same marker and cgroup) starts until it is dead.
+    killing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -139,6 +155,8 @@ struct Command {
     /// Most bytes of each log a reply carries.
     max_reply: usize,
     shell_pid: AtomicI32,
+    /// Set when the shell begins it (it may wait behind earlier commands).
+    started: watch::Sender<bool>,
     exit: watch::Sender<Option<i32>>,
     stdin: Mutex<Option<File>>,
     log: Arc<Mutex<LogWriter>>,
@@ -207,6 +225,7 @@ impl Sessions {
             shell: Mutex::new(None),
             commands: Mutex::new(Vec::new()),
             deleted: AtomicBool::new(false),
+            killing: tokio::sync::Mutex::new(()),
         });
         let shell = self.start_shell(&session)?;
         *session.shell.lock().unwrap_or_else(|e| e.into_inner()) = Some(shell);
@@ -317,18 +336,23 @@ impl Sessions {
 
     /// Runs `text` in session `id`: to completion, or (`run_async`) returning the id at once.
     ///
-    /// With a `timeout`, a command still running when it expires ends with exit code 124 and
-    /// cause [`ExitCause::Timeout`]: a sourced command cannot be stopped apart from its shell, so
-    /// the session's whole tree is killed (SIGTERM, then SIGKILL after a short grace) and the
-    /// next command starts a fresh shell. A sync exec then fails with [`ErrorKind::Timeout`].
+    /// With a `timeout`, counted from when the shell begins the command (it may wait behind
+    /// earlier ones), a command still running then ends with exit code 124 and cause
+    /// [`ExitCause::Timeout`]: a sourced command cannot be stopped apart from its shell, so the
+    /// session's whole tree is killed (SIGTERM, then SIGKILL after a short grace; commands queued
+    /// behind it end as killed) and the next command starts a fresh shell once that tree is
+    /// gone. A sync exec then fails with [`ErrorKind::Timeout`].
     pub async fn exec(
         &self,
         id: &str,
         text: &str,
-        run_async: bool,
-        suppress_echo: bool,
-        timeout: Option<Duration>,
+        options: ExecOptions,
     ) -> Result<(String, Option<SessionExecOutcome>)> {
+        let ExecOptions {
+            run_async,
+            suppress_echo,
+            timeout,
+        } = options;
         if id == ENTRYPOINT_SESSION {
             return Err(Error::bad_request(
                 "the entrypoint session does not accept commands",
@@ -341,29 +365,11 @@ impl Sessions {
         }
         let session = self.session(id)?;
         let id = uuid::Uuid::new_v4().to_string();
+        // After a timeout's kill, not during it.
+        drop(session.killing.lock().await);
         let command = self.start_command(&session, id, text, run_async, suppress_echo)?;
         if let Some(limit) = timeout {
-            let (session, command) = (session.clone(), command.clone());
-            tokio::spawn(async move {
-                if tokio::time::timeout(limit, command.wait()).await.is_err() {
-                    command.time_out();
-                    let pid = session
-                        .shell
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .as_ref()
-                        .map(|s| s.pid);
-                    let marker = session.marker.clone();
-                    let _ =
-                        tokio::task::spawn_blocking(move || terminate(pid, &marker, TIMEOUT_GRACE))
-                            .await;
-                    // The shell's watcher finishes it; this covers a shell already gone.
-                    let _ = tokio::task::spawn_blocking(move || {
-                        command.finish_with(TIMEOUT_EXIT_CODE, ExitCause::Timeout)
-                    })
-                    .await;
-                }
-            });
+            tokio::spawn(enforce_timeout(session.clone(), command.clone(), limit));
         }
         if run_async {
             return Ok((command.id.clone(), None));
@@ -590,30 +596,33 @@ impl Command {
 
     /// Marks a running command as timed out, before its tree is killed: whoever finishes it
     /// then publishes the timeout (exit code 124), not the signal that ended the shell.
-    fn time_out(&self) {
-        if self.exit.borrow().is_none() {
-            self.cause
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(ExitCause::Timeout);
+    /// Returns false when it already ended (its cause is claimed as soon as its status is
+    /// known, before its output is drained), so a command that ended in time is never relabelled.
+    fn time_out(&self) -> bool {
+        let mut cause = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        if cause.is_some() || self.exit.borrow().is_some() {
+            return false;
         }
+        *cause = Some(ExitCause::Timeout);
+        true
     }
 
     fn finish_with(&self, code: i32, cause: ExitCause) {
         if self.exit.borrow().is_some() {
             return;
         }
+        // Claimed before the wait for the readers: a timeout expiring meanwhile loses.
+        let cause = *self
+            .cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(cause);
         let (count, cvar) = &*self.readers_done;
         let guard = count.lock().unwrap_or_else(|e| e.into_inner());
         let _ = cvar
             .wait_timeout_while(guard, OUTPUT_GRACE, |n| *n < 2)
             .unwrap_or_else(|e| e.into_inner());
         self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let cause = *self
-            .cause
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(cause);
         let code = if cause == ExitCause::Timeout {
             TIMEOUT_EXIT_CODE
         } else {
@@ -655,6 +664,39 @@ impl Command {
         .await
         .unwrap_or_default()
     }
+}
+
+/// Ends `command` if it is still running `limit` after its shell began it: marks it timed out,
+/// then kills the session's tree (the shell that runs it, and everything it started), holding
+/// the session's `killing` gate so no new shell starts until that tree is gone.
+async fn enforce_timeout(session: Arc<Session>, command: Arc<Command>, limit: Duration) {
+    let mut started = command.started.subscribe();
+    let mut exit = command.exit.subscribe();
+    tokio::select! {
+        _ = started.wait_for(|started| *started) => {}
+        _ = exit.wait_for(Option::is_some) => return,
+    }
+    if tokio::time::timeout(limit, command.wait()).await.is_ok() {
+        return;
+    }
+    let _gate = session.killing.lock().await;
+    let shell = command.shell_pid.load(Ordering::SeqCst);
+    let runs_it = session
+        .shell
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.pid == shell);
+    if session.deleted.load(Ordering::SeqCst) || !runs_it || !command.time_out() {
+        return;
+    }
+    let marker = session.marker.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        terminate(Some(shell), &marker, TIMEOUT_GRACE);
+        // The shell's watcher finishes it; this covers a shell that was already gone.
+        command.finish_with(TIMEOUT_EXIT_CODE, ExitCause::Timeout);
+    })
+    .await;
 }
 
 /// SIGTERM the tree, wait until nothing of it is alive (up to the grace), then SIGKILL.

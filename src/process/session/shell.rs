@@ -83,6 +83,7 @@ impl Sessions {
             suppress_echo,
             max_reply: self.process.max_output.max(1),
             shell_pid: AtomicI32::new(0),
+            started: watch::channel(false).0,
             exit,
             stdin: Mutex::new(stdin),
             log,
@@ -125,7 +126,8 @@ impl Sessions {
             "printf"
         };
         let line = format!(
-            "{{ . {script}; }} < {stdin} > {stdout} 2> {stderr}; {printf} '{DONE_PREFIX}%s %s\\n' {id} \"$?\"\n",
+            "{printf} '{START_PREFIX}%s\\n' {id}; \
+             {{ . {script}; }} < {stdin} > {stdout} 2> {stderr}; {printf} '{DONE_PREFIX}%s %s\\n' {id} \"$?\"\n",
             script = quote(&command.dir.join("cmd.sh")),
             stdin = quote(&stdin_path),
             stdout = quote(&command.dir.join("stdout")),
@@ -186,6 +188,12 @@ impl Sessions {
             .name("session-status".into())
             .spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                    if let Some(cmd_id) = line.strip_prefix(START_PREFIX) {
+                        if let Ok(command) = reader_session.command(cmd_id) {
+                            command.started.send_replace(true);
+                        }
+                        continue;
+                    }
                     let Some(rest) = line.strip_prefix(DONE_PREFIX) else {
                         continue;
                     };
