@@ -119,8 +119,9 @@ impl<'a> Transfer<'a> {
             }
         });
         let insecure = self.insecure;
-        callbacks.certificate_check(move |_, _| {
-            Ok(if insecure {
+        // Only TLS certificates: an SSH host key is never waved through.
+        callbacks.certificate_check(move |cert, _| {
+            Ok(if insecure && cert.as_x509().is_some() {
                 CertificateCheckStatus::CertificateOk
             } else {
                 CertificateCheckStatus::CertificatePassthrough
@@ -220,11 +221,13 @@ impl Git {
                 _ => mapped,
             }
         })?;
-        if request.insecure_skip_tls && !is_local(&request.url) {
-            // Later pulls and pushes (which have no such flag on the wire) honour it, as git
-            // honours `http.sslVerify` in the repository's config.
+        if request.insecure_skip_tls && is_http(&request.url) {
+            // Later pulls and pushes (which have no such flag on the wire) honour it for this
+            // URL only, as git honours `http.<url>.sslVerify` in the repository's config.
             repo.config()
-                .and_then(|mut config| config.set_bool("http.sslVerify", false))
+                .and_then(|mut config| {
+                    config.set_bool(&format!("http.{}.sslVerify", request.url), false)
+                })
                 .map_err(|e| git_error(e, &[]))?;
         }
         if let Some(commit) = request.commit_id.as_deref().filter(|c| !c.is_empty()) {
@@ -248,7 +251,15 @@ impl Git {
                     }
                     remote
                         .fetch(&[commit], Some(&mut fetch), None)
-                        .map_err(|_| {
+                        .map_err(|err| {
+                            // A server refusing an unknown commit answers with a protocol
+                            // error; refused credentials and certificates say what they are.
+                            let tls = err.class() == git2::ErrorClass::Ssl
+                                || err.code() == git2::ErrorCode::Certificate;
+                            let mapped = refetch.error(err);
+                            if tls || mapped.kind == ErrorKind::GitAuthFailed {
+                                return mapped;
+                            }
                             error(
                                 ErrorKind::GitBranchNotFound,
                                 format!("commit not found on the remote: {commit}"),
@@ -278,10 +289,10 @@ impl Git {
         workdir(&repo)?;
         let head_branch = current_branch(&repo);
         let (remote_name, branch) = self.pull_target(&repo, request, head_branch.as_deref())?;
-        let transfer = Transfer::new(self, &request.auth, skips_tls_verify(&repo));
         let mut remote = repo
             .find_remote(&remote_name)
             .map_err(|_| Error::not_found(format!("remote not found: {remote_name}")))?;
+        let transfer = Transfer::new(self, &request.auth, skips_tls_verify(&repo, &remote));
         let tracking = format!("refs/remotes/{remote_name}/{branch}");
         let spec = format!("+refs/heads/{branch}:{tracking}");
         remote
@@ -365,7 +376,7 @@ impl Git {
         let mut remote = repo
             .find_remote(&remote_name)
             .map_err(|_| Error::not_found(format!("remote not found: {remote_name}")))?;
-        let transfer = Transfer::new(self, &request.auth, skips_tls_verify(&repo));
+        let transfer = Transfer::new(self, &request.auth, skips_tls_verify(&repo, &remote));
         let rejected: std::cell::RefCell<Option<String>> = Default::default();
         let mut callbacks = transfer.callbacks();
         callbacks.push_update_reference(|reference, status| {
@@ -427,14 +438,6 @@ impl Git {
 
 /// The depth to fetch with. libgit2's local transport (`file://` and plain paths) cannot fetch
 /// shallow; there the whole history is copied instead (it is on this disk anyway).
-/// `http.sslVerify = false` in the repository's (or the user's, or the system's) git config:
-/// certificates are then not checked, as with git.
-fn skips_tls_verify(repo: &Repository) -> bool {
-    repo.config()
-        .and_then(|config| config.get_bool("http.sslVerify"))
-        .is_ok_and(|verify| !verify)
-}
-
 fn shallow_depth(url: &str, depth: Option<u32>) -> Option<i32> {
     let depth = depth.filter(|d| *d > 0)?;
     if is_local(url) {
@@ -445,6 +448,40 @@ fn shallow_depth(url: &str, depth: Option<u32>) -> Option<i32> {
 }
 
 /// A repository on this machine (`file://` or a plain path).
+/// Whether git's config turns certificate checks off for `remote`'s URL, as git reads it: the
+/// `http.<url>.sslVerify` whose URL is the longest prefix of the remote's (at a `/` boundary),
+/// else `http.sslVerify`, from the repository's, the user's or the system's config.
+fn skips_tls_verify(repo: &Repository, remote: &git2::Remote<'_>) -> bool {
+    let (Ok(config), Some(url)) = (repo.config(), remote.url()) else {
+        return false;
+    };
+    let mut best: Option<(usize, String)> = None;
+    if let Ok(mut entries) = config.entries(Some(r"^http\..+\.sslverify$")) {
+        while let Some(Ok(entry)) = entries.next() {
+            let Some(name) = entry.name() else { continue };
+            let Some(prefix) = name
+                .strip_prefix("http.")
+                .and_then(|rest| rest.get(..rest.len().saturating_sub(".sslverify".len())))
+            else {
+                continue;
+            };
+            let matches = url == prefix
+                || (url.starts_with(prefix)
+                    && (prefix.ends_with('/') || url[prefix.len()..].starts_with('/')));
+            if matches && best.as_ref().is_none_or(|(len, _)| prefix.len() > *len) {
+                best = Some((prefix.len(), name.to_string()));
+            }
+        }
+    }
+    let key = best.map_or_else(|| "http.sslVerify".to_string(), |(_, name)| name);
+    config.get_bool(&key).is_ok_and(|verify| !verify)
+}
+
+fn is_http(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
 fn is_local(url: &str) -> bool {
     url.starts_with("file://") || !url.contains("://")
 }
@@ -580,8 +617,8 @@ pub(super) fn dirty(err: git2::Error) -> Error {
 impl Git {
     /// Fetches a remote's configured refspecs.
     pub(super) fn fetch_remote(&self, repo: &Repository, name: &str, auth: &Auth) -> Result<()> {
-        let transfer = Transfer::new(self, auth, skips_tls_verify(repo));
         let mut remote = repo.find_remote(name).map_err(|e| git_error(e, &[]))?;
+        let transfer = Transfer::new(self, auth, skips_tls_verify(repo, &remote));
         let mut options = transfer.fetch_options();
         let fetched = remote.fetch(&[] as &[&str], Some(&mut options), None);
         drop(options);

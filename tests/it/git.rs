@@ -272,13 +272,21 @@ fn clone_over_https_with_a_self_signed_certificate_needs_insecure_skip_tls() {
 
     ok(&daemon, "/git/clone", body("repo", true));
     assert_cloned(&fx, &daemon.path("repo"), &remote, &url);
-    // The clone keeps the choice (`http.sslVerify false`, as git spells it), so pulls and pushes,
-    // which have no such flag, reach the same server; and they honour the setting when it changes.
+    // The clone keeps the choice for its URL only (`http.<url>.sslVerify false`, as git spells
+    // it), so pulls, which have no such flag, reach the same server; and they honour the
+    // setting when it changes.
     let pull = json!({"path": "repo", "username": USER, "password": PASSWORD});
     ok(&daemon, "/git/pull", pull.clone());
     let repo = daemon.path("repo");
-    assert_eq!(fx.git(&repo, &["config", "http.sslVerify"]), "false");
-    fx.git(&repo, &["config", "http.sslVerify", "true"]);
+    let scoped = format!("http.{url}.sslVerify");
+    assert_eq!(
+        fx.git(&repo, &["config", "--local", "--list"])
+            .matches("sslverify")
+            .count(),
+        1
+    );
+    assert_eq!(fx.git(&repo, &["config", &scoped]), "false");
+    fx.git(&repo, &["config", &scoped, "true"]);
     let error = assert_error(
         daemon.post_json("/git/pull", &pull),
         502,
@@ -362,10 +370,13 @@ fn clone_over_https_goes_through_the_proxy_from_the_environment() {
     assert_eq!(proxy.seen(), seen);
 }
 
+/// FIXME(libgit2/libgit2#5650): libgit2 1.9 resolves the proxy of an http:// remote but sends
+/// the requests to the remote itself (it only connects to a proxy to CONNECT, for https). This
+/// asserts today's behaviour: the clone works, straight to the remote. When libgit2 fixes it,
+/// the proxy must see `GET {url}/info/refs?service=git-upload-pack` and `POST
+/// {url}/git-upload-pack`, and this test fails to say so.
 #[test]
-#[ignore = "libgit2 1.9 resolves the proxy of an http:// remote but sends the request to the \
-            remote itself: it only connects to proxies to CONNECT (libgit2/libgit2#5650)"]
-fn clone_over_http_goes_through_the_proxy_from_the_environment() {
+fn clone_over_http_bypasses_the_proxy_from_the_environment() {
     let fx = Fixtures::new();
     let remote = fx.remote("origin");
     let http = fx.http();
@@ -380,12 +391,8 @@ fn clone_over_http_goes_through_the_proxy_from_the_environment() {
     assert_cloned(&fx, &daemon.path("repo"), &remote, &url);
     let seen = proxy.seen();
     assert!(
-        seen.contains(&format!("GET {url}/info/refs?service=git-upload-pack")),
-        "not through the proxy: {seen:?}"
-    );
-    assert!(
-        seen.contains(&format!("POST {url}/git-upload-pack")),
-        "not through the proxy: {seen:?}"
+        seen.is_empty(),
+        "libgit2 now uses the proxy for http://: {seen:?}"
     );
 }
 
