@@ -355,6 +355,30 @@ fn delete_kills_the_tree_and_forgets_the_session() {
     create(&daemon, "s");
 }
 
+/// A timeout expiring while a delete waits out its grace leaves the delete alone: the tree keeps
+/// its 5 s, and the command is not relabelled a timeout.
+#[test]
+fn a_timeout_during_a_delete_does_not_cut_its_grace_short() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    let pidfile = daemon.path("sleep.pid");
+    exec_async(
+        &daemon,
+        "s",
+        json!({"command": format!("trap '' TERM; sleep 300 & echo $! > {}; wait", pidfile.display()), "runAsync": true, "timeout": 2}),
+    );
+    let pid = read_pid(&pidfile);
+    let started = Instant::now();
+    let response = daemon.delete("/process/session/s");
+    assert_eq!(response.status().as_u16(), 204);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(4500),
+        "the timeout cut the delete's grace short: {took:?}"
+    );
+    assert_dies(pid);
+}
+
 /// A tree that ignores SIGTERM is SIGKILLed once the grace period (5 s) is over.
 #[test]
 fn delete_kills_a_tree_that_ignores_sigterm_after_the_grace() {
