@@ -374,14 +374,14 @@ fn run_job(
         }
         while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=newline).collect();
-            let Ok(value) = serde_json::from_slice::<Value>(&line) else {
+            let Ok(mut value) = serde_json::from_slice::<Value>(&line) else {
                 continue;
             };
             if value["type"] == "chart" {
                 // The worker waits after a chart for this ack, so the raw output it prints next
                 // cannot overtake the chart: everything read so far was written before it.
-                if crate::code::valid_chart(&value["value"]) {
-                    send(value);
+                if let Some(chart) = crate::code::wire_chart(value["value"].take()) {
+                    send(json!({"type": "chart", "value": chart}));
                 } // else: the SDKs' strict models would reject it
                 if write_all(&mut w.jobs, b"\n").is_err() {
                     return JobEnd::WorkerEnded;

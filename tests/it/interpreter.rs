@@ -331,6 +331,9 @@ fn charts_shown_in_a_context_arrive_as_chart_frames() {
         chart["elements"][0]["points"],
         json!([[0.0, 2.0], [1.0, 3.0]])
     );
+    // Text the chart lacks is left out, not null.
+    assert!(chart.get("x_label").is_none() && chart.get("y_label").is_none());
+    assert!(chart["elements"][0].get("label").is_none(), "{chart}");
 }
 
 #[test]
