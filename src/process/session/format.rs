@@ -1,5 +1,5 @@
 //! Which shape a client gets a command's log in (daytona-wire §4.2, §4.4), chosen from the SDK
-//! version it announces, and the marker stripping the oldest shape needs.
+//! version it announces, and the marker stripping the oldest shape and every JSON `output` need.
 //!
 //! * [`LogFormat::Split`]: SDK ≥ 0.167 (or a dev build): JSON `{output, stdout, stderr}`, with
 //!   the markers removed from `output` (Daytona keeps them there, and both SDKs hand `output` to
