@@ -348,28 +348,46 @@ fn node_source(code: &str) -> String {
     format!("process.argv.splice(1, 1);{code}")
 }
 
-/// The charts among the side channel's JSON lines (`{"type":"chart","value":{…}}`). A chart
-/// the SDKs' strict models would reject is dropped: one bad chart would otherwise fail the whole
-/// response in the client (user code can reach the channel from inside its own process).
+/// The charts among the side channel's JSON lines (`{"type":"chart","value":{…}}`), as
+/// [`wire_chart`] sends them.
 pub fn parse_charts(side: &[u8]) -> Vec<Value> {
     side.split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
         .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
         .filter(|record| record["type"] == "chart")
-        .map(|mut record| record["value"].take())
-        .filter(|chart| {
-            let valid = valid_chart(chart);
-            if !valid {
-                tracing::warn!("dropped a chart the SDK models would reject");
-            }
-            valid
-        })
+        .filter_map(|mut record| wire_chart(record["value"].take()))
         .collect()
+}
+
+/// `chart` as it goes out (code-run artifacts, interpreter chart frames): without its missing
+/// values, since Daytona omits the text a chart lacks (`title`, `x_label`, `y_label`, an
+/// element's `group` or `autopct`, …) and every field of the SDKs' types is optional, never
+/// nullable (TypeScript users test for `undefined`). `None` for a chart the SDKs' strict models
+/// would reject: one bad chart would otherwise fail the whole response in the client (user code
+/// can reach the channel from inside its own process).
+pub fn wire_chart(mut chart: Value) -> Option<Value> {
+    if !valid_chart(&chart) {
+        tracing::warn!("dropped a chart the SDK models would reject");
+        return None;
+    }
+    omit_nulls(&mut chart);
+    Some(chart)
+}
+
+/// Removes the null members of a chart object, of its elements and of theirs.
+fn omit_nulls(chart: &mut Value) {
+    let Some(object) = chart.as_object_mut() else {
+        return;
+    };
+    object.retain(|_, value| !value.is_null());
+    if let Some(Value::Array(elements)) = object.get_mut("elements") {
+        elements.iter_mut().for_each(omit_nulls);
+    }
 }
 
 /// Whether `chart` (or a composite's sub-chart, or an element) fits the SDKs' models:
 /// strings where they want strings, numbers where they want numbers, lists of objects.
-pub fn valid_chart(chart: &Value) -> bool {
+fn valid_chart(chart: &Value) -> bool {
     const TEXT: [&str; 12] = [
         "type", "title", "png", "x_label", "y_label", "x_scale", "y_scale", "label", "group",
         "value", "autopct", "name",
@@ -451,6 +469,33 @@ mod tests {
         ] {
             assert!(!valid_chart(&bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn missing_values_are_omitted_not_null() {
+        let chart = serde_json::json!({"type": "composite_chart", "title": null, "png": "p",
+        "elements": [
+            {"type": "bar", "title": "t", "x_label": null, "y_label": null, "elements": [
+                {"label": "a", "group": null, "value": "3"}]},
+            {"type": "pie", "elements": [{"label": null, "angle": 90.0, "autopct": null}]},
+        ]});
+        assert_eq!(
+            wire_chart(chart),
+            Some(
+                serde_json::json!({"type": "composite_chart", "png": "p", "elements": [
+                    {"type": "bar", "title": "t", "elements": [{"label": "a", "value": "3"}]},
+                    {"type": "pie", "elements": [{"angle": 90.0}]},
+                ]})
+            )
+        );
+        assert_eq!(
+            wire_chart(serde_json::json!({"type": "line", "elements": null})),
+            Some(serde_json::json!({"type": "line"}))
+        );
+        assert_eq!(
+            wire_chart(serde_json::json!({"type": "line", "title": 5})),
+            None
+        );
     }
 
     #[test]

@@ -142,10 +142,11 @@ struct ExecuteRequest {
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// WebSocket: send `{code, contextId?, timeout?, envs?}`, receive JSON frames
-/// `{type: stdout|stderr|error|chart|control, text, name, value, traceback}`; close 1000 at the
-/// end, 4008 on timeout.
+/// `{type: stdout|stderr|error|chart|control, text, name, value, traceback}`; a `control` frame
+/// (`completed`, or `interrupted` when the code interrupted itself) and close 1000 at the end;
+/// on timeout no `control` frame, close 4008.
 #[utoipa::path(get, path = "/process/interpreter/execute", tag = "process",
-    responses((status = 101, description = "WebSocket: JSON frames, close 1000 (done), 4008 (timeout), 1008 (bad request), 1011 (worker failed)")))]
+    responses((status = 101, description = "WebSocket: JSON frames, close 1000 (done, after a `control` frame), 4008 (timeout, no `control` frame), 1008 (bad request), 1011 (worker failed)")))]
 pub async fn execute(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| run(app, socket))
 }
@@ -217,13 +218,21 @@ async fn run(app: AppState, mut socket: WebSocket) {
     if !connected {
         return;
     }
+    // A timeout is the 4008 close alone, never a `control` frame before it: the TS SDK settles
+    // on `interrupted` as a success and would not see the close.
     let (code, reason) = match end {
-        JobEnd::Completed => (1000, ""),
-        JobEnd::TimedOut => (4008, "execution timed out"),
-        JobEnd::WorkerEnded => (1011, "worker process ended"),
-        JobEnd::Deleted => (1001, "context shutdown"),
+        JobEnd::Completed => (1000, String::new()),
+        JobEnd::TimedOut => (
+            4008,
+            format!(
+                "execution timed out after {} s",
+                timeout.map_or(0, |t| t.as_secs())
+            ),
+        ),
+        JobEnd::WorkerEnded => (1011, "worker process ended".to_string()),
+        JobEnd::Deleted => (1001, "context shutdown".to_string()),
     };
-    close(socket, code, reason).await;
+    close(socket, code, &reason).await;
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &str) {

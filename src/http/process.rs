@@ -95,7 +95,8 @@ pub struct CodeRunBody {
 /// `{charts}`
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CodeRunArtifacts {
-    /// Every matplotlib figure shown (or left open), in order: snake_case chart objects.
+    /// Every matplotlib figure shown (or left open), in order: snake_case chart objects, with a
+    /// value the chart lacks (`title`, `x_label`, an element's `group`, …) left out, never null.
     #[schema(value_type = Vec<Object>)]
     pub charts: Vec<serde_json::Value>,
 }

@@ -128,7 +128,9 @@ pub struct SessionExecuteRequest {
 pub struct SessionExecuteResponse {
     /// The command id.
     pub cmd_id: String,
-    /// Both streams with the 3-byte markers `\u0001\u0001\u0001` / `\u0002\u0002\u0002`.
+    /// Both streams interleaved in arrival order, without stream markers. Beyond Daytona, which
+    /// keeps its 3-byte markers here; SDKs 0.27–0.166 (by `X-Daytona-SDK-Version`) still get them
+    /// (`\u0001\u0001\u0001` / `\u0002\u0002\u0002`), since they demux `output` themselves.
     pub output: Option<String>,
     /// stdout alone.
     pub stdout: Option<String>,
@@ -141,7 +143,8 @@ pub struct SessionExecuteResponse {
 /// `{output, stdout, stderr}`
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionCommandLogsResponse {
-    /// Both streams with the 3-byte markers.
+    /// Both streams interleaved in arrival order, without stream markers (beyond Daytona, which
+    /// keeps its 3-byte markers here).
     pub output: String,
     /// stdout alone (no markers).
     pub stdout: String,
@@ -172,8 +175,10 @@ fn command_dto(info: CommandInfo) -> Command {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// A log as text (invalid UTF-8 becomes U+FFFD), without a copy when it is valid.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
 /// Starts a session (a long-lived shell).
@@ -258,19 +263,20 @@ pub async fn execute_command(
         };
         return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
     };
-    // Older SDKs get the shapes they parse (daytona-wire §4.2): no demuxed streams, and before
-    // 0.27 no markers either.
+    // `output` is the interleaved text without markers, except for SDKs 0.27–0.166, which get
+    // the shape they parse (daytona-wire §4.2): the raw log, which they demux themselves, and no
+    // `stdout`/`stderr`. Before 0.27 there are no demuxed streams either.
     let logs = outcome.logs;
     let (output, split) = match client_version(&headers).format(false) {
-        LogFormat::Combined => (strip_markers(&logs.output), false),
+        LogFormat::Combined => (strip_markers(logs.output), false),
         LogFormat::Raw => (logs.output, false),
-        LogFormat::Split => (logs.output, true),
+        LogFormat::Split => (strip_markers(logs.output), true),
     };
     let body = SessionExecuteResponse {
         cmd_id: outcome.cmd_id,
-        output: Some(text(&output)),
-        stdout: split.then(|| text(&logs.stdout)),
-        stderr: split.then(|| text(&logs.stderr)),
+        output: Some(text(output)),
+        stdout: split.then(|| text(logs.stdout)),
+        stderr: split.then(|| text(logs.stderr)),
         exit_code: Some(outcome.exit_code),
     };
     Ok((StatusCode::OK, axum::Json(body)).into_response())
@@ -363,17 +369,17 @@ async fn logs_response(
         let logs = app.sessions.logs(session_id, command_id).await?;
         let plain = |body: Vec<u8>| {
             let headers = [(CONTENT_TYPE, "text/plain; charset=utf-8")];
-            (headers, text(&body)).into_response()
+            (headers, text(body)).into_response()
         };
         // A client without a version may still ask for JSON explicitly (our extension).
         let wants_json = client.version.is_none() && accepts_json(headers);
         return Ok(match format {
-            LogFormat::Combined if !wants_json => plain(strip_markers(&logs.output)),
+            LogFormat::Combined if !wants_json => plain(strip_markers(logs.output)),
             LogFormat::Raw if !wants_json => plain(logs.output),
             _ => axum::Json(SessionCommandLogsResponse {
-                output: text(&logs.output),
-                stdout: text(&logs.stdout),
-                stderr: text(&logs.stderr),
+                output: text(strip_markers(logs.output)),
+                stdout: text(logs.stdout),
+                stderr: text(logs.stderr),
             })
             .into_response(),
         });

@@ -2,6 +2,7 @@
 //! at a time in arrival order, frames (`stdout`, `stderr`, `error`, `chart`, `control`) streamed
 //! as they come. A timeout interrupts the job (SIGINT) and the context survives when the worker
 //! answers; otherwise the worker is killed and restarts on next use, saying its state was lost.
+//! A job that timed out ends without a `control` frame: only its end (`JobEnd::TimedOut`) says so.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -54,7 +55,7 @@ pub struct Job {
 pub enum JobEnd {
     /// It ran to the end (errors included: they were sent as frames).
     Completed,
-    /// The timeout interrupted it.
+    /// The timeout interrupted it (no `control` frame was sent).
     TimedOut,
     /// The worker died or could not start.
     WorkerEnded,
@@ -232,7 +233,7 @@ impl Interpreters {
             return JobEnd::WorkerEnded;
         };
         let alive = matches!(end, JobEnd::Completed)
-            || (end == JobEnd::TimedOut && !worker.killed.load(Ordering::SeqCst));
+            || (end == JobEnd::TimedOut && !worker.gone.load(Ordering::SeqCst));
         if alive && !context.deleted.load(Ordering::SeqCst) {
             slot.worker = Some(worker.inner);
         } else {
@@ -272,18 +273,18 @@ impl Interpreters {
     }
 }
 
-/// A worker and whether this job had to kill it.
+/// A worker and whether it is gone (this job had to kill it, or it died after the interrupt).
 #[derive(Debug)]
 struct RunningWorker {
     inner: Worker,
-    killed: AtomicBool,
+    gone: AtomicBool,
 }
 
 impl From<Worker> for RunningWorker {
     fn from(inner: Worker) -> RunningWorker {
         RunningWorker {
             inner,
-            killed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         }
     }
 }
@@ -373,14 +374,14 @@ fn run_job(
         }
         while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=newline).collect();
-            let Ok(value) = serde_json::from_slice::<Value>(&line) else {
+            let Ok(mut value) = serde_json::from_slice::<Value>(&line) else {
                 continue;
             };
             if value["type"] == "chart" {
                 // The worker waits after a chart for this ack, so the raw output it prints next
                 // cannot overtake the chart: everything read so far was written before it.
-                if crate::code::valid_chart(&value["value"]) {
-                    send(value);
+                if let Some(chart) = crate::code::wire_chart(value["value"].take()) {
+                    send(json!({"type": "chart", "value": chart}));
                 } // else: the SDKs' strict models would reject it
                 if write_all(&mut w.jobs, b"\n").is_err() {
                     return JobEnd::WorkerEnded;
@@ -388,18 +389,25 @@ fn run_job(
                 continue;
             }
             if value["type"] == "control" {
-                let interrupted = value["text"] == "interrupted";
+                // After the timeout's interrupt the job ended by timing out, whatever the worker
+                // says: no `interrupted` (or `completed`) frame then, since the TS SDK settles on
+                // that frame as a success before it sees the 4008 close. An `interrupted` without
+                // our interrupt (the code raised KeyboardInterrupt itself) is passed on.
+                if interrupted_at.is_some() {
+                    return JobEnd::TimedOut;
+                }
                 send(value);
-                return if interrupted_at.is_some() || (interrupted && deadline.is_some()) {
-                    JobEnd::TimedOut
-                } else {
-                    JobEnd::Completed
-                };
+                return JobEnd::Completed;
             }
             send(value);
         }
         if ended {
             send(frame("stderr", "[toolboxd] the interpreter worker ended\n"));
+            if interrupted_at.is_some() {
+                // It died of the interrupt: still a timeout, and the worker is gone.
+                worker.gone.store(true, Ordering::SeqCst);
+                return JobEnd::TimedOut;
+            }
             return JobEnd::WorkerEnded;
         }
         if deleted.load(Ordering::SeqCst) {
@@ -414,16 +422,12 @@ fn run_job(
             }
             (_, Some(at)) if now >= at + INTERRUPT_GRACE => {
                 w.kill();
-                worker.killed.store(true, Ordering::SeqCst);
+                worker.gone.store(true, Ordering::SeqCst);
                 send(frame(
                     "stderr",
                     "[toolboxd] the job ignored the interrupt: the interpreter was restarted \
                      and its state is lost\n",
                 ));
-                send(
-                    json!({"type": "control", "text": "interrupted", "name": "", "value": "",
-                    "traceback": ""}),
-                );
                 return JobEnd::TimedOut;
             }
             _ => {}

@@ -120,8 +120,16 @@ def check_wire(line, chart):
     assert base64.b64decode(chart["png"], validate=True).startswith(PNG_MAGIC)
     for element in chart.get("elements") or []:
         assert "png" not in element
+    assert_nothing_null(chart)
     if sdk_charts is not None:
         sdk_parse(chart)
+
+
+def assert_nothing_null(chart):
+    """A missing value is left out, never null (TypeScript users test for undefined)."""
+    assert None not in chart.values(), chart
+    for element in chart.get("elements") or []:
+        assert_nothing_null(element)
 
 
 def sdk_parse(chart, client_cls=None):
@@ -276,8 +284,8 @@ def test_horizontal_bar_chart(tmp_path):
     assert chart["type"] == "bar"
     assert chart["x_label"] == "sales"
     assert chart["elements"] == [
-        {"label": "north", "group": None, "value": "12.25"},
-        {"label": "south", "group": None, "value": "30"},
+        {"label": "north", "value": "12.25"},  # no group: left out, not null
+        {"label": "south", "value": "30"},
     ]
     assert chart["y_tick_labels"] == ["north", "south"]
     sdk = sdk_chart(chart)
@@ -357,7 +365,7 @@ def test_pie_without_autopct(tmp_path):
         plt.show()
     """))
     assert chart["type"] == "pie"
-    assert [e["autopct"] for e in chart["elements"]] == [None, None]
+    assert ["autopct" in e for e in chart["elements"]] == [False, False]
     assert [e["angle"] for e in chart["elements"]] == [90, 270]
 
 
@@ -486,7 +494,7 @@ def test_composite_with_unrecognised_subplot(tmp_path):
         plt.show()
     """))
     assert chart["type"] == "composite_chart"
-    assert chart["title"] is None
+    assert "title" not in chart
     assert [(s["type"], s["title"]) for s in chart["elements"]] == [("unknown", "image"), ("box_and_whisker", "box")]
     assert chart["elements"][1]["elements"][0]["median"] == 3
 
@@ -529,8 +537,9 @@ def test_3d_line_and_scatter_are_unknown(tmp_path):
         ax.scatter([1, 2, 3], [4, 5, 6], [7, 8, 9])
         plt.show()
     """).charts
-    assert [(c["type"], c["title"], c["elements"]) for c in charts] == [
+    assert [(c["type"], c.get("title"), c["elements"]) for c in charts] == [
         ("unknown", "3d line", []), ("unknown", None, [])]
+    assert "title" not in charts[1]
     assert all(base64.b64decode(c["png"]).startswith(PNG_MAGIC) for c in charts)
 
 

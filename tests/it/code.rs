@@ -313,6 +313,11 @@ plt.title("Never shown")
         .collect();
     assert_eq!(values.len(), 2);
     assert_eq!(values[0].parse::<f64>().unwrap(), 3.0);
+    // Text the chart lacks is left out, not null (Daytona's shape; TS users test `undefined`).
+    for key in ["x_label", "y_label"] {
+        assert!(bar.get(key).is_none(), "{key} in {bar}");
+    }
+    assert!(bar["elements"][0].get("group").is_none(), "{bar}");
     assert!(!result.contains("\"png\""), "no chart data in result");
 }
 

@@ -203,19 +203,45 @@ fn timeout_interrupts_and_the_context_survives() {
         &json!({"code": "import time\ntime.sleep(30)", "timeout": 1}),
     );
     assert_eq!(slow.close, Some(4008), "{slow:?}");
+    assert_eq!(slow.reason, "execution timed out after 1 s");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(slow.frames.last().unwrap()["text"], "interrupted");
+    // No `control` frame: the TS SDK would settle on it as a success before the close.
+    assert!(
+        slow.frames.iter().all(|f| f["type"] != "control"),
+        "{slow:?}"
+    );
     let next = execute(&daemon, &json!({"code": "print(kept)"}));
     assert_eq!(next.text("stdout"), "7\n", "{next:?}");
+    assert_eq!(next.frames.last().unwrap()["text"], "completed");
     // A job that ignores the interrupt costs the context its state, and says so.
     let stubborn = execute(
         &daemon,
         &json!({"code": "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(30)", "timeout": 1}),
     );
     assert_eq!(stubborn.close, Some(4008));
+    assert!(
+        stubborn.frames.iter().all(|f| f["type"] != "control"),
+        "{stubborn:?}"
+    );
     let fresh = execute(&daemon, &json!({"code": "print('kept' in globals())"}));
     assert!(fresh.text("stderr").contains("state"), "{fresh:?}");
     assert_eq!(fresh.text("stdout"), "False\n");
+}
+
+#[test]
+fn an_interrupt_that_is_not_a_timeout_completes_as_interrupted() {
+    let daemon = Toolboxd::start();
+    // The code interrupts itself, well within its timeout.
+    let run = execute(
+        &daemon,
+        &json!({"code": "print('a')\nraise KeyboardInterrupt", "timeout": 30}),
+    );
+    assert_eq!(run.close, Some(1000), "{run:?}");
+    assert_eq!(run.text("stdout"), "a\n");
+    assert_eq!(run.frames.last().unwrap()["type"], "control");
+    assert_eq!(run.frames.last().unwrap()["text"], "interrupted");
+    let next = execute(&daemon, &json!({"code": "print(1 + 1)"}));
+    assert_eq!(next.text("stdout"), "2\n", "{next:?}");
 }
 
 #[test]
@@ -276,6 +302,10 @@ fn javascript_contexts_keep_state() {
         &json!({"code": "while (true) {}", "contextId": id, "timeout": 1}),
     );
     assert_eq!(spin.close, Some(4008));
+    assert!(
+        spin.frames.iter().all(|f| f["type"] != "control"),
+        "{spin:?}"
+    );
     let after = execute(&daemon, &json!({"code": "console.log(n)", "contextId": id}));
     assert_eq!(after.text("stdout"), "20\n");
 }
@@ -301,6 +331,9 @@ fn charts_shown_in_a_context_arrive_as_chart_frames() {
         chart["elements"][0]["points"],
         json!([[0.0, 2.0], [1.0, 3.0]])
     );
+    // Text the chart lacks is left out, not null.
+    assert!(chart.get("x_label").is_none() && chart.get("y_label").is_none());
+    assert!(chart["elements"][0].get("label").is_none(), "{chart}");
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn started() -> (Toolboxd, String) {
     let created = daemon.post_json("/process/session", &json!({"sessionId": "s"}));
     assert_eq!(created.status().as_u16(), 201);
     let current = exec_as(&daemon, &[("X-Daytona-SDK-Version", SDK_VERSION)]);
-    assert_eq!(current["output"], RAW, "{current}");
+    assert_eq!(current["output"], COMBINED, "{current}");
     assert_eq!(current["stdout"], "out\ntail");
     assert_eq!(current["stderr"], "err\n");
     let cmd = current["cmdId"].as_str().unwrap().to_string();
@@ -66,7 +66,7 @@ fn sync_exec_answers_each_sdk_generation_in_its_shape() {
         (vec![("X-Daytona-SDK-Version", "0.20.0")], COMBINED),
         (vec![("X-Daytona-SDK-Version", "0.100.0")], RAW),
         (vec![("X-Daytona-Split-Output", "true")], RAW),
-        (vec![("X-Daytona-SDK-Version", "0.0.0-dev")], RAW),
+        (vec![("X-Daytona-SDK-Version", "0.0.0-dev")], COMBINED),
     ] {
         let answer = exec_as(&daemon, &headers);
         assert_eq!(answer["output"], output, "{headers:?}: {answer}");
@@ -95,7 +95,7 @@ fn plain_logs_are_text_for_old_and_versionless_clients_and_json_on_request() {
     let asked = [("Accept", "text/html, application/json;q=0.9")];
     let asked = logs_as(&daemon, &cmd, &asked).json::<Value>().unwrap();
     assert_eq!(asked["stderr"], "err\n");
-    assert_eq!(asked["output"], RAW);
+    assert_eq!(asked["output"], COMBINED);
     let current = [("X-Daytona-SDK-Version", SDK_VERSION)];
     let current = logs_as(&daemon, &cmd, &current).json::<Value>().unwrap();
     assert_eq!(current, asked);
@@ -118,4 +118,40 @@ fn websocket_strips_markers_only_for_combined_clients() {
     assert_eq!(String::from_utf8(current.bytes).unwrap(), RAW);
     let split = follow_ws_with(&daemon, &path, &[("X-Daytona-Split-Output", "true")]);
     assert_eq!(String::from_utf8(split.bytes).unwrap(), RAW);
+}
+
+#[test]
+fn json_output_is_the_text_without_markers_even_when_cut() {
+    // Many stream switches (96 bytes of output at least), and a reply cap among them.
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("TOOLBOXD_MAX_OUTPUT".into(), "50".into())],
+        ..StartOptions::default()
+    });
+    let created = daemon.post_json("/process/session", &json!({"sessionId": "s"}));
+    assert_eq!(created.status().as_u16(), 201);
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do \
+                  printf oooo; sleep 0.02; printf eeee >&2; sleep 0.02; done";
+    let current = [("X-Daytona-SDK-Version", SDK_VERSION)];
+    let answer = json(
+        bare()
+            .post(daemon.url("/process/session/s/exec"))
+            .header(current[0].0, current[0].1)
+            .json(&json!({"command": script}))
+            .send()
+            .unwrap(),
+        200,
+    );
+    let cmd = answer["cmdId"].as_str().unwrap().to_string();
+    let logs = logs_as(&daemon, &cmd, &current).json::<Value>().unwrap();
+    for body in [&answer, &logs] {
+        let output = body["output"].as_str().unwrap();
+        assert!(!output.contains(['\u{1}', '\u{2}']), "{body}");
+        let (head, _) = output
+            .split_once("\n[toolboxd: log cut at 50 of ")
+            .expect("cut with a notice");
+        assert!(head.starts_with('o') && head.len() < 50, "{body}");
+        assert!(head.chars().all(|c| c == 'o' || c == 'e'), "{body}");
+        assert!(body["stdout"].as_str().unwrap().starts_with("oooooooo"));
+        assert!(body["stderr"].as_str().unwrap().starts_with("eeeeeeee"));
+    }
 }

@@ -20,7 +20,9 @@ Public API:
 
 Output rules (the SDK models are strict pydantic): numbers are plain floats
 and never NaN/Infinity, bar ``value`` is a string, ``points``/``outliers``/
-ticks hold numbers only, missing text is ``None`` (JSON null).
+ticks hold numbers only, and a missing value (text a chart lacks, a number
+that is not finite) is left out, as Daytona does (every field of the SDK
+types is optional, none is nullable).
 """
 
 import atexit
@@ -482,6 +484,16 @@ def _describe(fig):
             "elements": [_axes_chart(ax) for ax in axes]}
 
 
+def _omit_missing(chart):
+    """The chart without its keys whose value is None, in its elements (and
+    their elements) too."""
+    out = {key: value for key, value in chart.items() if value is not None}
+    if isinstance(out.get("elements"), list):
+        out["elements"] = [_omit_missing(e) if isinstance(e, dict) else e
+                           for e in out["elements"]]
+    return out
+
+
 def _chart_with_png(fig, raw_png):
     png = base64.b64encode(_optimise_png(raw_png)).decode("ascii")
     try:
@@ -496,7 +508,7 @@ def _chart_with_png(fig, raw_png):
             title = None
         chart = {"type": "unknown", "title": title, "elements": []}
     chart["png"] = png
-    return chart
+    return _omit_missing(chart)
 
 
 def figure_to_chart(fig):

@@ -1,11 +1,12 @@
 //! Which shape a client gets a command's log in (daytona-wire §4.2, §4.4), chosen from the SDK
-//! version it announces, and the marker stripping the oldest shape needs.
+//! version it announces, and the marker stripping the oldest shape and every JSON `output` need.
 //!
-//! * [`LogFormat::Split`]: SDK ≥ 0.167 (or a dev build): JSON `{output, stdout, stderr}` with the
-//!   markers kept in `output`; the WebSocket sends the raw log.
+//! * [`LogFormat::Split`]: SDK ≥ 0.167 (or a dev build): JSON `{output, stdout, stderr}`, with
+//!   the markers removed from `output` (Daytona keeps them there, and both SDKs hand `output` to
+//!   the user as it is); the WebSocket sends the raw log.
 //! * [`LogFormat::Raw`]: SDK 0.27–0.166, an unparsable version, or no version with
-//!   `X-Daytona-Split-Output: true`: the raw log (markers included) as `text/plain`; the client
-//!   demuxes.
+//!   `X-Daytona-Split-Output: true`: the raw log (markers included) as `text/plain`, and as the
+//!   `output` of a sync exec; the client demuxes.
 //! * [`LogFormat::Combined`]: SDK < 0.27, or no version at all (curl): both streams in arrival
 //!   order with the markers removed, as `text/plain`, and stripped on the WebSocket too. Never
 //!   used for the entrypoint.
@@ -101,12 +102,25 @@ impl MarkerStripper {
     }
 }
 
-/// `log` without its markers.
-pub fn strip_markers(log: &[u8]) -> Vec<u8> {
-    let mut stripper = MarkerStripper::default();
-    let mut out = stripper.feed(log);
-    out.extend(stripper.finish());
-    out
+/// `log` without its markers: both streams interleaved in arrival order, as plain text. The
+/// bytes are compacted in place (a reply may hold `--max-output` of log). Scans like
+/// [`MarkerStripper`] fed the whole log at once: a partial marker at the very end is data (a
+/// capped reply never ends inside a marker, see `log::read_head`).
+pub fn strip_markers(mut log: Vec<u8>) -> Vec<u8> {
+    let mut kept = 0;
+    let mut i = 0;
+    while i < log.len() {
+        let rest = &log[i..];
+        if rest.starts_with(STDOUT_MARK) || rest.starts_with(STDERR_MARK) {
+            i += 3;
+            continue;
+        }
+        log[kept] = log[i];
+        kept += 1;
+        i += 1;
+    }
+    log.truncate(kept);
+    log
 }
 
 #[cfg(test)]
@@ -137,7 +151,7 @@ mod tests {
     #[test]
     fn markers_are_stripped_across_chunk_boundaries() {
         let log = b"\x01\x01\x01out \x02\x02\x02err\x01\x01\x01\x01x\x02\x02";
-        let whole = strip_markers(log);
+        let whole = strip_markers(log.to_vec());
         assert_eq!(whole, b"out err\x01x\x02\x02");
         for cut in 0..=log.len() {
             for cut2 in cut..=log.len() {

@@ -32,29 +32,37 @@ pub(super) struct LogWriter {
 
 impl LogWriter {
     pub(super) fn push(&mut self, stream: Stream, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         let mut framed = Vec::with_capacity(data.len() + 3);
+        let mut whole = 0;
         if self.last != Some(stream) {
             framed.extend_from_slice(match stream {
                 Stream::Stdout => STDOUT_MARK,
                 Stream::Stderr => STDERR_MARK,
             });
+            // Under the cap, a marker goes in whole with at least one byte of its stream, or
+            // not at all: a cut marker would read as data.
+            whole = framed.len() + 1;
         }
         framed.extend_from_slice(data);
-        if self.write_capped(0, &framed) {
+        if self.write_capped(0, &framed, whole) {
             self.last = Some(stream);
         }
         let index = match stream {
             Stream::Stdout => 1,
             Stream::Stderr => 2,
         };
-        self.write_capped(index, data);
+        self.write_capped(index, data, 0);
     }
 
-    /// Writes what fits under the cap; once it no longer fits, a notice. True if anything of
-    /// `data` was written.
-    fn write_capped(&mut self, index: usize, data: &[u8]) -> bool {
+    /// Writes what fits under the cap, but nothing unless at least the first `whole` bytes fit;
+    /// once it no longer fits, a notice. True if anything of `data` was written.
+    fn write_capped(&mut self, index: usize, data: &[u8], whole: usize) -> bool {
         let room = self.cap.saturating_sub(self.sizes[index]);
-        let kept = &data[..data.len().min(room)];
+        let fits = data.len().min(room);
+        let kept = &data[..if fits < whole { 0 } else { fits }];
         let file = match index {
             0 => &mut self.output,
             1 => &mut self.stdout,
@@ -190,7 +198,7 @@ mod tests {
         log.push(Stream::Stdout, b"efghij");
         let output = std::fs::read(dir.path().join("o")).unwrap();
         assert!(
-            output.starts_with(b"\x01\x01\x01abc\x02\x02\x02d\0\x01"),
+            output.starts_with(b"\x01\x01\x01abc\x02\x02\x02d\0\n[toolboxd: output truncated"),
             "{output:?}"
         );
         assert!(output.ends_with(b"bytes]\n"));
@@ -226,5 +234,86 @@ mod tests {
         std::fs::write(&path, b"ab\x01\x01\x01").unwrap();
         assert!(read_head(&path, 3, false).starts_with(b"ab\x01\n["));
         assert_eq!(read_head(&dir.path().join("missing"), 3, true), b"");
+    }
+
+    /// A writer over three files in `dir`, capped at `cap`.
+    fn writer(dir: &Path, cap: usize) -> LogWriter {
+        let open = |n: &str| File::create(dir.join(n)).unwrap();
+        LogWriter {
+            cap,
+            output: Some(open("output.log")),
+            stdout: Some(open("stdout.log")),
+            stderr: Some(open("stderr.log")),
+            last: None,
+            sizes: [0; 3],
+            truncated: [false; 3],
+        }
+    }
+
+    #[test]
+    fn a_capped_log_never_keeps_half_a_marker() {
+        // "ab" (3 + 2 bytes), then a switch to stderr with 1 or 2 bytes of room left.
+        for cap in [6, 7] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = writer(dir.path(), cap);
+            log.push(Stream::Stdout, b"ab");
+            log.push(Stream::Stderr, b"cd");
+            let output = std::fs::read(dir.path().join("output.log")).unwrap();
+            let notice = format!("\n[toolboxd: output truncated at {cap} bytes]\n");
+            assert_eq!(output, [b"\x01\x01\x01ab", notice.as_bytes()].concat());
+        }
+        // Room for the marker and one byte: both go in.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = writer(dir.path(), 9);
+        log.push(Stream::Stdout, b"ab");
+        log.push(Stream::Stderr, b"cd");
+        let output = std::fs::read(dir.path().join("output.log")).unwrap();
+        assert!(
+            output.starts_with(b"\x01\x01\x01ab\x02\x02\x02c\n["),
+            "{output:?}"
+        );
+    }
+
+    #[test]
+    fn a_reply_cut_anywhere_strips_to_the_interleaved_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = writer(dir.path(), usize::MAX);
+        let chunks: [(Stream, &[u8]); 6] = [
+            (Stream::Stdout, b"out\n"),
+            (Stream::Stderr, b"e"),
+            (Stream::Stderr, b"rr\n"),
+            (Stream::Stdout, b"x"),
+            (Stream::Stderr, b"y"),
+            (Stream::Stdout, b"tail\n"),
+        ];
+        let mut text = Vec::new();
+        for (stream, data) in chunks {
+            log.push(stream, data);
+            text.extend_from_slice(data);
+        }
+        log.close();
+        let path = dir.path().join("output.log");
+        let size = std::fs::metadata(&path).unwrap().len() as usize;
+        assert_eq!(
+            super::super::strip_markers(read_head(&path, size, true)),
+            text
+        );
+        for limit in 0..size {
+            let reply = super::super::strip_markers(read_head(&path, limit, true));
+            let cut = reply
+                .windows(2)
+                .position(|w| w == b"\n[")
+                .map_or(reply.len(), |at| at);
+            let (head, notice) = reply.split_at(cut);
+            assert!(text.starts_with(head), "limit {limit}: {reply:?}");
+            assert!(
+                notice.starts_with(b"\n[toolboxd: log cut at"),
+                "limit {limit}: {reply:?}"
+            );
+            assert!(
+                !reply.iter().any(|b| *b == 1 || *b == 2),
+                "limit {limit}: {reply:?}"
+            );
+        }
     }
 }

@@ -657,11 +657,27 @@ def test_interpreter_timeout_raises_and_the_next_run_works(sandbox):
     ci.run_code("sdk_before_timeout = 7")
     started = time.monotonic()
     with pytest.raises(DaytonaTimeoutError):
-        ci.run_code("import time\ntime.sleep(30)", timeout=1)
-    assert time.monotonic() - started < 15
-    after = ci.run_code("print(sdk_before_timeout)")
+        ci.run_code("import time\ntime.sleep(30)", timeout=2)
+    assert time.monotonic() - started < 2 + 3
+    after = ci.run_code("print(1 + 1)\nprint(sdk_before_timeout)")
     assert after.error is None
-    assert after.stdout == "7\n", "the interrupted context keeps its state"
+    assert after.stdout == "2\n7\n", "the interrupted context keeps its state"
+    # The same in a context of its own.
+    ctx = ci.create_context()
+    try:
+        started = time.monotonic()
+        with pytest.raises(DaytonaTimeoutError):
+            ci.run_code("import time\ntime.sleep(30)", context=ctx, timeout=2)
+        assert time.monotonic() - started < 2 + 3
+        after = ci.run_code("print(1 + 1)", context=ctx)
+        assert (after.error, after.stdout) == (None, "2\n")
+    finally:
+        ci.delete_context(ctx)
+
+
+def test_interpreter_interrupt_that_is_not_a_timeout_is_no_error(sandbox):
+    result = sandbox.code_interpreter.run_code("print('a')\nraise KeyboardInterrupt", timeout=30)
+    assert (result.error, result.stdout) == (None, "a\n")
 
 
 def test_interpreter_chart_does_not_break_the_sdk(sandbox):

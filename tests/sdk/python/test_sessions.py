@@ -53,6 +53,36 @@ def test_sync_commands_share_state(sandbox, wd):
         sandbox.process.delete_session(sid)
 
 
+def test_output_is_plain_text_and_the_streams_stay_split(sandbox):
+    """`output` is what a user prints: both streams in arrival order, no \\x01/\\x02 markers."""
+    sid = _sid()
+    sandbox.process.create_session(sid)
+    try:
+        # Pauses keep the arrival order across the two pipes certain.
+        res = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command="echo out; sleep 0.3; echo err >&2; sleep 0.3; printf tail")
+        )
+        assert res.exit_code == 0
+        assert res.output == "out\nerr\ntail"
+        assert (res.stdout, res.stderr) == ("out\ntail", "err\n")
+        logs = sandbox.process.get_session_command_logs(sid, res.cmd_id)
+        assert logs.output == "out\nerr\ntail"
+        assert (logs.stdout, logs.stderr) == ("out\ntail", "err\n")
+        # The log WebSocket still carries the markers, and the SDK demuxes them.
+        chunks = {"out": "", "err": ""}
+
+        def on_out(chunk):
+            chunks["out"] += chunk
+
+        def on_err(chunk):
+            chunks["err"] += chunk
+
+        asyncio.run(sandbox.process.get_session_command_logs_async(sid, res.cmd_id, on_out, on_err))
+        assert chunks == {"out": "out\ntail", "err": "err\n"}
+    finally:
+        sandbox.process.delete_session(sid)
+
+
 def test_async_command_with_input(sandbox):
     sid = _sid()
     sandbox.process.create_session(sid)

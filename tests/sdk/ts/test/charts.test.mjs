@@ -2,9 +2,10 @@
 //
 // SDK 0.218.0's parseChart is the identity function: `artifacts.charts` is the daemon's JSON as
 // axios parsed it, so a TypeScript user sees the snake_case keys (`x_label`, `first_quartile`),
-// bar values as strings, missing text as `null`, and whatever else the daemon sends (a pie
-// wedge's `autopct`, a composite sub-chart's own `elements`, ticks and scales), although the
-// SDK's types do not declare those. The line chart is tested in code.test.mjs.
+// bar values as strings, missing text left out (`undefined`, as the SDK's types and Daytona have
+// it; never `null`), and whatever else the daemon sends (a pie wedge's `autopct`, a composite
+// sub-chart's own `elements`, ticks and scales), although the SDK's types do not declare those.
+// The line chart is tested in code.test.mjs.
 //
 // Tick positions of linear axes are matplotlib's choice: only their shape is checked here;
 // categorical ticks are checked value by value.
@@ -26,6 +27,14 @@ function withoutPng(chart) {
 function assertFields(chart, expected) {
   const actual = Object.fromEntries(Object.keys(expected).map((key) => [key, chart[key]]));
   assert.deepEqual(actual, expected);
+}
+
+/** No value anywhere in `chart` (its elements, their elements) is `null`. */
+function assertNoNull(chart, where = 'chart') {
+  for (const [key, value] of Object.entries(chart)) {
+    assert.notEqual(value, null, `${where}.${key} is null`);
+  }
+  (chart.elements ?? []).forEach((element, i) => assertNoNull(element, `${where}.elements[${i}]`));
 }
 
 /** Ticks as a user would read them: numbers, one label (a string) each. */
@@ -54,7 +63,10 @@ describe('charts (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary 
     const res = await ctx.sandbox.process.codeRun(['import matplotlib.pyplot as plt', ...lines].join('\n'));
     assert.equal(res.exitCode, 0, res.result);
     assert.equal(res.result, '', 'chart records stay out of the output');
-    for (const chart of res.artifacts.charts) assert.ok(isPngBase64(chart.png), `${chart.type}: png is not a PNG`);
+    for (const chart of res.artifacts.charts) {
+      assert.ok(isPngBase64(chart.png), `${chart.type}: png is not a PNG`);
+      assertNoNull(chart);
+    }
     return res.artifacts.charts;
   }
 
@@ -113,11 +125,11 @@ describe('charts (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary 
       y_scale: 'categorical',
       y_ticks: [0, 1, 2],
       y_tick_labels: ['x', 'y', 'z'],
-      // Bars without a label have no group: null, as the daemon sends it.
+      // Bars without a label have no group: the key is left out.
       elements: [
-        { label: 'x', group: null, value: '2' },
-        { label: 'y', group: null, value: '4' },
-        { label: 'z', group: null, value: '0.5' },
+        { label: 'x', value: '2' },
+        { label: 'y', value: '4' },
+        { label: 'z', value: '0.5' },
       ],
     });
     assertTicks(chart, 'x');
@@ -178,7 +190,7 @@ describe('charts (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary 
     assertFields(chart, {
       type: ChartType.LINE,
       title: 'Over time',
-      x_label: null,
+      x_label: undefined,
       y_label: 'n',
       x_scale: 'datetime',
       y_scale: 'linear',
@@ -257,7 +269,7 @@ describe('charts (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary 
       type: ChartType.BAR,
       title: 'bar',
       x_label: 'bx',
-      y_label: null,
+      y_label: undefined,
       x_scale: 'categorical',
       x_ticks: [0, 1],
       x_tick_labels: ['a', 'b'],
@@ -269,7 +281,7 @@ describe('charts (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary 
     assertFields(box, {
       type: ChartType.BOX_AND_WHISKER,
       title: 'box',
-      x_label: null,
+      x_label: undefined,
       y_label: 'by',
       elements: [{ label: '1', min: 1, first_quartile: 2, median: 3, third_quartile: 4, max: 5, outliers: [] }],
     });
@@ -277,8 +289,8 @@ describe('charts (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary 
       type: ChartType.PIE,
       title: 'pie',
       elements: [
-        { label: 'p', angle: 180, radius: 1, autopct: null },
-        { label: 'q', angle: 180, radius: 1, autopct: null },
+        { label: 'p', angle: 180, radius: 1 },
+        { label: 'q', angle: 180, radius: 1 },
       ],
     });
   });
@@ -309,8 +321,19 @@ describe('charts (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary 
         { type: ChartType.UNKNOWN, title: 'Image', elements: [] },
         { type: ChartType.UNKNOWN, title: 'Surface', elements: [] },
         { type: ChartType.UNKNOWN, title: 'Only text', elements: [] },
-        { type: ChartType.UNKNOWN, title: null, elements: [] },
+        { type: ChartType.UNKNOWN, elements: [] },
       ],
     );
+    assert.equal(untitled.title, undefined);
+  });
+
+  test('a chart without a title or axis labels has them undefined, not null', async () => {
+    const chart = await oneChart(["plt.plot([1, 2], [3, 4], label='l')", 'plt.show()']);
+    assert.equal(chart.type, ChartType.LINE);
+    assert.equal(chart.title, undefined);
+    assert.equal(chart.x_label, undefined);
+    assert.equal(chart.y_label, undefined);
+    assert.ok(!('title' in chart) && !('x_label' in chart) && !('y_label' in chart), Object.keys(chart).join());
+    assert.deepEqual(chart.elements, [{ label: 'l', points: [[1, 3], [2, 4]] }]);
   });
 });

@@ -207,16 +207,35 @@ describe('code (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary no
     },
   );
 
-  test('a runCode timeout ends the run and the context keeps working', async () => {
+  test('a runCode timeout rejects with DaytonaTimeoutError and the context keeps working', async () => {
     await sb.codeInterpreter.runCode('ts_before_timeout = 7');
-    const started = Date.now();
-    // The daemon sends control "interrupted" then closes with 4008; SDK 0.218.0 settles on the
-    // control frame, so the call resolves (without raising) as soon as the job is interrupted.
-    const res = await sb.codeInterpreter.runCode('import time\ntime.sleep(30)', { timeout: 1 });
-    assert.ok(Date.now() - started < 10_000);
-    assert.equal(res.error, undefined);
-    const after = await sb.codeInterpreter.runCode('print(ts_before_timeout)');
-    assert.equal(after.stdout, '7\n');
+    // The daemon closes with 4008 and sends no control frame first (SDK 0.218.0 would settle on
+    // `interrupted` as a success).
+    const timesOut = async (context) => {
+      const started = Date.now();
+      await assert.rejects(
+        sb.codeInterpreter.runCode('import time\ntime.sleep(30)', { timeout: 2, context }),
+        (err) => err instanceof DaytonaTimeoutError,
+      );
+      assert.ok(Date.now() - started < (2 + 3) * 1000, `took ${Date.now() - started} ms`);
+    };
+    await timesOut(undefined);
+    const after = await sb.codeInterpreter.runCode('print(1 + 1)\nprint(ts_before_timeout)');
+    assert.deepEqual(after, { stdout: '2\n7\n', stderr: '' });
+    // The same in a context of its own.
+    const c = await sb.codeInterpreter.createContext();
+    try {
+      await timesOut(c);
+      const again = await sb.codeInterpreter.runCode('print(1 + 1)', { context: c });
+      assert.deepEqual(again, { stdout: '2\n', stderr: '' });
+    } finally {
+      await sb.codeInterpreter.deleteContext(c);
+    }
+  });
+
+  test('an interrupt that is not a timeout resolves', async () => {
+    const res = await sb.codeInterpreter.runCode("print('a')\nraise KeyboardInterrupt", { timeout: 30 });
+    assert.deepEqual(res, { stdout: 'a\n', stderr: '' });
   });
 
   test('a chart shown in the interpreter does not disturb runCode', async () => {

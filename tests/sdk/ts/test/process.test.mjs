@@ -37,6 +37,26 @@ describe('process (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary
     await sb.process.deleteSession('ts-state');
   });
 
+  test('output is plain text without stream markers; stdout and stderr stay split', async () => {
+    await sb.process.createSession('ts-output');
+    // Pauses keep the arrival order across the two pipes certain.
+    const res = await sb.process.executeSessionCommand('ts-output', {
+      command: 'echo out; sleep 0.3; echo err >&2; sleep 0.3; printf tail',
+    });
+    assert.equal(res.exitCode, 0);
+    assert.equal(res.output, 'out\nerr\ntail');
+    assert.equal(res.stdout, 'out\ntail');
+    assert.equal(res.stderr, 'err\n');
+    const logs = await sb.process.getSessionCommandLogs('ts-output', res.cmdId);
+    assert.deepEqual(logs, { output: 'out\nerr\ntail', stdout: 'out\ntail', stderr: 'err\n' });
+    // The log WebSocket keeps the markers: the SDK demuxes them itself.
+    let stdout = '';
+    let stderr = '';
+    await sb.process.getSessionCommandLogs('ts-output', res.cmdId, (c) => (stdout += c), (c) => (stderr += c));
+    assert.deepEqual([stdout, stderr], ['out\ntail', 'err\n']);
+    await sb.process.deleteSession('ts-output');
+  });
+
   test('the log stream delivers stdout and stderr live and ends after the command', async () => {
     await sb.process.createSession('ts-logs');
     const started = await sb.process.executeSessionCommand('ts-logs', {
