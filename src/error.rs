@@ -221,6 +221,9 @@ pub fn io_kind(err: &io::Error) -> ErrorKind {
             return ErrorKind::Conflict
         }
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => return ErrorKind::InsufficientStorage,
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => {
+            return ErrorKind::Unavailable
+        }
         Some(libc::ENOTDIR)
         | Some(libc::EISDIR)
         | Some(libc::ENAMETOOLONG)

@@ -136,7 +136,7 @@ impl Process {
         }
         let side = if program.side_channel {
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))?;
+                .map_err(|err| out_of_resources("cannot create a pipe", err.into()))?;
             spawn = spawn.pass_fds(vec![write]).env(SIDE_CHANNEL_VAR, "3");
             Some(read)
         } else {
@@ -261,6 +261,16 @@ pub(super) fn spawn_error(program: &Path, cwd: &Path, err: &std::io::Error) -> E
         ),
         _ => Error::bad_request(format!("cannot start {program}: {}", plain(err))),
     }
+}
+
+/// A failure to get what starting a child needs (a pipe, a thread): 503 when the sandbox is out
+/// of descriptors, memory or threads, which may pass; anything else is a bug (500).
+pub(super) fn out_of_resources(what: &str, err: std::io::Error) -> Error {
+    let kind = match err.raw_os_error() {
+        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    };
+    Error::new(kind, format!("{what}: {}", plain(&err)))
 }
 
 /// An OS error's text without Rust's " (os error N)".

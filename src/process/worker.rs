@@ -64,7 +64,7 @@ impl Process {
     ) -> Result<Worker> {
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
-                .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))
+                .map_err(|err| super::exec::out_of_resources("cannot create a pipe", err.into()))
         };
         let (jobs_read, jobs_write) = pipe()?;
         let (frames_read, frames_write) = pipe()?;

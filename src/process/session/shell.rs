@@ -3,6 +3,7 @@
 //! shell can still run one.
 
 use super::*;
+use crate::process::exec::out_of_resources;
 
 /// The shell variable that holds a command's status while the shell checks itself.
 const STATUS_VAR: &str = "__toolboxd_status";
@@ -115,7 +116,7 @@ impl Sessions {
                     drop(ended);
                     cvar.notify_all();
                 })
-                .map_err(|err| Error::internal(format!("cannot start a reader thread: {err}")))?;
+                .map_err(|err| out_of_resources("cannot start a reader thread", err))?;
         }
         Ok(command)
     }
@@ -249,7 +250,7 @@ impl Sessions {
                 }
                 let _ = done_tx.send(());
             })
-            .map_err(|err| Error::internal(format!("cannot start a status thread: {err}")))?;
+            .map_err(|err| out_of_resources("cannot start a status thread", err))?;
         let watcher = session.clone();
         tokio::spawn(async move {
             let status = exit.wait().await;
