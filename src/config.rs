@@ -54,6 +54,17 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_MAX_LOG", default_value_t = 0)]
     pub max_log: usize,
 
+    /// Finished commands each session keeps (with their logs); once a command ends, the oldest
+    /// finished ones beyond this are evicted (their ids answer 404 saying so). At least 1.
+    #[arg(long, env = "TOOLBOXD_MAX_HISTORY", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_history: u64,
+
+    /// Bytes of logs (and scripts) of finished commands each session keeps; the oldest finished
+    /// commands are evicted beyond it (the one that just ended always stays).
+    #[arg(long, env = "TOOLBOXD_MAX_HISTORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_history_bytes: u64,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -139,6 +150,8 @@ pub struct Config {
     pub max_output: usize,
     /// Session log cap per command on disk, in bytes (0: none).
     pub max_log: usize,
+    /// Finished commands (and bytes of their logs) a session keeps.
+    pub history: crate::process::History,
 }
 
 impl Config {
@@ -177,6 +190,10 @@ impl Config {
             shell: crate::process::resolve_shell(cli.shell.as_deref()),
             max_output: cli.max_output,
             max_log: cli.max_log,
+            history: crate::process::History {
+                max_commands: usize::try_from(cli.max_history).unwrap_or(usize::MAX),
+                max_bytes: cli.max_history_bytes,
+            },
         })
     }
 
@@ -192,6 +209,7 @@ impl Config {
             shell: crate::process::resolve_shell(None),
             max_output: 64 * 1024 * 1024,
             max_log: 0,
+            history: crate::process::History::default(),
         }
     }
 }

@@ -39,6 +39,12 @@ pub enum ErrorKind {
     RangeNotSatisfiable,
     /// The disk is full (`INSUFFICIENT_STORAGE`, 507).
     InsufficientStorage,
+    /// A child cannot start for lack of processes, memory or descriptors; retrying later may
+    /// work (`SERVICE_UNAVAILABLE`, 503).
+    Unavailable,
+    /// toolboxd is shutting down: the request's process was stopped, or no new one starts
+    /// (`SHUTTING_DOWN`, 503).
+    ShuttingDown,
     /// A file could not be read part way (`FILE_READ_FAILED`, 500).
     ReadFailed,
     /// A bug or an unexpected OS failure (`INTERNAL_SERVER_ERROR`, 500).
@@ -87,6 +93,7 @@ impl ErrorKind {
             ErrorKind::GitRemoteRejected => 422,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
             ErrorKind::GitTransportFailed => 502,
+            ErrorKind::Unavailable | ErrorKind::ShuttingDown => 503,
             ErrorKind::InsufficientStorage => 507,
         }
     }
@@ -108,6 +115,8 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorKind::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             ErrorKind::InsufficientStorage => "INSUFFICIENT_STORAGE",
+            ErrorKind::Unavailable => "SERVICE_UNAVAILABLE",
+            ErrorKind::ShuttingDown => "SHUTTING_DOWN",
             ErrorKind::ReadFailed => "FILE_READ_FAILED",
             ErrorKind::Internal => "INTERNAL_SERVER_ERROR",
             ErrorKind::GitAuthFailed => "GIT_AUTH_FAILED",
@@ -212,6 +221,9 @@ pub fn io_kind(err: &io::Error) -> ErrorKind {
             return ErrorKind::Conflict
         }
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => return ErrorKind::InsufficientStorage,
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => {
+            return ErrorKind::Unavailable
+        }
         Some(libc::ENOTDIR)
         | Some(libc::EISDIR)
         | Some(libc::ENAMETOOLONG)

@@ -32,7 +32,8 @@ pub use config::Config;
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// How long the entrypoint gets to exit after toolboxd forwarded it the shutdown signal.
 pub const ENTRYPOINT_GRACE: Duration = Duration::from_secs(5);
-/// SIGTERM → SIGKILL grace for every session's tree at shutdown.
+/// SIGTERM → SIGKILL grace for every tree toolboxd started (sessions, commands, code runs,
+/// interpreter workers, …) at shutdown.
 pub const SESSION_GRACE: Duration = Duration::from_secs(2);
 
 /// The sockets toolboxd serves, bound by the caller (tests bind port 0).
@@ -49,8 +50,11 @@ pub struct Listeners {
 ///
 /// With `config.entrypoint` set, the image's command runs as the `entrypoint` session. When
 /// `shutdown` resolves with a signal, that signal goes to the entrypoint's process tree first
-/// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop and every session's tree is
-/// terminated (SIGTERM, `SESSION_GRACE`, SIGKILL), so nothing started by toolboxd survives it.
+/// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop and every tree toolboxd started
+/// (the process registry's: commands, code runs, workers, sessions; and any other descendant)
+/// is terminated (SIGTERM, `SESSION_GRACE`, SIGKILL), so nothing started by toolboxd survives
+/// it. Requests still waiting on one of those processes answer 503 `SHUTTING_DOWN` before their
+/// connections close.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -61,6 +65,7 @@ pub async fn run(
     let entrypoint = config.entrypoint.clone();
     let state = state::AppState::new(config);
     let sessions = state.sessions.clone();
+    let trees = state.process.trees().clone();
     if !entrypoint.is_empty() {
         match sessions.start_entrypoint(&entrypoint) {
             Ok(()) => tracing::info!(command = ?entrypoint, "entrypoint started"),
@@ -77,7 +82,9 @@ pub async fn run(
             sessions.signal_entrypoint(signal, ENTRYPOINT_GRACE).await;
         }
         trigger.cancel();
+        let registry = tokio::task::spawn_blocking(move || trees.terminate_all(SESSION_GRACE));
         sessions.terminate_all(SESSION_GRACE).await;
+        let _ = registry.await;
     });
 
     let mut servers = tokio::task::JoinSet::new();
@@ -114,8 +121,8 @@ pub async fn run(
         }
     };
     if token.is_cancelled() {
-        // Sessions are torn down concurrently with the drain; wait for it (bounded by its
-        // graces) so the process does not exit with children alive.
+        // Trees are torn down concurrently with the drain; wait for it (bounded by its graces)
+        // so the process does not exit with children alive.
         let _ = tokio::time::timeout(
             ENTRYPOINT_GRACE + SESSION_GRACE + Duration::from_secs(1),
             teardown,

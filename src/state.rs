@@ -44,6 +44,7 @@ impl AppState {
         let sessions = Sessions::new(
             process.clone(),
             config.home.join(".toolboxd").join("sessions"),
+            config.history,
         );
         let git = Git::new(config.workdir.clone(), config.home.clone());
         let code = Code::new(process.clone());

@@ -54,7 +54,8 @@ pub struct ExecuteResponse {
 /// Runs a command to completion. Bytes that are not UTF-8 become U+FFFD.
 #[utoipa::path(post, path = "/process/execute", tag = "process", request_body = ExecuteRequest,
     responses((status = 200, body = ExecuteResponse), (status = 400, body = super::error::ErrorBody),
-        (status = 408, description = "timeout: the tree was killed", body = super::error::ErrorBody)))]
+        (status = 408, description = "timeout: the tree was killed", body = super::error::ErrorBody),
+        (status = 503, description = "SHUTTING_DOWN: toolboxd is stopping and stopped the command; SERVICE_UNAVAILABLE: no process could start (out of processes, memory or descriptors)", body = super::error::ErrorBody)))]
 pub async fn execute(
     State(app): State<AppState>,
     Json(request): Json<ExecuteRequest>,
@@ -122,7 +123,8 @@ pub struct CodeRunResponse {
 /// back as `artifacts.charts`.
 #[utoipa::path(post, path = "/process/code-run", tag = "process", request_body = CodeRunBody,
     responses((status = 200, body = CodeRunResponse), (status = 400, body = super::error::ErrorBody),
-        (status = 408, description = "timeout: the tree was killed", body = super::error::ErrorBody)))]
+        (status = 408, description = "timeout: the tree was killed", body = super::error::ErrorBody),
+        (status = 503, description = "SHUTTING_DOWN: toolboxd is stopping and stopped the program; SERVICE_UNAVAILABLE: no process could start", body = super::error::ErrorBody)))]
 pub async fn code_run(
     State(app): State<AppState>,
     Json(request): Json<CodeRunBody>,

@@ -96,8 +96,10 @@ pub struct Command {
     /// Exit code once complete (128 + signal when killed); absent while running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// Why it ended (`exited`, `signal`, `killed`, `timeout`); absent while running. Beyond
-    /// Daytona.
+    /// Why it ended (`exited`, `signal`, `killed`, `timeout`, `shell_unusable`); absent while
+    /// running. Beyond Daytona. `shell_unusable`: the command ended (with its own exit code)
+    /// leaving its session shell unable to run commands (e.g. `ulimit -n 3`), so the shell was
+    /// replaced and shell state is lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_cause: Option<String>,
 }
@@ -230,7 +232,8 @@ pub async fn delete_session(
     responses((status = 200, body = SessionExecuteResponse),
         (status = 202, description = "started; only cmdId is set", body = SessionExecuteResponse),
         (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
-        (status = 408, description = "sync exec ran past its `timeout`: the session shell was killed", body = super::error::ErrorBody)))]
+        (status = 408, description = "sync exec ran past its `timeout`: the session shell was killed", body = super::error::ErrorBody),
+        (status = 503, description = "SHUTTING_DOWN: toolboxd is stopping; the command was stopped or not started", body = super::error::ErrorBody)))]
 pub async fn execute_command(
     State(app): State<AppState>,
     Path(SessionPath { session_id }): Path<SessionPath>,
@@ -282,7 +285,8 @@ pub async fn execute_command(
     Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
-/// One command (`exitCode` absent while it runs).
+/// One command (`exitCode` absent while it runs). A command evicted from the session's bounded
+/// history (`--max-history`, `--max-history-bytes`) is a 404 whose message says so.
 #[utoipa::path(get, path = "/process/session/{session_id}/command/{command_id}", tag = "process",
     params(("session_id" = String, Path), ("command_id" = String, Path)),
     responses((status = 200, body = Command), (status = 404, body = super::error::ErrorBody)))]
@@ -510,12 +514,15 @@ async fn stream_log(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
 }
 
-/// Writes to a running async command's stdin (410 once it completed).
+/// Queues input for a running async command's stdin (410 once it completed). The answer comes
+/// once the bytes are queued, not when the command reads them; up to 1 MiB waits per command
+/// (one larger input alone), and past that the request waits for the command to read, or ends
+/// with 410 when the command ends first.
 #[utoipa::path(post, path = "/process/session/{session_id}/command/{command_id}/input", tag = "process",
     params(("session_id" = String, Path), ("command_id" = String, Path)),
     request_body = SessionSendInputRequest,
-    responses((status = 204, description = "written"), (status = 400, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody),
+    responses((status = 204, description = "queued for the command's stdin"), (status = 400, body = super::error::ErrorBody),
+        (status = 404, description = "no such session or command, or the command was evicted from the session's history", body = super::error::ErrorBody),
         (status = 410, description = "COMMAND_ALREADY_COMPLETED", body = super::error::ErrorBody)))]
 pub async fn send_input(
     State(app): State<AppState>,

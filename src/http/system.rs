@@ -60,7 +60,9 @@ pub struct SystemMetrics {
 }
 
 /// Changes what new children inherit. Answers the changes: set variables with their values,
-/// removed ones with `""`.
+/// removed ones with `""`. A variable no process could be started with is a 400 and changes
+/// nothing: a name that is not a shell identifier, a NUL byte, a `NAME=value` over 128 KiB (the
+/// kernel's limit per string), or an environment that would grow past 1 MiB.
 #[utoipa::path(post, path = "/env", tag = "process", request_body = UpdateEnvRequest,
     responses((status = 200, body = BTreeMap<String, String>), (status = 400, body = super::error::ErrorBody)))]
 pub async fn update_env(

@@ -79,6 +79,9 @@ impl Process {
                 "command cannot be empty or whitespace-only",
             ));
         }
+        if request.command.contains('\0') {
+            return Err(nul_in_command(&request.command));
+        }
         let mut script_file = None;
         let mut args = Vec::new();
         if request.command.len() <= MAX_INLINE_COMMAND {
@@ -115,7 +118,8 @@ impl Process {
     /// Runs `program` to completion (or timeout): its own process group, stdin from /dev/null,
     /// output collected and capped, the whole tree killed on timeout (408).
     pub async fn run(&self, program: Program) -> Result<ExecOutcome> {
-        validate_env_names(&program.envs)?;
+        validate_env(&program.envs)?;
+        self.trees.check_open()?;
         let cwd = self.cwd_of(program.cwd.as_deref())?;
         let env = self.env_snapshot();
         let marker = uuid::Uuid::new_v4().simple().to_string();
@@ -132,7 +136,7 @@ impl Process {
         }
         let side = if program.side_channel {
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))?;
+                .map_err(|err| out_of_resources("cannot create a pipe", err.into()))?;
             spawn = spawn.pass_fds(vec![write]).env(SIDE_CHANNEL_VAR, "3");
             Some(read)
         } else {
@@ -142,9 +146,12 @@ impl Process {
         // comes when the child (and whatever it handed the fd to) is done.
         let (mut child, exit) = self.reaper.spawn(spawn).map_err(|err| {
             cgroup::remove(&marker);
-            spawn_error(&program.program, &err)
+            spawn_error(&program.program, &cwd, &err)
         })?;
         let pid = child.pid;
+        // Until this returns: shutdown ends the tree and answers the request.
+        let _registered = self.trees.register(pid, &marker);
+        let closing = self.trees.closing();
         let collected = Arc::new(Mutex::new(Collected::new(self.max_output)));
         let readers = [
             child
@@ -157,10 +164,20 @@ impl Process {
                 .map(|pipe| read_into(pipe, Stream::Stderr, collected.clone())),
             side.map(|pipe| read_into(std::fs::File::from(pipe), Stream::Side, collected.clone())),
         ];
-        let status = match program.timeout {
-            Some(limit) => match tokio::time::timeout(limit, exit.wait()).await {
-                Ok(status) => status,
-                Err(_) => {
+        let waited = async {
+            match program.timeout {
+                Some(limit) => tokio::time::timeout(limit, exit.wait()).await.ok(),
+                None => Some(exit.wait().await),
+            }
+        };
+        let status = tokio::select! {
+            biased;
+            // The registry ends the tree (SIGTERM, grace, SIGKILL).
+            () = closing => return Err(super::shutting_down()),
+            waited = waited => match waited {
+                Some(status) => status,
+                None => {
+                    let limit = program.timeout.unwrap_or_default();
                     tree::signal_tree(pid, &marker, Signal::SIGKILL);
                     cgroup::remove_when_empty(&marker);
                     return Err(Error::new(
@@ -169,7 +186,6 @@ impl Process {
                     ));
                 }
             },
-            None => exit.wait().await,
         };
         for reader in readers.into_iter().flatten() {
             // A background job may keep the pipe open; its later output is not waited for.
@@ -209,17 +225,76 @@ impl Process {
     }
 }
 
-/// A child that could not start: a 400 naming the program, since it is what the request chose
-/// (a missing interpreter, a bad argument).
-pub(super) fn spawn_error(program: &Path, err: &std::io::Error) -> Error {
-    Error::bad_request(format!("cannot start {}: {err}", program.display()))
+/// The 400 for a command with a NUL byte (no shell can be given one).
+pub(super) fn nul_in_command(command: &str) -> Error {
+    let at = command.find('\0').unwrap_or_default();
+    Error::bad_request(format!(
+        "command contains a NUL byte (at byte {at}), which a shell command cannot hold"
+    ))
 }
 
-/// Environment names must be shell identifiers.
-pub fn validate_env_names<'a>(
-    names: impl IntoIterator<Item = (&'a String, &'a String)>,
-) -> Result<()> {
-    for (name, _) in names {
+/// A child that could not start, said plainly and never as a 500: what the request chose or
+/// set up (a missing program or working directory, an environment too large for the kernel, a
+/// NUL byte) is a 400; a sandbox out of processes, memory or descriptors is a 503 worth
+/// retrying.
+pub(super) fn spawn_error(program: &Path, cwd: &Path, err: &std::io::Error) -> Error {
+    let program = program.display();
+    match err.raw_os_error() {
+        Some(libc::E2BIG) => Error::bad_request(format!(
+            "cannot start {program}: its arguments and environment are too large for a new \
+             process (argument list too long); unset large variables with POST /env"
+        )),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) if !cwd.is_dir() => Error::bad_request(format!(
+            "cannot start {program}: its working directory {} does not exist",
+            cwd.display()
+        )),
+        Some(libc::ENOENT) => Error::bad_request(format!(
+            "cannot start {program}: no such file (is it installed, and on PATH?)"
+        )),
+        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE) => Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "cannot start {program}: {}; the sandbox is out of processes, memory or file \
+                 descriptors, try again once some are free",
+                plain(err)
+            ),
+        ),
+        _ => Error::bad_request(format!("cannot start {program}: {}", plain(err))),
+    }
+}
+
+/// A failure to get what starting a child needs (a pipe, a thread): 503 when the sandbox is out
+/// of descriptors, memory or threads, which may pass; anything else is a bug (500).
+pub(super) fn out_of_resources(what: &str, err: std::io::Error) -> Error {
+    let kind = match err.raw_os_error() {
+        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    };
+    Error::new(kind, format!("{what}: {}", plain(&err)))
+}
+
+/// An OS error's text without Rust's " (os error N)".
+fn plain(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// The most one `NAME=value` string of a new process may take, its NUL included: the kernel's
+/// `MAX_ARG_STRLEN` (32 pages); a longer one makes `execve` fail with E2BIG.
+pub const MAX_ENV_STRING: usize = 128 * 1024;
+
+/// The most the environment of new processes (`NAME=value` strings, their NULs and pointers) may
+/// grow to through `POST /env`: half of the 2 MiB the kernel allows arguments and environment
+/// together under the usual 8 MiB stack limit, so commands keep room for their arguments.
+pub const ENV_BUDGET: usize = 1024 * 1024;
+
+/// Checks variables a child is to be started with: names are shell identifiers, and no name or
+/// value holds a NUL byte or makes a `NAME=value` string past `MAX_ENV_STRING`.
+pub fn validate_env<'a>(vars: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<()> {
+    for (name, value) in vars {
         let mut chars = name.chars();
         let valid = chars
             .next()
@@ -228,6 +303,19 @@ pub fn validate_env_names<'a>(
         if !valid {
             return Err(Error::bad_request(format!(
                 "invalid environment variable name: {name:?} (use letters, digits and _, not starting with a digit)"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(Error::bad_request(format!(
+                "environment variable {name} contains a NUL byte, which no process can be \
+                 started with"
+            )));
+        }
+        let size = name.len() + value.len() + 2;
+        if size > MAX_ENV_STRING {
+            return Err(Error::bad_request(format!(
+                "environment variable {name} is {size} bytes as NAME=value: the kernel starts no \
+                 process with one over {MAX_ENV_STRING} bytes (put large data in a file)"
             )));
         }
     }
@@ -338,12 +426,43 @@ mod tests {
     }
 
     #[test]
-    fn env_names_are_identifiers() {
-        let ok = BTreeMap::from([("_A1".to_string(), String::new())]);
-        assert!(validate_env_names(&ok).is_ok());
-        for bad in ["1A", "A-B", "", "A B"] {
+    fn env_names_are_identifiers_and_values_startable() {
+        let ok = BTreeMap::from([("_A1".to_string(), "x".repeat(MAX_ENV_STRING - 5))]);
+        assert!(validate_env(&ok).is_ok());
+        for bad in ["1A", "A-B", "", "A B", "A=B"] {
             let map = BTreeMap::from([(bad.to_string(), String::new())]);
-            assert!(validate_env_names(&map).is_err(), "{bad}");
+            assert!(validate_env(&map).is_err(), "{bad}");
         }
+        let nul = BTreeMap::from([("A".to_string(), "x\0y".to_string())]);
+        assert!(validate_env(&nul).unwrap_err().message.contains("NUL"));
+        let big = BTreeMap::from([("_A1".to_string(), "x".repeat(MAX_ENV_STRING - 4))]);
+        assert!(validate_env(&big).is_err());
+    }
+
+    #[test]
+    fn start_failures_are_never_500() {
+        let cwd = Path::new("/");
+        let status = |errno: i32| {
+            spawn_error(
+                Path::new("bash"),
+                cwd,
+                &std::io::Error::from_raw_os_error(errno),
+            )
+            .kind
+            .status()
+        };
+        assert_eq!(status(libc::E2BIG), 400);
+        assert_eq!(status(libc::ENOENT), 400);
+        assert_eq!(status(libc::EACCES), 400);
+        assert_eq!(status(libc::EAGAIN), 503);
+        let gone = spawn_error(
+            Path::new("bash"),
+            Path::new("/no/such/dir"),
+            &std::io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        assert!(
+            gone.message.contains("working directory /no/such/dir"),
+            "{gone}"
+        );
     }
 }

@@ -8,21 +8,25 @@ mod reaper;
 mod session;
 mod spawn;
 mod tree;
+mod trees;
 mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-pub use exec::{validate_env_names, ExecOutcome, ExecRequest, Program, SIDE_CHANNEL_VAR};
+pub use exec::{
+    validate_env, ExecOutcome, ExecRequest, Program, ENV_BUDGET, MAX_ENV_STRING, SIDE_CHANNEL_VAR,
+};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
-    strip_markers, CommandInfo, CommandLogs, ExecOptions, ExitCause, LogFollower, LogFormat,
-    MarkerStripper, SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND,
+    strip_markers, CommandInfo, CommandLogs, ExecOptions, ExitCause, History, LogFollower,
+    LogFormat, MarkerStripper, SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND,
     ENTRYPOINT_SESSION,
 };
 pub use spawn::{Child, Io, Spawn};
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
+pub use trees::{shutting_down, TreeGuard, Trees};
 pub use worker::Worker;
 
 use crate::error::Result;
@@ -31,6 +35,7 @@ use crate::error::Result;
 #[derive(Debug, Clone)]
 pub struct Process {
     reaper: Reaper,
+    trees: Trees,
     shell: PathBuf,
     workdir: PathBuf,
     env: Arc<RwLock<BTreeMap<String, String>>>,
@@ -56,6 +61,7 @@ impl Process {
     pub fn start(shell: PathBuf, workdir: PathBuf, max_output: usize, max_log: usize) -> Process {
         Process {
             reaper: Reaper::start(),
+            trees: Trees::default(),
             shell,
             workdir,
             env: Arc::new(RwLock::new(std::env::vars().collect())),
@@ -69,45 +75,75 @@ impl Process {
         &self.reaper
     }
 
+    /// The registry of trees toolboxd started: every capability that starts a child registers
+    /// its tree there, so shutdown can end it (see `Trees`).
+    pub fn trees(&self) -> &Trees {
+        &self.trees
+    }
+
     /// The environment a new child starts with.
     pub fn env_snapshot(&self) -> BTreeMap<String, String> {
         self.env.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Applies `update` and returns what changed: set variables with their value, removed ones
-    /// with an empty value.
+    /// with an empty value. Every variable set must be one a child can be started with (see
+    /// `validate_env`), and the environment may not grow past `ENV_BUDGET`; otherwise nothing
+    /// changes (400).
     pub fn update_env(&self, update: EnvUpdate) -> Result<BTreeMap<String, String>> {
-        validate_env_names(update.set.iter())?;
+        validate_env(update.set.iter())?;
         let mut env = self.env.write().unwrap_or_else(|e| e.into_inner());
-        let mut changes = BTreeMap::new();
-        for name in &update.unset {
-            if env.remove(name).is_some() {
-                changes.insert(name.clone(), String::new());
-            }
+        let before = env_size(&env);
+        let mut next = env.clone();
+        let changes = apply(&mut next, update);
+        let after = env_size(&next);
+        if after > ENV_BUDGET && after > before {
+            return Err(crate::error::Error::bad_request(format!(
+                "the environment of new processes would be {after} bytes, over the {ENV_BUDGET} \
+                 bytes toolboxd allows (the kernel refuses to start a process whose arguments \
+                 and environment pass about 2 MiB); nothing was changed"
+            )));
         }
-        if let Some(prefix) = update
-            .unset_value_prefix
-            .as_deref()
-            .filter(|p| !p.is_empty())
-        {
-            let doomed: Vec<String> = env
-                .iter()
-                .filter(|(name, value)| {
-                    value.starts_with(prefix) && !update.set.contains_key(*name)
-                })
-                .map(|(name, _)| name.clone())
-                .collect();
-            for name in doomed {
-                env.remove(&name);
-                changes.insert(name, String::new());
-            }
-        }
-        for (name, value) in update.set {
-            env.insert(name.clone(), value.clone());
-            changes.insert(name, value);
-        }
+        *env = next;
         Ok(changes)
     }
+}
+
+/// The bytes `env` takes in a new process: each `NAME=value` with its NUL, and its pointer.
+fn env_size(env: &BTreeMap<String, String>) -> usize {
+    env.iter()
+        .map(|(name, value)| name.len() + value.len() + 2 + std::mem::size_of::<usize>())
+        .sum()
+}
+
+/// Applies `update` to `env` and returns the changes.
+fn apply(env: &mut BTreeMap<String, String>, update: EnvUpdate) -> BTreeMap<String, String> {
+    let mut changes = BTreeMap::new();
+    for name in &update.unset {
+        if env.remove(name).is_some() {
+            changes.insert(name.clone(), String::new());
+        }
+    }
+    if let Some(prefix) = update
+        .unset_value_prefix
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        let doomed: Vec<String> = env
+            .iter()
+            .filter(|(name, value)| value.starts_with(prefix) && !update.set.contains_key(*name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in doomed {
+            env.remove(&name);
+            changes.insert(name, String::new());
+        }
+    }
+    for (name, value) in update.set {
+        env.insert(name.clone(), value.clone());
+        changes.insert(name, value);
+    }
+    changes
 }
 
 /// The shell commands run under: `preferred` if given, else bash from PATH, else `sh`.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 
-use super::{cgroup, tree, ExitWatch, Io, Process, Spawn};
+use super::{cgroup, tree, ExitWatch, Io, Process, Spawn, TreeGuard};
 use crate::error::{Error, Result};
 
 /// A running worker.
@@ -30,6 +30,8 @@ pub struct Worker {
     /// Frames, one JSON line each (the worker's fd 4).
     pub frames: File,
     marker: String,
+    /// On the registry while it lives: shutdown ends it.
+    _registered: TreeGuard,
 }
 
 impl Worker {
@@ -62,7 +64,7 @@ impl Process {
     ) -> Result<Worker> {
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
-                .map_err(|err| Error::internal(format!("cannot create a pipe: {err}")))
+                .map_err(|err| super::exec::out_of_resources("cannot create a pipe", err.into()))
         };
         let (jobs_read, jobs_write) = pipe()?;
         let (frames_read, frames_write) = pipe()?;
@@ -75,10 +77,12 @@ impl Process {
             .stdio(Io::Null, Io::Piped, Io::Piped)
             .pass_fds(vec![jobs_read, frames_write])
             .cgroup(&marker);
+        self.trees.check_open()?;
         let (child, exit) = self
             .reaper
             .spawn(spawn)
-            .map_err(|err| super::exec::spawn_error(program, &err))?;
+            .map_err(|err| super::exec::spawn_error(program, cwd, &err))?;
+        let registered = self.trees.register(child.pid, &marker);
         let (Some(stdout), Some(stderr)) = (child.stdout, child.stderr) else {
             return Err(Error::internal("the worker's pipes are missing"));
         };
@@ -90,6 +94,7 @@ impl Process {
             jobs: File::from(jobs_write),
             frames: File::from(frames_read),
             marker,
+            _registered: registered,
         })
     }
 

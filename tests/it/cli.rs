@@ -1,7 +1,9 @@
 //! The command line: help documents every option with its env var; signals stop it cleanly.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 use crate::harness::*;
 
@@ -26,6 +28,10 @@ fn help_documents_every_option_and_env_var() {
         "TOOLBOXD_MAX_OUTPUT",
         "--max-log",
         "TOOLBOXD_MAX_LOG",
+        "--max-history",
+        "TOOLBOXD_MAX_HISTORY",
+        "--max-history-bytes",
+        "TOOLBOXD_MAX_HISTORY_BYTES",
         "DAYTONA_USER_HOME_AS_WORKDIR",
         "RUST_LOG",
     ] {
@@ -83,4 +89,97 @@ fn a_port_in_use_is_a_clear_startup_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains(&addr));
+}
+
+/// Pids of live processes whose environment holds `needle` (`NAME=value`).
+fn marked(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|b| *b == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .filter(|&pid| is_alive(pid))
+        .collect()
+}
+
+/// Shutdown ends every tree toolboxd started, not only sessions, and answers the clients still
+/// waiting (issue 12, item 11): before, five `sleep 30` executes in flight got an empty reply
+/// after the 5 s drain and the sleeps lived on. Here executes, a code run, a sync session command
+/// and an interpreter worker are all running; every child carries a marker set with `POST /env`.
+#[test]
+fn shutdown_answers_waiting_clients_and_ends_every_tree() {
+    let mut daemon = Toolboxd::start();
+    let needle = format!("TOOLBOXD_SHUTDOWN_MARK=run-{}", std::process::id());
+    let (name, value) = needle.split_once('=').unwrap();
+    assert_eq!(
+        daemon
+            .post_json("/env", &json!({"set": {name: value}}))
+            .status(),
+        200
+    );
+    // An interpreter context: its worker waits for jobs.
+    let context = daemon.post_json("/process/interpreter/context", &json!({}));
+    assert_eq!(context.status(), 200, "{:?}", context.text());
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "s"}))
+            .status(),
+        201
+    );
+    let mut requests: Vec<(&str, Value)> = (0..5)
+        .map(|_| ("/process/execute", json!({"command": "sleep 30"})))
+        .collect();
+    requests.push((
+        "/process/code-run",
+        json!({"code": "import time\ntime.sleep(30)", "language": "python"}),
+    ));
+    requests.push(("/process/session/s/exec", json!({"command": "sleep 30"})));
+    let clients: Vec<_> = requests
+        .into_iter()
+        .map(|(path, body)| {
+            let url = daemon.url(path);
+            let client = daemon.client.clone();
+            std::thread::spawn(move || {
+                let response = client.post(url).json(&body).send().unwrap();
+                (response.status().as_u16(), response.text().unwrap())
+            })
+        })
+        .collect();
+    // 5 sleeps, the code run, the session shell and its sleep, the worker.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while marked(&needle).len() < 9 {
+        assert!(
+            Instant::now() < deadline,
+            "children never started: {:?}",
+            marked(&needle)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    for client in clients {
+        let (status, text) = client.join().unwrap();
+        assert_eq!(status, 503, "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["code"], "SHUTTING_DOWN", "{body}");
+        assert_eq!(body["source"], "DAYTONA_DAEMON", "{body}");
+    }
+    let status = daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("toolboxd exited");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(
+        marked(&needle),
+        Vec::<i32>::new(),
+        "processes outlived toolboxd"
+    );
 }

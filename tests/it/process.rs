@@ -306,6 +306,166 @@ fn env_changes_reach_new_children() {
     );
 }
 
+/// `POST /env` refuses what no child could be started with (issue 12, item 1): before, a NUL
+/// byte or a 1.5 MB value answered 200 and then every execute answered 400 and every session
+/// create 500 until the variable was unset. A refused update changes nothing.
+#[test]
+fn env_refuses_what_no_child_can_start_with() {
+    let daemon = Toolboxd::start();
+    let refused = |body: Value, needle: &str| {
+        let error = assert_error(daemon.post_json("/env", &body), 400, "BAD_REQUEST");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    };
+    refused(json!({"set": {"OK_1": "kept?", "AB": "x\0y"}}), "NUL byte");
+    refused(
+        json!({"set": {"A=B": "x"}}),
+        "invalid environment variable name",
+    );
+    refused(
+        json!({"set": {"": "x"}}),
+        "invalid environment variable name",
+    );
+    refused(
+        json!({"set": {"BIG": "x".repeat(1_500_000)}}),
+        "131072 bytes",
+    );
+    // The per-variable limit is the kernel's: 128 KiB for NAME=value and its NUL.
+    let fits = "y".repeat(128 * 1024 - "FITS=".len() - 1);
+    assert_eq!(
+        json(
+            daemon.post_json("/env", &json!({"set": {"FITS": fits}})),
+            200
+        )["FITS"]
+            .as_str()
+            .unwrap()
+            .len(),
+        fits.len()
+    );
+    // The whole environment has a budget too (about 1 MiB): variables that each fit, together
+    // past it, are refused as one.
+    let many: serde_json::Map<String, Value> = (0..10)
+        .map(|i| (format!("PART_{i}"), json!("z".repeat(120_000))))
+        .collect();
+    refused(json!({ "set": many }), "over the 1048576 bytes");
+    // Nothing of the refused requests was applied, and children still start.
+    let out = execute(
+        &daemon,
+        json!({"command": "echo ${OK_1-unset} ${PART_0-unset} ${#FITS}"}),
+    );
+    assert_eq!(out["stdout"], format!("unset unset {}\n", fits.len()));
+    let response = daemon.post_json("/process/session", &json!({"sessionId": "after-env"}));
+    assert_eq!(response.status().as_u16(), 201, "{:?}", response.text());
+    // Per-command variables are checked the same way.
+    let error = assert_error(
+        daemon.post_json(
+            "/process/execute",
+            &json!({"command": "true", "envs": {"BAD": "a\0b"}}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("NUL"),
+        "{error}"
+    );
+}
+
+/// A child that cannot start is a 4xx that says why, never a 500 (issue 12, item 1): before, a
+/// session in a work dir that had been removed answered 500.
+#[test]
+fn a_child_that_cannot_start_is_a_clear_400() {
+    let temp = tempfile::tempdir().unwrap();
+    let workdir = temp.path().join("work");
+    std::fs::create_dir(&workdir).unwrap();
+    let daemon = Toolboxd::start_with(StartOptions {
+        workdir: Some(workdir.clone()),
+        ..Default::default()
+    });
+    std::fs::remove_dir(&workdir).unwrap();
+    let error = assert_error(
+        daemon.post_json("/process/session", &json!({"sessionId": "s"})),
+        400,
+        "BAD_REQUEST",
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("working directory") && message.contains("does not exist"),
+        "{message}"
+    );
+    let error = assert_error(
+        daemon.post_json("/process/execute", &json!({"command": "true"})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("working directory"),
+        "{error}"
+    );
+    // Arguments and environment past what the kernel takes (E2BIG, 2 MiB under the usual 8 MiB
+    // stack limit): the daemon's environment within its budget plus a command's own variables.
+    std::fs::create_dir(&workdir).unwrap();
+    let shared: serde_json::Map<String, Value> = (0..7)
+        .map(|i| (format!("SHARED_{i}"), json!("s".repeat(120_000))))
+        .collect();
+    assert_eq!(
+        daemon.post_json("/env", &json!({ "set": shared })).status(),
+        200
+    );
+    let envs: serde_json::Map<String, Value> = (0..11)
+        .map(|i| (format!("HUGE_{i}"), json!("h".repeat(120_000))))
+        .collect();
+    let error = assert_error(
+        daemon.post_json(
+            "/process/execute",
+            &json!({"command": "true", "envs": envs}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("too large"),
+        "{error}"
+    );
+}
+
+/// A NUL byte in a command is a 400 in `/process/execute` and in session exec alike (issue 12,
+/// item 9): before, session exec silently dropped it and ran the rest.
+#[test]
+fn a_nul_byte_in_a_command_is_a_400_everywhere() {
+    let daemon = Toolboxd::start();
+    let error = assert_error(
+        daemon.post_json("/process/execute", &json!({"command": "echo a\0b"})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("NUL"),
+        "{error}"
+    );
+    let response = daemon.post_json("/process/session", &json!({"sessionId": "s"}));
+    assert_eq!(response.status().as_u16(), 201);
+    for body in [
+        json!({"command": "echo a\0b"}),
+        json!({"command": "echo a\0b", "runAsync": true}),
+    ] {
+        let error = assert_error(
+            daemon.post_json("/process/session/s/exec", &body),
+            400,
+            "BAD_REQUEST",
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains("NUL"),
+            "{error}"
+        );
+    }
+    let session = json(daemon.get("/process/session/s"), 200);
+    assert_eq!(session["commands"], json!([]), "nothing ran: {session}");
+}
+
 #[test]
 fn metrics_report_cpu_memory_and_disk_as_integers() {
     let daemon = Toolboxd::start();

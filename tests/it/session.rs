@@ -858,3 +858,208 @@ fn finished_commands_hold_no_file_descriptors() {
         "descriptors grew from {before} to {after} over 30 commands"
     );
 }
+
+/// The daemon's open descriptors, as `/proc/PID/fd` link targets.
+fn open_fds(daemon: &Toolboxd) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect()
+}
+
+/// Input larger than a pipe buffer, to a command that never reads it (issue 12, item 2): before,
+/// the request never answered (not even after the command ended or the session was deleted) and
+/// each try leaked a `stdin (deleted)` descriptor. Now input is queued (204), a full queue waits
+/// for the command and answers 410 once it ended, and nothing is left open.
+#[test]
+fn input_larger_than_a_pipe_never_hangs_and_leaks_nothing() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    exec(&daemon, "s", "echo warm");
+    let before = open_fds(&daemon);
+    let session_dir = daemon.home.join(".toolboxd/sessions/s");
+    let cmd = exec_async(
+        &daemon,
+        "s",
+        json!({"command": "sleep 2", "runAsync": true}),
+    );
+    let input = daemon.url(&format!("/process/session/s/command/{cmd}/input"));
+    // A hang is a failure, not a wait for the client's 120 s.
+    let client = Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let data = "x".repeat(70_000);
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&410) {
+        assert!(statuses.len() < 200, "never 410: {statuses:?}");
+        let response = client
+            .post(&input)
+            .json(&json!({ "data": data }))
+            .send()
+            .expect("the input request answered");
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[0], 204, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 204 || *s == 410),
+        "{statuses:?}"
+    );
+    assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
+    assert_error(
+        daemon.post_json(
+            &format!("/process/session/s/command/{cmd}/input"),
+            &json!({"data": "late"}),
+        ),
+        410,
+        "COMMAND_ALREADY_COMPLETED",
+    );
+    // What the pipe took was echoed into the log.
+    let stdout = logs(&daemon, "s", &cmd)["stdout"].as_str().unwrap().len();
+    assert!(stdout >= 4096, "{stdout} bytes echoed");
+    assert_eq!(daemon.delete("/process/session/s").status().as_u16(), 204);
+    let leaked = || -> Vec<String> {
+        open_fds(&daemon)
+            .into_iter()
+            .filter(|fd| fd.contains(session_dir.to_str().unwrap()))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leaked().is_empty() || open_fds(&daemon).len() > before.len() + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "descriptors left open: {:?} (before: {before:?}, now: {:?})",
+            leaked(),
+            open_fds(&daemon)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A shell that can no longer run commands is replaced (issue 12, item 5): before, after
+/// `ulimit -n 3` every later command answered exit code 1 with no output and cause `exited`.
+#[test]
+fn a_shell_that_cannot_run_commands_is_replaced() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "s");
+    exec(&daemon, "s", "export KEPT=old-shell");
+    let broke = exec(&daemon, "s", "ulimit -n 3");
+    assert_eq!(broke["exitCode"], 0, "{broke}");
+    let info = command(&daemon, "s", broke["cmdId"].as_str().unwrap());
+    assert_eq!(info["exitCause"], "shell_unusable", "{info}");
+    let out = exec(&daemon, "s", "echo back; echo ${KEPT-fresh}");
+    assert_eq!(out["exitCode"], 0, "{out}");
+    assert_eq!(out["stdout"], "back\nfresh\n", "a new shell runs it");
+    let info = command(&daemon, "s", out["cmdId"].as_str().unwrap());
+    assert_eq!(info["exitCause"], "exited", "{info}");
+    // Async commands too.
+    let cmd = exec_async(
+        &daemon,
+        "s",
+        json!({"command": "ulimit -n 3", "runAsync": true}),
+    );
+    assert_eq!(wait_exit(&daemon, "s", &cmd), 0);
+    assert_eq!(command(&daemon, "s", &cmd)["exitCause"], "shell_unusable");
+    assert_eq!(exec(&daemon, "s", "echo again")["stdout"], "again\n");
+}
+
+/// Session history is bounded (issue 12, item 12): the oldest finished commands beyond the count
+/// or byte budget are evicted with their directories, a running command never is, and an
+/// evicted command's lookups answer 404 saying it was evicted.
+#[test]
+fn history_is_bounded_and_evicted_commands_say_so() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![
+            ("TOOLBOXD_MAX_HISTORY".into(), "3".into()),
+            ("TOOLBOXD_MAX_HISTORY_BYTES".into(), "3000000".into()),
+        ],
+        ..Default::default()
+    });
+    create(&daemon, "h");
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            exec(&daemon, "h", &format!("echo {i}"))["cmdId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let listed = |daemon: &Toolboxd| -> Vec<String> {
+        json(daemon.get("/process/session/h"), 200)["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        listed(&daemon),
+        [ids[2].as_str(), &ids[3], &ids[4]],
+        "the newest three"
+    );
+    // A running command is not counted (nor ever evicted).
+    let running = exec_async(
+        &daemon,
+        "h",
+        json!({"command": "read line", "runAsync": true}),
+    );
+    assert_eq!(
+        listed(&daemon),
+        [ids[2].as_str(), &ids[3], &ids[4], &running],
+        "the newest three finished and the running one"
+    );
+    let on_disk = |daemon: &Toolboxd| {
+        std::fs::read_dir(daemon.home.join(".toolboxd/sessions/h"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(on_disk(&daemon), 4);
+    for evicted in &ids[..2] {
+        for path in [
+            format!("/process/session/h/command/{evicted}"),
+            format!("/process/session/h/command/{evicted}/logs"),
+        ] {
+            let error = assert_error(daemon.get(&path), 404, "NOT_FOUND");
+            assert!(
+                error["message"].as_str().unwrap().contains("was evicted"),
+                "{error}"
+            );
+        }
+    }
+    let error = assert_error(
+        daemon.get("/process/session/h/command/no-such-id"),
+        404,
+        "NOT_FOUND",
+    );
+    assert!(!error["message"].as_str().unwrap().contains("evicted"));
+    // Bytes: each of these keeps about 2 MB (output.log and stdout.log), so the second pushes
+    // out everything older, the first big one included, though three would fit by count.
+    let big = |daemon: &Toolboxd| {
+        exec(daemon, "h", "head -c 1000000 /dev/zero | tr '\\0' x")["cmdId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let response = daemon.post_json(
+        &format!("/process/session/h/command/{running}/input"),
+        &json!({"data": "done"}),
+    );
+    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(wait_exit(&daemon, "h", &running), 0);
+    assert_eq!(listed(&daemon), [ids[3].as_str(), &ids[4], &running]);
+    let first = big(&daemon);
+    assert_eq!(listed(&daemon), [ids[4].as_str(), &running, &first]);
+    let second = big(&daemon);
+    assert_eq!(listed(&daemon), [second.as_str()]);
+    assert_eq!(on_disk(&daemon), 1);
+    assert_eq!(
+        logs(&daemon, "h", &second)["stdout"]
+            .as_str()
+            .unwrap()
+            .len(),
+        1_000_000
+    );
+}

@@ -16,19 +16,30 @@
 //! background job may hold the FIFO forever). `exit` is aliased to `return`, so `exit 3` ends
 //! the sourced command with 3 and the session survives; a shell that dies anyway (`set -e`,
 //! `kill $$`) marks its running commands with its status and is restarted on the next exec.
+//! After each command the shell also checks that it can still set up the redirections a command
+//! needs (`ulimit -n 3` makes that impossible); a shell that cannot is replaced at once, and the
+//! command that left it so ends with [`ExitCause::ShellUnusable`].
+//!
+//! Input for an async command goes through a bounded queue to a writer task that holds the FIFO
+//! non-blocking: a request never waits on a reader that may never come, and once the command ends
+//! the task, its queue and its descriptor are gone.
+//!
+//! History is bounded ([`History`]): once a command ends, the oldest finished commands beyond the
+//! session's count or byte budget are forgotten and their directories removed (a running command
+//! never is); their ids are remembered (a bounded set) so a lookup says they were evicted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 mod format;
 mod log;
@@ -38,7 +49,7 @@ pub use format::{strip_markers, LogFormat, MarkerStripper};
 
 use log::{drain, read_head, LogWriter, Stream};
 
-use super::{tree, Io, Process, Spawn};
+use super::{tree, Io, Process, Spawn, TreeGuard};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The id reserved for the entrypoint session.
@@ -63,12 +74,38 @@ const TERMINATION_GRACE: Duration = Duration::from_secs(5);
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 /// What a timed-out command exits with (as coreutils `timeout` does).
 const TIMEOUT_EXIT_CODE: i32 = 124;
+/// Bytes of input queued per command before a request waits for the command to read (one input
+/// larger than this is taken alone).
+const INPUT_QUEUE_BYTES: usize = 1024 * 1024;
+/// Ids of evicted commands remembered per session (oldest forgotten first).
+const TOMBSTONES: usize = 4096;
+
+/// How much history a session keeps: once a command ends, the oldest finished commands are
+/// evicted (logs and all) while more than `max_commands` have finished or their files take more
+/// than `max_bytes`. A running command and the command that just ended are never evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    /// Finished commands kept per session.
+    pub max_commands: usize,
+    /// Bytes of finished commands' logs and scripts kept per session.
+    pub max_bytes: u64,
+}
+
+impl Default for History {
+    fn default() -> History {
+        History {
+            max_commands: 1000,
+            max_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
 
 /// The session capability; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Sessions {
     process: Process,
     root: PathBuf,
+    history: History,
     sessions: Arc<Mutex<HashMap<String, Arc<Session>>>>,
 }
 
@@ -134,6 +171,9 @@ struct Session {
     marker: String,
     shell: Mutex<Option<Shell>>,
     commands: Mutex<Vec<Arc<Command>>>,
+    history: History,
+    /// Ids of evicted commands, oldest first (at most `TOMBSTONES`).
+    evicted: Mutex<Tombstones>,
     deleted: AtomicBool,
     /// Held while a timeout kills the session's tree: no new command (and so no new shell,
     /// which would carry the same marker and cgroup) starts until it is dead.
@@ -144,6 +184,25 @@ struct Session {
 struct Shell {
     pid: i32,
     stdin: File,
+    /// On the registry while it serves: shutdown ends its tree.
+    _registered: TreeGuard,
+}
+
+#[derive(Debug, Default)]
+struct Tombstones {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+/// Bytes queued for a command's stdin, holding their share of the queue's room.
+type Input = (Vec<u8>, OwnedSemaphorePermit);
+
+/// The queue in front of an async command's stdin (see `input_writer`).
+#[derive(Debug, Clone)]
+struct InputQueue {
+    sender: mpsc::UnboundedSender<Input>,
+    /// Bytes that may still be queued; closed when the writer ends.
+    room: Arc<Semaphore>,
 }
 
 #[derive(Debug)]
@@ -151,6 +210,10 @@ struct Command {
     id: String,
     text: String,
     dir: PathBuf,
+    /// Its session, for the history bound.
+    session: Weak<Session>,
+    /// Started with `runAsync`: its stdin is a FIFO that takes input.
+    run_async: bool,
     suppress_echo: bool,
     /// Most bytes of each log a reply carries.
     max_reply: usize,
@@ -159,6 +222,8 @@ struct Command {
     started: watch::Sender<bool>,
     exit: watch::Sender<Option<i32>>,
     stdin: Mutex<Option<File>>,
+    /// Created with the first input.
+    input: Mutex<Option<InputQueue>>,
     log: Arc<Mutex<LogWriter>>,
     readers_done: Arc<(Mutex<u8>, Condvar)>,
     cancel: Arc<AtomicBool>,
@@ -176,6 +241,9 @@ pub enum ExitCause {
     Killed,
     /// It ran past the `timeout` it was given: its session shell was killed (exit code 124).
     Timeout,
+    /// It ended (with its own exit code) leaving its session shell unable to run commands, e.g.
+    /// after `ulimit -n 3`: the shell was replaced, so shell state is lost.
+    ShellUnusable,
 }
 
 impl ExitCause {
@@ -186,16 +254,19 @@ impl ExitCause {
             ExitCause::Signal => "signal",
             ExitCause::Killed => "killed",
             ExitCause::Timeout => "timeout",
+            ExitCause::ShellUnusable => "shell_unusable",
         }
     }
 }
 
 impl Sessions {
-    /// Sessions under `root` (created 0700 on first use), children spawned through `process`.
-    pub fn new(process: Process, root: PathBuf) -> Sessions {
+    /// Sessions under `root` (created 0700 on first use), children spawned through `process`,
+    /// each keeping the finished commands `history` allows.
+    pub fn new(process: Process, root: PathBuf, history: History) -> Sessions {
         Sessions {
             process,
             root,
+            history,
             sessions: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -207,6 +278,7 @@ impl Sessions {
     }
 
     fn create_unchecked(&self, id: &str) -> Result<Arc<Session>> {
+        self.process.trees.check_open()?;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if sessions.contains_key(id) {
             return Err(Error::conflict(format!("session already exists: {id}")));
@@ -224,6 +296,8 @@ impl Sessions {
             marker: format!("session-{}", uuid::Uuid::new_v4().simple()),
             shell: Mutex::new(None),
             commands: Mutex::new(Vec::new()),
+            history: self.history,
+            evicted: Mutex::default(),
             deleted: AtomicBool::new(false),
             killing: tokio::sync::Mutex::new(()),
         });
@@ -363,7 +437,11 @@ impl Sessions {
                 "command cannot be empty or whitespace-only",
             ));
         }
+        if text.contains('\0') {
+            return Err(super::exec::nul_in_command(text));
+        }
         let session = self.session(id)?;
+        self.process.trees.check_open()?;
         let id = uuid::Uuid::new_v4().to_string();
         // After a timeout's kill, not during it.
         drop(session.killing.lock().await);
@@ -374,7 +452,12 @@ impl Sessions {
         if run_async {
             return Ok((command.id.clone(), None));
         }
-        let exit_code = command.wait().await;
+        let exit_code = tokio::select! {
+            biased;
+            // The registry and `terminate_all` end the shell.
+            () = self.process.trees.closing() => return Err(super::shutting_down()),
+            code = command.wait() => code,
+        };
         if command.info().exit_cause == Some(ExitCause::Timeout) {
             return Err(Error::new(
                 ErrorKind::Timeout,
@@ -416,7 +499,9 @@ impl Sessions {
             .push(command.clone());
         if let Err(err) = self.send(session, &command) {
             command.cancel.store(true, Ordering::SeqCst);
-            command.finish(127);
+            // Off the async workers: finishing waits (briefly) for the readers.
+            let failed = command.clone();
+            tokio::task::spawn_blocking(move || failed.finish(127));
             return Err(err);
         }
         Ok(command)
@@ -444,7 +529,9 @@ impl Sessions {
         Ok(command.read_logs().await)
     }
 
-    /// Writes `data` (plus a newline if missing) to a running async command's stdin.
+    /// Queues `data` (plus a newline if missing) for a running async command's stdin. Answers
+    /// once the bytes are queued: a command that does not read never holds the request, only a
+    /// full queue does (until the command reads or ends: then 410).
     pub async fn input(&self, id: &str, cmd_id: &str, data: &str) -> Result<()> {
         if id == ENTRYPOINT_SESSION {
             return Err(Error::bad_request(
@@ -452,41 +539,26 @@ impl Sessions {
             ));
         }
         let command = self.session(id)?.command(cmd_id)?;
-        if let Some(code) = *command.exit.borrow() {
-            return Err(gone(code));
+        if !command.run_async {
+            return Err(Error::bad_request(
+                "the command was not started with runAsync: its stdin is closed",
+            ));
         }
-        let pipe = {
-            let stdin = command.stdin.lock().unwrap_or_else(|e| e.into_inner());
-            match stdin.as_ref() {
-                Some(file) => file
-                    .try_clone()
-                    .map_err(|err| Error::internal(format!("cannot open command stdin: {err}")))?,
-                None => {
-                    return Err(Error::bad_request(
-                        "the command was not started with runAsync: its stdin is closed",
-                    ))
-                }
-            }
+        let InputQueue { sender, room } = command.input_queue()?;
+        let mut bytes = data.as_bytes().to_vec();
+        if !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        let wanted = bytes.len().clamp(1, INPUT_QUEUE_BYTES) as u32;
+        let mut exit = command.exit.subscribe();
+        let permit = tokio::select! {
+            permit = room.acquire_many_owned(wanted) => permit.ok(),
+            _ = exit.wait_for(Option::is_some) => None,
         };
-        let mut data = data.to_string();
-        if !data.ends_with('\n') {
-            data.push('\n');
-        }
-        let echo = (!command.suppress_echo).then(|| command.log.clone());
-        let bytes = data.into_bytes();
-        tokio::task::spawn_blocking(move || {
-            let mut pipe = pipe;
-            pipe.write_all(&bytes)?;
-            if let Some(log) = echo {
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Stream::Stdout, &bytes);
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .map_err(|err| Error::internal(format!("background task failed: {err}")))?
-        .map_err(|err| Error::internal(format!("cannot write to command stdin: {err}")))
+        let Some(permit) = permit else {
+            return Err(command.gone());
+        };
+        sender.send((bytes, permit)).map_err(|_| command.gone())
     }
 
     /// Kills the session's whole tree (SIGTERM, up to 5 s, SIGKILL) and removes its dir.
@@ -557,13 +629,88 @@ impl Session {
     }
 
     fn command(&self, cmd_id: &str) -> Result<Arc<Command>> {
-        self.commands
+        let found = self
+            .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|c| c.id == cmd_id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("command not found: {cmd_id}")))
+            .cloned();
+        found.ok_or_else(|| {
+            let evicted = self
+                .evicted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ids
+                .contains(cmd_id);
+            if evicted {
+                Error::not_found(format!(
+                    "command {cmd_id} was evicted from session {}'s history: a session keeps \
+                     its newest {} finished commands and {} bytes of their logs \
+                     (--max-history, --max-history-bytes)",
+                    self.id, self.history.max_commands, self.history.max_bytes
+                ))
+            } else {
+                Error::not_found(format!("command not found: {cmd_id}"))
+            }
+        })
+    }
+
+    /// Blocking. Evicts the oldest finished commands while the finished ones are more, or take
+    /// more bytes, than the history allows; `ending` (the command that is being finished, counted
+    /// as finished) and running commands stay. Their ids become tombstones and their directories
+    /// are removed.
+    fn trim_history(&self, ending: &str) {
+        if self.deleted.load(Ordering::SeqCst) {
+            return;
+        }
+        let evicted: Vec<Arc<Command>> = {
+            let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+            let finished: Vec<(usize, u64)> = commands
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.id == ending || c.exit.borrow().is_some())
+                .map(|(i, c)| (i, c.disk_bytes()))
+                .collect();
+            let mut count = finished.len();
+            let mut bytes: u64 = finished.iter().map(|(_, size)| size).sum();
+            let mut doomed = Vec::new();
+            for (i, size) in finished {
+                if count <= self.history.max_commands && bytes <= self.history.max_bytes {
+                    break;
+                }
+                if commands[i].id == ending {
+                    continue;
+                }
+                doomed.push(i);
+                count -= 1;
+                bytes -= size;
+            }
+            doomed
+                .into_iter()
+                .rev()
+                .map(|i| commands.remove(i))
+                .collect()
+        };
+        if evicted.is_empty() {
+            return;
+        }
+        {
+            let mut tombstones = self.evicted.lock().unwrap_or_else(|e| e.into_inner());
+            for command in evicted.iter().rev() {
+                tombstones.ids.insert(command.id.clone());
+                tombstones.order.push_back(command.id.clone());
+            }
+            while tombstones.order.len() > TOMBSTONES {
+                if let Some(old) = tombstones.order.pop_front() {
+                    tombstones.ids.remove(&old);
+                }
+            }
+        }
+        for command in evicted {
+            // A follower that has the log open still reads it to the end.
+            let _ = std::fs::remove_dir_all(&command.dir);
+        }
     }
 }
 
@@ -578,10 +725,52 @@ impl Command {
     }
 
     fn stdin_is_fifo(&self) -> bool {
-        self.stdin
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.run_async
+    }
+
+    /// Bytes its files take: the script and the three logs.
+    fn disk_bytes(&self) -> u64 {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        (self.text.len() + log.sizes.iter().sum::<usize>()) as u64
+    }
+
+    /// The 410 for input to a command that has ended (or is ending).
+    fn gone(&self) -> Error {
+        match *self.exit.borrow() {
+            Some(code) => gone(code),
+            None => Error::new(ErrorKind::Gone, "gone: the command is ending"),
+        }
+    }
+
+    /// The queue in front of its stdin, and the writer task behind it, started on first use.
+    fn input_queue(&self) -> Result<InputQueue> {
+        let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queue) = input.as_ref() {
+            return Ok(queue.clone());
+        }
+        let pipe = {
+            let stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+            // Taken as the command finishes.
+            let Some(file) = stdin.as_ref() else {
+                return Err(self.gone());
+            };
+            file.try_clone()
+                .and_then(tokio::net::unix::pipe::Sender::from_file)
+                .map_err(|err| Error::internal(format!("cannot open command stdin: {err}")))?
+        };
+        let (sender, queue) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(INPUT_QUEUE_BYTES));
+        let echo = (!self.suppress_echo).then(|| self.log.clone());
+        tokio::spawn(input_writer(
+            pipe,
+            queue,
+            room.clone(),
+            self.exit.subscribe(),
+            echo,
+        ));
+        let queue = InputQueue { sender, room };
+        *input = Some(queue.clone());
+        Ok(queue)
     }
 
     /// Blocking: waits (bounded) for the readers, then publishes the exit code once.
@@ -628,6 +817,10 @@ impl Command {
         } else {
             code
         };
+        // Before the exit is published: whoever waits on it then sees the history trimmed.
+        if let Some(session) = self.session.upgrade() {
+            session.trim_history(&self.id);
+        }
         self.exit.send_if_modified(|exit| {
             if exit.is_none() {
                 *exit = Some(code);
@@ -664,6 +857,54 @@ impl Command {
         .await
         .unwrap_or_default()
     }
+}
+
+/// Writes queued input to a command's stdin (non-blocking) until the command ends, echoing what
+/// went in into its stdout log unless `echo` is None. On its end the queue closes (later input is
+/// 410) and the descriptor is released with the task.
+async fn input_writer(
+    pipe: tokio::net::unix::pipe::Sender,
+    mut queue: mpsc::UnboundedReceiver<Input>,
+    room: Arc<Semaphore>,
+    mut exit: watch::Receiver<Option<i32>>,
+    echo: Option<Arc<Mutex<LogWriter>>>,
+) {
+    'items: loop {
+        let (bytes, _permit) = tokio::select! {
+            item = queue.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            _ = exit.wait_for(Option::is_some) => break,
+        };
+        let mut written = 0;
+        while written < bytes.len() {
+            tokio::select! {
+                ready = pipe.writable() => if ready.is_err() { break 'items },
+                _ = exit.wait_for(Option::is_some) => break 'items,
+            }
+            match pipe.try_write(&bytes[written..]) {
+                Ok(n) => {
+                    if let Some(log) = echo.clone() {
+                        let chunk = bytes[written..written + n].to_vec();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            log.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(Stream::Stdout, &chunk)
+                        })
+                        .await;
+                    }
+                    written += n;
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) => {
+                    tracing::warn!("writing a command's input failed: {err}");
+                    break 'items;
+                }
+            }
+        }
+    }
+    room.close();
 }
 
 /// Ends `command` if it is still running `limit` after its shell began it: marks it timed out,

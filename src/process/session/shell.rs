@@ -1,7 +1,12 @@
 //! The session shell: starting it through the reaper, preparing a command's directory, FIFOs and
-//! log readers, and writing the control line that sources the command.
+//! log readers, and writing the control line that sources the command and then checks that the
+//! shell can still run one.
 
 use super::*;
+use crate::process::exec::out_of_resources;
+
+/// The shell variable that holds a command's status while the shell checks itself.
+const STATUS_VAR: &str = "__toolboxd_status";
 
 impl Sessions {
     /// Writes the command's files, opens the FIFO ends, starts the readers.
@@ -80,12 +85,15 @@ impl Sessions {
             id,
             text: text.to_string(),
             dir,
+            session: Arc::downgrade(session),
+            run_async,
             suppress_echo,
             max_reply: self.process.max_output.max(1),
             shell_pid: AtomicI32::new(0),
             started: watch::channel(false).0,
             exit,
             stdin: Mutex::new(stdin),
+            input: Mutex::new(None),
             log,
             readers_done: Arc::new((Mutex::new(0), Condvar::new())),
             cancel: Arc::new(AtomicBool::new(false)),
@@ -108,7 +116,7 @@ impl Sessions {
                     drop(ended);
                     cvar.notify_all();
                 })
-                .map_err(|err| Error::internal(format!("cannot start a reader thread: {err}")))?;
+                .map_err(|err| out_of_resources("cannot start a reader thread", err))?;
         }
         Ok(command)
     }
@@ -125,9 +133,13 @@ impl Sessions {
         } else {
             "printf"
         };
+        // After the command, the same redirections around an empty source tell whether the shell
+        // can still run one (`ulimit -n 3` leaves it unable to): the last field is 0 if so.
         let line = format!(
             "{printf} '{START_PREFIX}%s\\n' {id}; \
-             {{ . {script}; }} < {stdin} > {stdout} 2> {stderr}; {printf} '{DONE_PREFIX}%s %s\\n' {id} \"$?\"\n",
+             {{ . {script}; }} < {stdin} > {stdout} 2> {stderr}; {STATUS_VAR}=$?; \
+             {{ . /dev/null; }} < /dev/null > /dev/null 2> /dev/null; \
+             {printf} '{DONE_PREFIX}%s %s %s\\n' {id} \"${STATUS_VAR}\" \"$?\"\n",
             script = quote(&command.dir.join("cmd.sh")),
             stdin = quote(&stdin_path),
             stdout = quote(&command.dir.join("stdout")),
@@ -158,8 +170,9 @@ impl Sessions {
                 }
             }
         }
-        Err(Error::internal(
-            "cannot send the command to the session shell",
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            "cannot send the command to the session shell: it exits as soon as it starts",
         ))
     }
 
@@ -169,13 +182,17 @@ impl Sessions {
             .env(tree::MARKER_VAR, &session.marker)
             .stdio(Io::Piped, Io::Piped, Io::Null)
             .cgroup(&session.marker);
+        self.process.trees.check_open()?;
         let (child, exit) = self.process.reaper.spawn(spawn).map_err(|err| {
-            Error::internal(format!(
-                "cannot start {}: {err}",
-                self.process.shell.display()
-            ))
+            let err =
+                super::super::exec::spawn_error(&self.process.shell, &self.process.workdir, &err);
+            Error::new(
+                err.kind,
+                format!("cannot start the session shell: {}", err.message),
+            )
         })?;
         let pid = child.pid;
+        let registered = self.process.trees.register(pid, &session.marker);
         let (Some(mut stdin), Some(stdout)) = (child.stdin, child.stdout) else {
             return Err(Error::internal("session shell has no pipes"));
         };
@@ -202,13 +219,38 @@ impl Sessions {
                         continue;
                     };
                     let code = code.trim().parse().unwrap_or(1);
-                    if let Ok(command) = reader_session.command(cmd_id) {
+                    let usable = parts.next().is_none_or(|probe| probe.trim() == "0");
+                    let Ok(command) = reader_session.command(cmd_id) else {
+                        continue;
+                    };
+                    if usable {
                         command.finish(code);
+                        continue;
                     }
+                    // Replaced before the command is reported, so the next one gets a new shell.
+                    let replaced = {
+                        let mut shell =
+                            reader_session.shell.lock().unwrap_or_else(|e| e.into_inner());
+                        if shell.as_ref().is_some_and(|s| s.pid == pid) {
+                            shell.take()
+                        } else {
+                            None
+                        }
+                    };
+                    if replaced.is_some() {
+                        tracing::warn!(session = %reader_session.id,
+                            "session shell can no longer run commands; the next command starts a new one");
+                        // Only the shell: background jobs live on, as after `kill -9 $$`.
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            Signal::SIGKILL,
+                        );
+                    }
+                    command.finish_with(code, ExitCause::ShellUnusable);
                 }
                 let _ = done_tx.send(());
             })
-            .map_err(|err| Error::internal(format!("cannot start a status thread: {err}")))?;
+            .map_err(|err| out_of_resources("cannot start a status thread", err))?;
         let watcher = session.clone();
         tokio::spawn(async move {
             let status = exit.wait().await;
@@ -243,6 +285,10 @@ impl Sessions {
                 .await;
             }
         });
-        Ok(Shell { pid, stdin })
+        Ok(Shell {
+            pid,
+            stdin,
+            _registered: registered,
+        })
     }
 }

@@ -38,3 +38,14 @@ def test_update_env_reaches_new_commands(sandbox):
 def test_metrics(sandbox):
     metrics = sandbox.get_metrics_latest()
     assert metrics is not None
+
+
+def test_update_env_refuses_what_no_process_can_start_with(sandbox):
+    """A NUL byte or a value past the kernel's 128 KiB per variable is a 400 at update_env
+    (before: accepted, and every later exec failed until it was unset)."""
+    for env in ({"TOOLBOXD_SDK_NUL": "a\x00b"}, {"TOOLBOXD_SDK_BIG": "x" * 1_500_000}, {"A=B": "x"}):
+        with pytest.raises(DaytonaError) as info:
+            sandbox.update_env(env)
+        assert info.value.status_code == 400
+    assert "NUL byte" in str(pytest.raises(DaytonaError, sandbox.update_env, {"TOOLBOXD_SDK_NUL": "\x00"}).value)
+    assert sandbox.process.exec("echo ${TOOLBOXD_SDK_NUL-unset} ${TOOLBOXD_SDK_BIG-unset}").result == "unset unset\n"

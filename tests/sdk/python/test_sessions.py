@@ -108,6 +108,43 @@ def test_async_command_with_input(sandbox):
         sandbox.process.delete_session(sid)
 
 
+def test_input_larger_than_a_pipe_is_accepted_and_then_gone(sandbox):
+    """70 KB of input to a command that never reads it (before: the call never returned, and the
+    daemon leaked a descriptor): accepted at once, and 410 once the command has ended."""
+    sid = _sid()
+    sandbox.process.create_session(sid)
+    try:
+        res = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="sleep 1", run_async=True))
+        sandbox.process.send_session_command_input(sid, res.cmd_id, "x" * 70_000)
+        assert _wait_exit(sandbox, sid, res.cmd_id).exit_code == 0
+        with pytest.raises(DaytonaError) as info:
+            sandbox.process.send_session_command_input(sid, res.cmd_id, "x" * 70_000)
+        assert info.value.status_code == 410
+        # A command that reads gets all of it.
+        res = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command="head -c 70001 | wc -c", run_async=True, suppress_input_echo=True)
+        )
+        sandbox.process.send_session_command_input(sid, res.cmd_id, "y" * 70_000)
+        assert _wait_exit(sandbox, sid, res.cmd_id).exit_code == 0
+        assert sandbox.process.get_session_command_logs(sid, res.cmd_id).stdout.strip() == "70001"
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_a_shell_left_unusable_is_replaced(sandbox):
+    """After `ulimit -n 3` the session shell cannot run commands: it is replaced, and the command
+    that left it so says why (before: every later command failed with exit code 1)."""
+    sid = _sid()
+    sandbox.process.create_session(sid)
+    try:
+        res = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="ulimit -n 3"))
+        assert res.exit_code == 0
+        after = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="echo back"))
+        assert (after.exit_code, after.stdout) == (0, "back\n")
+    finally:
+        sandbox.process.delete_session(sid)
+
+
 def test_list_and_delete(sandbox):
     sid = _sid()
     sandbox.process.create_session(sid)

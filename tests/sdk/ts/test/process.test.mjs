@@ -90,4 +90,30 @@ describe('process (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary
     assert.equal(replay, stdout);
     await sb.process.deleteSession('ts-logs');
   });
+
+  test('updateEnv refuses what no process can start with (400), and nothing changes', async () => {
+    for (const env of [{ TS_NUL: 'a\u0000b' }, { TS_BIG: 'x'.repeat(1_500_000) }, { 'A=B': 'x' }]) {
+      await assert.rejects(sb.updateEnv(env), (err) => err.statusCode === 400 && /environment variable/.test(err.message));
+    }
+    const res = await sb.process.executeCommand('echo ${TS_NUL-unset} ${TS_BIG-unset}');
+    assert.equal(res.result, 'unset unset\n');
+  });
+
+  test('70 KB of input to a command that never reads it is accepted, then 410 once it ended', async () => {
+    await sb.process.createSession('ts-input');
+    const started = await sb.process.executeSessionCommand('ts-input', { command: 'sleep 1', runAsync: true });
+    await sb.process.sendSessionCommandInput('ts-input', started.cmdId, 'x'.repeat(70_000));
+    let command;
+    for (let i = 0; i < 600; i++) {
+      command = await sb.process.getSessionCommand('ts-input', started.cmdId);
+      if (command.exitCode !== undefined && command.exitCode !== null) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(command.exitCode, 0);
+    await assert.rejects(
+      sb.process.sendSessionCommandInput('ts-input', started.cmdId, 'late'),
+      (err) => err.statusCode === 410,
+    );
+    await sb.process.deleteSession('ts-input');
+  });
 });
