@@ -54,6 +54,23 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_MAX_LOG", default_value_t = 0)]
     pub max_log: usize,
 
+    /// Command of the Python language server: words split at whitespace, or a JSON array of
+    /// strings. Default: pylsp, else basedpyright-langserver --stdio, else pyright-langserver
+    /// --stdio, whichever is first on PATH.
+    #[arg(long, env = "TOOLBOXD_LSP_PYTHON")]
+    pub lsp_python_cmd: Option<String>,
+
+    /// Command of the TypeScript/JavaScript language server (same forms). Default:
+    /// typescript-language-server --stdio.
+    #[arg(long, env = "TOOLBOXD_LSP_TYPESCRIPT")]
+    pub lsp_typescript_cmd: Option<String>,
+
+    /// Most directories the file watchers may watch at once (inotify watches, shared by every
+    /// watcher); past it a new watch is refused with 507. The kernel's own limit
+    /// (fs.inotify.max_user_watches) applies as well.
+    #[arg(long, env = "TOOLBOXD_MAX_WATCHES", default_value_t = 100_000)]
+    pub max_watches: usize,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -139,6 +156,10 @@ pub struct Config {
     pub max_output: usize,
     /// Session log cap per command on disk, in bytes (0: none).
     pub max_log: usize,
+    /// Language server commands (`None`: the defaults).
+    pub lsp: crate::lsp::Commands,
+    /// Most directories watched at once.
+    pub max_watches: usize,
 }
 
 impl Config {
@@ -177,6 +198,11 @@ impl Config {
             shell: crate::process::resolve_shell(cli.shell.as_deref()),
             max_output: cli.max_output,
             max_log: cli.max_log,
+            lsp: crate::lsp::Commands {
+                python: parse_lsp(cli.lsp_python_cmd.as_deref(), "--lsp-python-cmd")?,
+                typescript: parse_lsp(cli.lsp_typescript_cmd.as_deref(), "--lsp-typescript-cmd")?,
+            },
+            max_watches: cli.max_watches,
         })
     }
 
@@ -192,7 +218,19 @@ impl Config {
             shell: crate::process::resolve_shell(None),
             max_output: 64 * 1024 * 1024,
             max_log: 0,
+            lsp: crate::lsp::Commands::default(),
+            max_watches: 100_000,
         }
+    }
+}
+
+/// A configured language server command (empty: the default).
+fn parse_lsp(text: Option<&str>, flag: &str) -> Result<Option<Vec<String>>, String> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => crate::lsp::parse_command(text)
+            .map(Some)
+            .map_err(|err| format!("{flag}: {err}")),
     }
 }
 

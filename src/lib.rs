@@ -14,11 +14,13 @@ pub mod files;
 pub mod git;
 pub mod http;
 pub mod interpreter;
+pub mod lsp;
 pub mod process;
 pub mod sdk_api;
 pub mod search;
 pub mod state;
 pub mod system;
+pub mod watch;
 
 use std::future::Future;
 use std::time::Duration;
@@ -61,6 +63,7 @@ pub async fn run(
     let entrypoint = config.entrypoint.clone();
     let state = state::AppState::new(config);
     let sessions = state.sessions.clone();
+    let lsp = state.lsp.clone();
     if !entrypoint.is_empty() {
         match sessions.start_entrypoint(&entrypoint) {
             Ok(()) => tracing::info!(command = ?entrypoint, "entrypoint started"),
@@ -77,7 +80,7 @@ pub async fn run(
             sessions.signal_entrypoint(signal, ENTRYPOINT_GRACE).await;
         }
         trigger.cancel();
-        sessions.terminate_all(SESSION_GRACE).await;
+        tokio::join!(sessions.terminate_all(SESSION_GRACE), lsp.stop_all());
     });
 
     let mut servers = tokio::task::JoinSet::new();
