@@ -12,6 +12,7 @@ mod files;
 mod git;
 mod git_support;
 mod interpreter;
+mod lsp;
 mod openapi;
 mod process;
 mod sdk_api;
