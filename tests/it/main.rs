@@ -21,3 +21,4 @@ mod session;
 mod session_formats;
 mod transfer_support;
 mod upload;
+mod watch;
