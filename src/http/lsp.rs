@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{required, Json, Query};
+use super::extract::{blocking, required, Json, Query};
 use crate::error::{Error, Result};
 use crate::lsp::{position, Language, RelayOut};
 use crate::state::AppState;
@@ -240,13 +240,15 @@ pub struct RelayQuery {
     pub path_to_project: Option<String>,
 }
 
-fn target(
+async fn target(
     app: &AppState,
     language: Option<&str>,
     root: Option<&str>,
 ) -> Result<(Language, std::path::PathBuf)> {
     let language = Language::parse(language.unwrap_or(""))?;
-    let root = app.lsp.root(root.unwrap_or(""))?;
+    let lsp = app.lsp.clone();
+    let root = root.unwrap_or("").to_string();
+    let root = blocking(move || lsp.root(&root)).await?;
     Ok((language, root))
 }
 
@@ -259,7 +261,8 @@ pub async fn start(
     State(app): State<AppState>,
     Json(body): Json<LspServerRequest>,
 ) -> Result<StatusCode> {
-    let (language, root) = target(&app, Some(&body.language_id), Some(&body.path_to_project))?;
+    let (language, root) =
+        target(&app, Some(&body.language_id), Some(&body.path_to_project)).await?;
     app.lsp.start(language, &root).await?;
     Ok(StatusCode::OK)
 }
@@ -272,7 +275,8 @@ pub async fn stop(
     State(app): State<AppState>,
     Json(body): Json<LspServerRequest>,
 ) -> Result<StatusCode> {
-    let (language, root) = target(&app, Some(&body.language_id), Some(&body.path_to_project))?;
+    let (language, root) =
+        target(&app, Some(&body.language_id), Some(&body.path_to_project)).await?;
     app.lsp.stop(language, &root).await?;
     Ok(StatusCode::OK)
 }
@@ -286,7 +290,8 @@ pub async fn did_open(
     State(app): State<AppState>,
     Json(body): Json<LspDocumentRequest>,
 ) -> Result<StatusCode> {
-    let (language, root) = target(&app, Some(&body.language_id), Some(&body.path_to_project))?;
+    let (language, root) =
+        target(&app, Some(&body.language_id), Some(&body.path_to_project)).await?;
     app.lsp.did_open(language, &root, &body.uri).await?;
     Ok(StatusCode::OK)
 }
@@ -299,7 +304,8 @@ pub async fn did_close(
     State(app): State<AppState>,
     Json(body): Json<LspDocumentRequest>,
 ) -> Result<StatusCode> {
-    let (language, root) = target(&app, Some(&body.language_id), Some(&body.path_to_project))?;
+    let (language, root) =
+        target(&app, Some(&body.language_id), Some(&body.path_to_project)).await?;
     app.lsp.did_close(language, &root, &body.uri).await?;
     Ok(StatusCode::OK)
 }
@@ -314,7 +320,8 @@ pub async fn completions(
     State(app): State<AppState>,
     Json(body): Json<LspCompletionParams>,
 ) -> Result<axum::Json<CompletionListDto>> {
-    let (language, root) = target(&app, Some(&body.language_id), Some(&body.path_to_project))?;
+    let (language, root) =
+        target(&app, Some(&body.language_id), Some(&body.path_to_project)).await?;
     let context = match body.context {
         None => None,
         Some(context) => Some(CompletionContext {
@@ -423,7 +430,8 @@ pub async fn document_symbols(
         &app,
         query.language_id.as_deref(),
         query.path_to_project.as_deref(),
-    )?;
+    )
+    .await?;
     let uri = required(&query.uri, "uri")?;
     let symbols = app.lsp.document_symbols(language, &root, uri).await?;
     Ok(axum::Json(symbols.into_iter().map(symbol).collect()))
@@ -441,7 +449,8 @@ pub async fn workspace_symbols(
         &app,
         query.language_id.as_deref(),
         query.path_to_project.as_deref(),
-    )?;
+    )
+    .await?;
     let symbols = app
         .lsp
         .workspace_symbols(language, &root, query.query.as_deref().unwrap_or(""))
@@ -462,7 +471,8 @@ pub async fn diagnostics(
         &app,
         query.language_id.as_deref(),
         query.path_to_project.as_deref(),
-    )?;
+    )
+    .await?;
     let uri = required(&query.uri, "uri")?;
     let wait = match query.timeout {
         None => Duration::from_secs(5),
@@ -510,7 +520,8 @@ pub async fn relay(
         &app,
         query.language_id.as_deref(),
         query.path_to_project.as_deref(),
-    )?;
+    )
+    .await?;
     let Ok(upgrade) = upgrade else {
         return Err(Error::bad_request(
             "GET /lsp/ws is a WebSocket: connect with a WebSocket client",

@@ -206,8 +206,9 @@ async fn stream(mut subscription: Subscription, mut socket: WebSocket) {
             },
         }
     };
-    // Release the kernel watches before anything else.
-    drop(subscription);
+    // Release the kernel watches before anything else (off the async workers: the hub's lock
+    // may be held while it walks a new directory tree).
+    let _ = tokio::task::spawn_blocking(move || drop(subscription)).await;
     if let Some((code, reason)) = close {
         let reason: String = reason.chars().take(120).collect();
         let _ = socket

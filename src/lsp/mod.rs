@@ -201,7 +201,11 @@ impl Lsp {
         let project = match existing {
             Some(project) => project,
             None => {
-                let command = self.command(language)?;
+                let lsp = self.clone();
+                // Looks at PATH entries on disk: not on an async worker.
+                let command = tokio::task::spawn_blocking(move || lsp.command(language))
+                    .await
+                    .map_err(|err| Error::internal(format!("lookup task failed: {err}")))??;
                 let project = Arc::new(Project::new(
                     language.id(),
                     root.to_path_buf(),
@@ -278,7 +282,7 @@ impl Lsp {
     /// `didOpen` for `uri` with the file's current content (or `didChange` if it was open).
     pub async fn did_open(&self, language: Language, root: &Path, uri: &str) -> Result<()> {
         let project = self.project(language, root)?;
-        let path = document_path(root, uri)?;
+        let path = resolve_document(root, uri).await?;
         let server = project.server().await?;
         project.sync(&server, &path, true).await?;
         Ok(())
@@ -287,7 +291,7 @@ impl Lsp {
     /// `didClose` for `uri`.
     pub async fn did_close(&self, language: Language, root: &Path, uri: &str) -> Result<()> {
         let project = self.project(language, root)?;
-        let path = document_path(root, uri)?;
+        let path = resolve_document(root, uri).await?;
         let server = project.server().await?;
         project.close(&server, &path);
         Ok(())
@@ -303,7 +307,7 @@ impl Lsp {
         context: Option<CompletionContext>,
     ) -> Result<Option<CompletionResponse>> {
         let project = self.project(language, root)?;
-        let path = document_path(root, uri)?;
+        let path = resolve_document(root, uri).await?;
         let server = project.server().await?;
         let uri = project.sync(&server, &path, false).await?;
         let params = CompletionParams {
@@ -327,7 +331,7 @@ impl Lsp {
         uri: &str,
     ) -> Result<Vec<SymbolInformation>> {
         let project = self.project(language, root)?;
-        let path = document_path(root, uri)?;
+        let path = resolve_document(root, uri).await?;
         let server = project.server().await?;
         let uri = project.sync(&server, &path, false).await?;
         let params = DocumentSymbolParams {
@@ -415,7 +419,7 @@ impl Lsp {
         wait: Duration,
     ) -> Result<(Url, Option<Published>)> {
         let project = self.project(language, root)?;
-        let path = document_path(root, uri)?;
+        let path = resolve_document(root, uri).await?;
         let server = project.server().await?;
         let uri = project.sync(&server, &path, false).await?;
         Ok((uri, project.diagnostics(&path, wait).await))
@@ -486,6 +490,14 @@ fn flatten(
             flatten(uri, children, Some(&symbol.name), out);
         }
     }
+}
+
+/// `document_path` on a blocking thread (it may stat the file).
+async fn resolve_document(root: &Path, uri: &str) -> Result<PathBuf> {
+    let (root, uri) = (root.to_path_buf(), uri.to_string());
+    tokio::task::spawn_blocking(move || document_path(&root, &uri))
+        .await
+        .map_err(|err| Error::internal(format!("path task failed: {err}")))?
 }
 
 /// The file a request's `uri` names. The SDKs send `"file://" + path` with the path as the user

@@ -57,7 +57,10 @@ fn until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
         assert!(Instant::now() < deadline, "no matching event in {seen:?}");
         match next(socket) {
             Frame::Event(event) => {
-                assert!(event["timestamp"].as_str().unwrap().contains('T'), "{event}");
+                assert!(
+                    event["timestamp"].as_str().unwrap().contains('T'),
+                    "{event}"
+                );
                 assert!(event["isDir"].is_boolean(), "{event}");
                 let done = wanted(&event);
                 seen.push(event);
@@ -95,7 +98,11 @@ fn kernel_watches(daemon: &Toolboxd) -> usize {
         .unwrap()
         .flatten()
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .map(|info| info.lines().filter(|l| l.starts_with("inotify wd:")).count())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
         .sum()
 }
 
@@ -118,7 +125,9 @@ fn create_modify_rename_and_remove_are_reported() {
     let mut socket = connect(&daemon, "path=w");
     let file = daemon.path("w/a.txt");
     std::fs::write(&file, "one").unwrap();
-    until(&mut socket, |e| is(e, "create", &file) && e["isDir"] == false);
+    until(&mut socket, |e| {
+        is(e, "create", &file) && e["isDir"] == false
+    });
     std::fs::write(&file, "two").unwrap();
     until(&mut socket, |e| is(e, "modify", &file));
     let renamed = daemon.path("w/b.txt");
@@ -139,7 +148,9 @@ fn create_modify_rename_and_remove_are_reported() {
     std::fs::write(daemon.path("w/marker"), "x").unwrap();
     let seen = until(&mut socket, |e| is(e, "create", &daemon.path("w/marker")));
     assert!(
-        !seen.iter().any(|e| e["path"].as_str().unwrap().contains("inner")),
+        !seen
+            .iter()
+            .any(|e| e["path"].as_str().unwrap().contains("inner")),
         "{seen:?}"
     );
 }
@@ -151,27 +162,39 @@ fn recursive_watches_follow_new_subdirectories_and_skip_git() {
     std::fs::create_dir_all(daemon.path("r/old")).unwrap();
     let mut socket = connect(&daemon, "path=r&recursive=true");
     std::fs::write(daemon.path("r/old/x.txt"), "x").unwrap();
-    until(&mut socket, |e| is(e, "create", &daemon.path("r/old/x.txt")));
+    until(&mut socket, |e| {
+        is(e, "create", &daemon.path("r/old/x.txt"))
+    });
     // A new directory tree is watched as it appears; what was made before its watch existed is
     // reported too.
     std::fs::create_dir_all(daemon.path("r/new/deeper")).unwrap();
     std::fs::write(daemon.path("r/new/deeper/y.txt"), "y").unwrap();
-    until(&mut socket, |e| is(e, "create", &daemon.path("r/new/deeper/y.txt")));
+    until(&mut socket, |e| {
+        is(e, "create", &daemon.path("r/new/deeper/y.txt"))
+    });
     std::fs::write(daemon.path("r/new/deeper/y.txt"), "changed").unwrap();
-    until(&mut socket, |e| is(e, "modify", &daemon.path("r/new/deeper/y.txt")));
+    until(&mut socket, |e| {
+        is(e, "modify", &daemon.path("r/new/deeper/y.txt"))
+    });
     // .git internals are left out.
     std::fs::write(daemon.path("r/.git/index"), "i").unwrap();
     std::fs::write(daemon.path("r/.git/objects/ab"), "o").unwrap();
     std::fs::write(daemon.path("r/after-git"), "x").unwrap();
-    let seen = until(&mut socket, |e| is(e, "create", &daemon.path("r/after-git")));
+    let seen = until(&mut socket, |e| {
+        is(e, "create", &daemon.path("r/after-git"))
+    });
     assert!(
-        !seen.iter().any(|e| e["path"].as_str().unwrap().contains(".git")),
+        !seen
+            .iter()
+            .any(|e| e["path"].as_str().unwrap().contains(".git")),
         "{seen:?}"
     );
     // …unless asked for.
     let mut with_git = connect(&daemon, "path=r&recursive=true&includeGit=true");
     std::fs::write(daemon.path("r/.git/objects/cd"), "o").unwrap();
-    until(&mut with_git, |e| is(e, "create", &daemon.path("r/.git/objects/cd")));
+    until(&mut with_git, |e| {
+        is(e, "create", &daemon.path("r/.git/objects/cd"))
+    });
 }
 
 #[test]
@@ -270,7 +293,10 @@ fn running_out_of_watches_is_a_507_and_leaves_nothing_watched() {
         507,
         "INSUFFICIENT_STORAGE",
     );
-    assert!(body["message"].as_str().unwrap().contains("out of watches"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("out of watches"),
+        "{body}"
+    );
     assert_eq!(kernel_watches(&daemon), 0);
     // Within the limit it works; a directory made later that does not fit ends the watch with
     // a clear close instead of silently going unwatched.
