@@ -2,7 +2,8 @@
 //! control plane) on listeners the caller bound, until `shutdown` resolves.
 //!
 //! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
-//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`), then `http`
+//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`, `lsp`,
+//! `watch`), then `http`
 //! (the only place that
 //! knows axum and the wire).
 
@@ -51,8 +52,9 @@ pub struct Listeners {
 ///
 /// With `config.entrypoint` set, the image's command runs as the `entrypoint` session. When
 /// `shutdown` resolves with a signal, that signal goes to the entrypoint's process tree first
-/// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop and every session's tree is
-/// terminated (SIGTERM, `SESSION_GRACE`, SIGKILL), so nothing started by toolboxd survives it.
+/// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop, every session's tree is
+/// terminated (SIGTERM, `SESSION_GRACE`, SIGKILL) and every language server is stopped, so
+/// nothing started by toolboxd survives it.
 pub async fn run(
     config: Config,
     listeners: Listeners,
