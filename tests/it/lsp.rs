@@ -587,3 +587,84 @@ fn two_relay_clients_share_one_server_and_each_get_their_own_answers() {
 fn url_of(path: &str) -> String {
     format!("file://{}", path.replace(' ', "%20"))
 }
+
+/// Processes anywhere whose command line is exactly `needle`.
+fn running(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| is_alive(*pid) && cmdline(*pid).trim_end() == needle)
+        .collect()
+}
+
+#[test]
+fn daemon_shutdown_stops_every_server_and_its_tree() {
+    // A server whose wrapper outlives it (as tsserver outlives a killed parent): only killing
+    // the whole tree ends it. `sleep 98761` marks it.
+    let pylsp = lsp_bins()[0].join("pylsp");
+    let command = json!([
+        "sh",
+        "-c",
+        format!("{} ; exec sleep 98761", pylsp.display())
+    ]);
+    let mut daemon = daemon_with_env(&[("TOOLBOXD_LSP_PYTHON", &command.to_string())]);
+    let py = project(&daemon, "p", &[("a.py", "x = 1\n")]);
+    let ts = project(&daemon, "t", &[("a.ts", "const x = 1;\n")]);
+    start(&daemon, "python", &py);
+    start(&daemon, "typescript", &ts);
+    let servers = descendants(daemon.pid());
+    assert!(servers.len() >= 3, "{servers:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("daemon exited");
+    assert!(status.success(), "{status:?}");
+    let alive: Vec<String> = servers
+        .into_iter()
+        .filter(|pid| is_alive(*pid))
+        .map(cmdline)
+        .collect();
+    assert!(alive.is_empty(), "left running: {alive:?}");
+    assert_eq!(running("sleep 98761"), Vec::<i32>::new());
+}
+
+#[test]
+fn stop_kills_the_whole_server_tree() {
+    let pylsp = lsp_bins()[0].join("pylsp");
+    let command = json!([
+        "sh",
+        "-c",
+        format!("{} ; exec sleep 98762", pylsp.display())
+    ]);
+    let daemon = daemon_with_env(&[("TOOLBOXD_LSP_PYTHON", &command.to_string())]);
+    let root = project(&daemon, "p", &[("a.py", "x = 1\n")]);
+    start(&daemon, "python", &root);
+    json_or_empty(daemon.post_json(
+        "/lsp/stop",
+        &json!({"languageId": "python", "pathToProject": root}),
+    ));
+    assert_eq!(running("sleep 98762"), Vec::<i32>::new());
+    assert!(descendants(daemon.pid()).is_empty());
+}
+
+/// A daemon with the LSP servers on PATH and extra environment.
+fn daemon_with_env(vars: &[(&str, &str)]) -> Toolboxd {
+    let mut path: Vec<PathBuf> = lsp_bins();
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let mut env = vec![(
+        "PATH".to_string(),
+        std::env::join_paths(path).unwrap().into_string().unwrap(),
+    )];
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Toolboxd::start_with(StartOptions {
+        env,
+        ..StartOptions::default()
+    })
+}
