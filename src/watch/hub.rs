@@ -465,7 +465,9 @@ impl Hub {
                             .renames
                             .insert(tracker, (path, is_dir, Instant::now()));
                     }
-                    None => self.vanished(state, &path, is_dir, now),
+                    // No cookie: a watched directory's own MOVE_SELF. Its parent's MOVED_FROM
+                    // reports the move; only a watcher rooted there learns it from this.
+                    None => self.end_watchers_of(state, &path),
                 }
             }
             EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
@@ -526,11 +528,20 @@ impl Hub {
     fn appeared(&self, state: &mut State, path: &Path, is_dir: bool, now: SystemTime) {
         self.deliver(state, path, Change::Create, is_dir, None, now);
         if is_dir {
-            self.watch_new_tree(state, path, now);
+            self.watch_new_tree(state, path, None, now);
         }
     }
 
-    fn watch_new_tree(&self, state: &mut State, dir: &Path, now: SystemTime) {
+    /// Watches `dir` and below for the recursive watchers it falls under, and reports what it
+    /// holds as created, except to watchers that saw it arrive by a rename from `moved_from`
+    /// (its contents moved with it).
+    fn watch_new_tree(
+        &self,
+        state: &mut State,
+        dir: &Path,
+        moved_from: Option<&Path>,
+        now: SystemTime,
+    ) {
         let ids: Vec<u64> = state
             .subs
             .iter()
@@ -554,6 +565,9 @@ impl Hub {
             let Some(sub) = state.subs.get_mut(&id) else {
                 continue;
             };
+            if moved_from.is_some_and(|from| sub.sees(from)) {
+                continue;
+            }
             for entry in walkdir::WalkDir::new(dir)
                 .min_depth(1)
                 .into_iter()
@@ -600,7 +614,7 @@ impl Hub {
         }
         self.end_watchers_of(state, from);
         if is_dir {
-            self.watch_new_tree(state, to, now);
+            self.watch_new_tree(state, to, Some(from), now);
         }
     }
 
@@ -729,5 +743,87 @@ fn watch_error(path: &Path, err: notify::Error) -> Error {
             }
         }
         _ => Error::internal(format!("cannot watch {}: {err}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub() -> (Sub, mpsc::Receiver<WatchEvent>) {
+        let (sender, receiver) = mpsc::channel(16);
+        let sub = Sub {
+            root: PathBuf::from("/w"),
+            root_is_dir: true,
+            recursive: true,
+            include_git: false,
+            held: HashSet::new(),
+            pending: Vec::new(),
+            index: HashMap::new(),
+            first: None,
+            overflowed: false,
+            sender,
+            end: Arc::new(Mutex::new(None)),
+        };
+        (sub, receiver)
+    }
+
+    fn event(change: Change, path: &str, old: Option<&str>) -> WatchEvent {
+        WatchEvent {
+            change,
+            path: PathBuf::from(path),
+            old_path: old.map(PathBuf::from),
+            is_dir: false,
+            timestamp: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn flushed(sub: &mut Sub, receiver: &mut mpsc::Receiver<WatchEvent>) -> Vec<(Change, String)> {
+        sub.flush(Instant::now(), true);
+        let mut out = Vec::new();
+        while let Ok(e) = receiver.try_recv() {
+            out.push((e.change, e.path.display().to_string()));
+        }
+        out
+    }
+
+    #[test]
+    fn events_for_one_path_merge_within_a_window() {
+        let (mut sub, mut receiver) = sub();
+        sub.push(event(Change::Create, "/w/a", None));
+        sub.push(event(Change::Modify, "/w/a", None));
+        sub.push(event(Change::Modify, "/w/b", None));
+        sub.push(event(Change::Modify, "/w/b", None));
+        sub.push(event(Change::Create, "/w/gone", None));
+        sub.push(event(Change::Remove, "/w/gone", None));
+        assert_eq!(
+            flushed(&mut sub, &mut receiver),
+            vec![
+                (Change::Create, "/w/a".to_string()),
+                (Change::Modify, "/w/b".to_string())
+            ]
+        );
+        // A temp file created and renamed over its target: the target was created.
+        sub.push(event(Change::Create, "/w/.tmp1", None));
+        sub.push(event(Change::Rename, "/w/t", Some("/w/.tmp1")));
+        assert_eq!(
+            flushed(&mut sub, &mut receiver),
+            vec![(Change::Create, "/w/t".to_string())]
+        );
+    }
+
+    #[test]
+    fn scope_follows_root_depth_and_git() {
+        let (mut sub, _receiver) = sub();
+        assert!(sub.sees(Path::new("/w/a/b")));
+        assert!(!sub.sees(Path::new("/w")));
+        assert!(!sub.sees(Path::new("/wx/a")));
+        assert!(!sub.sees(Path::new("/w/.git/index")));
+        assert!(!sub.sees(Path::new("/w/sub/.git/HEAD")));
+        assert!(sub.sees(Path::new("/w/.gitignore")));
+        sub.recursive = false;
+        assert!(!sub.sees(Path::new("/w/a/b")));
+        sub.include_git = true;
+        assert!(sub.sees(Path::new("/w/.git")));
     }
 }

@@ -176,6 +176,28 @@ fn recursive_watches_follow_new_subdirectories_and_skip_git() {
     until(&mut socket, |e| {
         is(e, "modify", &daemon.path("r/new/deeper/y.txt"))
     });
+    // A directory renamed inside the tree is one rename, and is watched under its new name.
+    std::fs::rename(daemon.path("r/new"), daemon.path("r/moved")).unwrap();
+    let seen = until(&mut socket, |e| is(e, "rename", &daemon.path("r/moved")));
+    assert_eq!(
+        seen.last().unwrap()["oldPath"],
+        daemon.path("r/new").to_str().unwrap()
+    );
+    assert_eq!(seen.last().unwrap()["isDir"], true);
+    std::fs::write(daemon.path("r/moved/deeper/z.txt"), "z").unwrap();
+    let seen = until(&mut socket, |e| {
+        is(e, "create", &daemon.path("r/moved/deeper/z.txt"))
+    });
+    assert!(
+        !seen.iter().any(|e| e["type"] == "remove"),
+        "a rename is not also a removal: {seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| e["path"] == daemon.path("r/moved/deeper/y.txt").to_str().unwrap()),
+        "what moved with the directory is not new: {seen:?}"
+    );
     // .git internals are left out.
     std::fs::write(daemon.path("r/.git/index"), "i").unwrap();
     std::fs::write(daemon.path("r/.git/objects/ab"), "o").unwrap();
