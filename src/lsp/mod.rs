@@ -59,6 +59,16 @@ impl Language {
         }
     }
 
+    /// How to install the default server.
+    pub fn install(self) -> &'static str {
+        match self {
+            Language::Python => "pip install 'python-lsp-server[pyflakes]'",
+            Language::TypeScript | Language::JavaScript => {
+                "npm i -g typescript@5 typescript-language-server"
+            }
+        }
+    }
+
     /// The `languageId` it came from.
     pub fn id(self) -> &'static str {
         match self {
@@ -153,12 +163,12 @@ impl Lsp {
                     &["basedpyright-langserver", "--stdio"],
                     &["pyright-langserver", "--stdio"],
                 ],
-                "pip install 'python-lsp-server[pyflakes]'",
+                language.install(),
             ),
             Language::TypeScript | Language::JavaScript => (
                 &self.inner.commands.typescript,
                 &[&["typescript-language-server", "--stdio"]],
-                "npm i -g typescript@5 typescript-language-server",
+                language.install(),
             ),
         };
         if let Some(command) = configured {
@@ -221,7 +231,10 @@ impl Lsp {
                     .clone()
             }
         };
-        if let Err(err) = project.server().await {
+        if let Err(mut err) = project.server().await {
+            if err.message.ends_with("not found on PATH") {
+                err.message = format!("{}; install it with `{}`", err.message, language.install());
+            }
             // A failed start leaves nothing behind.
             let mut projects = self
                 .inner

@@ -656,3 +656,73 @@ async fn answer(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project() -> Arc<Project> {
+        let process = Process::start("/bin/sh".into(), "/".into(), 1024, 0);
+        Arc::new(Project::new(
+            "python",
+            PathBuf::from("/proj"),
+            vec!["pylsp".into()],
+            process,
+        ))
+    }
+
+    #[tokio::test]
+    async fn server_requests_get_sensible_answers() {
+        let project = project();
+        let config = answer(
+            &project,
+            "workspace/configuration",
+            &json!({"items": [{"section": "pylsp"}, {}]}),
+        )
+        .await;
+        assert_eq!(config, Ok(json!([null, null])));
+        for method in [
+            "client/registerCapability",
+            "window/workDoneProgress/create",
+        ] {
+            assert_eq!(answer(&project, method, &json!({})).await, Ok(Value::Null));
+        }
+        let folders = answer(&project, "workspace/workspaceFolders", &Value::Null)
+            .await
+            .unwrap();
+        assert_eq!(folders[0]["uri"], "file:///proj/");
+        let unknown = answer(&project, "x/unknown", &Value::Null).await;
+        assert_eq!(unknown.unwrap_err().code, METHOD_NOT_FOUND);
+        let alone = answer(&project, "workspace/applyEdit", &json!({"edit": {}}))
+            .await
+            .unwrap();
+        assert_eq!(alone["applied"], false);
+    }
+
+    #[tokio::test]
+    async fn apply_edit_goes_to_a_relay_client_and_back() {
+        let project = project();
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        project.add_relay(7, sender);
+        let asking = {
+            let project = project.clone();
+            tokio::spawn(async move {
+                answer(
+                    &project,
+                    "workspace/applyEdit",
+                    &json!({"edit": {"changes": {}}}),
+                )
+                .await
+            })
+        };
+        let Some(RelayOut::Message(text)) = receiver.recv().await else {
+            panic!("no request reached the relay client");
+        };
+        let request: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(request["method"], "workspace/applyEdit");
+        project.relay_answer(
+            json!({"jsonrpc": "2.0", "id": request["id"], "result": {"applied": true}}),
+        );
+        assert_eq!(asking.await.unwrap(), Ok(json!({"applied": true})));
+    }
+}

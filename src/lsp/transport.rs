@@ -336,3 +336,44 @@ mod tests {
         assert_eq!(read_message(&mut reader), None);
     }
 }
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    /// A "server" that reads everything and answers nothing: the request times out, is
+    /// cancelled, and the caller gets `Timeout` instead of a hang.
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_cancelled_not_hung() {
+        let (to_server_read, to_server_write) = nix::unistd::pipe().unwrap();
+        let (from_server_read, from_server_write) = nix::unistd::pipe().unwrap();
+        let (conn, _inbound) = Connection::start(
+            File::from(to_server_write),
+            File::from(from_server_read),
+            "test",
+        )
+        .unwrap();
+        let err = conn
+            .request(
+                "textDocument/completion",
+                json!({}),
+                Duration::from_millis(100),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err, RequestError::Timeout(Duration::from_millis(100)));
+        let mut reader = BufReader::new(File::from(to_server_read));
+        let request = read_message(&mut reader).unwrap();
+        assert_eq!(request["method"], "textDocument/completion");
+        let cancel = read_message(&mut reader).unwrap();
+        assert_eq!(cancel["method"], "$/cancelRequest");
+        assert_eq!(cancel["params"]["id"], request["id"]);
+        // The server's output ends: pending and later requests fail as closed.
+        drop(from_server_write);
+        let err = conn
+            .request("shutdown", Value::Null, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(err, RequestError::Closed);
+    }
+}

@@ -155,6 +155,31 @@ fn a_missing_server_is_a_400_that_says_how_to_install_it() {
             && message.contains("npm i -g typescript@5 typescript-language-server"),
         "{message}"
     );
+    // A configured server that is not there is named too.
+    let configured = Toolboxd::start_with(StartOptions {
+        env: vec![
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            (
+                "TOOLBOXD_LSP_TYPESCRIPT".to_string(),
+                "no-such-server --stdio".to_string(),
+            ),
+        ],
+        ..StartOptions::default()
+    });
+    let root2 = project(&configured, "p", &[("a.ts", "x\n")]);
+    let body = assert_error(
+        configured.post_json(
+            "/lsp/start",
+            &json!({"languageId": "typescript", "pathToProject": root2}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("no-such-server") && message.contains("npm i -g"),
+        "{message}"
+    );
     // Nothing was started, so requests are refused as before a start.
     assert_error(
         daemon.post_json(
