@@ -64,6 +64,22 @@ pub struct Cli {
     /// commands are evicted beyond it (the one that just ended always stays).
     #[arg(long, env = "TOOLBOXD_MAX_HISTORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub max_history_bytes: u64,
+    /// Command of the Python language server: words split at whitespace, or a JSON array of
+    /// strings. Default: pylsp, else basedpyright-langserver --stdio, else pyright-langserver
+    /// --stdio, whichever is first on PATH.
+    #[arg(long, env = "TOOLBOXD_LSP_PYTHON")]
+    pub lsp_python_cmd: Option<String>,
+
+    /// Command of the TypeScript/JavaScript language server (same forms). Default:
+    /// typescript-language-server --stdio.
+    #[arg(long, env = "TOOLBOXD_LSP_TYPESCRIPT")]
+    pub lsp_typescript_cmd: Option<String>,
+
+    /// Most directories the file watchers may watch at once (inotify watches, shared by every
+    /// watcher); past it a new watch is refused with 507. The kernel's own limit
+    /// (fs.inotify.max_user_watches) applies as well.
+    #[arg(long, env = "TOOLBOXD_MAX_WATCHES", default_value_t = 100_000)]
+    pub max_watches: usize,
 
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -152,6 +168,10 @@ pub struct Config {
     pub max_log: usize,
     /// Finished commands (and bytes of their logs) a session keeps.
     pub history: crate::process::History,
+    /// Language server commands (`None`: the defaults).
+    pub lsp: crate::lsp::Commands,
+    /// Most directories watched at once.
+    pub max_watches: usize,
 }
 
 impl Config {
@@ -194,6 +214,11 @@ impl Config {
                 max_commands: usize::try_from(cli.max_history).unwrap_or(usize::MAX),
                 max_bytes: cli.max_history_bytes,
             },
+            lsp: crate::lsp::Commands {
+                python: parse_lsp(cli.lsp_python_cmd.as_deref(), "--lsp-python-cmd")?,
+                typescript: parse_lsp(cli.lsp_typescript_cmd.as_deref(), "--lsp-typescript-cmd")?,
+            },
+            max_watches: cli.max_watches,
         })
     }
 
@@ -210,7 +235,19 @@ impl Config {
             max_output: 64 * 1024 * 1024,
             max_log: 0,
             history: crate::process::History::default(),
+            lsp: crate::lsp::Commands::default(),
+            max_watches: 100_000,
         }
+    }
+}
+
+/// A configured language server command (empty: the default).
+fn parse_lsp(text: Option<&str>, flag: &str) -> Result<Option<Vec<String>>, String> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => crate::lsp::parse_command(text)
+            .map(Some)
+            .map_err(|err| format!("{flag}: {err}")),
     }
 }
 

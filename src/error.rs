@@ -49,6 +49,13 @@ pub enum ErrorKind {
     ReadFailed,
     /// A bug or an unexpected OS failure (`INTERNAL_SERVER_ERROR`, 500).
     Internal,
+    /// An LSP request for a server that was not started (`LSP_SERVER_NOT_INITIALIZED`, 400).
+    LspServerNotInitialized,
+    /// A language server that exited or answered with an error (`LSP_SERVER_FAILED`, 502).
+    LspServerFailed,
+    /// Something toolboxd waited on did not answer in time, e.g. a language server
+    /// (`REQUEST_TIMEOUT`, 408).
+    RequestTimeout,
     /// A git remote refused the credentials, or wants some (`GIT_AUTH_FAILED`, 401).
     GitAuthFailed,
     /// No repository at the path, or the remote has none (`GIT_REPO_NOT_FOUND`, 404).
@@ -74,7 +81,10 @@ impl ErrorKind {
     /// The HTTP status for this kind.
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::BadRequest | ErrorKind::InvalidBody | ErrorKind::InvalidPath => 400,
+            ErrorKind::BadRequest
+            | ErrorKind::InvalidBody
+            | ErrorKind::InvalidPath
+            | ErrorKind::LspServerNotInitialized => 400,
             ErrorKind::Unauthorized | ErrorKind::GitAuthFailed => 401,
             ErrorKind::AccessDenied | ErrorKind::Forbidden => 403,
             ErrorKind::FileNotFound
@@ -82,7 +92,7 @@ impl ErrorKind {
             | ErrorKind::GitRepoNotFound
             | ErrorKind::GitBranchNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
-            ErrorKind::Timeout => 408,
+            ErrorKind::Timeout | ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict
             | ErrorKind::GitBranchExists
             | ErrorKind::GitPushRejected
@@ -92,7 +102,7 @@ impl ErrorKind {
             ErrorKind::RangeNotSatisfiable => 416,
             ErrorKind::GitRemoteRejected => 422,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
-            ErrorKind::GitTransportFailed => 502,
+            ErrorKind::GitTransportFailed | ErrorKind::LspServerFailed => 502,
             ErrorKind::Unavailable | ErrorKind::ShuttingDown => 503,
             ErrorKind::InsufficientStorage => 507,
         }
@@ -119,6 +129,9 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "SHUTTING_DOWN",
             ErrorKind::ReadFailed => "FILE_READ_FAILED",
             ErrorKind::Internal => "INTERNAL_SERVER_ERROR",
+            ErrorKind::LspServerNotInitialized => "LSP_SERVER_NOT_INITIALIZED",
+            ErrorKind::LspServerFailed => "LSP_SERVER_FAILED",
+            ErrorKind::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorKind::GitAuthFailed => "GIT_AUTH_FAILED",
             ErrorKind::GitRepoNotFound => "GIT_REPO_NOT_FOUND",
             ErrorKind::GitBranchNotFound => "GIT_BRANCH_NOT_FOUND",

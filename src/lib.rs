@@ -2,7 +2,8 @@
 //! control plane) on listeners the caller bound, until `shutdown` resolves.
 //!
 //! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
-//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`), then `http`
+//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`, `lsp`,
+//! `watch`), then `http`
 //! (the only place that
 //! knows axum and the wire).
 
@@ -14,11 +15,13 @@ pub mod files;
 pub mod git;
 pub mod http;
 pub mod interpreter;
+pub mod lsp;
 pub mod process;
 pub mod sdk_api;
 pub mod search;
 pub mod state;
 pub mod system;
+pub mod watch;
 
 use std::future::Future;
 use std::time::Duration;
@@ -52,8 +55,8 @@ pub struct Listeners {
 /// `shutdown` resolves with a signal, that signal goes to the entrypoint's process tree first
 /// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop and every tree toolboxd started
 /// (the process registry's: commands, code runs, workers, sessions; and any other descendant)
-/// is terminated (SIGTERM, `SESSION_GRACE`, SIGKILL), so nothing started by toolboxd survives
-/// it. Requests still waiting on one of those processes answer 503 `SHUTTING_DOWN` before their
+/// is terminated (SIGTERM, `SESSION_GRACE`, SIGKILL; language servers are sent `shutdown` and
+/// `exit` first), so nothing started by toolboxd survives it. Requests still waiting on one of those processes answer 503 `SHUTTING_DOWN` before their
 /// connections close.
 pub async fn run(
     config: Config,
@@ -66,6 +69,7 @@ pub async fn run(
     let state = state::AppState::new(config);
     let sessions = state.sessions.clone();
     let trees = state.process.trees().clone();
+    let lsp = state.lsp.clone();
     if !entrypoint.is_empty() {
         match sessions.start_entrypoint(&entrypoint) {
             Ok(()) => tracing::info!(command = ?entrypoint, "entrypoint started"),
@@ -83,7 +87,7 @@ pub async fn run(
         }
         trigger.cancel();
         let registry = tokio::task::spawn_blocking(move || trees.terminate_all(SESSION_GRACE));
-        sessions.terminate_all(SESSION_GRACE).await;
+        tokio::join!(sessions.terminate_all(SESSION_GRACE), lsp.stop_all());
         let _ = registry.await;
     });
 

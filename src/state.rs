@@ -7,8 +7,10 @@ use crate::config::Config;
 use crate::files::Files;
 use crate::git::Git;
 use crate::interpreter::Interpreters;
+use crate::lsp::Lsp;
 use crate::process::{Process, Sessions};
 use crate::system::System;
+use crate::watch::Watch;
 
 /// What handlers reach the capabilities through.
 #[derive(Debug, Clone)]
@@ -29,6 +31,10 @@ pub struct AppState {
     pub sessions: Sessions,
     /// System metrics.
     pub system: System,
+    /// Language servers.
+    pub lsp: Lsp,
+    /// File watching.
+    pub watch: Watch,
 }
 
 impl AppState {
@@ -49,6 +55,8 @@ impl AppState {
         let git = Git::new(config.workdir.clone(), config.home.clone());
         let code = Code::new(process.clone());
         let interpreters = Interpreters::new(process.clone(), code.clone());
+        let lsp = Lsp::new(process.clone(), config.workdir.clone(), config.lsp.clone());
+        let watch = Watch::new(config.max_watches);
         AppState {
             interpreters,
             code,
@@ -58,6 +66,8 @@ impl AppState {
             files,
             process,
             system: System::default(),
+            lsp,
+            watch,
         }
     }
 }

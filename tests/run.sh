@@ -17,7 +17,7 @@ export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test dependencies: Python venv (SDK, pytest, matplotlib), npm packages (SDK, tsx)"
+step "test dependencies: Python venv (SDK, pytest, matplotlib, pylsp), npm packages (SDK, tsx, typescript-language-server)"
 mkdir -p target
 venv="$repo/target/sdk-venv"
 if [ ! -x "$venv/bin/python" ]; then
@@ -25,7 +25,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/python/requirements.txt
 (cd tests/sdk/ts && npm ci --no-audit --no-fund --loglevel=error)
-# code_run and interpreter tests put this python3 (with matplotlib) first on the daemon's PATH.
+# code_run and interpreter tests put this python3 (with matplotlib) first on the daemon's PATH;
+# the LSP tests take pylsp from it and typescript-language-server from tests/sdk/ts/node_modules.
 export TOOLBOXD_TEST_CHARTS_PYTHON_BIN="$venv/bin"
 
 step "cargo build + cargo test"

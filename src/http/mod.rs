@@ -9,6 +9,7 @@ pub mod files;
 pub mod git;
 pub mod info;
 pub mod interpreter;
+pub mod lsp;
 pub mod openapi;
 pub mod process;
 pub mod sdk_api;
@@ -16,6 +17,7 @@ pub mod search;
 pub mod session;
 pub mod system;
 pub mod upload;
+pub mod watch;
 pub mod wire;
 
 use axum::{middleware, Router};
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .merge(process::router())
         .merge(session::router())
         .merge(system::router())
+        .merge(lsp::router())
+        .merge(watch::router())
         .merge(openapi::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

@@ -5,7 +5,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{download, files, git, info, interpreter, process, search, session, system, upload};
+use super::{
+    download, files, git, info, interpreter, lsp, process, search, session, system, upload, watch,
+};
 use crate::state::AppState;
 
 /// The toolbox API description.
@@ -34,6 +36,9 @@ use crate::state::AppState;
         git::set_config, git::configure_user, git::credentials,
         interpreter::create_context, interpreter::list_contexts, interpreter::delete_context,
         interpreter::execute,
+        lsp::start, lsp::stop, lsp::did_open, lsp::did_close, lsp::completions,
+        lsp::document_symbols, lsp::workspace_symbols, lsp::diagnostics, lsp::relay,
+        watch::watch_socket, watch::create_watcher, watch::poll_events, watch::delete_watcher,
         openapi_json,
     ),
     tags(
@@ -42,6 +47,7 @@ use crate::state::AppState;
         (name = "search", description = "Find, search and replace"),
         (name = "process", description = "Commands, environment, metrics"),
         (name = "git", description = "Git on libgit2 (no git CLI)"),
+        (name = "lsp", description = "Language servers (python, typescript, javascript) and the LSP relay"),
     )
 )]
 pub struct ApiDoc;

@@ -27,7 +27,7 @@ pub use session::{
 pub use spawn::{Child, Io, Spawn};
 pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
 pub use trees::{shutting_down, TreeGuard, Trees};
-pub use worker::Worker;
+pub use worker::{StdioChild, Worker};
 
 use crate::error::Result;
 

@@ -103,3 +103,93 @@ impl Process {
         self.cwd_of(cwd)
     }
 }
+
+/// A long-lived child speaking a protocol on its stdin and stdout (a language server), in its
+/// own process group and cgroup leaf; stderr is piped too, for diagnostics.
+#[derive(Debug)]
+pub struct StdioChild {
+    /// Its pid (also its process group).
+    pub pid: i32,
+    /// Reports the exit (taken by whoever waits for it).
+    pub exit: Option<ExitWatch>,
+    /// The child's stdin.
+    pub stdin: Option<File>,
+    /// The child's stdout.
+    pub stdout: Option<File>,
+    /// The child's stderr.
+    pub stderr: Option<File>,
+    marker: String,
+    /// On the registry while it lives: shutdown ends it.
+    _registered: TreeGuard,
+}
+
+impl StdioChild {
+    /// Sends `signal` to the child and everything it started.
+    pub fn signal(&self, signal: Signal) {
+        tree::signal_tree(self.pid, &self.marker, signal);
+    }
+
+    /// Whether anything of the child's tree is still there (its cgroup leaf, else its pid).
+    pub fn tree_alive(&self) -> bool {
+        !tree::marked_with(&self.marker).is_empty()
+    }
+}
+
+impl Drop for StdioChild {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+        cgroup::kill(&self.marker);
+        cgroup::remove_when_empty(&self.marker);
+    }
+}
+
+impl Process {
+    /// Starts `program args…` in `cwd` with piped stdin, stdout and stderr. The OS error is kept
+    /// (a missing program is `NotFound`) so the caller can say how to install it.
+    pub fn spawn_stdio(
+        &self,
+        program: &Path,
+        args: &[String],
+        cwd: &Path,
+    ) -> std::io::Result<StdioChild> {
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let spawn = Spawn::new(program, cwd)
+            .args(args)
+            .envs(self.env_snapshot())
+            .env(tree::MARKER_VAR, &marker)
+            .stdio(Io::Piped, Io::Piped, Io::Piped)
+            .cgroup(&marker);
+        if let Err(err) = self.trees.check_open() {
+            return Err(std::io::Error::other(err.message));
+        }
+        let (child, exit) = self.reaper.spawn(spawn)?;
+        let registered = self.trees.register(child.pid, &marker);
+        Ok(StdioChild {
+            pid: child.pid,
+            exit: Some(exit),
+            stdin: child.stdin,
+            stdout: child.stdout,
+            stderr: child.stderr,
+            marker,
+            _registered: registered,
+        })
+    }
+
+    /// The first of `names` that is an executable on the PATH children get.
+    pub fn find_program(&self, name: &str) -> Option<PathBuf> {
+        let env = self.env_snapshot();
+        let path = env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_string());
+        std::env::split_paths(&path)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map(|dir| dir.join(name))
+            .find(|candidate| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(candidate)
+                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    .unwrap_or(false)
+            })
+    }
+}

@@ -86,7 +86,12 @@ class Daemon:
         # code_run and the interpreter run the `python3` on the daemon's PATH: make it this
         # interpreter's (the venv's, with matplotlib) so charts can be captured. Not resolved:
         # the venv's bin directory is what makes its site-packages apply.
-        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
+        # The LSP servers: pylsp from this venv, typescript-language-server from the TS suite's
+        # node_modules (tests/run.sh installs both).
+        node_bin = REPO / "tests" / "sdk" / "ts" / "node_modules" / ".bin"
+        env["PATH"] = os.pathsep.join(
+            p for p in (os.path.dirname(sys.executable), str(node_bin), env.get("PATH")) if p
+        )
         # Make sure no SDK setting of the caller leaks into the daemon.
         for k in list(env):
             if k.startswith("DAYTONA_"):
