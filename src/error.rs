@@ -261,7 +261,7 @@ pub fn io_kind(err: &io::Error) -> ErrorKind {
 }
 
 /// The OS message without Rust's " (os error N)" suffix, lowercased like the rest of our messages.
-fn plain_io_message(err: &io::Error) -> String {
+pub fn plain_io_message(err: &io::Error) -> String {
     let text = err.to_string();
     let text = match text.find(" (os error") {
         Some(idx) => text[..idx].to_string(),

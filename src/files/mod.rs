@@ -3,13 +3,20 @@
 //!
 //! Invariant: nothing here writes a target in place. Content goes to a temp file in the target's
 //! directory and is renamed over it, so a failed write leaves the old content and no temp file.
+//!
+//! Invariant: a delete or move that answers an error has changed nothing. Both act on the entry a
+//! path names, never through it: `link/` is the link (see `entry_of`). A recursive delete and
+//! the source removal of a cross-filesystem move are proved possible before anything is removed
+//! (`remove.rs`), and a move whose source still cannot be removed drops its copy (`copy.rs`).
 
 mod copy;
+mod remove;
 mod write;
 
 use std::fs::{self, File, Metadata};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -65,15 +72,6 @@ pub struct PermissionsChange {
     pub owner: Option<String>,
     /// Group name or numeric gid.
     pub group: Option<String>,
-}
-
-/// How `move_path` ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum MoveOutcome {
-    /// Renamed, or copied and the source removed.
-    Moved,
-    /// Copied across filesystems, but the source could not be removed.
-    CopiedSourceKept(String),
 }
 
 /// The file capability: path resolution against the work dir plus the operations.
@@ -162,27 +160,50 @@ impl Files {
             .map_err(|err| Error::io("chmod", path, &err))
     }
 
-    /// Deletes a file, a symlink, or (with `recursive`) a directory tree.
+    /// Deletes a file, a symlink (as a link, also when named `link/`), or (with `recursive`) a
+    /// directory tree. A tree is deleted only once a walk proved all of it can be; a refusal has
+    /// deleted nothing.
     pub fn delete(&self, path: &Path, recursive: bool) -> Result<()> {
-        let metadata = fs::symlink_metadata(path).map_err(|err| Error::io("delete", path, &err))?;
-        if metadata.is_dir() {
-            if !recursive {
-                return Err(Error::bad_request(format!(
-                    "cannot delete directory without recursive flag: {}",
-                    path.display()
-                )));
-            }
-            fs::remove_dir_all(path).map_err(|err| Error::io("delete", path, &err))
-        } else {
-            fs::remove_file(path).map_err(|err| Error::io("delete", path, &err))
+        let (entry, metadata) = entry_of(path, "delete")?;
+        if !metadata.is_dir() {
+            return fs::remove_file(&entry).map_err(|err| Error::io("delete", &entry, &err));
         }
+        if !recursive {
+            return Err(Error::bad_request(format!(
+                "cannot delete directory without recursive flag: {}",
+                entry.display()
+            )));
+        }
+        let entries = remove::check_removable(&entry).map_err(|refusal| {
+            Error::new(
+                refusal.kind,
+                format!(
+                    "cannot delete {}: {}; nothing was deleted",
+                    entry.display(),
+                    refusal.detail
+                ),
+            )
+        })?;
+        // std's remove_dir_all unlinks symlinks inside the tree as links (it opens every
+        // directory with O_NOFOLLOW) and stops at the first failure.
+        fs::remove_dir_all(&entry).map_err(|err| {
+            let mut error = Error::io("delete", &entry, &err);
+            let left = remove::count_entries(&entry);
+            error.message = format!(
+                "{}; the delete stopped part way, {left} of {entries} entries are left",
+                error.message
+            );
+            error
+        })
     }
 
     /// Moves `source` to `destination`, which must not exist (checked atomically where the
-    /// filesystem supports `RENAME_NOREPLACE`). Works across filesystems: the tree is copied
-    /// beside the destination under a temp name, renamed into place, then the source is removed.
-    pub fn move_path(&self, source: &Path, destination: &Path) -> Result<MoveOutcome> {
-        fs::symlink_metadata(source).map_err(|err| Error::io("move", source, &err))?;
+    /// filesystem supports `RENAME_NOREPLACE`). A symlink moves as a link, also when named
+    /// `link/`. Across filesystems the source is first proved removable, then copied beside the
+    /// destination under a temp name, renamed into place, and removed; if it still cannot be
+    /// removed, the copy goes and the answer is the error.
+    pub fn move_path(&self, source: &Path, destination: &Path) -> Result<()> {
+        let (source, _) = entry_of(source, "move")?;
         if fs::symlink_metadata(destination).is_ok() {
             return Err(destination_exists(destination));
         }
@@ -195,19 +216,13 @@ impl Files {
                 parent.display()
             )));
         }
-        match rename_no_replace(source, destination) {
-            Ok(()) => Ok(MoveOutcome::Moved),
+        match rename_no_replace(&source, destination) {
+            Ok(()) => Ok(()),
             Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {
                 Err(destination_exists(destination))
             }
             Err(err) if err.raw_os_error() == Some(libc::EXDEV) => {
-                copy::copy_into_place(source, destination)?;
-                match copy::remove_any(source) {
-                    Ok(()) => Ok(MoveOutcome::Moved),
-                    Err(err) => Ok(MoveOutcome::CopiedSourceKept(format!(
-                        "failed to delete source: {err}"
-                    ))),
-                }
+                move_across_filesystems(&source, destination)
             }
             Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
                 Err(Error::invalid_path(format!(
@@ -216,7 +231,7 @@ impl Files {
                     destination.display()
                 )))
             }
-            Err(err) => Err(Error::io("move", source, &err)),
+            Err(err) => Err(Error::io("move", &source, &err)),
         }
     }
 
@@ -303,6 +318,48 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata)> {
         )));
     }
     Ok((file, metadata))
+}
+
+/// The entry a delete or move acts on, and its `lstat`. A trailing slash (`dir/`, `dir/.`) still
+/// insists on a directory, after following a symlink as the kernel does, but the entry is the
+/// name itself: `link/` is the link, never the directory it points to (the kernel would follow
+/// it, and `remove_dir_all("link/")` empties the target before failing on the link). A path whose
+/// last component is `..`, or `/` itself, names no entry that could be removed or renamed.
+fn entry_of(path: &Path, action: &str) -> Result<(PathBuf, Metadata)> {
+    let entry: PathBuf = path.components().collect();
+    if !matches!(entry.components().next_back(), Some(Component::Normal(_))) {
+        return Err(Error::invalid_path(format!(
+            "invalid file path: cannot {action} {}: name the entry itself, not `/` or `..`",
+            path.display()
+        )));
+    }
+    if path.as_os_str().as_bytes().ends_with(b"/") {
+        // stat("x/") fails with ENOTDIR unless x is (or points to) a directory.
+        fs::metadata(path).map_err(|err| Error::io(action, path, &err))?;
+    }
+    let metadata = fs::symlink_metadata(&entry).map_err(|err| Error::io(action, &entry, &err))?;
+    Ok((entry, metadata))
+}
+
+/// The EXDEV half of `move_path`: prove the source can be removed (nothing is copied for a move
+/// that cannot finish), copy it into place, remove it; if that still fails, undo the copy.
+fn move_across_filesystems(source: &Path, destination: &Path) -> Result<()> {
+    remove::check_removable(source).map_err(|refusal| {
+        Error::new(
+            refusal.kind,
+            format!(
+                "cannot move {} to {}: {}; nothing was moved",
+                source.display(),
+                destination.display(),
+                refusal.detail
+            ),
+        )
+    })?;
+    copy::copy_into_place(source, destination)?;
+    match copy::remove_any(source) {
+        Ok(()) => Ok(()),
+        Err(err) => Err(copy::undo_copy(source, destination, &err)),
+    }
 }
 
 fn destination_exists(destination: &Path) -> Error {
@@ -425,5 +482,20 @@ mod tests {
         assert!(parse_mode("").is_err());
         assert!(parse_mode("rwx").is_err());
         assert!(parse_mode("77777").is_err());
+    }
+
+    #[test]
+    fn the_entry_of_a_path_is_the_name_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("target")).unwrap();
+        std::os::unix::fs::symlink("target", dir.path().join("link")).unwrap();
+        let slashed = PathBuf::from(format!("{}/link/", dir.path().display()));
+        let (entry, metadata) = entry_of(&slashed, "delete").unwrap();
+        assert_eq!(entry, dir.path().join("link"));
+        assert!(metadata.file_type().is_symlink());
+        for path in ["/", "/..", "/tmp/..", "/tmp/x/../.."] {
+            let err = entry_of(Path::new(path), "delete").unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidPath, "{path}");
+        }
     }
 }

@@ -3,7 +3,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -12,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{blocking, flag, required, Query};
 use super::wire;
 use crate::error::{Error, Result};
-use crate::files::{FileInfo, MoveOutcome, PermissionsChange};
+use crate::files::{FileInfo, PermissionsChange};
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -132,15 +131,6 @@ pub struct PermissionsQuery {
     pub group: Option<String>,
 }
 
-/// Body of a move that copied across filesystems but could not remove the source.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MovePartialResponse {
-    /// What happened.
-    pub message: String,
-    /// Why the source is still there.
-    pub error: String,
-}
-
 /// Lists a directory (sorted; `depth` levels; every entry has `path`).
 #[utoipa::path(get, path = "/files", tag = "files", params(ListQuery),
     responses((status = 200, body = [FileInfoDto]), (status = 400, body = super::error::ErrorBody),
@@ -203,9 +193,14 @@ pub async fn create_folder(
 }
 
 /// Deletes a file, or a directory with `recursive=true`. Answers 204.
+///
+/// A symlink is deleted as a link, also as `link/`. A tree is deleted whole or not at all: a mount
+/// point, a read-only filesystem, an immutable file or a missing permission anywhere in it is
+/// refused (409 or 403) before anything is deleted.
 #[utoipa::path(delete, path = "/files", tag = "files", params(DeleteQuery),
     responses((status = 204), (status = 400, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
 pub async fn delete_file(
     State(app): State<AppState>,
     Query(query): Query<DeleteQuery>,
@@ -218,26 +213,24 @@ pub async fn delete_file(
 }
 
 /// Moves a file or tree, across filesystems too; 409 when the destination exists.
+///
+/// A symlink moves as a link, also as `link/`. A cross-filesystem move whose source cannot be
+/// removed answers the error (403, 409) and leaves no copy.
 #[utoipa::path(post, path = "/files/move", tag = "files", params(MoveQuery),
-    responses((status = 200, description = "moved (empty body), or copied with the source kept", body = MovePartialResponse),
+    responses((status = 200, description = "moved (empty body)"),
+        (status = 400, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
         (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn move_file(
     State(app): State<AppState>,
     Query(query): Query<MoveQuery>,
-) -> Result<Response> {
+) -> Result<StatusCode> {
     let source = app.files.resolve(required(&query.source, "source")?)?;
     let destination = app
         .files
         .resolve(required(&query.destination, "destination")?)?;
     let files = app.files.clone();
-    match blocking(move || files.move_path(&source, &destination)).await? {
-        MoveOutcome::Moved => Ok(StatusCode::OK.into_response()),
-        MoveOutcome::CopiedSourceKept(error) => Ok(Json(MovePartialResponse {
-            message: "file copied successfully but source could not be deleted".to_string(),
-            error,
-        })
-        .into_response()),
-    }
+    blocking(move || files.move_path(&source, &destination)).await?;
+    Ok(StatusCode::OK)
 }
 
 /// Sets mode, owner and group.

@@ -9,6 +9,7 @@ mod download;
 mod entrypoint;
 mod errors;
 mod files;
+mod files_remove;
 mod git;
 mod git_support;
 mod interpreter;

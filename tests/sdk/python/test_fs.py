@@ -387,6 +387,21 @@ def test_delete_missing(sandbox, wd):
         sandbox.fs.delete_file(wd.p("ghost.txt"))
 
 
+def test_delete_symlink_to_dir_removes_only_the_link(sandbox, wd, local_tmp):
+    # A link to a directory inside the work dir and one outside it: a recursive delete of the
+    # link, with or without a trailing slash, removes the link and never empties the target.
+    for target in (wd / "target", local_tmp / "target"):
+        (target / "sub").mkdir(parents=True)
+        (target / "a.txt").write_bytes(b"a")
+        (target / "sub" / "b.txt").write_bytes(b"b")
+        for path in (wd.p("link") + "/", wd.p("link")):
+            (wd / "link").symlink_to(target, target_is_directory=True)
+            sandbox.fs.delete_file(path, recursive=True)
+            assert not (wd / "link").is_symlink(), path
+            assert (target / "a.txt").read_bytes() == b"a", path
+            assert (target / "sub" / "b.txt").read_bytes() == b"b", path
+
+
 # ---------------------------------------------------------------- move
 
 
