@@ -3,17 +3,17 @@
 //!
 //! Matches come out one at a time, in the order of Daytona's `filepath.Walk`: files by path (a
 //! walk that sorts each directory by name, so `a/x` comes before `a.txt`), lines ascending. One
-//! thread walks, `searchers` threads search files in parallel, and the caller's thread hands the
-//! matches to a [`FindSink`] in walk order. Nothing is collected: at most [`FILES_AHEAD`] files
-//! beyond the one being handed out hold matches, each at most one chunk ([`CHUNK_BYTES`] of
-//! lines, or one line of up to [`MAX_CONTENT_BYTES`]) plus the chunk its searcher is filling,
-//! whatever the number of matches.
+//! thread walks and deals the files out in runs of [`FILES_PER_JOB`], a few threads search the
+//! runs in parallel, and the caller's thread hands the matches to a [`FindSink`] in walk order.
+//! Nothing is collected: at most [`JOBS_AHEAD`] runs beyond the one being handed out hold
+//! matches, each at most one chunk ([`CHUNK_BYTES`] of lines, or one line of up to
+//! [`MAX_CONTENT_BYTES`]) plus the chunk its searcher is filling, whatever the number of matches.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grep_regex::{RegexMatcher, RegexMatcherBuilder};
@@ -69,8 +69,11 @@ pub struct Finder {
     options: FindOptions,
 }
 
-/// Files that may hold matches ahead of the one being handed out.
-pub const FILES_AHEAD: usize = 32;
+/// Runs of files that may hold matches ahead of the one being handed out.
+pub const JOBS_AHEAD: usize = 32;
+
+/// Consecutive files a searcher takes at once: the threads meet once per run, not per file.
+pub const FILES_PER_JOB: usize = 16;
 
 /// A searcher hands its matches on in chunks of about this many bytes of content.
 pub const CHUNK_BYTES: usize = 16 * 1024;
@@ -124,9 +127,9 @@ impl Finder {
             .unwrap_or(1)
             .min(MAX_SEARCHERS);
         let stop = AtomicBool::new(false);
-        let (job_sender, jobs) = mpsc::sync_channel::<Job>(FILES_AHEAD);
+        let (job_sender, jobs) = mpsc::sync_channel::<Job>(JOBS_AHEAD);
         let jobs = Mutex::new(jobs);
-        let (order_sender, order) = mpsc::sync_channel::<(PathBuf, Receiver<Chunk>)>(FILES_AHEAD);
+        let (order_sender, order) = mpsc::sync_channel::<Queued>(JOBS_AHEAD);
         std::thread::scope(|scope| {
             let mut started = 0;
             for _ in 0..searchers {
@@ -153,7 +156,7 @@ impl Finder {
                     "cannot start the search threads (thread limit reached?)",
                 ));
             }
-            let summary = hand_out(&order, limit, sink);
+            let summary = self.hand_out(&order, limit, sink);
             // The walker and the searchers see the flag or their closed channels and end; the
             // scope waits for them.
             stop.store(true, Ordering::SeqCst);
@@ -162,14 +165,9 @@ impl Finder {
         })
     }
 
-    /// The walker: every regular file, in order, becomes a job for the searchers and a place in
-    /// the queue the caller's thread hands matches out from.
-    fn walk(
-        &self,
-        order: SyncSender<(PathBuf, Receiver<Chunk>)>,
-        jobs: SyncSender<Job>,
-        stop: &AtomicBool,
-    ) {
+    /// The walker: the regular files, in order, dealt out in runs that become a job for the
+    /// searchers and a place in the queue the caller's thread hands matches out from.
+    fn walk(&self, order: SyncSender<Queued>, jobs: SyncSender<Job>, stop: &AtomicBool) {
         let skip_git_dir = self.options.gitignore;
         let gitignore = self.options.gitignore;
         let walker = WalkBuilder::new(&self.root)
@@ -185,6 +183,13 @@ impl Finder {
             .filter_entry(move |entry| !(skip_git_dir && entry.file_name() == ".git"))
             .sort_by_file_name(|a, b| a.cmp(b))
             .build();
+        let deal = |files: Vec<PathBuf>| {
+            let files = Arc::new(files);
+            let (chunks, receiver) = mpsc::sync_channel(1);
+            order.send((files.clone(), receiver)).is_ok()
+                && jobs.send(Job { files, chunks }).is_ok()
+        };
+        let mut run = Vec::with_capacity(FILES_PER_JOB);
         for entry in walker {
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -195,22 +200,22 @@ impl Finder {
             if !entry.file_type().is_some_and(|kind| kind.is_file()) {
                 continue;
             }
-            let (chunks, receiver) = mpsc::sync_channel(1);
-            let shown = display_path(&self.root, &self.root_shown, entry.path());
-            if order.send((shown, receiver)).is_err() {
-                return;
-            }
-            let job = Job {
-                path: entry.into_path(),
-                chunks,
-            };
-            if jobs.send(job).is_err() {
+            run.push(entry.into_path());
+            if run.len() == FILES_PER_JOB
+                && !deal(std::mem::replace(
+                    &mut run,
+                    Vec::with_capacity(FILES_PER_JOB),
+                ))
+            {
                 return;
             }
         }
+        if !run.is_empty() {
+            deal(run);
+        }
     }
 
-    /// A searcher: takes files in walk order and sends each one's matches in chunks.
+    /// A searcher: takes runs of files in walk order and sends each run's matches in chunks.
     fn search_jobs(&self, jobs: &Mutex<Receiver<Job>>, stop: &AtomicBool) {
         let mut searcher = SearcherBuilder::new()
             .line_number(true)
@@ -232,70 +237,94 @@ impl Finder {
                 return;
             };
             let mut sink = ChunkSink {
+                file: 0,
                 lines: Vec::new(),
                 bytes: 0,
                 chunks: &job.chunks,
                 stop,
                 gone: false,
             };
-            search_text_file(
-                &mut searcher,
-                &self.matcher,
-                &job.path,
-                &mut head,
-                stop,
-                &mut sink,
-            );
+            for (idx, path) in job.files.iter().enumerate() {
+                if sink.gone || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sink.file = idx as u32;
+                search_text_file(
+                    &mut searcher,
+                    &self.matcher,
+                    path,
+                    &mut head,
+                    stop,
+                    &mut sink,
+                );
+            }
             sink.send();
         }
     }
 }
 
-/// One file to search and where its matches go.
+/// A run of files to search, in order, and where their matches go.
 struct Job {
-    path: PathBuf,
+    files: Arc<Vec<PathBuf>>,
     chunks: SyncSender<Chunk>,
 }
 
-/// Some of one file's matching lines: `(1-based line number, content)`.
-type Chunk = Vec<(u64, String)>;
+/// A run of files as the caller's thread waits for it.
+type Queued = (Arc<Vec<PathBuf>>, Receiver<Chunk>);
 
-/// The caller's side: takes the files in walk order and hands their matches to `sink`.
-fn hand_out(
-    order: &Receiver<(PathBuf, Receiver<Chunk>)>,
-    limit: usize,
-    sink: &mut dyn FindSink,
-) -> FindSummary {
-    let mut summary = FindSummary {
-        matches: 0,
-        truncated: false,
-    };
-    loop {
-        if sink.cancelled() {
-            return summary;
-        }
-        let (file, chunks) = match order.recv_timeout(POLL) {
-            Ok(next) => next,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return summary,
+/// Some of a run's matching lines, in order: `(index of the file in the run, 1-based line
+/// number, content)`.
+type Chunk = Vec<(u32, u64, String)>;
+
+impl Finder {
+    /// The caller's side: takes the runs in walk order and hands their matches to `sink`.
+    fn hand_out(
+        &self,
+        order: &Receiver<Queued>,
+        limit: usize,
+        sink: &mut dyn FindSink,
+    ) -> FindSummary {
+        let mut summary = FindSummary {
+            matches: 0,
+            truncated: false,
         };
         loop {
-            let chunk = match chunks.recv_timeout(POLL) {
-                Ok(chunk) => chunk,
-                Err(RecvTimeoutError::Timeout) if sink.cancelled() => return summary,
+            if sink.cancelled() {
+                return summary;
+            }
+            let (files, chunks) = match order.recv_timeout(POLL) {
+                Ok(next) => next,
                 Err(RecvTimeoutError::Timeout) => continue,
-                // The file is done.
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => return summary,
             };
-            for (line, content) in &chunk {
-                if summary.matches == limit {
-                    summary.truncated = true;
-                    return summary;
+            // The file being handed out, as the caller named the root.
+            let mut shown: Option<(u32, PathBuf)> = None;
+            loop {
+                let chunk = match chunks.recv_timeout(POLL) {
+                    Ok(chunk) => chunk,
+                    Err(RecvTimeoutError::Timeout) if sink.cancelled() => return summary,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    // The run is done.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                for (idx, line, content) in &chunk {
+                    if summary.matches == limit {
+                        summary.truncated = true;
+                        return summary;
+                    }
+                    let file = match &shown {
+                        Some((at, file)) if at == idx => file,
+                        _ => {
+                            let path = &files[*idx as usize];
+                            let file = display_path(&self.root, &self.root_shown, path);
+                            &shown.insert((*idx, file)).1
+                        }
+                    };
+                    if !sink.found(file, *line, content) {
+                        return summary;
+                    }
+                    summary.matches += 1;
                 }
-                if !sink.found(&file, *line, content) {
-                    return summary;
-                }
-                summary.matches += 1;
             }
         }
     }
@@ -365,8 +394,10 @@ impl<R: Read> Read for UntilStopped<'_, R> {
     }
 }
 
-/// Collects one file's matching lines and sends them on in chunks of about [`CHUNK_BYTES`].
+/// Collects a run's matching lines and sends them on in chunks of about [`CHUNK_BYTES`].
 struct ChunkSink<'a> {
+    /// The file being searched: its index in the run.
+    file: u32,
     lines: Chunk,
     bytes: usize,
     chunks: &'a SyncSender<Chunk>,
@@ -412,7 +443,8 @@ impl Sink for ChunkSink<'_> {
                 content.truncate(end);
             }
             self.bytes += content.len();
-            self.lines.push((line_number + idx as u64, content));
+            self.lines
+                .push((self.file, line_number + idx as u64, content));
         }
         if self.bytes >= CHUNK_BYTES {
             self.send();
