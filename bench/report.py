@@ -25,6 +25,7 @@ GOALS = {
     "interpreter_p50_ms": 5,    # interpreter `1+1` round trip (connect -> close) p50 <= 5 ms
     "lsp_added_p50_ms": 1,      # completion through toolboxd p50 - straight over stdio p50 <= 1 ms
     "watch_slack_ms": 5,        # write -> watch event p50 <= coalescing window + 5 ms
+    "listing_rss_mib": 32,      # daemon VmHWM <= 32 MiB streaming a depth-50 listing or a 1M-match find
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -916,6 +917,69 @@ def lsp_section(data: dict) -> str:
     ])
 
 
+def listing_section(data: dict) -> str:
+    r = data["rows"]
+    goal = GOALS["listing_rss_mib"]
+    rows = []
+    labels = {
+        "list_root": (f"`GET /files?path=/&depth={data['depth']}` (this machine's root)",
+                      f"listing `/` depth {data['depth']} peak RSS ≤ {goal} MiB"),
+        "list_tree": (f"`GET /files?path=DATA/tree&depth={data['depth']}` (generated tree)",
+                      f"listing a generated tree depth {data['depth']} peak RSS ≤ {goal} MiB"),
+        "find_1m": ("`GET /files/find?path=DATA/find-1m&pattern=needle`",
+                    f"find with {r.get('find_1m', {}).get('expected_items', '?')} matches peak RSS ≤ {goal} MiB"),
+    }
+    for key, (label, verdict_label) in labels.items():
+        e = r.get(key)
+        if not e:
+            continue
+        ok = e["http_status"] == "200" and e["daemon_vmhwm_kib"] <= goal * 1024
+        checked = e.get("verify")
+        if e.get("cut_after_timeout"):
+            answer = f"cut by curl after {data['list_timeout_s']} s: {e['items']} entries"
+        elif checked:
+            answer = f"{e['items']} (expected {e['expected_items']}; order and count {checked})"
+        else:
+            answer = f"{e['items']} ({'one complete array' if e['complete_array'] else '**not a complete array**'})"
+        rows.append([
+            label,
+            answer,
+            f"{e['bytes'] / MIB:.1f} MiB",
+            f"{e['seconds']:.1f} s",
+            f"{e['daemon_cpu_s']:.1f} s",
+            mib(e["daemon_idle_vmrss_kib"]),
+            mib(e["daemon_vmhwm_kib"]),
+            f"≤ {goal} MiB",
+            verdict(verdict_label, ok, mib(e["daemon_vmhwm_kib"])
+                    + (f"; answer cut after {data['list_timeout_s']} s" if e.get("cut_after_timeout") else "")),
+        ])
+    tree = data["tree"]
+    corpus = data["find_corpus"]
+    rg = r.get("find_1m", {}).get("rg")
+    out = [
+        "## 15. Deep listing and a million-match find: daemon peak RSS",
+        "",
+        f"Both answers are JSON arrays streamed as the walk goes. Each request has its own fresh daemon; "
+        f"its VmHWM is reset just before the request (to the idle RSS shown) and read after curl wrote the "
+        f"whole answer to a file. The root listing covers everything on this machine (/proc and /sys "
+        f"included; symlinked directories are described, not entered). The generated tree "
+        f"(`{tree['path']}`) has {tree['dirs']} directories and {tree['files']} files plus a chain of "
+        f"{tree['chain']} nested directories that depth {data['depth']} cuts. The find corpus "
+        f"(`{corpus['path']}`) is {corpus['files']} files of {corpus['lines_per_file']} matching lines "
+        f"({corpus.get('bytes', 0) / MIB:.0f} MiB). Answers are checked without loading them whole: "
+        f"one JSON array, the count, and for the generated ones the order the SDKs get. "
+        f"CPUs busy before: {data.get('cpu_busy_before_root')}; hypervisor steal during the run: {steal(data)}.",
+        "",
+        table(["request", "entries or matches", "answer", "time", "daemon CPU", "daemon idle RSS",
+               "daemon peak RSS", "goal", "result"], rows),
+        "",
+    ]
+    if rg:
+        out += [f"For context, `rg -F -uuu -n --sort path needle` over the same corpus: {rg['seconds']:.1f} s, "
+                f"{rg['bytes'] / MIB:.1f} MiB of output, its own peak RSS {mib(rg['maxrss_kib'])}.", ""]
+    return "\n".join(out)
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -924,6 +988,7 @@ def main() -> None:
     gitdata = load("git")
     code = load("code")
     lspdata = load("lsp")
+    listing = load("listing")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -957,6 +1022,8 @@ def main() -> None:
             sections.append(charts_section(code))
     if lspdata:
         sections.append(lsp_section(lspdata))
+    if listing:
+        sections.append(listing_section(listing))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -991,7 +1058,7 @@ def main() -> None:
         head.append("All goals met.")
     head.append("")
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
-                                              ("git", gitdata), ("code", code), ("lsp", lspdata))
+                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1007,6 +1074,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/git.py        # 9-10: /git/clone vs git clone, /git/status vs git status",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/code.py       # 11-13: code_run vs python3 -c, interpreter round trip, a chart",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/lsp.py        # 14: LSP completion vs stdio, watch latency, 1,000 watched dirs",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/listing.py    # 15: depth-50 listings and a 1M-match find, daemon peak RSS",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -1041,6 +1109,8 @@ def main() -> None:
         "POST /process/code-run {\"code\":\"<line chart + plt.show()>\"}   # vs MPLBACKEND=Agg python3 script.py",
         "POST /lsp/completions {\"languageId\":\"python\",\"position\":{\"line\":1,\"character\":5},...}   # vs textDocument/completion over the server's stdio",
         "GET /files/watch?path=DIR   # WebSocket; write DIR/fN, wait for its event",
+        "curl -o out.json 'http://127.0.0.1:PORT/files?path=/&depth=50'   # and path=D/tree; fresh daemon each, VmHWM",
+        "curl -o out.json 'http://127.0.0.1:PORT/files/find?path=D/find-1m&pattern=needle'   # vs rg -F -uuu -n --sort path",
         "```",
         "",
     ]

@@ -10,6 +10,7 @@
 //! (`remove.rs`), and a move whose source still cannot be removed drops its copy (`copy.rs`).
 
 mod copy;
+mod list;
 mod remove;
 mod write;
 
@@ -21,6 +22,7 @@ use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use list::Listing;
 pub use write::AtomicFile;
 
 /// What a stat says about one entry.
@@ -119,20 +121,11 @@ impl Files {
         Ok(FileInfo::from_metadata(path.to_path_buf(), &metadata))
     }
 
-    /// Lists a directory sorted by name, `depth` levels deep (1 = children only), parents before
-    /// their children. Entries that vanish while listing are skipped; symlinked directories are
-    /// described but not entered, so a link loop cannot recurse.
-    pub fn list(&self, dir: &Path, depth: u32) -> Result<Vec<FileInfo>> {
-        let metadata = fs::metadata(dir).map_err(|err| Error::io("list", dir, &err))?;
-        if !metadata.is_dir() {
-            return Err(Error::invalid_path(format!(
-                "invalid file path: not a directory: {}",
-                dir.display()
-            )));
-        }
-        let mut out = Vec::new();
-        list_into(dir, depth.max(1), true, &mut out)?;
-        Ok(out)
+    /// Opens a directory for a listing `depth` levels deep (1 = children only): iterate the
+    /// [`Listing`] for the entries, sorted by name, parents before their children. The top level
+    /// is read here, so a missing, unreadable or non-directory path fails before any entry.
+    pub fn open_listing(&self, dir: &Path, depth: u32) -> Result<Listing> {
+        Listing::open(dir, depth)
     }
 
     /// `mkdir -p` with `mode` (octal string, default 0755) applied to the directories it creates.
@@ -408,45 +401,6 @@ pub fn parent_of(path: &Path) -> PathBuf {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("/"),
     }
-}
-
-fn stat_or_lstat(path: &Path) -> std::io::Result<Metadata> {
-    match fs::metadata(path) {
-        Ok(metadata) => Ok(metadata),
-        Err(err) => match fs::symlink_metadata(path) {
-            Ok(metadata) if metadata.file_type().is_symlink() => Ok(metadata),
-            _ => Err(err),
-        },
-    }
-}
-
-fn list_into(dir: &Path, depth: u32, top: bool, out: &mut Vec<FileInfo>) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if top => return Err(Error::io("list", dir, &err)),
-        // A subdirectory we may not read is listed but not entered.
-        Err(_) => return Ok(()),
-    };
-    let mut names: Vec<_> = entries
-        .filter_map(|entry| entry.ok())
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    for name in names {
-        let path = dir.join(&name);
-        let Ok(metadata) = stat_or_lstat(&path) else {
-            continue;
-        };
-        let real_dir = metadata.is_dir()
-            && fs::symlink_metadata(&path)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
-        out.push(FileInfo::from_metadata(path.clone(), &metadata));
-        if real_dir && depth > 1 {
-            list_into(&path, depth - 1, false, out)?;
-        }
-    }
-    Ok(())
 }
 
 fn lookup_user(text: &str) -> Result<nix::unistd::Uid> {

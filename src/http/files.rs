@@ -3,13 +3,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{blocking, flag, required, Query};
-use super::wire;
+use super::{stream, wire};
 use crate::error::{Error, Result};
 use crate::files::{FileInfo, PermissionsChange};
 use crate::state::AppState;
@@ -131,14 +132,15 @@ pub struct PermissionsQuery {
     pub group: Option<String>,
 }
 
-/// Lists a directory (sorted; `depth` levels; every entry has `path`).
+/// Lists a directory (sorted; `depth` levels; every entry has `path`). The array is streamed as
+/// the walk goes (see `stream.rs`); the directory itself is checked before the first byte.
 #[utoipa::path(get, path = "/files", tag = "files", params(ListQuery),
     responses((status = 200, body = [FileInfoDto]), (status = 400, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn list_files(
     State(app): State<AppState>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<FileInfoDto>>> {
+) -> Result<Response> {
     let shown = query
         .path
         .clone()
@@ -157,10 +159,18 @@ pub async fn list_files(
     };
     let dir = app.files.resolve(&shown)?;
     let files = app.files.clone();
-    let entries = blocking(move || files.list(&dir, depth)).await?;
-    Ok(Json(
-        entries.into_iter().map(FileInfoDto::from_info).collect(),
-    ))
+    stream::json_array(
+        move || files.open_listing(&dir, depth),
+        |listing, out| {
+            for info in listing {
+                if !out.push(&FileInfoDto::from_info(info)) {
+                    break;
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// Stats one path (symlinks followed).

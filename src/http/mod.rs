@@ -15,6 +15,7 @@ pub mod process;
 pub mod sdk_api;
 pub mod search;
 pub mod session;
+pub mod stream;
 pub mod system;
 pub mod upload;
 pub mod watch;

@@ -1,9 +1,9 @@
 //! Search routes: `/files/find` (content), `/files/search` (names), `/files/replace`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use axum::extract::State;
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{blocking, flag, required, Json, Query};
+use super::stream::{self, JsonArrayWriter};
 use crate::error::{Error, Result};
-use crate::search::{self, FileMatches, FindOptions, GlobOptions, ReplaceOptions};
+use crate::search::{self, FindOptions, FindSink, Finder, GlobOptions, ReplaceOptions};
 use crate::state::AppState;
 
 /// Set to `true` when `maxResults` cut a result.
@@ -105,10 +106,14 @@ pub struct ReplaceResultDto {
     pub replacements: usize,
 }
 
-/// Content search: literal substring by default, 1-based lines, binary files skipped.
+/// Content search: literal substring by default, 1-based lines, binary files skipped. Matches
+/// come in walk order (files by path, lines ascending) and are streamed as they are found.
+/// With `maxResults` the answer is held until complete (memory up to 1 MiB, then an unlinked
+/// temp file), because `X-Toolboxd-Truncated` is a header and must be known before the body.
 #[utoipa::path(get, path = "/files/find", tag = "search", params(FindQuery),
     responses((status = 200, body = [MatchDto], headers(("x-toolboxd-truncated" = String, description = "true when maxResults cut the result"))),
-        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+        (status = 400, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody)))]
 pub async fn find_in_files(
     State(app): State<AppState>,
     Query(query): Query<FindQuery>,
@@ -122,47 +127,42 @@ pub async fn find_in_files(
         max_results: max_results(&query.max_results)?,
     };
     let root = app.files.resolve(&shown)?;
-    // Search and encoding both run off the async workers; the JSON is written straight from
-    // the per-file groups, without an intermediate list of wire objects.
-    let (json, truncated) = blocking(move || {
-        let outcome = search::find(&root, &PathBuf::from(shown), &pattern, &options)?;
-        let json = serde_json::to_vec(&MatchList(&outcome.files))
-            .map_err(|err| Error::internal(format!("encoding matches: {err}")))?;
-        Ok((json, outcome.truncated))
-    })
-    .await?;
-    let response = ([(header::CONTENT_TYPE, "application/json")], json);
-    Ok(with_truncation(response, truncated))
+    let limited = options.max_results.is_some();
+    // The root is stat'ed and opened, and the pattern compiled, before the first byte.
+    let prepare = move || Finder::new(&root, Path::new(&shown), &pattern, options);
+    if limited {
+        let (response, summary) =
+            stream::held_json_array(prepare, |finder, out| finder.run(&mut MatchWriter(out)))
+                .await?;
+        Ok(with_truncation(response, summary.truncated))
+    } else {
+        stream::json_array(prepare, |finder, out| {
+            finder.run(&mut MatchWriter(out)).map(|_| ())
+        })
+        .await
+    }
 }
 
-/// `[MatchDto]`, serialized from the grouped matches.
-struct MatchList<'a>(&'a [FileMatches]);
+/// Writes each match as a `MatchDto`, without building one.
+struct MatchWriter<'a>(&'a mut JsonArrayWriter);
 
-impl Serialize for MatchList<'_> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+impl FindSink for MatchWriter<'_> {
+    fn found(&mut self, file: &Path, line: u64, content: &str) -> bool {
         #[derive(Serialize)]
         struct MatchRef<'a> {
             file: &'a str,
             line: u64,
             content: &'a str,
         }
-        use serde::ser::SerializeSeq;
-        let total = self.0.iter().map(|group| group.lines.len()).sum();
-        let mut seq = serializer.serialize_seq(Some(total))?;
-        for group in self.0 {
-            let file = group.file.to_string_lossy();
-            for (line, content) in &group.lines {
-                seq.serialize_element(&MatchRef {
-                    file: &file,
-                    line: *line,
-                    content,
-                })?;
-            }
-        }
-        seq.end()
+        self.0.push(&MatchRef {
+            file: &file.to_string_lossy(),
+            line,
+            content,
+        })
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.0.closed()
     }
 }
 

@@ -1,35 +1,27 @@
 //! Content search with ripgrep's crates. Defaults keep Daytona's semantics: literal substring,
 //! 1-based line numbers, files with a NUL byte skipped whole, nothing ignored (`.git` included).
+//!
+//! Matches come out one at a time, in the order of Daytona's `filepath.Walk`: files by path (a
+//! walk that sorts each directory by name, so `a/x` comes before `a.txt`), lines ascending. One
+//! thread walks and deals the files out in runs of [`FILES_PER_JOB`], a few threads search the
+//! runs in parallel, and the caller's thread hands the matches to a [`FindSink`] in walk order.
+//! Nothing is collected: at most [`JOBS_AHEAD`] runs beyond the one being handed out hold
+//! matches, each at most one chunk ([`CHUNK_BYTES`] of lines, or one line of up to
+//! [`MAX_CONTENT_BYTES`]) plus the chunk its searcher is filling, whatever the number of matches.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use grep_regex::RegexMatcherBuilder;
+use grep_regex::{RegexMatcher, RegexMatcherBuilder};
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
-use ignore::{WalkBuilder, WalkState};
+use ignore::WalkBuilder;
 
 use super::display_path;
 use crate::error::{Error, Result};
-
-/// The matching lines of one file, in line order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileMatches {
-    /// The file, named relative to how the caller named the root.
-    pub file: PathBuf,
-    /// `(1-based line number, the line without its terminator, invalid UTF-8 replaced)`.
-    pub lines: Vec<(u64, String)>,
-}
-
-impl FileMatches {
-    /// Every match as `(file, line, content)`.
-    pub fn iter(&self) -> impl Iterator<Item = (&std::path::Path, u64, &str)> {
-        self.lines
-            .iter()
-            .map(|(line, content)| (self.file.as_path(), *line, content.as_str()))
-    }
-}
 
 /// Opt-in behaviour beyond Daytona's.
 #[derive(Debug, Default, Clone)]
@@ -44,51 +36,187 @@ pub struct FindOptions {
     pub max_results: Option<usize>,
 }
 
-/// The matches, sorted by file then line, and whether `max_results` cut them.
-#[derive(Debug)]
-pub struct FindOutcome {
-    /// Matches grouped by file, files sorted, lines in order (a file's path is stored once).
-    pub files: Vec<FileMatches>,
+/// Where the matches go, in order, on the thread that runs the search.
+pub trait FindSink {
+    /// One matching line (`line` 1-based, `content` without its terminator, invalid UTF-8
+    /// replaced). False stops the search.
+    fn found(&mut self, file: &Path, line: u64, content: &str) -> bool;
+
+    /// Asked between files and, while no match comes, every [`POLL`]: true stops the search
+    /// (the reader went away).
+    fn cancelled(&mut self) -> bool {
+        false
+    }
+}
+
+/// How a search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FindSummary {
+    /// Matches handed to the sink.
+    pub matches: usize,
     /// True when more matches existed than `max_results`.
     pub truncated: bool,
 }
 
-/// Searches every regular file under `root` (shown as `root_shown`) for `pattern`.
-pub fn find(
-    root: &Path,
-    root_shown: &Path,
-    pattern: &str,
-    options: &FindOptions,
-) -> Result<FindOutcome> {
-    if pattern.is_empty() {
-        return Err(Error::bad_request("pattern must not be empty"));
-    }
-    std::fs::metadata(root).map_err(|err| Error::io("search", root, &err))?;
-    let matcher = RegexMatcherBuilder::new()
-        .fixed_strings(!options.regex)
-        .case_insensitive(options.case_insensitive)
-        .build(pattern)
-        .map_err(|err| Error::bad_request(format!("invalid pattern: {err}")))?;
-    let limit = options.max_results.unwrap_or(usize::MAX);
-    let found = Mutex::new(Vec::new());
-    let n_found = AtomicUsize::new(0);
-    let truncated = AtomicBool::new(false);
+/// A search whose inputs were checked: the pattern compiles and the root can be read. Run it
+/// with [`Finder::run`]; what fails below the root (an unreadable or vanished file or
+/// directory) is skipped.
+#[derive(Debug)]
+pub struct Finder {
+    root: PathBuf,
+    root_shown: PathBuf,
+    matcher: RegexMatcher,
+    options: FindOptions,
+}
 
-    let skip_git_dir = options.gitignore;
-    let walker = WalkBuilder::new(root)
-        .hidden(false)
-        .ignore(options.gitignore)
-        .git_ignore(options.gitignore)
-        .git_exclude(options.gitignore)
-        .git_global(false)
-        .parents(options.gitignore)
-        .require_git(false)
-        .follow_links(false)
-        // With gitignore on, `.git` itself is skipped as git would; otherwise nothing is special.
-        .filter_entry(move |entry| !(skip_git_dir && entry.file_name() == ".git"))
-        .build_parallel();
-    walker.run(|| {
-        let matcher = matcher.clone();
+/// Runs of files that may hold matches ahead of the one being handed out.
+pub const JOBS_AHEAD: usize = 32;
+
+/// Consecutive files a searcher takes at once: the threads meet once per run, not per file.
+pub const FILES_PER_JOB: usize = 16;
+
+/// A searcher hands its matches on in chunks of about this many bytes of content.
+pub const CHUNK_BYTES: usize = 16 * 1024;
+
+/// How often a waiting search asks [`FindSink::cancelled`].
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// The most searcher threads, whatever the CPU count (ignore's parallel walk has the same cap).
+const MAX_SEARCHERS: usize = 12;
+
+impl Finder {
+    /// Checks a search of every regular file under `root` (shown as `root_shown`) for
+    /// `pattern`: a non-empty pattern that compiles, a root that exists and can be read.
+    pub fn new(
+        root: &Path,
+        root_shown: &Path,
+        pattern: &str,
+        options: FindOptions,
+    ) -> Result<Finder> {
+        if pattern.is_empty() {
+            return Err(Error::bad_request("pattern must not be empty"));
+        }
+        let metadata = std::fs::metadata(root).map_err(|err| Error::io("search", root, &err))?;
+        let matcher = RegexMatcherBuilder::new()
+            .fixed_strings(!options.regex)
+            .case_insensitive(options.case_insensitive)
+            .build(pattern)
+            .map_err(|err| Error::bad_request(format!("invalid pattern: {err}")))?;
+        // An unreadable root would otherwise search nothing and answer an empty list.
+        if metadata.is_dir() {
+            std::fs::read_dir(root).map_err(|err| Error::io("search", root, &err))?;
+        } else if metadata.is_file() {
+            std::fs::File::open(root).map_err(|err| Error::io("search", root, &err))?;
+        }
+        Ok(Finder {
+            root: root.to_path_buf(),
+            root_shown: root_shown.to_path_buf(),
+            matcher,
+            options,
+        })
+    }
+
+    /// Runs the search, handing every match to `sink` in order, until the walk ends, `sink`
+    /// says stop, or `max_results` matches were handed out and one more was found (then
+    /// `truncated`). The threads it starts have ended when it returns. An error means no
+    /// thread could be started: the matches handed out so far are not the whole answer.
+    pub fn run(&self, sink: &mut dyn FindSink) -> Result<FindSummary> {
+        let limit = self.options.max_results.unwrap_or(usize::MAX);
+        let searchers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(MAX_SEARCHERS);
+        let stop = AtomicBool::new(false);
+        let (job_sender, jobs) = mpsc::sync_channel::<Job>(JOBS_AHEAD);
+        let jobs = Mutex::new(jobs);
+        let (order_sender, order) = mpsc::sync_channel::<Queued>(JOBS_AHEAD);
+        std::thread::scope(|scope| {
+            let mut started = 0;
+            for _ in 0..searchers {
+                let spawned = std::thread::Builder::new()
+                    .name("toolboxd-find".into())
+                    .spawn_scoped(scope, || self.search_jobs(&jobs, &stop));
+                if spawned.is_ok() {
+                    started += 1;
+                }
+            }
+            let walker = if started > 0 {
+                std::thread::Builder::new()
+                    .name("toolboxd-walk".into())
+                    .spawn_scoped(scope, || self.walk(order_sender, job_sender, &stop))
+                    .is_ok()
+            } else {
+                // Dropping the senders unblocks the searchers that did start.
+                drop((order_sender, job_sender));
+                false
+            };
+            if !walker {
+                stop.store(true, Ordering::SeqCst);
+                return Err(Error::internal(
+                    "cannot start the search threads (thread limit reached?)",
+                ));
+            }
+            let summary = self.hand_out(&order, limit, sink);
+            // The walker and the searchers see the flag or their closed channels and end; the
+            // scope waits for them.
+            stop.store(true, Ordering::SeqCst);
+            drop(order);
+            Ok(summary)
+        })
+    }
+
+    /// The walker: the regular files, in order, dealt out in runs that become a job for the
+    /// searchers and a place in the queue the caller's thread hands matches out from.
+    fn walk(&self, order: SyncSender<Queued>, jobs: SyncSender<Job>, stop: &AtomicBool) {
+        let skip_git_dir = self.options.gitignore;
+        let gitignore = self.options.gitignore;
+        let walker = WalkBuilder::new(&self.root)
+            .hidden(false)
+            .ignore(gitignore)
+            .git_ignore(gitignore)
+            .git_exclude(gitignore)
+            .git_global(false)
+            .parents(gitignore)
+            .require_git(false)
+            .follow_links(false)
+            // With gitignore on, `.git` itself is skipped as git would; otherwise nothing is special.
+            .filter_entry(move |entry| !(skip_git_dir && entry.file_name() == ".git"))
+            .sort_by_file_name(|a, b| a.cmp(b))
+            .build();
+        let deal = |files: Vec<PathBuf>| {
+            let files = Arc::new(files);
+            let (chunks, receiver) = mpsc::sync_channel(1);
+            order.send((files.clone(), receiver)).is_ok()
+                && jobs.send(Job { files, chunks }).is_ok()
+        };
+        let mut run = Vec::with_capacity(FILES_PER_JOB);
+        for entry in walker {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let Ok(entry) = entry else {
+                continue;
+            };
+            if !entry.file_type().is_some_and(|kind| kind.is_file()) {
+                continue;
+            }
+            run.push(entry.into_path());
+            if run.len() == FILES_PER_JOB
+                && !deal(std::mem::replace(
+                    &mut run,
+                    Vec::with_capacity(FILES_PER_JOB),
+                ))
+            {
+                return;
+            }
+        }
+        if !run.is_empty() {
+            deal(run);
+        }
+    }
+
+    /// A searcher: takes runs of files in walk order and sends each run's matches in chunks.
+    fn search_jobs(&self, jobs: &Mutex<Receiver<Job>>, stop: &AtomicBool) {
         let mut searcher = SearcherBuilder::new()
             .line_number(true)
             // Binary files are recognised up front (a NUL in the first 512 bytes, as Daytona
@@ -97,49 +225,109 @@ pub fn find(
             .heap_limit(Some(MAX_LINE_BYTES))
             .build();
         let mut head = vec![0u8; HEAD_BYTES];
-        let found = &found;
-        let n_found = &n_found;
-        let truncated = &truncated;
-        Box::new(move |entry| {
-            let Ok(entry) = entry else {
-                return WalkState::Continue;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let job = {
+                let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+                jobs.recv()
             };
-            if !entry.file_type().is_some_and(|kind| kind.is_file()) {
-                return WalkState::Continue;
+            let Ok(job) = job else {
+                return;
+            };
+            let mut sink = ChunkSink {
+                file: 0,
+                lines: Vec::new(),
+                bytes: 0,
+                chunks: &job.chunks,
+                stop,
+                gone: false,
+            };
+            for (idx, path) in job.files.iter().enumerate() {
+                if sink.gone || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sink.file = idx as u32;
+                search_text_file(
+                    &mut searcher,
+                    &self.matcher,
+                    path,
+                    &mut head,
+                    stop,
+                    &mut sink,
+                );
             }
-            let mut sink = FileSink { lines: Vec::new() };
-            if !search_text_file(&mut searcher, &matcher, entry.path(), &mut head, &mut sink) {
-                return WalkState::Continue;
+            sink.send();
+        }
+    }
+}
+
+/// A run of files to search, in order, and where their matches go.
+struct Job {
+    files: Arc<Vec<PathBuf>>,
+    chunks: SyncSender<Chunk>,
+}
+
+/// A run of files as the caller's thread waits for it.
+type Queued = (Arc<Vec<PathBuf>>, Receiver<Chunk>);
+
+/// Some of a run's matching lines, in order: `(index of the file in the run, 1-based line
+/// number, content)`.
+type Chunk = Vec<(u32, u64, String)>;
+
+impl Finder {
+    /// The caller's side: takes the runs in walk order and hands their matches to `sink`.
+    fn hand_out(
+        &self,
+        order: &Receiver<Queued>,
+        limit: usize,
+        sink: &mut dyn FindSink,
+    ) -> FindSummary {
+        let mut summary = FindSummary {
+            matches: 0,
+            truncated: false,
+        };
+        loop {
+            if sink.cancelled() {
+                return summary;
             }
-            if sink.lines.is_empty() {
-                return WalkState::Continue;
+            let (files, chunks) = match order.recv_timeout(POLL) {
+                Ok(next) => next,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return summary,
+            };
+            // The file being handed out, as the caller named the root.
+            let mut shown: Option<(u32, PathBuf)> = None;
+            loop {
+                let chunk = match chunks.recv_timeout(POLL) {
+                    Ok(chunk) => chunk,
+                    Err(RecvTimeoutError::Timeout) if sink.cancelled() => return summary,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    // The run is done.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                for (idx, line, content) in &chunk {
+                    if summary.matches == limit {
+                        summary.truncated = true;
+                        return summary;
+                    }
+                    let file = match &shown {
+                        Some((at, file)) if at == idx => file,
+                        _ => {
+                            let path = &files[*idx as usize];
+                            let file = display_path(&self.root, &self.root_shown, path);
+                            &shown.insert((*idx, file)).1
+                        }
+                    };
+                    if !sink.found(file, *line, content) {
+                        return summary;
+                    }
+                    summary.matches += 1;
+                }
             }
-            let start = n_found.fetch_add(sink.lines.len(), Ordering::SeqCst);
-            let room = limit.saturating_sub(start);
-            if room < sink.lines.len() {
-                truncated.store(true, Ordering::SeqCst);
-                sink.lines.truncate(room);
-            }
-            let file = display_path(root, root_shown, entry.path());
-            let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-            found.push(FileMatches {
-                file,
-                lines: sink.lines,
-            });
-            drop(found);
-            if truncated.load(Ordering::SeqCst) {
-                WalkState::Quit
-            } else {
-                WalkState::Continue
-            }
-        })
-    });
-    let mut files = found.into_inner().unwrap_or_else(|e| e.into_inner());
-    files.sort_unstable_by(|a, b| a.file.cmp(&b.file));
-    Ok(FindOutcome {
-        files,
-        truncated: truncated.into_inner(),
-    })
+        }
+    }
 }
 
 /// Lines longer than this cannot be searched (the searcher's buffer is bounded); ripgrep has
@@ -152,20 +340,22 @@ pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
 /// How far into a file a NUL byte marks it binary.
 const BINARY_PROBE_BYTES: usize = 512;
 
-/// Searches one file unless its first 512 bytes hold a NUL. False when skipped or unreadable.
 /// The first read of each file is this large, so a small file is read in one call and probed
 /// for NULs from the same buffer.
 const HEAD_BYTES: usize = 64 * 1024;
 
+/// Searches one file unless its first 512 bytes hold a NUL; an unreadable file is skipped. The
+/// search ends early once `stop` is set.
 fn search_text_file(
     searcher: &mut Searcher,
-    matcher: &grep_regex::RegexMatcher,
+    matcher: &RegexMatcher,
     path: &Path,
     head: &mut [u8],
-    sink: &mut FileSink,
-) -> bool {
+    stop: &AtomicBool,
+    sink: &mut ChunkSink<'_>,
+) {
     let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
+        return;
     };
     let mut n_head = 0;
     // Fill at least the probe window (a read may return less than asked).
@@ -174,23 +364,62 @@ fn search_text_file(
             Ok(0) => break,
             Ok(n) => n_head += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+            Err(_) => return,
         }
     }
     if head[..n_head.min(BINARY_PROBE_BYTES)].contains(&0) {
-        return false;
+        return;
     }
-    searcher
-        .search_reader(matcher, (&head[..n_head]).chain(file), sink)
-        .is_ok()
+    let reader = UntilStopped {
+        inner: (&head[..n_head]).chain(file),
+        stop,
+    };
+    // A read error ends this file's search; what was found before it stands.
+    let _ = searcher.search_reader(matcher, reader, sink);
 }
 
-/// Collects one file's matching lines.
-struct FileSink {
-    lines: Vec<(u64, String)>,
+/// A reader that ends (EOF) once `stop` is set, so a large file without matches does not keep
+/// a stopped search busy.
+struct UntilStopped<'a, R> {
+    inner: R,
+    stop: &'a AtomicBool,
 }
 
-impl Sink for FileSink {
+impl<R: Read> Read for UntilStopped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Collects a run's matching lines and sends them on in chunks of about [`CHUNK_BYTES`].
+struct ChunkSink<'a> {
+    /// The file being searched: its index in the run.
+    file: u32,
+    lines: Chunk,
+    bytes: usize,
+    chunks: &'a SyncSender<Chunk>,
+    stop: &'a AtomicBool,
+    /// The receiving side is gone: nothing more is wanted from this file.
+    gone: bool,
+}
+
+impl ChunkSink<'_> {
+    /// Sends what was collected (blocking while the previous chunk is still waiting).
+    fn send(&mut self) {
+        if self.lines.is_empty() || self.gone {
+            return;
+        }
+        self.bytes = 0;
+        if self.chunks.send(std::mem::take(&mut self.lines)).is_err() {
+            self.gone = true;
+        }
+    }
+}
+
+impl Sink for ChunkSink<'_> {
     type Error = std::io::Error;
 
     fn matched(
@@ -213,9 +442,14 @@ impl Sink for FileSink {
                 }
                 content.truncate(end);
             }
-            self.lines.push((line_number + idx as u64, content));
+            self.bytes += content.len();
+            self.lines
+                .push((self.file, line_number + idx as u64, content));
         }
-        Ok(true)
+        if self.bytes >= CHUNK_BYTES {
+            self.send();
+        }
+        Ok(!self.gone && !self.stop.load(Ordering::Relaxed))
     }
 }
 
@@ -223,8 +457,31 @@ impl Sink for FileSink {
 mod tests {
     use super::*;
 
-    fn count(outcome: &FindOutcome) -> usize {
-        outcome.files.iter().map(|f| f.lines.len()).sum()
+    /// Every match as `(file, line, content)`, and the summary.
+    struct Collect(Vec<(String, u64, String)>);
+
+    impl FindSink for Collect {
+        fn found(&mut self, file: &Path, line: u64, content: &str) -> bool {
+            self.0.push((
+                file.to_str().unwrap().to_string(),
+                line,
+                content.to_string(),
+            ));
+            true
+        }
+    }
+
+    fn find(
+        root: &Path,
+        shown: &Path,
+        pattern: &str,
+        options: FindOptions,
+    ) -> (Vec<(String, u64, String)>, FindSummary) {
+        let finder = Finder::new(root, shown, pattern, options).unwrap();
+        let mut sink = Collect(Vec::new());
+        let summary = finder.run(&mut sink).unwrap();
+        assert_eq!(summary.matches, sink.0.len());
+        (sink.0, summary)
     }
 
     fn tree() -> tempfile::TempDir {
@@ -249,12 +506,10 @@ mod tests {
     fn literal_by_default_with_git_long_lines_and_binaries_by_their_head() {
         let dir = tree();
         let shown = Path::new("rel");
-        let outcome = find(dir.path(), shown, "hello", &FindOptions::default()).unwrap();
-        let files: Vec<_> = outcome
-            .files
+        let (found, summary) = find(dir.path(), shown, "hello", FindOptions::default());
+        let files: Vec<_> = found
             .iter()
-            .flat_map(FileMatches::iter)
-            .map(|(file, line, _)| (file.to_str().unwrap(), line))
+            .map(|(file, line, _)| (file.as_str(), *line))
             .collect();
         assert_eq!(
             files,
@@ -265,9 +520,9 @@ mod tests {
                 ("rel/long.txt", 1)
             ]
         );
-        assert!(!outcome.truncated);
-        let regexish = find(dir.path(), shown, "h.llo", &FindOptions::default()).unwrap();
-        assert!(regexish.files.is_empty());
+        assert!(!summary.truncated);
+        let (regexish, _) = find(dir.path(), shown, "h.llo", FindOptions::default());
+        assert!(regexish.is_empty());
     }
 
     #[test]
@@ -278,32 +533,114 @@ mod tests {
             case_insensitive: true,
             ..Default::default()
         };
-        let outcome = find(dir.path(), dir.path(), "^(say )?h.llo$", &options).unwrap();
-        assert_eq!(count(&outcome), 2);
+        let (found, _) = find(dir.path(), dir.path(), "^(say )?h.llo$", options);
+        assert_eq!(found.len(), 2);
         let limited = FindOptions {
             max_results: Some(1),
             ..Default::default()
         };
-        let outcome = find(dir.path(), dir.path(), "hello", &limited).unwrap();
-        assert_eq!(count(&outcome), 1);
-        assert!(outcome.truncated);
+        let (found, summary) = find(dir.path(), dir.path(), "hello", limited);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].0.ends_with(".git/config"), "the first in order");
+        assert!(summary.truncated);
+        let exact = FindOptions {
+            max_results: Some(4),
+            ..Default::default()
+        };
+        let (found, summary) = find(dir.path(), dir.path(), "hello", exact);
+        assert_eq!((found.len(), summary.truncated), (4, false));
         let long_line = format!("{}hello", "y".repeat(2 * MAX_CONTENT_BYTES));
         std::fs::write(dir.path().join("long.txt"), long_line).unwrap();
-        let outcome = find(
-            dir.path(),
-            dir.path(),
+        let options = FindOptions {
+            regex: true,
+            ..Default::default()
+        };
+        let (found, _) = find(dir.path(), dir.path(), "hello", options);
+        let long = found.iter().find(|m| m.0.ends_with("long.txt")).unwrap();
+        assert_eq!(long.2.len(), MAX_CONTENT_BYTES);
+    }
+
+    #[test]
+    fn order_is_the_sorted_walk_across_many_files_and_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        // Names that sort differently as strings and as paths ("a/x" < "a-b" < "a.txt").
+        for sub in ["a", "a-b", "a.txt.d", "b/c"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        for (idx, name) in ["a/x", "a-b/y", "a.txt", "a.txt.d/z", "b/c/w", "b0"]
+            .iter()
+            .enumerate()
+        {
+            // Enough lines that one file spans several chunks.
+            let lines = 1 + idx * 1500;
+            let text: String = (1..=lines).map(|n| format!("match {n:05}\n")).collect();
+            std::fs::write(dir.path().join(name), text).unwrap();
+            expected.extend((1..=lines as u64).map(|n| (name.to_string(), n)));
+        }
+        let (found, summary) = find(dir.path(), Path::new(""), "match", FindOptions::default());
+        let got: Vec<_> = found.iter().map(|(f, l, _)| (f.clone(), *l)).collect();
+        assert_eq!(got, expected);
+        assert!(!summary.truncated);
+    }
+
+    #[test]
+    fn a_file_root_is_named_as_given_and_the_root_is_checked_first() {
+        let dir = tree();
+        let (found, _) = find(
+            &dir.path().join("a.txt"),
+            Path::new("./a.txt"),
             "hello",
-            &FindOptions {
+            FindOptions::default(),
+        );
+        assert_eq!(found[0].0, "a.txt");
+        let missing = Finder::new(
+            &dir.path().join("nope"),
+            Path::new("nope"),
+            "x",
+            FindOptions::default(),
+        );
+        assert_eq!(
+            missing.unwrap_err().kind,
+            crate::error::ErrorKind::FileNotFound
+        );
+        let bad = Finder::new(
+            dir.path(),
+            dir.path(),
+            "(",
+            FindOptions {
                 regex: true,
                 ..Default::default()
             },
-        )
-        .unwrap();
-        let long = outcome
-            .files
-            .iter()
-            .find(|m| m.file.ends_with("long.txt"))
-            .unwrap();
-        assert_eq!(long.lines[0].1.len(), MAX_CONTENT_BYTES);
+        );
+        assert_eq!(bad.unwrap_err().kind, crate::error::ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn a_sink_that_stops_or_is_cancelled_ends_the_search() {
+        struct StopAfter(usize);
+        impl FindSink for StopAfter {
+            fn found(&mut self, _file: &Path, _line: u64, _content: &str) -> bool {
+                self.0 -= 1;
+                self.0 > 0
+            }
+        }
+        struct Cancelled;
+        impl FindSink for Cancelled {
+            fn found(&mut self, _file: &Path, _line: u64, _content: &str) -> bool {
+                panic!("a cancelled search hands nothing out");
+            }
+            fn cancelled(&mut self) -> bool {
+                true
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for idx in 0..200 {
+            std::fs::write(dir.path().join(format!("f{idx:03}")), "x\nx\nx\n").unwrap();
+        }
+        let finder = Finder::new(dir.path(), dir.path(), "x", FindOptions::default()).unwrap();
+        let summary = finder.run(&mut StopAfter(5)).unwrap();
+        assert_eq!(summary.matches, 4);
+        assert_eq!(finder.run(&mut Cancelled).unwrap().matches, 0);
     }
 }

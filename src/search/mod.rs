@@ -1,12 +1,13 @@
-//! Search: content grep (`find`, grep-searcher over a parallel `ignore` walk), name globs
-//! (`glob`, globset) and in-place replace (`replace`, through the atomic writer).
-//! Plain blocking Rust; callers run it off the async workers.
+//! Search: content grep (`find`: grep-searcher over a sorted `ignore` walk, files searched in
+//! parallel, matches handed out in walk order), name globs (`glob`, globset) and in-place
+//! replace (`replace`, through the atomic writer). Plain blocking Rust; callers run it off the
+//! async workers.
 
 mod find;
 mod glob;
 mod replace;
 
-pub use find::{find, FileMatches, FindOptions, FindOutcome};
+pub use find::{FindOptions, FindSink, FindSummary, Finder};
 pub use glob::{glob, GlobOptions, GlobOutcome};
 pub use replace::{replace, ReplaceOptions, ReplaceResult};
 
@@ -16,7 +17,7 @@ use std::path::Component;
 
 /// Shows `found` the way the caller named the root, cleaned as Go's `filepath.Join` would:
 /// `root_shown` without `.` components, joined with the part of `found` below `root`
-/// (`path=.` gives `a.txt`, `path=./src` gives `src/b.txt`).
+/// (`path=.` gives `a.txt`, `path=./src` gives `src/b.txt`, a file root is its own name).
 fn display_path(root: &Path, root_shown: &Path, found: &Path) -> PathBuf {
     let shown: PathBuf = root_shown
         .components()
@@ -26,6 +27,8 @@ fn display_path(root: &Path, root_shown: &Path, found: &Path) -> PathBuf {
         Ok(rest) if rest.as_os_str().is_empty() && shown.as_os_str().is_empty() => {
             PathBuf::from(".")
         }
+        // Joining "" would add a trailing `/`.
+        Ok(rest) if rest.as_os_str().is_empty() => shown,
         Ok(rest) => shown.join(rest),
         Err(_) => found.to_path_buf(),
     }

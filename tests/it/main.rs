@@ -20,6 +20,7 @@ mod sdk_api;
 mod search;
 mod session;
 mod session_formats;
+mod streaming;
 mod transfer_support;
 mod upload;
 mod watch;

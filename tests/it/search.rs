@@ -255,3 +255,23 @@ fn replace_regex_is_opt_in() {
         "INVALID_REQUEST_BODY",
     );
 }
+
+#[test]
+fn find_on_a_file_names_the_file_as_given() {
+    let daemon = Toolboxd::start();
+    fixture(&daemon);
+    let found = json(
+        daemon.get("/files/find?path=./src/main.py&pattern=needle"),
+        200,
+    );
+    assert_eq!(files_and_lines(&found), [("src/main.py".to_string(), 2)]);
+    let root = daemon.path("src/main.py");
+    let found = json(
+        daemon.get(&format!(
+            "/files/find?path={}&pattern=needle",
+            q(root.to_str().unwrap())
+        )),
+        200,
+    );
+    assert_eq!(found[0]["file"], root.to_str().unwrap());
+}

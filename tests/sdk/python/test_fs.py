@@ -466,6 +466,35 @@ def test_find_files_is_substring_not_regex(sandbox, wd):
     assert [(m.file, m.line, m.content) for m in matches] == [(wd.p("r.txt"), 2, "a.b")]
 
 
+def test_large_listing_and_find_arrive_whole_and_in_order(sandbox, wd):
+    """Both are streamed (chunked, written as the walk goes); the SDK must see the same array."""
+    lines = "".join(f"needle {n}\n" for n in range(1, 21))
+    # `a/x` sorts before `a-b` and `a.txt`: the order is by path, parents first.
+    for sub in ("a", *(f"d{i:02}" for i in range(30))):
+        (wd / sub).mkdir()
+    for name in ("a/x", "a-b", "a.txt", *(f"d{i:02}/f{j:03}.txt" for i in range(30) for j in range(100))):
+        (wd / name).write_text(lines)
+
+    def walk(d: Path) -> list[Path]:
+        out = []
+        for child in sorted(d.iterdir(), key=lambda c: os.fsencode(c.name)):
+            out.append(child)
+            if child.is_dir():
+                out += walk(child)
+        return out
+
+    expected = walk(wd.abs)
+    listed = sandbox.fs.list_files(str(wd.abs), depth=2)
+    assert [e.path for e in listed] == [str(p) for p in expected]
+    assert len(listed) == 3034
+
+    matches = sandbox.fs.find_files(str(wd.abs), "needle")
+    assert len(matches) == 3003 * 20
+    files = [str(p) for p in expected if p.is_file()]
+    assert [(m.file, m.line) for m in matches] == [(f, n) for f in files for n in range(1, 21)]
+    assert matches[-1].content == "needle 20"
+
+
 def test_search_files_glob(sandbox, wd):
     (wd / "x.py").write_text("")
     (wd / "n.txt").write_text("")

@@ -235,6 +235,41 @@ describe('fs (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary not 
     assert.deepEqual(found.files.sort(), [path.join(d, 'a b.py'), path.join(d, 'sub', 'é+.py')].sort());
   });
 
+  test('a large listing and find arrive whole and in order (both are streamed)', async () => {
+    const d = testDir(ctx, 'stream');
+    const lines = Array.from({ length: 20 }, (_, i) => `needle ${i + 1}\n`).join('');
+    const names = ['a/x', 'a-b', 'a.txt'];
+    for (let i = 0; i < 20; i++) {
+      for (let j = 0; j < 100; j++) names.push(`d${String(i).padStart(2, '0')}/f${String(j).padStart(3, '0')}.txt`);
+    }
+    for (const name of names) {
+      fs.mkdirSync(path.dirname(path.join(d, name)), { recursive: true });
+      fs.writeFileSync(path.join(d, name), lines);
+    }
+    // The order the SDKs get: names compared bytewise per directory, parents before children.
+    const walk = (dir) =>
+      fs
+        .readdirSync(dir)
+        .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+        .flatMap((name) => {
+          const p = path.join(dir, name);
+          return fs.statSync(p).isDirectory() ? [p, ...walk(p)] : [p];
+        });
+    const expected = walk(d);
+    assert.equal(expected[1], path.join(d, 'a', 'x'));
+
+    const listed = await sb.fs.listFiles(d, { depth: 2 });
+    assert.deepEqual(listed.map((e) => e.path), expected);
+
+    const matches = await sb.fs.findFiles(d, 'needle');
+    const files = expected.filter((p) => fs.statSync(p).isFile());
+    assert.equal(matches.length, files.length * 20);
+    assert.deepEqual(
+      matches.map((m) => `${m.file}:${m.line}`),
+      files.flatMap((f) => Array.from({ length: 20 }, (_, i) => `${f}:${i + 1}`)),
+    );
+  });
+
   test('createFolder, setFilePermissions, replaceInFiles, moveFiles, deleteFile', async () => {
     const d = testDir(ctx, 'misc');
     const folder = path.join(d, 'new dir+é', 'inner');
