@@ -22,6 +22,8 @@ const CHARTS: &str = include_str!("python/toolboxd_charts.py");
 const PYTHON_WORKER: &str = include_str!("python/toolboxd_worker.py");
 /// The interpreter's Node worker.
 const NODE_WORKER: &str = include_str!("node/toolboxd_worker.js");
+/// The preload of JavaScript and TypeScript code runs: Daytona's argv, the user's frames only.
+const NODE_RUNNER: &str = include_str!("node/toolboxd_run.js");
 /// Runs `argv[1]` as `__main__` with whole lines per write, and no frame of its own in a
 /// traceback; cheap (`traceback` is imported only on an error). For code that cannot plot.
 const PLAIN_RUNNER: &str = r#"import sys, __main__
@@ -45,11 +47,12 @@ except BaseException as e:
 "#;
 
 /// Everything written to the support directory.
-const SUPPORT_FILES: [(&str, &str); 4] = [
+const SUPPORT_FILES: [(&str, &str); 5] = [
     ("toolboxd_run.py", RUNNER),
     ("toolboxd_charts.py", CHARTS),
     ("toolboxd_worker.py", PYTHON_WORKER),
     ("toolboxd_worker.js", NODE_WORKER),
+    ("toolboxd_run.js", NODE_RUNNER),
 ];
 
 /// A language code-run knows.
@@ -156,11 +159,11 @@ impl Code {
         let mut program = match language {
             Language::Python => self.python(scratch.path(), &request.code)?,
             Language::JavaScript => {
-                let file = write(scratch.path(), "code.js", &node_source(&request.code))?;
+                let file = write(scratch.path(), "code.js", &request.code)?;
                 let node = self
                     .find("node")
                     .ok_or_else(|| missing("javascript", "node"))?;
-                program(node, vec![file.into()])
+                program(node, vec![self.node_preload()?, file.into()])
             }
             Language::TypeScript => self.typescript(scratch.path(), &request.code).await?,
         };
@@ -195,10 +198,20 @@ impl Code {
         Ok(program)
     }
 
+    /// `--require=<toolboxd_run.js>`: the preload that gives a JavaScript or TypeScript program
+    /// Daytona's `process.argv` and trims its stack traces to the user's frames, without a line
+    /// added to the user's file.
+    fn node_preload(&self) -> Result<OsString> {
+        let mut arg = OsString::from("--require=");
+        arg.push(self.support_dir()?.join("toolboxd_run.js"));
+        Ok(arg)
+    }
+
     async fn typescript(&self, scratch: &Path, code: &str) -> Result<Program> {
-        let file = write(scratch, "code.ts", &node_source(code))?;
+        let file = write(scratch, "code.ts", code)?;
+        let preload = self.node_preload()?;
         if let Some(tsx) = self.find("tsx") {
-            return Ok(program(tsx, vec![file.into()]));
+            return Ok(program(tsx, vec![preload, file.into()]));
         }
         let node = self.find("node");
         if let Some(node) = &node {
@@ -207,7 +220,11 @@ impl Code {
                 Some(v) if v >= (23, 6) => {
                     return Ok(program(
                         node.clone(),
-                        vec!["--disable-warning=ExperimentalWarning".into(), file.into()],
+                        vec![
+                            "--disable-warning=ExperimentalWarning".into(),
+                            preload,
+                            file.into(),
+                        ],
                     ))
                 }
                 Some(v) if v >= (22, 6) => {
@@ -216,6 +233,7 @@ impl Code {
                         vec![
                             "--experimental-strip-types".into(),
                             "--disable-warning=ExperimentalWarning".into(),
+                            preload,
                             file.into(),
                         ],
                     ))
@@ -230,6 +248,8 @@ impl Code {
                     "-T".into(),
                     "-O".into(),
                     r#"{"module":"CommonJS"}"#.into(),
+                    "-r".into(),
+                    self.support_dir()?.join("toolboxd_run.js").into(),
                     file.into(),
                 ],
             ));
@@ -340,12 +360,6 @@ fn may_plot(code: &str) -> bool {
         ".plot",
     ];
     NAMES.iter().any(|name| code.contains(name))
-}
-
-/// Daytona's Node convention: the script path is removed from `process.argv`, so the first
-/// argument is `process.argv[1]`. Prepended on the first line, so line numbers stay right.
-fn node_source(code: &str) -> String {
-    format!("process.argv.splice(1, 1);{code}")
 }
 
 /// The charts among the side channel's JSON lines (`{"type":"chart","value":{…}}`), as

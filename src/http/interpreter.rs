@@ -144,9 +144,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// WebSocket: send `{code, contextId?, timeout?, envs?}`, receive JSON frames
 /// `{type: stdout|stderr|error|chart|control, text, name, value, traceback}`; a `control` frame
 /// (`completed`, or `interrupted` when the code interrupted itself) and close 1000 at the end;
-/// on timeout no `control` frame, close 4008.
+/// on timeout no `control` frame, close 4008; at shutdown an `error` frame named `SHUTTING_DOWN`
+/// and close 1011.
 #[utoipa::path(get, path = "/process/interpreter/execute", tag = "process",
-    responses((status = 101, description = "WebSocket: JSON frames, close 1000 (done, after a `control` frame), 4008 (timeout, no `control` frame), 1008 (bad request), 1011 (worker failed)")))]
+    responses((status = 101, description = "WebSocket: JSON frames, close 1000 (done, after a `control` frame), 4008 (timeout, no `control` frame), 1008 (bad request), 1011 (worker failed; or toolboxd is shutting down, after an `error` frame named `SHUTTING_DOWN`)")))]
 pub async fn execute(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| run(app, socket))
 }
@@ -231,6 +232,11 @@ async fn run(app: AppState, mut socket: WebSocket) {
         ),
         JobEnd::WorkerEnded => (1011, "worker process ended".to_string()),
         JobEnd::Deleted => (1001, "context shutdown".to_string()),
+        // An error for both SDKs (the TypeScript one takes 1001 for a success).
+        JobEnd::ShuttingDown => (
+            1011,
+            "SHUTTING_DOWN: toolboxd is shutting down; retry once the sandbox is back".to_string(),
+        ),
     };
     close(socket, code, &reason).await;
 }

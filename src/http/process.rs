@@ -102,7 +102,7 @@ pub struct CodeRunArtifacts {
     pub charts: Vec<serde_json::Value>,
 }
 
-/// `{exitCode, result, artifacts?, stdout, stderr}`
+/// `{exitCode, result, artifacts?, stdout, stderr, truncated}`
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeRunResponse {
@@ -117,6 +117,9 @@ pub struct CodeRunResponse {
     pub stdout: String,
     /// stderr alone.
     pub stderr: String,
+    /// True when the output cap cut the output (a marker line says where), as in
+    /// `/process/execute`.
+    pub truncated: bool,
 }
 
 /// Runs Python, JavaScript or TypeScript as a program with real argv; matplotlib figures come
@@ -151,5 +154,6 @@ pub async fn code_run(
         }),
         stdout: text(&outcome.exec.stdout),
         stderr: text(&outcome.exec.stderr),
+        truncated: outcome.exec.truncated,
     }))
 }

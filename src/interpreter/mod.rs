@@ -3,6 +3,9 @@
 //! as they come. A timeout interrupts the job (SIGINT) and the context survives when the worker
 //! answers; otherwise the worker is killed and restarts on next use, saying its state was lost.
 //! A job that timed out ends without a `control` frame: only its end (`JobEnd::TimedOut`) says so.
+//! A worker whose stdout or stderr is no longer the pipe toolboxd reads (the code closed it, and
+//! the worker could not put it back) is replaced after its job, and the next job is told its
+//! state is gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -17,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::code::{Code, Language};
 use crate::error::{Error, Result};
-use crate::process::{Process, Worker};
+use crate::process::{shutting_down, Process, Worker};
 
 /// The id of the context used when a job names none.
 pub const DEFAULT_CONTEXT: &str = "default";
@@ -61,6 +64,9 @@ pub enum JobEnd {
     WorkerEnded,
     /// The context was deleted meanwhile.
     Deleted,
+    /// toolboxd began shutting down before the job ended (an error frame said so); the worker is
+    /// being terminated with every other tree.
+    ShuttingDown,
 }
 
 /// The interpreter capability.
@@ -87,8 +93,33 @@ pub struct Context {
 #[derive(Debug, Default)]
 struct Slot {
     worker: Option<Worker>,
-    /// A worker of this context died: the next job is told its state was lost.
-    lost: bool,
+    /// Why the worker of this context is gone, when it was lost with its state: the next job is
+    /// told so.
+    lost: Option<Lost>,
+}
+
+/// Why a context lost its worker (and its state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// It died, was killed after ignoring an interrupt, or failed.
+    Ended,
+    /// Its code closed the worker's stdout or stderr for good.
+    Stdio,
+}
+
+impl Lost {
+    fn notice(self) -> &'static str {
+        match self {
+            Lost::Ended => {
+                "[toolboxd] the interpreter restarted: its state (variables and imports from \
+                 earlier runs) is gone\n"
+            }
+            Lost::Stdio => {
+                "[toolboxd] the interpreter restarted because earlier code closed its stdout or \
+                 stderr: its state (variables and imports from earlier runs) is gone\n"
+            }
+        }
+    }
 }
 
 impl Context {
@@ -188,7 +219,20 @@ impl Interpreters {
         job: Job,
         frames: mpsc::Sender<Value>,
     ) -> JobEnd {
-        let mut slot = context.slot.lock().await;
+        // Shutdown answers a job at once, whether it waits for its turn or runs.
+        let closing = self.process.trees().closing();
+        tokio::pin!(closing);
+        let stopped = |frames: mpsc::Sender<Value>| async move {
+            let _ = frames
+                .send(error_frame("SHUTTING_DOWN", &shutting_down().message))
+                .await;
+            JobEnd::ShuttingDown
+        };
+        let mut slot = tokio::select! {
+            biased;
+            () = &mut closing => return stopped(frames).await,
+            slot = context.slot.lock() => slot,
+        };
         if context.deleted.load(Ordering::SeqCst) {
             return JobEnd::Deleted;
         }
@@ -196,20 +240,14 @@ impl Interpreters {
         if let Some(worker) = slot.worker.as_mut() {
             if worker.exit.has_exited() {
                 slot.worker = None;
-                slot.lost = true;
+                slot.lost = Some(Lost::Ended);
             }
         }
         let mut worker = match slot.worker.take() {
             Some(worker) => RunningWorker::from(worker),
             None => {
-                if slot.lost {
-                    let _ = frames
-                        .send(frame(
-                            "stderr",
-                            "[toolboxd] the interpreter restarted: its state (variables and imports from \
-                             earlier runs) is gone\n",
-                        ))
-                        .await;
+                if let Some(lost) = slot.lost {
+                    let _ = frames.send(frame("stderr", lost.notice())).await;
                 }
                 match self.start_worker(&context) {
                     Ok(worker) => RunningWorker::from(worker),
@@ -222,23 +260,38 @@ impl Interpreters {
         };
         context.active.store(true, Ordering::SeqCst);
         let deleted = context.deleted.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let end = run_job(&mut worker, &job, &frames, &deleted);
+        let job_frames = frames.clone();
+        let running = tokio::task::spawn_blocking(move || {
+            let end = run_job(&mut worker, &job, &job_frames, &deleted);
             (worker, end)
-        })
-        .await;
+        });
+        let outcome = tokio::select! {
+            biased;
+            () = &mut closing => {
+                // The job's thread keeps the worker until shutdown has ended it.
+                slot.lost = Some(Lost::Ended);
+                context.active.store(false, Ordering::SeqCst);
+                return stopped(frames).await;
+            }
+            outcome = running => outcome,
+        };
         let Ok((worker, end)) = outcome else {
-            slot.lost = true;
+            slot.lost = Some(Lost::Ended);
             context.active.store(false, Ordering::SeqCst);
             return JobEnd::WorkerEnded;
         };
         let alive = matches!(end, JobEnd::Completed)
             || (end == JobEnd::TimedOut && !worker.gone.load(Ordering::SeqCst));
-        if alive && !context.deleted.load(Ordering::SeqCst) {
+        if alive && !worker.stdio_lost && !context.deleted.load(Ordering::SeqCst) {
             slot.worker = Some(worker.inner);
+            slot.lost = None;
         } else {
+            slot.lost = match end {
+                JobEnd::Deleted => None,
+                _ if worker.stdio_lost => Some(Lost::Stdio),
+                _ => Some(Lost::Ended),
+            };
             drop(worker);
-            slot.lost = end != JobEnd::Deleted;
             context.active.store(false, Ordering::SeqCst);
         }
         end
@@ -273,11 +326,13 @@ impl Interpreters {
     }
 }
 
-/// A worker and whether it is gone (this job had to kill it, or it died after the interrupt).
+/// A worker and whether it is gone (this job had to kill it, or it died after the interrupt),
+/// or can no longer print (its stdout or stderr is not the pipe toolboxd reads).
 #[derive(Debug)]
 struct RunningWorker {
     inner: Worker,
     gone: AtomicBool,
+    stdio_lost: bool,
 }
 
 impl From<Worker> for RunningWorker {
@@ -285,9 +340,35 @@ impl From<Worker> for RunningWorker {
         RunningWorker {
             inner,
             gone: AtomicBool::new(false),
+            stdio_lost: false,
         }
     }
 }
+
+/// Whether the worker's fds 1 and 2 are still the pipes toolboxd reads (`/proc/<pid>/fd/N` names
+/// the same pipe inode as our read end). True when it cannot be told (no /proc, no permission,
+/// the worker already gone: its end is noticed elsewhere).
+fn stdio_intact(worker: &Worker) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    [(1, &worker.stdout), (2, &worker.stderr)]
+        .into_iter()
+        .all(|(fd, ours)| {
+            let Ok(pipe) = ours.metadata() else {
+                return true;
+            };
+            match std::fs::read_link(format!("/proc/{}/fd/{fd}", worker.pid)) {
+                Ok(target) => target.as_os_str() == format!("pipe:[{}]", pipe.ino()).as_str(),
+                // Closed, if the process is there to ask.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    !std::path::Path::new(&format!("/proc/{}/fd", worker.pid)).is_dir()
+                }
+                Err(_) => true,
+            }
+        })
+}
+
+const STDIO_LOST: &str = "[toolboxd] this code closed the interpreter's stdout or stderr: the \
+    interpreter restarts before the next run, and its state (variables and imports) is lost\n";
 
 fn set_nonblocking(file: &std::fs::File) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -323,6 +404,9 @@ fn run_job(
     let deadline = job.timeout.map(|t| Instant::now() + t);
     let mut interrupted_at: Option<Instant> = None;
     let mut text = [Utf8Carry::default(), Utf8Carry::default()];
+    // A raw pipe at EOF (every write end closed: the worker's fd 1 or 2 is gone) is polled no
+    // more, or poll would report it at once, again and again.
+    let mut raw_open = [true, true];
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let send = |value: Value| {
@@ -332,8 +416,16 @@ fn run_job(
         let w = &mut worker.inner;
         let mut fds = [
             w.frames.as_raw_fd(),
-            w.stdout.as_raw_fd(),
-            w.stderr.as_raw_fd(),
+            if raw_open[0] {
+                w.stdout.as_raw_fd()
+            } else {
+                -1
+            },
+            if raw_open[1] {
+                w.stderr.as_raw_fd()
+            } else {
+                -1
+            },
         ]
         .map(|fd| libc::pollfd {
             fd,
@@ -357,6 +449,9 @@ fn run_job(
         // Raw output next, after the frames were read: whatever the worker printed before a
         // frame was in the pipes before the frame was, so it is read now and sent first.
         for (index, kind) in [(0usize, "stdout"), (1, "stderr")] {
+            if !raw_open[index] {
+                continue;
+            }
             let pipe = if index == 0 {
                 &mut w.stdout
             } else {
@@ -364,6 +459,7 @@ fn run_job(
             };
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
+                    raw_open[index] = false;
                     break;
                 }
                 let decoded = text[index].decode(&buf[..n]);
@@ -395,6 +491,12 @@ fn run_job(
                 // our interrupt (the code raised KeyboardInterrupt itself) is passed on.
                 if interrupted_at.is_some() {
                     return JobEnd::TimedOut;
+                }
+                // The worker puts back a stdout or stderr the code closed (Python does); if it
+                // is still gone, later jobs could print nothing: the worker is replaced.
+                if raw_open != [true, true] || !stdio_intact(w) {
+                    worker.stdio_lost = true;
+                    send(frame("stderr", STDIO_LOST));
                 }
                 send(value);
                 return JobEnd::Completed;

@@ -83,6 +83,111 @@ fn javascript_runs_with_daytonas_argv_and_exit_code() {
     );
 }
 
+/// The `result` of a failed JavaScript or TypeScript run, checked to show the user's code and
+/// positions only: no line of ours, no frame of Node's or of the runner.
+fn failed_node_run(daemon: &Toolboxd, language: &str, code: &str) -> String {
+    let out = run(
+        daemon,
+        json!({"language": language, "code": code, "argv": ["a"]}),
+    );
+    assert_eq!(out["exitCode"], 1, "{out}");
+    let result = out["result"].as_str().unwrap().to_string();
+    for ours in [
+        "process.argv.splice",
+        "node:internal",
+        "toolboxd_run",
+        "Module._compile",
+    ] {
+        assert!(!result.contains(ours), "{ours} in {result}");
+    }
+    result
+}
+
+/// Issue 12, item 9: a JavaScript error on line 1 showed the injected `process.argv.splice(1, 1);`
+/// with columns 26 too far right, and Node's internal frames under the user's.
+#[test]
+fn javascript_and_typescript_errors_show_the_users_code_and_positions() {
+    let daemon = daemon_with_path(&[node_bin("tsx")]);
+    let result = failed_node_run(
+        &daemon,
+        "javascript",
+        "const n = 1; null.x\nconsole.log('never')",
+    );
+    assert!(
+        result.contains("code.js:1\nconst n = 1; null.x\n                  ^\n"),
+        "{result}"
+    );
+    assert!(
+        result.contains("at Object.<anonymous> (") && result.contains("code.js:1:19)"),
+        "{result}"
+    );
+    // Frames of the user's functions, down to the top level and no further.
+    let result = failed_node_run(
+        &daemon,
+        "javascript",
+        "function inner() { throw new RangeError('deep') }\nfunction outer() { inner() }\nouter()",
+    );
+    let frames: Vec<&str> = result
+        .lines()
+        .filter(|line| line.trim_start().starts_with("at "))
+        .collect();
+    assert_eq!(frames.len(), 3, "{result}");
+    for (frame, place) in frames
+        .iter()
+        .zip(["code.js:1:26)", "code.js:2:20)", "code.js:3:1)"])
+    {
+        assert!(frame.ends_with(place), "{frame} in {result}");
+    }
+    // A syntax error: the line and caret, no compiler frames.
+    let result = failed_node_run(&daemon, "javascript", "let x = ;");
+    assert!(
+        result.contains("code.js:1\nlet x = ;\n        ^") && result.contains("SyntaxError"),
+        "{result}"
+    );
+    // A caught error's stack is trimmed the same way, and argv is still Daytona's.
+    let out = run(
+        &daemon,
+        json!({"language": "javascript", "argv": ["x"], "code":
+            "try { null.y } catch (e) { console.log(e.stack.split('\\n').length, process.argv.slice(1)) }"}),
+    );
+    assert_eq!(out["result"], "2 [ 'x' ]\n", "{out}");
+    // TypeScript (tsx maps positions back to the .ts source).
+    let result = failed_node_run(
+        &daemon,
+        "typescript",
+        "const n: number = 1; (null as any).x",
+    );
+    assert!(
+        result.contains("code.ts:1\nconst n: number = 1; (null as any).x\n"),
+        "{result}"
+    );
+    assert!(result.contains("code.ts:1:36)"), "{result}");
+}
+
+/// Issue 12, item 9: `/process/execute` says `truncated`, code-run said nothing.
+#[test]
+fn code_run_says_whether_its_output_was_truncated() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("TOOLBOXD_MAX_OUTPUT".into(), "1000".into())],
+        ..StartOptions::default()
+    });
+    let out = run(
+        &daemon,
+        json!({"language": "python", "code": "print('x' * 5000)"}),
+    );
+    assert_eq!(out["truncated"], true, "{out}");
+    assert!(
+        out["result"].as_str().unwrap().contains("output truncated"),
+        "{out}"
+    );
+    let out = run(
+        &daemon,
+        json!({"language": "python", "code": "print('ok')"}),
+    );
+    assert_eq!(out["truncated"], false, "{out}");
+    assert_eq!(out["result"], "ok\n");
+}
+
 #[test]
 fn errors_exit_codes_and_bad_bytes() {
     let daemon = Toolboxd::start();

@@ -468,3 +468,300 @@ fn jobs_in_one_context_run_one_at_a_time_in_order() {
         "{log:?}"
     );
 }
+
+/// Where `/proc/<pid>/fd/<fd>` points, or `None` when the descriptor is closed.
+fn fd_target(pid: i32, fd: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .ok()
+        .map(|target| target.display().to_string())
+}
+
+fn wait_gone(pid: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while is_alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} lived on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A job runs its own code and returns its own output, whatever came before it.
+fn assert_in_step(daemon: &Toolboxd, context: &str, rounds: u32) {
+    for n in 0..rounds {
+        let run = execute(
+            daemon,
+            &json!({"contextId": context, "code": format!("print('job', {n})"), "timeout": 20}),
+        );
+        assert_eq!(run.close, Some(1000), "{run:?}");
+        assert_eq!(run.text("stdout"), format!("job {n}\n"), "{run:?}");
+        assert_eq!(run.text("stderr"), "", "{run:?}");
+        let kinds: Vec<&str> = run
+            .frames
+            .iter()
+            .map(|f| f["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["stdout", "control"], "{run:?}");
+    }
+}
+
+/// Issue 12, item 3: after `os.fork()` in a job, both processes served jobs and every later run
+/// returned the previous job's output. The fork's child now never reads a job or writes a frame
+/// (fds 3 and 4 are /dev/null in it at once) and exits when the job's code returns in it, with
+/// the code's status.
+#[test]
+fn a_forked_child_never_serves_jobs() {
+    let daemon = Toolboxd::start();
+    let context = json(
+        daemon.post_json("/process/interpreter/context", &json!({})),
+        200,
+    );
+    let id = context["id"].as_str().unwrap();
+    let worker = execute(
+        &daemon,
+        &json!({"contextId": id, "code": "import os, sys, time\nkept = 'state'\nprint(os.getpid())"}),
+    );
+    let worker: i32 = worker.text("stdout").trim().parse().unwrap();
+    // The child falls off the end of the job's code; the parent waits for it.
+    let waited = execute(
+        &daemon,
+        &json!({"contextId": id, "timeout": 20, "code":
+            "pid = os.fork()\nif pid == 0:\n    print('child')\nelse:\n    os.waitpid(pid, 0)\n    print('parent')"}),
+    );
+    assert_eq!(waited.close, Some(1000), "{waited:?}");
+    assert_eq!(waited.text("stdout"), "child\nparent\n", "{waited:?}");
+    assert_in_step(&daemon, id, 3);
+    // The child's own exit status and its error (on its stderr, never an error frame).
+    let status = execute(
+        &daemon,
+        &json!({"contextId": id, "timeout": 20, "code":
+            "pid = os.fork()\nif pid == 0:\n    raise SystemExit(7)\nprint(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))"}),
+    );
+    assert_eq!(status.text("stdout"), "7\n", "{status:?}");
+    let failed = execute(
+        &daemon,
+        &json!({"contextId": id, "timeout": 20, "code":
+            "pid = os.fork()\nif pid == 0:\n    1 / 0\nprint(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))"}),
+    );
+    assert_eq!(failed.text("stdout"), "1\n", "{failed:?}");
+    assert!(
+        failed.text("stderr").contains("ZeroDivisionError"),
+        "{failed:?}"
+    );
+    assert!(
+        failed.frames.iter().all(|f| f["type"] != "error"),
+        "{failed:?}"
+    );
+    // A child that outlives its job holds no protocol pipe (from the moment its code runs), and
+    // ends when its code does.
+    let forked = daemon.workdir.join("forked");
+    let detached = execute(
+        &daemon,
+        &json!({"contextId": id, "code": format!(
+            "pid = os.fork()\nif pid == 0:\n    open({:?}, 'w').close()\n    time.sleep(1.5)\nelse:\n    print(pid)",
+            forked.display().to_string()
+        )}),
+    );
+    let child: i32 = detached.text("stdout").trim().parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !forked.exists() {
+        assert!(std::time::Instant::now() < deadline, "the child never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for fd in [3, 4] {
+        let target = fd_target(child, fd);
+        assert_eq!(target.as_deref(), Some("/dev/null"), "fd {fd} of the child");
+        assert!(
+            fd_target(worker, fd).unwrap().starts_with("pipe:"),
+            "fd {fd} of the worker"
+        );
+    }
+    assert_in_step(&daemon, id, 3);
+    wait_gone(child);
+    assert_in_step(&daemon, id, 3);
+    let state = execute(&daemon, &json!({"contextId": id, "code": "print(kept)"}));
+    assert_eq!(state.text("stdout"), "state\n", "{state:?}");
+}
+
+/// Node starts a child program by exec, and the worker's protocol pipes are close-on-exec (Node
+/// marks inherited descriptors so): neither `child_process` nor `fork()` hands them on.
+#[test]
+fn a_javascript_contexts_children_hold_no_protocol_pipe() {
+    let daemon = Toolboxd::start();
+    std::fs::write(
+        daemon.workdir.join("kid.js"),
+        "const fs = require('fs');\n\
+         const fds = fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync('/proc/self/fd/' + fd) } catch { return '' } });\n\
+         process.send(fds, () => process.exit(0));\n",
+    )
+    .unwrap();
+    let context = json(
+        daemon.post_json(
+            "/process/interpreter/context",
+            &json!({"language": "javascript"}),
+        ),
+        200,
+    );
+    let id = context["id"].as_str().unwrap();
+    let run = execute(
+        &daemon,
+        &json!({"contextId": id, "timeout": 20, "code": r#"
+const fs = require('fs'), cp = require('child_process');
+const protocol = [3, 4].map((fd) => fs.readlinkSync('/proc/self/fd/' + fd));
+const shell = cp.execSync('ls -l /proc/self/fd/', { encoding: 'utf8' });
+(async () => {
+  const kid = cp.fork('kid.js');
+  const fds = await new Promise((resolve) => kid.on('message', resolve));
+  console.log(JSON.stringify({ protocol, shell, fork: fds }));
+})()"#}),
+    );
+    assert_eq!(run.close, Some(1000), "{run:?}");
+    let seen: Value = serde_json::from_str(&run.text("stdout")).unwrap();
+    for pipe in seen["protocol"].as_array().unwrap() {
+        let pipe = pipe.as_str().unwrap();
+        assert!(pipe.starts_with("pipe:"), "{seen}");
+        assert!(!seen["shell"].as_str().unwrap().contains(pipe), "{seen}");
+        assert!(
+            !seen["fork"].as_array().unwrap().contains(&json!(pipe)),
+            "{seen}"
+        );
+    }
+}
+
+/// Issue 12, item 4: after `os.close(1); os.close(2)` every later job failed with `Bad file
+/// descriptor`. The Python worker puts the pipes back (state kept); a worker that cannot (Node)
+/// is replaced after the job, and the next job is told its state is gone.
+#[test]
+fn closed_stdout_and_stderr_are_restored_or_the_worker_restarts() {
+    let daemon = Toolboxd::start();
+    let context = json(
+        daemon.post_json("/process/interpreter/context", &json!({})),
+        200,
+    );
+    let id = context["id"].as_str().unwrap();
+    execute(
+        &daemon,
+        &json!({"contextId": id, "code": "import os, sys\nkept = 5"}),
+    );
+    for breaking in [
+        "os.close(1)\nos.close(2)",
+        "os.close(1)\nos.close(2)\nlog = open('other.log', 'w')", // takes fd 1
+        "os.dup2(os.open('other.log', os.O_WRONLY | os.O_CREAT), 1)",
+        "sys.stdout.close()\nsys.stderr.close()",
+    ] {
+        let broke = execute(&daemon, &json!({"contextId": id, "code": breaking}));
+        assert_eq!(broke.close, Some(1000), "{breaking}: {broke:?}");
+        let next = execute(
+            &daemon,
+            &json!({"contextId": id, "code": "print(kept)\nprint('err', file=sys.stderr)"}),
+        );
+        assert_eq!(next.text("stdout"), "5\n", "{breaking}: {next:?}");
+        assert_eq!(next.text("stderr"), "err\n", "{breaking}: {next:?}");
+        assert_eq!(next.frames.last().unwrap()["text"], "completed");
+    }
+    // In the job that closes it, printing fails; what Python kept buffered goes out once the
+    // worker has put the pipe back, at the end of that job (never in the next one).
+    let same = execute(
+        &daemon,
+        &json!({"contextId": id, "code": "os.close(1)\nprint(kept)"}),
+    );
+    assert!(
+        same.frames.iter().any(|f| f["name"] == "OSError"),
+        "{same:?}"
+    );
+    assert_eq!(same.text("stdout"), "5\n", "{same:?}");
+    assert_in_step(&daemon, id, 2);
+
+    let js = json(
+        daemon.post_json(
+            "/process/interpreter/context",
+            &json!({"language": "javascript"}),
+        ),
+        200,
+    );
+    let js = js["id"].as_str().unwrap();
+    for fd in [1, 2] {
+        execute(&daemon, &json!({"contextId": js, "code": "var kept = 5"}));
+        let broke = execute(
+            &daemon,
+            &json!({"contextId": js, "code": format!("require('fs').closeSync({fd})")}),
+        );
+        assert_eq!(broke.close, Some(1000), "{broke:?}");
+        assert!(
+            broke
+                .text("stderr")
+                .contains("closed the interpreter's stdout or stderr"),
+            "{broke:?}"
+        );
+        let next = execute(
+            &daemon,
+            &json!({"contextId": js, "code": "console.log(typeof kept); console.error('err')"}),
+        );
+        assert_eq!(next.close, Some(1000), "{next:?}");
+        assert_eq!(next.text("stdout"), "undefined\n", "{next:?}");
+        let stderr = next.text("stderr");
+        assert!(
+            stderr.contains("restarted") && stderr.contains("state") && stderr.ends_with("err\n"),
+            "{next:?}"
+        );
+        let after = execute(
+            &daemon,
+            &json!({"contextId": js, "code": "console.log(1 + 1)"}),
+        );
+        assert_eq!(after.text("stdout"), "2\n", "{after:?}");
+        assert_eq!(after.text("stderr"), "", "{after:?}");
+    }
+}
+
+/// A job in flight when toolboxd shuts down, and one queued behind it, get an `error` frame
+/// and close 1011 saying so, rather than whatever their worker's death would have made of them.
+#[test]
+fn shutdown_answers_running_and_queued_jobs() {
+    let mut daemon = Toolboxd::start();
+    let started = daemon.workdir.join("started");
+    let code = format!(
+        "import time\nopen({:?}, 'w').close()\ntime.sleep(60)",
+        started.display().to_string()
+    );
+    let running = submit(
+        &daemon.base,
+        Message::Text(json!({"code": code}).to_string().into()),
+    );
+    let running = std::thread::spawn(move || read_run(running));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let queued = submit(
+        &daemon.base,
+        Message::Text(json!({"code": "print('never')"}).to_string().into()),
+    );
+    let queued = std::thread::spawn(move || read_run(queued));
+    std::thread::sleep(Duration::from_millis(300)); // let it queue
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    for run in [running.join().unwrap(), queued.join().unwrap()] {
+        assert_eq!(run.close, Some(1011), "{run:?}");
+        assert!(run.reason.starts_with("SHUTTING_DOWN"), "{run:?}");
+        let last = run.frames.last().expect("an error frame");
+        assert_eq!(last["type"], "error", "{run:?}");
+        assert_eq!(last["name"], "SHUTTING_DOWN", "{run:?}");
+        assert!(
+            last["value"].as_str().unwrap().contains("shutting down"),
+            "{run:?}"
+        );
+        assert_eq!(run.text("stdout"), "", "{run:?}");
+    }
+    let status = daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("toolboxd exited");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

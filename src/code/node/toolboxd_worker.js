@@ -5,6 +5,8 @@
 // "completed" | "interrupted"}. console output goes to the real stdout and stderr, which toolboxd
 // reads and turns into stdout/stderr frames. Top-level `var`, `let`, `const` and functions persist
 // from job to job (one script context); a job whose value is a promise is awaited.
+// No child holds the protocol pipes: Node marks inherited descriptors (fds 3 and 4 here)
+// close-on-exec as it starts, and child_process and cluster start new programs by exec.
 'use strict';
 
 const fs = require('fs');

@@ -467,6 +467,24 @@ def test_javascript_code_run(lang_daytona):
     assert "TypeError" in res.result
 
 
+def test_javascript_code_run_errors_show_the_users_positions(lang_daytona):
+    """No line of ours (Daytona's `process.argv.splice(1, 1);`) shifts a column, and no frame of
+    Node's internals or of the runner follows the user's."""
+    sb = lang_daytona.create(CreateSandboxFromSnapshotParams(language="javascript"), timeout=60)
+    res = sb.process.code_run(
+        "function f() { null.x }\nf()",
+        params=CodeRunParams(argv=["a"]),
+    )
+    assert res.exit_code == 1
+    assert "code.js:1\nfunction f() { null.x }\n                    ^\n" in res.result, res.result
+    frames = [line.strip() for line in res.result.splitlines() if line.strip().startswith("at ")]
+    assert len(frames) == 2, res.result
+    assert frames[0].startswith("at f (") and frames[0].endswith("code.js:1:21)"), res.result
+    assert frames[1].endswith("code.js:2:1)"), res.result
+    for ours in ("process.argv.splice", "node:internal", "toolboxd_run"):
+        assert ours not in res.result
+
+
 @pytest.mark.skipif(not (TSX_BIN / "tsx").exists(), reason="tsx not installed (npm ci in tests/sdk/ts)")
 def test_typescript_code_run(lang_daytona):
     sb = lang_daytona.create(CreateSandboxFromSnapshotParams(language="typescript"), timeout=60)
@@ -678,6 +696,71 @@ def test_interpreter_timeout_raises_and_the_next_run_works(sandbox):
 def test_interpreter_interrupt_that_is_not_a_timeout_is_no_error(sandbox):
     result = sandbox.code_interpreter.run_code("print('a')\nraise KeyboardInterrupt", timeout=30)
     assert (result.error, result.stdout) == (None, "a\n")
+
+
+def test_interpreter_fork_leaves_later_runs_in_step(sandbox):
+    """A process the code forks neither takes a job nor answers one (issue 12, item 3)."""
+    ci = sandbox.code_interpreter
+    ctx = ci.create_context()
+    try:
+        forked = ci.run_code(
+            "import os\nfork_kept = 1\npid = os.fork()\nif pid == 0:\n    print('child')\n"
+            "else:\n    os.waitpid(pid, 0)\n    print('parent')",
+            context=ctx,
+            timeout=20,
+        )
+        assert (forked.error, forked.stdout) == (None, "child\nparent\n")
+        for n in range(4):
+            run = ci.run_code(f"print({n}, fork_kept)", context=ctx, timeout=20)
+            assert (run.error, run.stdout, run.stderr) == (None, f"{n} 1\n", "")
+    finally:
+        ci.delete_context(ctx)
+
+
+def test_interpreter_closed_stdout_and_stderr_come_back(sandbox):
+    """Code that closes fds 1 and 2 does not silence the runs after it (issue 12, item 4)."""
+    ci = sandbox.code_interpreter
+    ctx = ci.create_context()
+    try:
+        assert ci.run_code("import os, sys\nkept = 3\nos.close(1)\nos.close(2)", context=ctx).error is None
+        after = ci.run_code("print(kept)\nprint('e', file=sys.stderr)", context=ctx)
+        assert (after.error, after.stdout, after.stderr) == (None, "3\n", "e\n")
+    finally:
+        ci.delete_context(ctx)
+
+
+def test_interpreter_run_in_flight_at_shutdown_raises():
+    """A run cut short by toolboxd's shutdown raises, naming SHUTTING_DOWN; it is not taken for a
+    completed run."""
+    d = start_daemon("code-shutdown")
+    try:
+        sb = make_client(d).create(timeout=60)
+        started = d.workdir / "started"
+        outcome: dict = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = sb.code_interpreter.run_code(
+                    f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)"
+                )
+            except DaytonaError as err:
+                outcome["error"] = err
+
+        import threading
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.01)
+        d.stop()
+        runner.join(timeout=20)
+        assert not runner.is_alive()
+        assert "result" not in outcome, outcome
+        assert "SHUTTING_DOWN" in str(outcome["error"]), outcome
+    finally:
+        d.stop()
 
 
 def test_interpreter_chart_does_not_break_the_sdk(sandbox):

@@ -138,6 +138,31 @@ describe('code (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary no
     assert.equal(res.result, '["x y",""]\nnode\n');
   });
 
+  test('codeRun errors in JavaScript and TypeScript show the user\'s code and positions only', async () => {
+    // No line of ours shifts a column (Daytona injects `process.argv.splice(1, 1);`), and no
+    // frame of Node's internals or of the runner follows the user's.
+    const clean = (result) => {
+      for (const ours of ['process.argv.splice', 'node:internal', 'toolboxd_run']) {
+        assert.ok(!result.includes(ours), `${ours} in ${result}`);
+      }
+      return result.split('\n').filter((line) => line.trim().startsWith('at '));
+    };
+    const js = await ctx.daytona.create({ language: 'javascript' }, { timeout: 60 });
+    let res = await js.process.codeRun('function f() { null.x }\nf()', { argv: ['a'] });
+    assert.equal(res.exitCode, 1);
+    assert.ok(res.result.includes('code.js:1\nfunction f() { null.x }\n                    ^\n'), res.result);
+    let frames = clean(res.result);
+    assert.equal(frames.length, 2, res.result);
+    assert.match(frames[0], /^\s*at f \(.*code\.js:1:21\)$/);
+    assert.match(frames[1], /code\.js:2:1\)$/);
+    const ts = await ctx.daytona.create({ language: 'typescript' }, { timeout: 60 });
+    res = await ts.process.codeRun('const n: number = 1; (null as any).x', { argv: ['a'] });
+    assert.equal(res.exitCode, 1);
+    assert.ok(res.result.includes('code.ts:1\nconst n: number = 1; (null as any).x\n'), res.result);
+    frames = clean(res.result);
+    assert.ok(frames.length > 0 && frames.every((f) => /code\.ts:1:36\)$/.test(f)), res.result);
+  });
+
   // ------------------------------------------------------------------ interpreter
 
   test('runCode streams to the callbacks in order and keeps state', async () => {
@@ -236,6 +261,54 @@ describe('code (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary no
   test('an interrupt that is not a timeout resolves', async () => {
     const res = await sb.codeInterpreter.runCode("print('a')\nraise KeyboardInterrupt", { timeout: 30 });
     assert.deepEqual(res, { stdout: 'a\n', stderr: '' });
+  });
+
+  test('a process forked by the code never answers for the context', async () => {
+    const c = await sb.codeInterpreter.createContext();
+    try {
+      const forked = await sb.codeInterpreter.runCode(
+        "import os\nkept = 1\npid = os.fork()\nif pid == 0:\n    print('child')\nelse:\n    os.waitpid(pid, 0)\n    print('parent')",
+        { context: c, timeout: 20 },
+      );
+      assert.deepEqual(forked, { stdout: 'child\nparent\n', stderr: '' });
+      for (let n = 0; n < 4; n++) {
+        const run = await sb.codeInterpreter.runCode(`print(${n}, kept)`, { context: c, timeout: 20 });
+        assert.deepEqual(run, { stdout: `${n} 1\n`, stderr: '' });
+      }
+      // Closed stdout and stderr come back for the next run.
+      await sb.codeInterpreter.runCode('os.close(1)\nos.close(2)', { context: c });
+      const after = await sb.codeInterpreter.runCode("import sys\nprint(kept)\nprint('e', file=sys.stderr)", { context: c });
+      assert.deepEqual(after, { stdout: '1\n', stderr: 'e\n' });
+    } finally {
+      await sb.codeInterpreter.deleteContext(c);
+    }
+  });
+
+  test('a runCode in flight at shutdown rejects, naming SHUTTING_DOWN', async () => {
+    // A daemon of its own: this one is stopped.
+    const own = await setup('ts-code-shutdown');
+    try {
+      const started = path.join(own.daemon.workdir, 'started');
+      const run = own.sandbox.codeInterpreter.runCode(
+        `import time\nopen(${JSON.stringify(started)}, 'w').close()\ntime.sleep(60)`,
+      );
+      const outcome = run.then(
+        (result) => ({ result }),
+        (error) => ({ error }),
+      );
+      const deadline = Date.now() + 20_000;
+      while (!fs.existsSync(started)) {
+        assert.ok(Date.now() < deadline, 'the run never started');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      process.kill(own.daemon.child.pid, 'SIGTERM');
+      const { result, error } = await outcome;
+      assert.equal(result, undefined, JSON.stringify(result));
+      assert.ok(error instanceof DaytonaError, String(error));
+      assert.match(error.message, /SHUTTING_DOWN/);
+    } finally {
+      await teardown(own, 'code.test.mjs (shutdown)');
+    }
   });
 
   test('a chart shown in the interpreter does not disturb runCode', async () => {
