@@ -702,6 +702,50 @@ fn file_clones_honour_the_depth_and_stay_pullable() {
 }
 
 #[test]
+fn file_clones_search_deltas_only_when_history_outweighs_the_snapshot() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    // Two files that differ in one line: a delta candidate within one tree.
+    let text: String = (0..200)
+        .map(|n| format!("line {n} of a long file\n"))
+        .collect();
+    let twin = format!("{text}one more line\n");
+    fx.push_upstream(&remote, &[("one.txt", &text), ("two.txt", &twin)], "twins");
+    // Deltas are searched only where they pay, and found in a deep history.
+    let delta_chains = |path: &str| {
+        let dir = daemon.path(path);
+        let pack = std::fs::read_dir(dir.join(".git/objects/pack"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "pack"))
+            .expect("a pack");
+        let out = fx.git(&dir, &["verify-pack", "-v", pack.to_str().unwrap()]);
+        out.lines()
+            .filter(|line| line.starts_with("chain length"))
+            .count()
+    };
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": "tip", "depth": 1}),
+    );
+    assert_eq!(delta_chains("tip"), 0);
+    for n in 0..20 {
+        let version = format!("{text}version {n}\n");
+        fx.push_upstream(&remote, &[("one.txt", &version)], &format!("version {n}"));
+    }
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": "deep", "depth": 20}),
+    );
+    assert_ne!(delta_chains("deep"), 0);
+    assert_fsck(&fx, &daemon.path("deep"));
+}
+
+#[test]
 fn a_shallow_file_clone_onto_a_full_disk_is_507_and_leaves_nothing() {
     if !is_root() {
         eprintln!("skipping: mounting a tmpfs needs root");
