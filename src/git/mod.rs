@@ -3,12 +3,15 @@
 //! password.
 //!
 //! * `remote.rs`: clone, pull (fast-forward or merge), push, credentials and transport options.
+//! * `shallow.rs`: shallow clones of `file://` repositories; shallow roots kept across local
+//!   fetches.
 //! * `status.rs`: status words, ahead/behind, branches, history.
 //! * `worktree.rs`: add, commit, branches, checkout, reset, restore, init.
 //! * `config.rs`: config at each scope, remotes, the credential store.
 
 mod config;
 mod remote;
+mod shallow;
 mod status;
 mod worktree;
 
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 use git2::{ErrorClass, ErrorCode, Repository, RepositoryOpenFlags};
 
 pub use config::{ConfigScope, CredentialStore};
-pub use remote::{CloneRequest, PullRequest, PushRequest};
+pub use remote::{CloneReport, CloneRequest, PullRequest, PushRequest};
 pub use status::{CommitInfo, FileStatus, Status};
 pub use worktree::{ResetMode, RestoreRequest};
 

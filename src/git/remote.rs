@@ -4,12 +4,13 @@
 use std::cell::Cell;
 use std::path::Path;
 
-use git2::build::{CheckoutBuilder, RepoBuilder};
+use git2::build::{CheckoutBuilder, CloneLocal, RepoBuilder};
 use git2::{
-    AnnotatedCommit, BranchType, CertificateCheckStatus, Cred, CredentialType, FetchOptions,
-    MergeAnalysis, Oid, PushOptions, RemoteCallbacks, Repository,
+    AnnotatedCommit, AutotagOption, BranchType, CertificateCheckStatus, Cred, CredentialType,
+    FetchOptions, MergeAnalysis, Oid, PushOptions, RemoteCallbacks, Repository,
 };
 
+use super::shallow::{self, Plan};
 use super::{error, git_error, workdir, Auth, CredentialStore, Git};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -24,12 +25,20 @@ pub struct CloneRequest {
     pub branch: Option<String>,
     /// Check out this commit (detached) after cloning.
     pub commit_id: Option<String>,
-    /// Shallow: this many commits.
+    /// Shallow: this many commits (over http(s) and for `file://` URLs; a plain path copies
+    /// everything, as git does, and the report says so).
     pub depth: Option<u32>,
     /// Credentials.
     pub auth: Auth,
     /// Accept any TLS certificate.
     pub insecure_skip_tls: bool,
+}
+
+/// What a clone has to tell besides success.
+#[derive(Debug, Clone, Default)]
+pub struct CloneReport {
+    /// Something the clone did not do as asked, and why (a depth a plain path ignores).
+    pub warning: Option<String>,
 }
 
 /// `POST /git/pull`.
@@ -155,7 +164,7 @@ impl<'a> Transfer<'a> {
 
 impl Git {
     /// Clones `request.url` into `request.path`, streaming the pack to disk.
-    pub fn clone_repo(&self, request: &CloneRequest) -> Result<()> {
+    pub fn clone_repo(&self, request: &CloneRequest) -> Result<CloneReport> {
         self.libgit2();
         if request.url.trim().is_empty() {
             return Err(Error::missing("url"));
@@ -189,38 +198,63 @@ impl Git {
         result
     }
 
-    fn clone_into(&self, request: &CloneRequest, target: &Path) -> Result<()> {
+    fn clone_into(&self, request: &CloneRequest, target: &Path) -> Result<CloneReport> {
         let transfer = Transfer::new(self, &request.auth, request.insecure_skip_tls);
         let mut fetch = transfer.fetch_options();
-        let depth = shallow_depth(&request.url, request.depth);
-        if let Some(depth) = depth {
-            fetch.depth(depth);
-        }
-        let mut builder = RepoBuilder::new();
-        builder.fetch_options(fetch);
-        if is_local(&request.url) {
-            // Copy (hard-link where possible) the source's packs instead of having libgit2's
-            // local transport build a new pack in memory: git's own behaviour for plain paths,
-            // and the difference between 1 GiB and a few MiB of daemon memory on a big repository.
-            builder.clone_local(git2::build::CloneLocal::Local);
-        }
-        if let Some(branch) = request.branch.as_deref().filter(|b| !b.is_empty()) {
-            builder.branch(branch);
-            let spec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-            builder.remote_create(move |repo, name, url| repo.remote_with_fetch(name, url, &spec));
-        }
-        let repo = builder.clone(&request.url, target).map_err(|err| {
-            let missing_branch = err.class() == git2::ErrorClass::Reference
-                && err.code() == git2::ErrorCode::NotFound;
-            let mapped = transfer.error(err);
-            match &request.branch {
-                Some(branch) if missing_branch => error(
-                    ErrorKind::GitBranchNotFound,
-                    format!("branch not found on the remote: {branch}"),
-                ),
-                _ => mapped,
+        let branch = request.branch.as_deref().filter(|b| !b.is_empty());
+        let mut report = CloneReport::default();
+        // How the depth is honoured: libgit2 fetches shallow over http(s); a `file://` clone is
+        // packed here (`shallow.rs`); a plain path copies everything, as git does.
+        let mut plan = None;
+        let mut fetch_depth = None;
+        if let Some(depth) = request.depth.filter(|d| *d > 0) {
+            if !is_local(&request.url) {
+                let depth = depth.min(i32::MAX as u32) as i32;
+                fetch_depth = Some(depth);
+                fetch.depth(depth);
+            } else if let Some(path) = shallow::file_url_path(&request.url) {
+                plan = Plan::new(&path, branch, depth)?;
+            } else if !request.url.starts_with("file://") {
+                report.warning = Some(format!(
+                    "depth is ignored for a local path, as git ignores it: the whole history of \
+                     {} was copied; give a file:// URL for a shallow clone",
+                    request.url
+                ));
             }
-        })?;
+        }
+        let mut repo = match &plan {
+            Some(plan) => clone_shallow(&request.url, branch, target, plan)?,
+            None => {
+                let mut builder = RepoBuilder::new();
+                builder.fetch_options(fetch);
+                if is_local(&request.url) {
+                    // Copy (hard-link where possible) the source's packs instead of having
+                    // libgit2's local transport build a new pack in memory: git's own behaviour
+                    // for plain paths, and the difference between 1 GiB and a few MiB of daemon
+                    // memory on a big repository.
+                    builder.clone_local(CloneLocal::Local);
+                }
+                if let Some(branch) = branch {
+                    builder.branch(branch);
+                    let spec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+                    builder.remote_create(move |repo, name, url| {
+                        repo.remote_with_fetch(name, url, &spec)
+                    });
+                }
+                builder.clone(&request.url, target).map_err(|err| {
+                    let missing_branch = err.class() == git2::ErrorClass::Reference
+                        && err.code() == git2::ErrorCode::NotFound;
+                    let mapped = transfer.error(err);
+                    match &request.branch {
+                        Some(branch) if missing_branch => error(
+                            ErrorKind::GitBranchNotFound,
+                            format!("branch not found on the remote: {branch}"),
+                        ),
+                        _ => mapped,
+                    }
+                })?
+            }
+        };
         if request.insecure_skip_tls && is_http(&request.url) {
             // Later pulls and pushes (which have no such flag on the wire) honour it for this
             // URL only, as git honours `http.<url>.sslVerify` in the repository's config.
@@ -231,10 +265,17 @@ impl Git {
                 .map_err(|e| git_error(e, &[]))?;
         }
         if let Some(commit) = request.commit_id.as_deref().filter(|c| !c.is_empty()) {
-            let oid = match repo.revparse_single(commit) {
-                Ok(object) => object.id(),
+            let found = repo.revparse_single(commit).map(|object| object.id());
+            let oid = match (found, &plan) {
+                (Ok(oid), _) => oid,
+                // Not in the shallow history of a `file://` clone: pack it from the source.
+                (Err(_), Some(plan)) => {
+                    let oid = plan.fetch_commit(&repo, commit)?;
+                    repo = reopen(&repo)?;
+                    oid
+                }
                 // Not in the (shallow or single-branch) history: ask the remote for it.
-                Err(_) => {
+                (Err(_), None) => {
                     let oid = Oid::from_str(commit).map_err(|_| {
                         error(
                             ErrorKind::GitBranchNotFound,
@@ -246,7 +287,7 @@ impl Git {
                     // and would take a second ask for a refusal.
                     let refetch = Transfer::new(self, &request.auth, request.insecure_skip_tls);
                     let mut fetch = refetch.fetch_options();
-                    if let Some(depth) = depth {
+                    if let Some(depth) = fetch_depth {
                         fetch.depth(depth);
                     }
                     remote
@@ -279,13 +320,13 @@ impl Git {
             repo.set_head_detached(object.peel_to_commit().map_err(|e| git_error(e, &[]))?.id())
                 .map_err(|e| git_error(e, &[]))?;
         }
-        Ok(())
+        Ok(report)
     }
 
     /// Fetches the branch and fast-forwards, or merges with a merge commit. Conflicts or local
     /// changes in the way leave everything as it was.
     pub fn pull(&self, request: &PullRequest) -> Result<()> {
-        let repo = self.open(&request.path)?;
+        let mut repo = self.open(&request.path)?;
         workdir(&repo)?;
         let head_branch = current_branch(&repo);
         let (remote_name, branch) = self.pull_target(&repo, request, head_branch.as_deref())?;
@@ -295,9 +336,14 @@ impl Git {
         let transfer = Transfer::new(self, &request.auth, skips_tls_verify(&repo, &remote));
         let tracking = format!("refs/remotes/{remote_name}/{branch}");
         let spec = format!("+refs/heads/{branch}:{tracking}");
-        remote
-            .fetch(&[&spec], Some(&mut transfer.fetch_options()), None)
-            .map_err(|err| transfer.error(err))?;
+        let roots = roots_at_risk(&repo, &remote)?;
+        let fetched = remote.fetch(&[&spec], Some(&mut transfer.fetch_options()), None);
+        drop(remote);
+        let restored = shallow::keep(repo.path(), &roots)?;
+        fetched.map_err(|err| transfer.error(err))?;
+        if restored {
+            repo = reopen(&repo)?;
+        }
         let theirs = repo.find_reference(&tracking).map_err(|_| {
             error(
                 ErrorKind::GitBranchNotFound,
@@ -436,18 +482,6 @@ impl Git {
     }
 }
 
-/// The depth to fetch with. libgit2's local transport (`file://` and plain paths) cannot fetch
-/// shallow; there the whole history is copied instead (it is on this disk anyway).
-fn shallow_depth(url: &str, depth: Option<u32>) -> Option<i32> {
-    let depth = depth.filter(|d| *d > 0)?;
-    if is_local(url) {
-        tracing::debug!("depth {depth} ignored for the local clone of {url}");
-        return None;
-    }
-    Some(depth.min(i32::MAX as u32) as i32)
-}
-
-/// A repository on this machine (`file://` or a plain path).
 /// Whether git's config turns certificate checks off for `remote`'s URL, as git reads it: the
 /// `http.<url>.sslVerify` whose URL is the longest prefix of the remote's (at a `/` boundary),
 /// else `http.sslVerify`, from the repository's, the user's or the system's config.
@@ -482,8 +516,118 @@ fn is_http(url: &str) -> bool {
     lower.starts_with("https://") || lower.starts_with("http://")
 }
 
+/// A repository on this machine (`file://` or a plain path).
 fn is_local(url: &str) -> bool {
     url.starts_with("file://") || !url.contains("://")
+}
+
+/// A shallow clone of a `file://` repository (`shallow.rs`), step by step as libgit2's clone
+/// goes, with the planned objects in place before the fetch: the fetch then finds every branch
+/// present and only creates the refs. (libgit2's clone itself cannot be used: without a depth
+/// it asks for every tag, and the history of each would come along.)
+fn clone_shallow(
+    url: &str,
+    branch: Option<&str>,
+    target: &Path,
+    plan: &Plan,
+) -> Result<Repository> {
+    let git = |e| git_error(e, &[]);
+    let repo = Repository::init(target).map_err(git)?;
+    let mut remote = match branch {
+        Some(branch) => repo.remote_with_fetch(
+            "origin",
+            url,
+            &format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"),
+        ),
+        None => repo.remote("origin", url),
+    }
+    .map_err(git)?;
+    plan.populate(&repo)?;
+    let reflog = format!("clone: from {url}");
+    let mut options = FetchOptions::new();
+    // Tags pointing into the history only (a shallow clone's rule in libgit2 and git).
+    options.download_tags(AutotagOption::Auto);
+    options.update_fetchhead(false);
+    let fetched = remote.fetch(&[] as &[&str], Some(&mut options), Some(&reflog));
+    drop(remote);
+    // Had the source moved since the plan, the fetch brought the moved branch's history and
+    // removed `.git/shallow` (libgit2's local transport): the roots still hold.
+    shallow::keep(repo.path(), plan.shallow())?;
+    fetched.map_err(git)?;
+    // Reopened: a `Repository` reads `.git/shallow` when it opens.
+    let repo = reopen(&repo)?;
+    // HEAD, the local branch and its upstream, and `origin/HEAD`, as libgit2's clone sets them.
+    let head = plan.head();
+    let origin_head = |default: &str| {
+        repo.reference_symbolic(
+            "refs/remotes/origin/HEAD",
+            &format!("refs/remotes/origin/{default}"),
+            true,
+            &reflog,
+        )
+        .map(|_| ())
+        .map_err(git)
+    };
+    match (branch, head) {
+        (Some(branch), head) => {
+            let tracking = repo
+                .find_reference(&format!("refs/remotes/origin/{branch}"))
+                .ok()
+                .and_then(|reference| reference.target())
+                .ok_or_else(|| {
+                    error(
+                        ErrorKind::GitBranchNotFound,
+                        format!("branch not found on the remote: {branch}"),
+                    )
+                })?;
+            track(&repo, branch, tracking, &reflog)?;
+            if let shallow::Head::Branch(default, _) = head {
+                if default == branch {
+                    origin_head(default)?;
+                }
+            }
+        }
+        (None, shallow::Head::Branch(default, oid)) => {
+            origin_head(default)?;
+            track(&repo, default, *oid, &reflog)?;
+        }
+        (None, shallow::Head::Detached(oid)) => repo.set_head_detached(*oid).map_err(git)?,
+        // Not planned (`Plan::new`): left unborn.
+        (None, shallow::Head::Unknown) => {}
+    }
+    repo.checkout_head(Some(CheckoutBuilder::new().safe()))
+        .map_err(git)?;
+    Ok(repo)
+}
+
+/// Creates branch `name` at `oid` with `origin/name` as its upstream, and checks it out in HEAD.
+fn track(repo: &Repository, name: &str, oid: Oid, reflog: &str) -> Result<()> {
+    let git = |e| git_error(e, &[]);
+    let reference = format!("refs/heads/{name}");
+    repo.reference(&reference, oid, false, reflog)
+        .map_err(git)?;
+    let mut config = repo.config().map_err(git)?;
+    config
+        .set_str(&format!("branch.{name}.remote"), "origin")
+        .and_then(|_| config.set_str(&format!("branch.{name}.merge"), &reference))
+        .map_err(git)?;
+    repo.set_head(&reference).map_err(git)
+}
+
+/// The shallow roots a fetch from `remote` would lose: libgit2's local transport rewrites
+/// `.git/shallow` after every pack it brings as if the repository were complete. Put them back
+/// with `shallow::keep`.
+fn roots_at_risk(repo: &Repository, remote: &git2::Remote<'_>) -> Result<Vec<Oid>> {
+    if remote.url().is_some_and(is_local) {
+        shallow::read_roots(repo.path())
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// `repo` opened afresh (it reads `.git/shallow` only when it opens).
+fn reopen(repo: &Repository) -> Result<Repository> {
+    Repository::open(repo.workdir().unwrap_or(repo.path())).map_err(|e| git_error(e, &[]))
 }
 
 /// A push refused because the remote moved on is a rejection, not a missing object.
@@ -619,9 +763,11 @@ impl Git {
     pub(super) fn fetch_remote(&self, repo: &Repository, name: &str, auth: &Auth) -> Result<()> {
         let mut remote = repo.find_remote(name).map_err(|e| git_error(e, &[]))?;
         let transfer = Transfer::new(self, auth, skips_tls_verify(repo, &remote));
+        let roots = roots_at_risk(repo, &remote)?;
         let mut options = transfer.fetch_options();
         let fetched = remote.fetch(&[] as &[&str], Some(&mut options), None);
         drop(options);
+        shallow::keep(repo.path(), &roots)?;
         fetched.map_err(|err| transfer.error(err))
     }
 }

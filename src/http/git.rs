@@ -83,7 +83,8 @@ pub struct GitCloneRequest {
     pub branch: Option<String>,
     /// Check out this commit (detached) after cloning.
     pub commit_id: Option<String>,
-    /// Shallow clone with this many commits.
+    /// Shallow clone with this many commits (over http(s) and `file://`; a plain local path
+    /// copies the whole history, as git does).
     pub depth: Option<u32>,
     /// User name for the remote.
     pub username: Option<String>,
@@ -93,9 +94,21 @@ pub struct GitCloneRequest {
     pub insecure_skip_tls: Option<bool>,
 }
 
+/// The answer to `POST /git/clone`: `{}`, or what the clone did not do as asked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GitCloneResponse {
+    /// Set when the clone ignored part of the request (a `depth` with a plain local path: the
+    /// whole history is copied, as git does). Beyond Daytona; the SDKs ignore the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
 /// Clones a repository (packs stream to disk; a failure leaves the directory as it was).
+/// `depth` gives a shallow clone over http(s) and for `file://` URLs; a plain path copies the
+/// whole history, as git does, and the answer's `warning` says so.
 #[utoipa::path(post, path = "/git/clone", tag = "git", request_body = GitCloneRequest,
-    responses((status = 200, description = "cloned"), (status = 400, body = super::error::ErrorBody),
+    responses((status = 200, description = "cloned", body = GitCloneResponse),
+        (status = 400, body = super::error::ErrorBody),
         (status = 401, description = "GIT_AUTH_FAILED", body = super::error::ErrorBody),
         (status = 404, description = "GIT_REPO_NOT_FOUND, GIT_BRANCH_NOT_FOUND", body = super::error::ErrorBody),
         (status = 409, body = super::error::ErrorBody),
@@ -116,8 +129,15 @@ pub async fn clone(
         },
         insecure_skip_tls: request.insecure_skip_tls.unwrap_or(false),
     };
-    blocking(move || app.git.clone_repo(&request)).await?;
-    Ok(ok(StatusCode::OK))
+    let url = request.url.clone();
+    let report = blocking(move || app.git.clone_repo(&request)).await?;
+    if let Some(warning) = &report.warning {
+        tracing::warn!(%url, "clone: {warning}");
+    }
+    let answer = GitCloneResponse {
+        warning: report.warning,
+    };
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
 /// One path in `GitStatus.fileStatus`.

@@ -449,44 +449,65 @@ fn clone_over_http_needs_the_right_credentials() {
 }
 
 #[test]
+fn shallow_clones_fetch_only_the_last_commits() {
+    shallow_clones_fetch_only_the_last_commits_over(Transport::File);
+}
+
+#[test]
 fn shallow_clones_over_http_fetch_only_the_last_commits() {
-    // Over HTTP: libgit2's local (file://) transport does not do shallow fetches.
+    shallow_clones_fetch_only_the_last_commits_over(Transport::Http);
+}
+
+/// A file:// clone gives what libgit2 gives over the wire (and git gives for both).
+fn shallow_clones_fetch_only_the_last_commits_over(transport: Transport) {
     let fx = Fixtures::new();
     let daemon = start_daemon(&fx);
     let remote = fx.remote("origin");
-    let http = fx.http();
+    // Tags: the one on c2 comes along with it, the one on c1 (behind the depth) does not.
+    fx.git(&remote.bare, &["tag", "-a", "-m", "old", "v1", &remote.c1]);
+    fx.git(&remote.bare, &["tag", "-a", "-m", "new", "v2", &remote.c2]);
+    fx.git(&remote.bare, &["tag", "light", &remote.c2]);
+    let access = Access::new(&fx, transport);
     ok(
         &daemon,
         "/git/clone",
-        json!({"url": http.url(&remote.name()), "path": "repo", "depth": 1, "username": USER, "password": PASSWORD}),
+        access.clone_body(&remote, "repo", json!({"depth": 1})),
     );
     let dir = daemon.path("repo");
     assert_eq!(fx.git(&dir, &["rev-parse", "HEAD"]), remote.c2);
     assert_eq!(fx.git(&dir, &["rev-list", "--count", "HEAD"]), "1");
-    assert_eq!(
-        fx.git(&dir, &["rev-parse", "--is-shallow-repository"]),
-        "true"
-    );
+    assert_shallow(&fx, &dir, &[&remote.c2, &remote.feature]);
+    let has_c1 = fx.git_output(&dir, &["cat-file", "-e", &remote.c1]);
+    assert!(!has_c1.status.success(), "the first commit was copied");
     assert_eq!(
         std::fs::read_to_string(dir.join("a.txt")).unwrap(),
         "a\nmore a\n"
     );
+    // Every branch, each as deep as asked (no branch named: all of them, as without depth).
+    assert_eq!(
+        fx.git(&dir, &["rev-parse", "origin/feature"]),
+        remote.feature
+    );
+    assert_eq!(
+        fx.git(&dir, &["rev-list", "--count", "origin/feature"]),
+        "1"
+    );
+    assert_eq!(fx.lines(&dir, &["tag"]), ["light", "v2"]);
+    assert_eq!(fx.git(&dir, &["cat-file", "-t", "v2"]), "tag");
+    assert_eq!(fx.git(&dir, &["status", "--porcelain"]), "");
 
     // With a branch: that branch's last commits only.
     ok(
         &daemon,
         "/git/clone",
-        json!({"url": http.url(&remote.name()), "path": "topic", "branch": "feature", "depth": 2, "username": USER, "password": PASSWORD}),
+        access.clone_body(&remote, "topic", json!({"branch": "feature", "depth": 2})),
     );
     let topic = daemon.path("topic");
     assert_eq!(
         fx.lines(&topic, &["rev-list", "HEAD"]),
         [remote.feature.clone(), remote.c2.clone()]
     );
-    assert_eq!(
-        fx.git(&topic, &["rev-parse", "--is-shallow-repository"]),
-        "true"
-    );
+    assert_shallow(&fx, &topic, &[&remote.c2]);
 
     // With a commit outside the shallow history: the daemon fetches that commit by its id.
     fx.git(
@@ -496,19 +517,289 @@ fn shallow_clones_over_http_fetch_only_the_last_commits() {
     ok(
         &daemon,
         "/git/clone",
-        json!({"url": http.url(&remote.name()), "path": "old", "commit_id": remote.c1, "depth": 1, "username": USER, "password": PASSWORD}),
+        access.clone_body(&remote, "old", json!({"commit_id": remote.c1, "depth": 1})),
     );
     let old = daemon.path("old");
     assert_eq!(fx.git(&old, &["rev-parse", "HEAD"]), remote.c1);
     assert!(!old.join("notes.txt").exists());
     assert_eq!(fx.git(&old, &["status", "--porcelain"]), "");
+    assert_eq!(fx.git(&old, &["rev-list", "--count", "HEAD"]), "1");
+    assert_shallow(&fx, &old, &[&remote.c1, &remote.c2, &remote.feature]);
     let unknown = "0123456789abcdef0123456789abcdef01234567";
     let missing = daemon.post_json(
         "/git/clone",
-        &json!({"url": http.url(&remote.name()), "path": "none", "commit_id": unknown, "depth": 1, "username": USER, "password": PASSWORD}),
+        &access.clone_body(&remote, "none", json!({"commit_id": unknown, "depth": 1})),
     );
     assert_error(missing, 404, "GIT_BRANCH_NOT_FOUND");
     assert!(!daemon.path("none").exists());
+}
+
+/// `dir` is a shallow repository cut at exactly `roots`, which `git fsck --full` finds whole.
+fn assert_shallow(fx: &Fixtures, dir: &Path, roots: &[&str]) {
+    assert_eq!(
+        fx.git(dir, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+    let mut listed: Vec<String> = std::fs::read_to_string(dir.join(".git/shallow"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let mut roots: Vec<String> = roots.iter().map(|r| r.to_string()).collect();
+    roots.sort();
+    assert_eq!(listed, roots, ".git/shallow of {}", dir.display());
+    assert_fsck(fx, dir);
+}
+
+/// `git fsck --full --strict` passes and reports nothing missing, broken or dangling.
+fn assert_fsck(fx: &Fixtures, dir: &Path) {
+    let out = fx.git_output(dir, &["fsck", "--full", "--strict", "--no-progress"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "git fsck in {}: {text}",
+        dir.display()
+    );
+}
+
+#[test]
+fn file_clones_honour_the_depth_and_stay_pullable() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    let mut main = vec![remote.c2.clone(), remote.c1.clone()];
+    for n in 1..=4 {
+        let file = format!("up{n}.txt");
+        let sha = fx.push_upstream(&remote, &[(&file, "up\n")], &format!("upstream {n}"));
+        main.insert(0, sha);
+    }
+    for depth in [1usize, 3] {
+        let path = format!("depth{depth}");
+        ok(
+            &daemon,
+            "/git/clone",
+            json!({"url": remote.file_url(), "path": path, "depth": depth}),
+        );
+        let dir = daemon.path(&path);
+        let log = fx.lines(&dir, &["log", "--oneline"]);
+        assert_eq!(log.len(), depth, "{log:?}");
+        assert_eq!(fx.lines(&dir, &["rev-list", "HEAD"]), main[..depth]);
+        // The same cut as git's own clone of every branch (c2 is one commit behind feature,
+        // so at depth 3 feature reaches c1, the first commit, which is listed as git lists it).
+        let roots: Vec<&str> = match depth {
+            1 => vec![&main[0], &remote.feature],
+            _ => vec![&main[2], &remote.c1],
+        };
+        assert_shallow(&fx, &dir, &roots);
+        let cli = fx.root().join(format!("cli{depth}"));
+        let depth_arg = depth.to_string();
+        fx.git(
+            fx.root(),
+            &[
+                "clone",
+                "-q",
+                "--no-single-branch",
+                "--depth",
+                &depth_arg,
+                &remote.file_url(),
+                cli.to_str().unwrap(),
+            ],
+        );
+        assert_shallow(&fx, &cli, &roots);
+        let all = |dir: &Path| {
+            let mut commits = fx.lines(dir, &["rev-list", "--all", "--objects"]);
+            commits.sort();
+            commits
+        };
+        assert_eq!(all(&dir), all(&cli));
+        assert_eq!(
+            fx.git(&dir, &["remote", "get-url", "origin"]),
+            remote.file_url()
+        );
+        assert_eq!(
+            fx.git(&dir, &["rev-parse", "--abbrev-ref", "main@{upstream}"]),
+            "origin/main"
+        );
+        // One pack holds what was sent, nothing loose.
+        let counts = fx.git(&dir, &["count-objects", "-v"]);
+        assert!(
+            counts.starts_with("count: 0\n") && counts.contains("\npacks: 1\n"),
+            "{counts}"
+        );
+    }
+
+    // A pull through the daemon after new upstream commits: the clone stays shallow and whole.
+    let dir = daemon.path("depth3");
+    let theirs = fx.push_upstream(&remote, &[("later.txt", "later\n")], "later");
+    assert_eq!(
+        call(&daemon, "/git/pull", json!({"path": "depth3"}), 200),
+        json!({})
+    );
+    assert_eq!(fx.git(&dir, &["rev-parse", "HEAD"]), theirs);
+    assert_eq!(fx.git(&dir, &["rev-list", "--count", "HEAD"]), "4");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("later.txt")).unwrap(),
+        "later\n"
+    );
+    assert_shallow(&fx, &dir, &[&main[2], &remote.c1]);
+    // Diverged: the pull merges on top of the shallow history.
+    ok(
+        &daemon,
+        "/git/config/user",
+        json!({"name": "Merge Person", "email": "merge@example.com"}),
+    );
+    write(&dir.join("mine.txt"), "mine\n");
+    ok(
+        &daemon,
+        "/git/add",
+        json!({"path": "depth3", "files": ["mine.txt"]}),
+    );
+    call(
+        &daemon,
+        "/git/commit",
+        json!({"path": "depth3", "message": "mine", "author": "Ada", "email": "ada@example.com"}),
+        200,
+    );
+    let theirs = fx.push_upstream(&remote, &[("again.txt", "again\n")], "again");
+    assert_eq!(
+        call(&daemon, "/git/pull", json!({"path": "depth3"}), 200),
+        json!({})
+    );
+    let merge = fx.git(&dir, &["rev-list", "--parents", "-n", "1", "HEAD"]);
+    assert_eq!(merge.split(' ').count(), 3, "not a merge: {merge}");
+    assert!(merge.ends_with(&theirs), "{merge}");
+    assert_shallow(&fx, &dir, &[&main[2], &remote.c1]);
+    // And the git CLI pulls into it as well.
+    let cli = fx.push_upstream(&remote, &[("cli.txt", "cli\n")], "for the cli");
+    fx.git(&dir, &["pull", "-q", "--no-rebase", "--no-edit"]);
+    assert_eq!(fx.git(&dir, &["rev-parse", "origin/main"]), cli);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cli.txt")).unwrap(),
+        "cli\n"
+    );
+    assert_shallow(&fx, &dir, &[&main[2], &remote.c1]);
+
+    // A depth that reaches the first commit is the whole history, not shallow.
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": "deep", "depth": 100}),
+    );
+    let deep = daemon.path("deep");
+    assert_eq!(
+        fx.git(&deep, &["rev-parse", "--is-shallow-repository"]),
+        "false"
+    );
+    assert_eq!(
+        fx.git(&deep, &["rev-list", "--count", "HEAD"]),
+        fx.git(&remote.bare, &["rev-list", "--count", "main"])
+    );
+}
+
+#[test]
+fn file_clones_search_deltas_only_when_history_outweighs_the_snapshot() {
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    // Two files that differ in one line: a delta candidate within one tree.
+    let text: String = (0..200)
+        .map(|n| format!("line {n} of a long file\n"))
+        .collect();
+    let twin = format!("{text}one more line\n");
+    fx.push_upstream(&remote, &[("one.txt", &text), ("two.txt", &twin)], "twins");
+    // Deltas are searched only where they pay, and found in a deep history.
+    let delta_chains = |path: &str| {
+        let dir = daemon.path(path);
+        let pack = std::fs::read_dir(dir.join(".git/objects/pack"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "pack"))
+            .expect("a pack");
+        let out = fx.git(&dir, &["verify-pack", "-v", pack.to_str().unwrap()]);
+        out.lines()
+            .filter(|line| line.starts_with("chain length"))
+            .count()
+    };
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": "tip", "depth": 1}),
+    );
+    assert_eq!(delta_chains("tip"), 0);
+    for n in 0..20 {
+        let version = format!("{text}version {n}\n");
+        fx.push_upstream(&remote, &[("one.txt", &version)], &format!("version {n}"));
+    }
+    ok(
+        &daemon,
+        "/git/clone",
+        json!({"url": remote.file_url(), "path": "deep", "depth": 20}),
+    );
+    assert_ne!(delta_chains("deep"), 0);
+    assert_fsck(&fx, &daemon.path("deep"));
+}
+
+#[test]
+fn a_shallow_file_clone_onto_a_full_disk_is_507_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return;
+    }
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    // 4 MiB of hex digits: about 2 MiB in a pack, twice what the disk holds.
+    let big: String = crate::transfer_support::pseudo_random(2 * 1024 * 1024, 7)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    fx.push_upstream(&remote, &[("big.txt", &big)], "big");
+    let dir = daemon.path("full");
+    let Some(_mount) = crate::transfer_support::TmpfsMount::mount(&dir, "size=1m") else {
+        return;
+    };
+    let response = daemon.post_json(
+        "/git/clone",
+        &json!({"url": remote.file_url(), "path": "full/repo", "depth": 1}),
+    );
+    assert_error(response, 507, "INSUFFICIENT_STORAGE");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_plain_path_clone_ignores_the_depth_and_says_so() {
+    // As git does: `git clone --depth 1 /path` warns and copies everything.
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    let path = remote.bare.to_str().unwrap();
+    let answer = call(
+        &daemon,
+        "/git/clone",
+        json!({"url": path, "path": "repo", "depth": 1}),
+        200,
+    );
+    let warning = answer["warning"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(
+        warning.contains("depth is ignored") && warning.contains("file://"),
+        "{warning}"
+    );
+    let dir = daemon.path("repo");
+    assert_eq!(fx.git(&dir, &["rev-list", "--count", "HEAD"]), "2");
+    assert_eq!(
+        fx.git(&dir, &["rev-parse", "--is-shallow-repository"]),
+        "false"
+    );
+    assert_eq!(fx.git(&dir, &["rev-parse", "HEAD"]), remote.c2);
 }
 
 #[test]

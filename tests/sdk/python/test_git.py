@@ -359,12 +359,36 @@ def test_clone_depth_over_http(sandbox, wd, git, http_remote):
     assert sandbox.git.status(str(repo)).file_status == []
 
 
-def test_clone_depth_file_url_still_clones(sandbox, wd, git, remote):
-    # libgit2's local transport cannot fetch shallow: the daemon ignores depth for file:// URLs
-    # (documented in src/git/remote.rs), where the git CLI would make a shallow clone.
+def test_clone_depth_file_url_is_shallow_and_pulls(sandbox, wd, git, remote):
+    # As `git clone --depth 1 file://…`: the last commit of every branch, cut there.
+    tip = remote.advance(git, "up.txt", "up\n")
     repo = clone(sandbox, remote, wd, depth=1)
-    assert git(repo, "rev-parse", "HEAD") == remote.c2
-    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "HEAD") == tip
+    assert git(repo, "log", "--oneline").splitlines() == [git(repo, "log", "--oneline", "-1")]
+    assert git(repo, "rev-parse", "--is-shallow-repository") == "true"
+    assert sorted((repo / ".git" / "shallow").read_text().split()) == sorted([tip, remote.feature])
+    assert not git.ok(repo, "cat-file", "-e", remote.c2)
+    fsck = git.run(repo, "fsck", "--full", "--strict", "--no-progress")
+    assert fsck.stdout + fsck.stderr == ""
+    assert sandbox.git.status(str(repo)).file_status == []
+
+    theirs = remote.advance(git, "later.txt", "later\n")
+    sandbox.git.pull(str(repo))
+    assert git(repo, "rev-parse", "HEAD") == theirs
+    assert git(repo, "rev-list", "--count", "HEAD") == "2"
+    assert (repo / "later.txt").read_text() == "later\n"
+    assert git(repo, "rev-parse", "--is-shallow-repository") == "true"
+    fsck = git.run(repo, "fsck", "--full", "--strict", "--no-progress")
+    assert fsck.stdout + fsck.stderr == ""
+
+
+def test_clone_depth_plain_path_copies_everything(sandbox, wd, git, remote):
+    # As `git clone --depth 1 /path`: the depth is ignored for a plain path (the answer says so;
+    # the SDK does not show it).
+    repo = wd.abs / "repo"
+    sandbox.git.clone(str(remote.bare), str(repo), depth=1)
+    assert git(repo, "rev-list", "--count", "HEAD") == "2"
+    assert git(repo, "rev-parse", "--is-shallow-repository") == "false"
 
 
 def test_clone_missing_repository(sandbox, wd, tmp_path):

@@ -192,6 +192,25 @@ describe('git (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary not
     assert.deepEqual(st.fileStatus, []);
   });
 
+  test('clone: depth over file:// is shallow, and pulls', async () => {
+    const r = newRemote();
+    const tip = r.advance('up.txt', 'up\n');
+    const repo = path.join(testDir(ctx, 'clone-depth'), 'repo');
+    await sb.git.clone(r.url, repo, undefined, undefined, undefined, undefined, undefined, 1);
+    assert.equal(git(repo, 'rev-parse', 'HEAD'), tip);
+    assert.equal(git(repo, 'log', '--oneline').split('\n').length, 1);
+    assert.equal(git(repo, 'rev-parse', '--is-shallow-repository'), 'true');
+    assert.ok(!gitOk(repo, 'cat-file', '-e', r.c2));
+    assert.equal(git(repo, 'fsck', '--full', '--strict', '--no-progress'), '');
+
+    const theirs = r.advance('later.txt', 'later\n');
+    await sb.git.pull(repo);
+    assert.equal(git(repo, 'rev-parse', 'HEAD'), theirs);
+    assert.equal(git(repo, 'rev-list', '--count', 'HEAD'), '2');
+    assert.equal(git(repo, 'rev-parse', '--is-shallow-repository'), 'true');
+    assert.equal(git(repo, 'fsck', '--full', '--strict', '--no-progress'), '');
+  });
+
   test('clone: missing repository', async () => {
     const d = testDir(ctx, 'clone-missing');
     await assert.rejects(
