@@ -15,10 +15,12 @@ pub mod git;
 pub mod http;
 pub mod interpreter;
 pub mod process;
+pub mod pty;
 pub mod sdk_api;
 pub mod search;
 pub mod state;
 pub mod system;
+pub mod terminal;
 
 use std::future::Future;
 use std::time::Duration;
@@ -42,6 +44,8 @@ pub struct Listeners {
     pub toolbox: TcpListener,
     /// The local control plane (`--sdk-api-addr`), when enabled.
     pub sdk_api: Option<TcpListener>,
+    /// The web terminal (`--terminal-addr`), unless `off`.
+    pub terminal: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
@@ -50,7 +54,8 @@ pub struct Listeners {
 /// With `config.entrypoint` set, the image's command runs as the `entrypoint` session. When
 /// `shutdown` resolves with a signal, that signal goes to the entrypoint's process tree first
 /// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop and every session's tree is
-/// terminated (SIGTERM, `SESSION_GRACE`, SIGKILL), so nothing started by toolboxd survives it.
+/// terminated (SIGTERM, `SESSION_GRACE`, SIGKILL), and so is every PTY's (SIGHUP,
+/// `SESSION_GRACE`, SIGKILL), so nothing started by toolboxd survives it.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -61,6 +66,11 @@ pub async fn run(
     let entrypoint = config.entrypoint.clone();
     let state = state::AppState::new(config);
     let sessions = state.sessions.clone();
+    let ptys = state.ptys.clone();
+    let local = listeners.sdk_api.is_some();
+    let terminal = listeners
+        .terminal
+        .map(|listener| (listener, http::terminal::router(state.clone(), local)));
     if !entrypoint.is_empty() {
         match sessions.start_entrypoint(&entrypoint) {
             Ok(()) => tracing::info!(command = ?entrypoint, "entrypoint started"),
@@ -77,11 +87,17 @@ pub async fn run(
             sessions.signal_entrypoint(signal, ENTRYPOINT_GRACE).await;
         }
         trigger.cancel();
-        sessions.terminate_all(SESSION_GRACE).await;
+        tokio::join!(
+            sessions.terminate_all(SESSION_GRACE),
+            ptys.terminate_all(SESSION_GRACE)
+        );
     });
 
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(serve(listeners.toolbox, toolbox.clone(), token.clone()));
+    if let Some((listener, router)) = terminal {
+        servers.spawn(serve(listener, router, token.clone()));
+    }
     if let Some(listener) = listeners.sdk_api {
         let store = sdk_api::SandboxStore::new(sandbox_id);
         servers.spawn(serve(

@@ -8,6 +8,7 @@ use crate::files::Files;
 use crate::git::Git;
 use crate::interpreter::Interpreters;
 use crate::process::{Process, Sessions};
+use crate::pty::Ptys;
 use crate::system::System;
 
 /// What handlers reach the capabilities through.
@@ -27,6 +28,8 @@ pub struct AppState {
     pub process: Process,
     /// Sessions: long-lived shells.
     pub sessions: Sessions,
+    /// PTYs: named ones (`/process/pty`) and the web terminal's.
+    pub ptys: Ptys,
     /// System metrics.
     pub system: System,
 }
@@ -45,6 +48,7 @@ impl AppState {
             process.clone(),
             config.home.join(".toolboxd").join("sessions"),
         );
+        let ptys = Ptys::new(process.clone());
         let git = Git::new(config.workdir.clone(), config.home.clone());
         let code = Code::new(process.clone());
         let interpreters = Interpreters::new(process.clone(), code.clone());
@@ -53,6 +57,7 @@ impl AppState {
             code,
             git,
             sessions,
+            ptys,
             config: Arc::new(config),
             files,
             process,

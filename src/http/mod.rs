@@ -11,10 +11,12 @@ pub mod info;
 pub mod interpreter;
 pub mod openapi;
 pub mod process;
+pub mod pty;
 pub mod sdk_api;
 pub mod search;
 pub mod session;
 pub mod system;
+pub mod terminal;
 pub mod upload;
 pub mod wire;
 
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(interpreter::router())
         .merge(process::router())
         .merge(session::router())
+        .merge(pty::router())
         .merge(system::router())
         .merge(openapi::router())
         .fallback(error::no_route)

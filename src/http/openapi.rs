@@ -5,7 +5,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{download, files, git, info, interpreter, process, search, session, system, upload};
+use super::{
+    download, files, git, info, interpreter, process, pty, search, session, system, upload,
+};
 use crate::state::AppState;
 
 /// The toolbox API description.
@@ -28,6 +30,8 @@ use crate::state::AppState;
         session::create_session, session::list_sessions, session::get_session,
         session::delete_session, session::execute_command, session::get_command,
         session::command_logs, session::entrypoint_logs, session::send_input,
+        pty::create_pty, pty::list_ptys, pty::get_pty, pty::delete_pty, pty::resize_pty,
+        pty::connect_pty, pty::create_connect,
         git::clone, git::status, git::list_branches, git::create_branch, git::delete_branch,
         git::checkout, git::add, git::commit, git::push, git::pull, git::history, git::init,
         git::reset, git::restore, git::list_remotes, git::add_remote, git::get_config,

@@ -1,6 +1,6 @@
 //! Processes: the reaper (sole owner of `waitpid`), the only spawner (`Reaper::spawn` of a
 //! `Spawn`, used by everything here), one-shot execution with tree kill, and the environment new children inherit.
-//! Sessions, the entrypoint and PTYs build on these pieces.
+//! Sessions, the entrypoint and PTYs (`crate::pty`) build on these pieces.
 
 pub(crate) mod cgroup;
 mod exec;
@@ -22,7 +22,7 @@ pub use session::{
     ENTRYPOINT_SESSION,
 };
 pub use spawn::{Child, Io, Spawn};
-pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
+pub use tree::{descendants_of, marked_with, signal_marked, signal_tree, MARKER_VAR};
 pub use worker::Worker;
 
 use crate::error::Result;
@@ -67,6 +67,11 @@ impl Process {
     /// The reaper, for capabilities that spawn children of their own.
     pub fn reaper(&self) -> &Reaper {
         &self.reaper
+    }
+
+    /// The shell commands, sessions and PTYs run under.
+    pub fn shell(&self) -> &Path {
+        &self.shell
     }
 
     /// The environment a new child starts with.

@@ -84,3 +84,26 @@ fn a_port_in_use_is_a_clear_startup_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains(&addr));
 }
+
+#[test]
+fn the_terminal_address_is_host_port_or_off_and_a_taken_port_is_an_error() {
+    let output = Command::new(binary())
+        .args(["--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("neither HOST:PORT nor `off`"), "{stderr}");
+    let daemon = Toolboxd::start();
+    let taken = daemon.base.trim_start_matches("http://").to_string();
+    let output = Command::new(binary())
+        .args(["--toolbox-addr", "127.0.0.1:0", "--terminal-addr", &taken])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&taken) && stderr.contains("terminal"),
+        "{stderr}"
+    );
+}
