@@ -2,7 +2,8 @@
 // login shell per connection. Keystrokes and pastes go out as binary frames, so no typed text
 // is ever taken for a control message; the size goes out as a text frame {"rows":R,"cols":C}
 // on connect and on every resize. Output arrives as binary frames (xterm decodes UTF-8 across
-// frames). When the socket drops, the page says so and connects to a new shell.
+// frames). When the socket drops, the page says so and connects to a new shell; keystrokes typed
+// meanwhile are dropped. <body data-connected> tells whether a shell is attached.
 (() => {
   'use strict';
   const container = document.getElementById('terminal');
@@ -52,6 +53,7 @@
     let opened = false;
     ws.onopen = () => {
       opened = true;
+      document.body.dataset.connected = 'true';
       failures = 0;
       sendSize();
       term.focus();
@@ -62,6 +64,7 @@
     ws.onclose = (event) => {
       if (socket !== ws) return;
       socket = null;
+      document.body.dataset.connected = 'false';
       let why = opened ? 'connection lost' : 'cannot connect';
       try {
         const reason = JSON.parse(event.reason);

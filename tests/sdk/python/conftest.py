@@ -2,7 +2,7 @@
 
 The daemon binary is `$TOOLBOXD_BIN`, or `<repo>/target/debug/toolboxd`.
 It is started with `--toolbox-addr 127.0.0.1:0 --sdk-api-addr 127.0.0.1:0
---workdir <tmp>/work`, HOME set to `<tmp>/home`, the directory of the running
+--terminal-addr 127.0.0.1:0 --workdir <tmp>/work`, HOME set to `<tmp>/home`, the directory of the running
 Python (the venv, which has matplotlib) first on PATH, and its cwd set to `<tmp>`
 (not the workdir, so relative paths only land in the workdir if the daemon
 resolves them against --workdir). The two listener URLs are parsed from the
@@ -99,6 +99,9 @@ class Daemon:
                 "--toolbox-addr",
                 "127.0.0.1:0",
                 "--sdk-api-addr",
+                "127.0.0.1:0",
+                # Never the default 22222: suites run side by side.
+                "--terminal-addr",
                 "127.0.0.1:0",
                 "--workdir",
                 str(self.workdir),
