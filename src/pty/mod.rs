@@ -547,6 +547,7 @@ impl Pty {
             slow,
             exit: self.exit.subscribe(),
             input: PtyInput(input),
+            held: None,
         })
     }
 

@@ -118,13 +118,20 @@ pub struct Attachment {
     pub(super) slow: Arc<AtomicBool>,
     pub(super) exit: watch::Receiver<Option<PtyExit>>,
     pub(super) input: PtyInput,
+    /// A chunk taken from the queue that did not fit in the previous event.
+    pub(super) held: Option<Bytes>,
 }
 
 impl Attachment {
-    /// The next event. Output chunks already queued are joined up to `max` bytes, so a fast
-    /// producer meets a few large frames rather than many small ones.
+    /// The next event. Output chunks already queued are joined up to `max` bytes (a single
+    /// larger chunk goes alone), so a fast producer meets a few large frames rather than many
+    /// small ones.
     pub async fn next(&mut self, max: usize) -> PtyEvent {
-        let Some(first) = self.queue.recv().await else {
+        let first = match self.held.take() {
+            Some(chunk) => Some(chunk),
+            None => self.queue.recv().await,
+        };
+        let Some(first) = first else {
             if self.slow.load(Ordering::SeqCst) {
                 return PtyEvent::Dropped;
             }
@@ -146,10 +153,14 @@ impl Attachment {
             let Ok(more) = self.queue.try_recv() else {
                 break;
             };
+            if size + more.len() > max {
+                self.held = Some(more);
+                break;
+            }
             size += more.len();
             joined
                 .get_or_insert_with(|| {
-                    let mut buffer = BytesMut::with_capacity(max.max(size));
+                    let mut buffer = BytesMut::with_capacity(max);
                     buffer.extend_from_slice(&first);
                     buffer
                 })
@@ -297,6 +308,32 @@ mod tests {
         assert!(stalled_slow.load(Ordering::SeqCst));
         assert!(!fast_slow.load(Ordering::SeqCst));
         assert_eq!(output.lock().clients.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn queued_chunks_are_joined_up_to_the_limit_in_order() {
+        let output = Output::new();
+        let (replay, queue, slow) = output.subscribe().unwrap();
+        let (_, exit) = watch::channel(None);
+        let (input, _typed) = mpsc::channel(1);
+        let mut attachment = Attachment {
+            replay,
+            queue,
+            slow,
+            exit,
+            input: PtyInput(input),
+            held: None,
+        };
+        for chunk in [&b"aaa"[..], b"bb", b"cccc", b"d"] {
+            output.publish(chunk);
+        }
+        let output_of = |text: &'static [u8]| PtyEvent::Output(Bytes::from_static(text));
+        // 3 + 2 fit in 6; 4 does not and waits for the next event.
+        assert_eq!(attachment.next(6).await, output_of(b"aaabb"));
+        assert_eq!(attachment.next(6).await, output_of(b"ccccd"));
+        output.end();
+        // Without an exit published (its sender is gone here), the end reads as a kill.
+        assert_eq!(attachment.next(6).await, PtyEvent::Exited(PtyExit::KILLED));
     }
 
     #[test]
