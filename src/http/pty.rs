@@ -186,10 +186,12 @@ pub async fn create_pty(
 /// Every PTY.
 #[utoipa::path(get, path = "/process/pty", tag = "process",
     responses((status = 200, body = PtyListResponse)))]
-pub async fn list_ptys(State(app): State<AppState>) -> axum::Json<PtyListResponse> {
-    axum::Json(PtyListResponse {
-        sessions: app.ptys.list().into_iter().map(Into::into).collect(),
-    })
+pub async fn list_ptys(State(app): State<AppState>) -> Result<axum::Json<PtyListResponse>> {
+    // (Blocking: a PTY that is starting holds its lock while it spawns.)
+    let list = blocking(move || Ok(app.ptys.list())).await?;
+    Ok(axum::Json(PtyListResponse {
+        sessions: list.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// One PTY.
@@ -201,7 +203,8 @@ pub async fn get_pty(
     State(app): State<AppState>,
     Path(path): Path<PtyPath>,
 ) -> Result<axum::Json<PtySessionInfo>> {
-    Ok(axum::Json(app.ptys.get(&path.session_id)?.into()))
+    let info = blocking(move || app.ptys.get(&path.session_id)).await?;
+    Ok(axum::Json(info.into()))
 }
 
 /// Kills a PTY's whole tree (SIGKILL); its clients get exit code 137 (`SIGKILL`).
@@ -231,9 +234,11 @@ pub async fn resize_pty(
     Path(path): Path<PtyPath>,
     Json(request): Json<PtyResizeRequest>,
 ) -> Result<axum::Json<PtySessionInfo>> {
-    let info = app
-        .ptys
-        .resize(&path.session_id, request.cols, request.rows)?;
+    let info = blocking(move || {
+        app.ptys
+            .resize(&path.session_id, request.cols, request.rows)
+    })
+    .await?;
     Ok(axum::Json(info.into()))
 }
 

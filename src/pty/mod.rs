@@ -3,10 +3,10 @@
 //! (`process::Spawn::terminal`). portable-pty only opens the pair and resizes it.
 //!
 //! Per running PTY: a reader thread (poll + read on the master, never on the async workers)
-//! publishes output into a 256 KiB scrollback ring and one bounded queue per attached client
-//! (`output.rs`); a writer thread types what clients send, in order; a supervisor task waits for
-//! the shell's exit, gives its output a moment to drain, kills what is left of its tree (a PTY's
-//! whole tree dies with it), publishes the exit and forgets the PTY.
+//! publishes output into a 256 KiB scrollback ring and one queue per attached client, at most
+//! 8 MiB each (`output.rs`); a writer thread types what clients send, in order; a supervisor
+//! task waits for the shell's exit, gives its output a moment to drain, kills what is left of
+//! its tree (a PTY's whole tree dies with it), publishes the exit and forgets the PTY.
 //!
 //! `Ptys` is the registry of named PTYs (the `/process/pty` API) and of unlisted ones (one per
 //! web-terminal connection).
@@ -501,23 +501,25 @@ impl Pty {
     }
 
     /// Sends `signal` to its whole tree (nothing to a PTY whose shell is not running).
-    pub async fn kill(&self, signal: Signal) {
-        let target = match &self.lock().phase {
-            Phase::Running(running) => Some((running.pid, running.marker.clone())),
-            Phase::Waiting | Phase::Ended => None,
-        };
-        match target {
-            Some((pid, marker)) => {
-                let _ =
-                    tokio::task::spawn_blocking(move || process::signal_tree(pid, &marker, signal))
-                        .await;
+    pub async fn kill(self: &Arc<Self>, signal: Signal) {
+        // On the blocking pool: the state lock may be held by a start (a spawn), and the tree is
+        // found by reading /proc.
+        let pty = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let target = match &pty.lock().phase {
+                Phase::Running(running) => Some((running.pid, running.marker.clone())),
+                Phase::Waiting | Phase::Ended => None,
+            };
+            match target {
+                Some((pid, marker)) => process::signal_tree(pid, &marker, signal),
+                None => pty.finish(PtyExit::KILLED),
             }
-            None => self.finish(PtyExit::KILLED),
-        }
+        })
+        .await;
     }
 
     /// What a closed terminal does: SIGHUP to the tree, SIGKILL if it still runs after `grace`.
-    pub async fn hang_up(&self, grace: Duration) {
+    pub async fn hang_up(self: &Arc<Self>, grace: Duration) {
         self.kill(Signal::SIGHUP).await;
         if !self.ended(grace).await {
             self.kill(Signal::SIGKILL).await;
@@ -540,11 +542,10 @@ impl Pty {
             Phase::Running(running) => running.input.clone(),
             Phase::Waiting | Phase::Ended => return Err(self.ended_error()),
         };
-        let (replay, queue, slow) = self.output.subscribe().ok_or_else(|| self.ended_error())?;
+        let (replay, queue) = self.output.subscribe().ok_or_else(|| self.ended_error())?;
         Ok(Attachment {
             replay,
             queue,
-            slow,
             exit: self.exit.subscribe(),
             input: PtyInput(input),
             held: None,

@@ -1,9 +1,9 @@
 //! A PTY's output on its way to the clients: the scrollback ring a late joiner is replayed, and
-//! one bounded queue per attached client. The reader thread publishes into both under one lock
-//! and never waits: a client whose queue is full is dropped (it can attach again and gets the
-//! scrollback), so a slow client slows neither the others nor the program.
+//! one queue per attached client, bounded in bytes. The reader thread publishes into both under
+//! one lock and never waits: a client whose queue is full is dropped (it can attach again and
+//! gets the scrollback), so a slow client slows neither the others nor the program.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -13,8 +13,9 @@ use super::PtyExit;
 
 /// Bytes of recent output kept for clients that attach later.
 pub const SCROLLBACK: usize = 256 * 1024;
-/// Chunks queued for one client before it counts as slow and is dropped.
-pub const CLIENT_QUEUE: usize = 256;
+/// Bytes queued for one client before it counts as slow and is dropped (about a tenth of a second
+/// of a PTY at full speed).
+pub const CLIENT_QUEUE: usize = 8 * 1024 * 1024;
 /// How far into the replay a cut may move to land on a clean boundary.
 const BOUNDARY_WINDOW: usize = 4096;
 
@@ -33,8 +34,37 @@ struct Inner {
 
 #[derive(Debug)]
 struct Client {
-    queue: mpsc::Sender<Bytes>,
+    sender: mpsc::UnboundedSender<Bytes>,
+    /// Bytes sent and not yet received: the bound.
+    queued: Arc<AtomicUsize>,
     slow: Arc<AtomicBool>,
+}
+
+/// One client's end of its queue.
+#[derive(Debug)]
+pub(super) struct Queue {
+    receiver: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+    slow: Arc<AtomicBool>,
+}
+
+impl Queue {
+    async fn recv(&mut self) -> Option<Bytes> {
+        let chunk = self.receiver.recv().await?;
+        self.queued.fetch_sub(chunk.len(), Ordering::SeqCst);
+        Some(chunk)
+    }
+
+    fn try_recv(&mut self) -> Option<Bytes> {
+        let chunk = self.receiver.try_recv().ok()?;
+        self.queued.fetch_sub(chunk.len(), Ordering::SeqCst);
+        Some(chunk)
+    }
+
+    /// Whether this client was dropped for falling behind.
+    fn slow(&self) -> bool {
+        self.slow.load(Ordering::SeqCst)
+    }
 }
 
 impl Output {
@@ -58,36 +88,43 @@ impl Output {
         let chunk = Bytes::copy_from_slice(data);
         let mut inner = self.lock();
         inner.ring.push(data);
-        inner
-            .clients
-            .retain(|client| match client.queue.try_send(chunk.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    client.slow.store(true, Ordering::SeqCst);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+        inner.clients.retain(|client| {
+            if client.queued.load(Ordering::SeqCst) + chunk.len() > CLIENT_QUEUE {
+                client.slow.store(true, Ordering::SeqCst);
+                return false;
+            }
+            client.queued.fetch_add(chunk.len(), Ordering::SeqCst);
+            client.sender.send(chunk.clone()).is_ok()
+        });
     }
 
     /// A new client: the scrollback (cut at a clean boundary if older output was dropped) and
     /// a queue that continues exactly where it ends. `None` once the output has ended.
-    pub(super) fn subscribe(&self) -> Option<(Vec<u8>, mpsc::Receiver<Bytes>, Arc<AtomicBool>)> {
+    pub(super) fn subscribe(&self) -> Option<(Vec<u8>, Queue)> {
         let mut inner = self.lock();
         if inner.ended {
             return None;
         }
-        let (queue, receiver) = mpsc::channel(CLIENT_QUEUE);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let slow = Arc::new(AtomicBool::new(false));
         inner.clients.push(Client {
-            queue,
+            sender,
+            queued: queued.clone(),
             slow: slow.clone(),
         });
         let mut replay = inner.ring.contents();
         if inner.ring.cut {
             replay.drain(..safe_start(&replay));
         }
-        Some((replay, receiver, slow))
+        Some((
+            replay,
+            Queue {
+                receiver,
+                queued,
+                slow,
+            },
+        ))
     }
 
     /// No more output: every client's queue closes once drained.
@@ -114,8 +151,7 @@ pub enum PtyEvent {
 pub struct Attachment {
     /// Recent output from before the client attached (empty for a new PTY).
     pub replay: Vec<u8>,
-    pub(super) queue: mpsc::Receiver<Bytes>,
-    pub(super) slow: Arc<AtomicBool>,
+    pub(super) queue: Queue,
     pub(super) exit: watch::Receiver<Option<PtyExit>>,
     pub(super) input: PtyInput,
     /// A chunk taken from the queue that did not fit in the previous event.
@@ -132,7 +168,7 @@ impl Attachment {
             None => self.queue.recv().await,
         };
         let Some(first) = first else {
-            if self.slow.load(Ordering::SeqCst) {
+            if self.queue.slow() {
                 return PtyEvent::Dropped;
             }
             // The queue closes after the exit is published.
@@ -150,7 +186,7 @@ impl Attachment {
         let mut joined: Option<BytesMut> = None;
         let mut size = first.len();
         while size < max {
-            let Ok(more) = self.queue.try_recv() else {
+            let Some(more) = self.queue.try_recv() else {
                 break;
             };
             if size + more.len() > max {
@@ -188,13 +224,16 @@ impl PtyInput {
 }
 
 /// Where a replay whose beginning was cut off may start without showing half a character or
-/// the tail of an escape sequence: at the first ESC or just after the first newline within the
-/// first few KiB (escape sequences start with ESC and do not span lines in practice), else at
-/// the first byte that starts a UTF-8 character.
+/// the tail of an escape sequence: just after the first newline within the first few KiB (a
+/// clean line: escape sequences do not span lines in practice), else at the first ESC there
+/// (where a sequence starts), else at the first byte that starts a UTF-8 character.
 pub(super) fn safe_start(bytes: &[u8]) -> usize {
     let window = &bytes[..bytes.len().min(BOUNDARY_WINDOW)];
-    if let Some(at) = window.iter().position(|b| *b == 0x1b || *b == b'\n') {
-        return if bytes[at] == b'\n' { at + 1 } else { at };
+    if let Some(at) = window.iter().position(|b| *b == b'\n') {
+        return at + 1;
+    }
+    if let Some(at) = window.iter().position(|b| *b == 0x1b) {
+        return at;
     }
     bytes
         .iter()
@@ -281,10 +320,11 @@ mod tests {
 
     #[test]
     fn a_cut_replay_starts_at_a_line_an_escape_or_a_character() {
-        // The tail of a CSI sequence, then text: cut at the next ESC.
+        // The tail of a CSI sequence, then text, no newline: cut at the next ESC.
         assert_eq!(safe_start(b"5;10Hhello\x1b[0mworld"), 10);
-        // Plain text: just after the first newline.
+        // Just after the first newline, even with an escape sequence before it.
         assert_eq!(safe_start(b"ld\nnext line\n"), 3);
+        assert_eq!(safe_start(b"2mtail\x1b[0m\n\x1b[32mnext"), 11);
         // A line longer than the window with no escape: the first whole UTF-8 character.
         let mut long = vec![0xa9];
         long.extend(std::iter::repeat_n(b'x', BOUNDARY_WINDOW + 10));
@@ -299,27 +339,31 @@ mod tests {
     #[test]
     fn a_full_queue_drops_only_that_client() {
         let output = Output::new();
-        let (_, mut fast, fast_slow) = output.subscribe().unwrap();
-        let (_, _stalled, stalled_slow) = output.subscribe().unwrap();
-        for _ in 0..CLIENT_QUEUE + 1 {
-            output.publish(b"x");
-            assert_eq!(fast.try_recv().unwrap(), Bytes::from_static(b"x"));
+        let (_, mut fast) = output.subscribe().unwrap();
+        let (_, stalled) = output.subscribe().unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..CLIENT_QUEUE / chunk.len() {
+            output.publish(&chunk);
+            assert_eq!(fast.try_recv().unwrap().len(), chunk.len());
         }
-        assert!(stalled_slow.load(Ordering::SeqCst));
-        assert!(!fast_slow.load(Ordering::SeqCst));
+        // The stalled client holds exactly its bound: one more byte is too many.
+        assert!(!stalled.slow());
+        output.publish(b"y");
+        assert_eq!(fast.try_recv().unwrap(), Bytes::from_static(b"y"));
+        assert!(stalled.slow());
+        assert!(!fast.slow());
         assert_eq!(output.lock().clients.len(), 1);
     }
 
     #[tokio::test]
     async fn queued_chunks_are_joined_up_to_the_limit_in_order() {
         let output = Output::new();
-        let (replay, queue, slow) = output.subscribe().unwrap();
+        let (replay, queue) = output.subscribe().unwrap();
         let (_, exit) = watch::channel(None);
         let (input, _typed) = mpsc::channel(1);
         let mut attachment = Attachment {
             replay,
             queue,
-            slow,
             exit,
             input: PtyInput(input),
             held: None,
@@ -340,7 +384,7 @@ mod tests {
     fn a_late_joiner_gets_the_scrollback_then_the_rest_without_a_gap() {
         let output = Output::new();
         output.publish(b"before ");
-        let (replay, mut queue, _) = output.subscribe().unwrap();
+        let (replay, mut queue) = output.subscribe().unwrap();
         output.publish(b"after");
         assert_eq!(replay, b"before ");
         assert_eq!(queue.try_recv().unwrap(), Bytes::from_static(b"after"));

@@ -665,10 +665,10 @@ fn a_slow_client_is_dropped_while_the_others_and_the_program_go_on() {
     create(&daemon, json!({"id": "flood"}));
     let mut fast = PtyClient::open(&daemon.base, "/process/pty/flood/connect", &[EXIT_CONTROL]);
     let mut stalled = PtyClient::open(&daemon.base, "/process/pty/flood/connect", &[EXIT_CONTROL]);
-    // The stalled client reads nothing from here on: 16 MB of output, at a pace the fast one
-    // keeps up with, fill its socket buffers and then its queue.
+    // The stalled client reads nothing from here on: 32 MB of output, at a pace the fast one
+    // keeps up with, fill its socket buffers and then its 8 MiB queue.
     fast.type_text(
-        "stty -echo; for i in $(seq 256); do head -c 65536 /dev/zero | tr '\\0' x; \
+        "stty -echo; for i in $(seq 256); do head -c 131072 /dev/zero | tr '\\0' x; \
          sleep 0.01; done; echo; echo flood-$((5+5))\n",
     );
     fast.read_until("flood-10");
