@@ -38,8 +38,8 @@ pub const DEFAULT_SIZE: (u16, u16) = (80, 24);
 pub const MAX_SIZE: u16 = 1000;
 /// The terminal type a PTY announces unless its environment says otherwise.
 pub const TERM: &str = "xterm-256color";
-/// Bytes per read of the master.
-const READ_CHUNK: usize = 32 * 1024;
+/// Most bytes published as one chunk (one pass of reads of the master).
+const READ_CHUNK: usize = 64 * 1024;
 /// Input chunks queued for the writer thread.
 const INPUT_QUEUE: usize = 64;
 /// How long after the shell exits its output may take to reach EOF (a background job may hold
@@ -375,6 +375,18 @@ impl Ptys {
             .master
             .as_raw_fd()
             .ok_or_else(|| Error::internal("the pty has no master descriptor"))?;
+        // Non-blocking (the flag is the open file's, so the duplicates share it): the reader
+        // drains everything ready before it publishes, the writer waits in poll.
+        // SAFETY: F_GETFL/F_SETFL on a live descriptor.
+        unsafe {
+            let flags = libc::fcntl(master_fd, libc::F_GETFL);
+            if flags < 0 || libc::fcntl(master_fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+                return Err(Error::internal(format!(
+                    "cannot make the pty non-blocking: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
         let reader = duplicate(master_fd)?;
         let writer = duplicate(master_fd)?;
         let (cancel_read, cancel_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -614,49 +626,81 @@ fn duplicate(fd: RawFd) -> Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(raw) }))
 }
 
-/// Reads the master until EOF (EIO: no slave is open any more) or until `cancel` is readable,
-/// publishing every chunk.
-fn read_loop(mut master: File, cancel: OwnedFd, output: &output::Output) {
-    let mut buffer = vec![0u8; READ_CHUNK];
+/// Waits until `fd` is ready for `events` (or hung up), or `cancel` is readable; false for the
+/// latter.
+fn wait_for(fd: RawFd, events: libc::c_short, cancel: Option<RawFd>) -> bool {
     loop {
         let mut fds = [
             libc::pollfd {
-                fd: master.as_raw_fd(),
-                events: libc::POLLIN,
+                fd,
+                events,
                 revents: 0,
             },
             libc::pollfd {
-                fd: cancel.as_raw_fd(),
+                fd: cancel.unwrap_or(-1),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        // SAFETY: two initialised pollfd entries that live across the call.
+        // SAFETY: two initialised pollfd entries that live across the call (a negative fd is
+        // ignored by poll).
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if ready < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
+        if ready < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
         }
-        if fds[1].revents != 0 {
-            return;
-        }
-        match master.read(&mut buffer) {
-            Ok(0) => return,
-            Ok(n) => output.publish(&buffer[..n]),
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            // EIO once the last slave descriptor closed.
-            Err(_) => return,
-        }
+        return fds[1].revents == 0;
     }
 }
 
-/// Types queued input into the master, in order, until every sender is gone or the terminal is.
+/// Reads the master (non-blocking) until EOF (EIO: no slave is open any more) or until `cancel`
+/// is readable. What one pass of reads finds (the kernel hands out about 4 KiB per read) is
+/// published as one chunk, up to `READ_CHUNK`, as soon as the master has nothing more.
+fn read_loop(mut master: File, cancel: OwnedFd, output: &output::Output) {
+    let mut buffer = vec![0u8; READ_CHUNK];
+    let mut filled = 0;
+    loop {
+        match master.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == buffer.len() {
+                    output.publish(&buffer);
+                    filled = 0;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                if filled > 0 {
+                    output.publish(&buffer[..filled]);
+                    filled = 0;
+                }
+                if !wait_for(master.as_raw_fd(), libc::POLLIN, Some(cancel.as_raw_fd())) {
+                    return;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            // EIO once the last slave descriptor closed.
+            Err(_) => break,
+        }
+    }
+    if filled > 0 {
+        output.publish(&buffer[..filled]);
+    }
+}
+
+/// Types queued input into the master (non-blocking, waiting while the program does not read),
+/// in order, until every sender is gone or the terminal is.
 fn write_loop(mut master: File, mut queue: mpsc::Receiver<Bytes>) {
     while let Some(data) = queue.blocking_recv() {
-        if master.write_all(&data).is_err() {
-            return;
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            match master.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_for(master.as_raw_fd(), libc::POLLOUT, None);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
         }
     }
 }
