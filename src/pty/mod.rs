@@ -2,11 +2,12 @@
 //! its own cgroup leaf, as the leader of a new session with the PTY as its controlling terminal
 //! (`process::Spawn::terminal`). portable-pty only opens the pair and resizes it.
 //!
-//! Per running PTY: a reader thread (poll + read on the master, never on the async workers)
-//! publishes output into a 256 KiB scrollback ring and one queue per attached client, at most
-//! 8 MiB each (`output.rs`); a writer thread types what clients send, in order; a supervisor
-//! task waits for the shell's exit, gives its output a moment to drain, kills what is left of
-//! its tree (a PTY's whole tree dies with it), publishes the exit and forgets the PTY.
+//! Per running PTY: a reader thread (non-blocking reads and poll on the master, never on the
+//! async workers) publishes output into a 256 KiB scrollback ring and one queue per attached
+//! client, at most 8 MiB each (`output.rs`); a writer thread types what clients send, in order;
+//! a supervisor task waits for the shell's exit, gives its output a moment to drain, kills what
+//! is left of its tree (a PTY's whole tree dies with it), publishes the exit and forgets the
+//! PTY.
 //!
 //! `Ptys` is the registry of named PTYs (the `/process/pty` API) and of unlisted ones (one per
 //! web-terminal connection).
