@@ -480,6 +480,28 @@ class WebSocketClient:
                 raise ConnectionError("the server closed the TCP connection without a close frame")
             self.w += got
 
+    def read_frame(self) -> tuple[int, bytes]:
+        """The next data or close frame, whole: (opcode, payload). Pings are answered on the way.
+        For small frames (the buffer must hold the largest one)."""
+        buf = self.buf
+        while True:
+            self._fill(2)
+            b0, b1 = buf[self.r], buf[self.r + 1]
+            opcode, length, header = b0 & 0x0F, b1 & 0x7F, 2
+            if length == 126:
+                self._fill(4)
+                length, header = int.from_bytes(buf[self.r + 2:self.r + 4], "big"), 4
+            elif length == 127:
+                self._fill(10)
+                length, header = int.from_bytes(buf[self.r + 2:self.r + 10], "big"), 10
+            self._fill(header + length)
+            payload = bytes(buf[self.r + header:self.r + header + length])
+            self.r += header + length
+            if opcode == 0x9:
+                self.send_frame(0xA, payload)
+            elif opcode != 0xA:
+                return opcode, payload
+
     def run(self, on_data) -> tuple[int | None, str]:
         """Reads frames until the server's close frame; returns (close code, reason)."""
         stats = self.stats

@@ -917,6 +917,31 @@ def lsp_section(data: dict) -> str:
     ])
 
 
+def pty_echo_section(data: dict) -> str:
+    x = data["echo"]
+    t = x["timings"]
+    own, bare = t["toolboxd"], t["bare_pty"]
+    rows = [[label, ms(v["p50_ms"]), ms(v["p99_ms"]), ms(v["mean_ms"]), ms(v["min_ms"]), ms(v["max_ms"])]
+            for label, v in (("toolboxd: binary frame → PTY → `cat` → frame", own),
+                             ("bare PTY: `write` to the master → `cat` → `read`", bare))]
+    return "\n".join([
+        "## 16. PTY keystroke echo round trip vs a bare PTY",
+        "",
+        f"One byte at a time, sent and timed until it comes back, to `cat` on a raw terminal with echo off "
+        f"(`{x['program']}`): through toolboxd's PTY WebSocket (`GET /process/pty/create-connect`, the line typed "
+        f"into its login shell; `bench/common.py` `WebSocketClient`, TCP_NODELAY) and through a pseudo-terminal the "
+        f"benchmark opens itself (`os.openpty`, `os.write`/`os.read` on the master). {x['runs']} rounds after "
+        f"{x['warmup']} untimed ones, taking turns. CPUs busy just before: {x['cpu_busy_before']}.",
+        "",
+        table(["round trip", "p50", "p99", "mean", "min", "max"], rows),
+        "",
+        f"toolboxd minus the bare PTY: {t['added_p50_ms']:+.3f} ms at p50, {t['added_p99_ms']:+.3f} ms at p99 (no "
+        f"goal set): the WebSocket on loopback, the writer thread that types into the master and the reader "
+        f"thread that fans the output out.",
+        "",
+    ])
+
+
 def listing_section(data: dict) -> str:
     r = data["rows"]
     goal = GOALS["listing_rss_mib"]
@@ -980,6 +1005,35 @@ def listing_section(data: dict) -> str:
     return "\n".join(out)
 
 
+def pty_cat_section(data: dict) -> str:
+    x = data["cat"]
+    med, best = x["median_mb_s"], x["best_mb_s"]
+    rows = [[
+        f"toolboxd: `cat` of {x['bytes'] // MIB} MiB on the PTY, read from the WebSocket",
+        f"{med['toolboxd']:.1f} MB/s", f"{best['toolboxd']:.1f} MB/s",
+        f"{x['ratio_median']:.2f}x",
+    ], [
+        "bare PTY: the same `cat`, the master read into a 1 MiB buffer",
+        f"{med['bare_pty']:.1f} MB/s", f"{best['bare_pty']:.1f} MB/s", "1.00x",
+    ]]
+    return "\n".join([
+        "## 17. PTY output throughput vs a bare PTY",
+        "",
+        f"`stty raw -echo; printf 'GO%s' 42; exec cat FILE` with FILE {x['bytes'] // MIB} MiB of random bytes "
+        f"(page-cache warm), timed from the `GO42` marker to the last byte; {x['trials']} rounds, alternating "
+        f"which goes first (median and best; MB = 10^6 bytes). Checked every round: byte count and SHA-256 equal "
+        f"the file's, and toolboxd closes with 1000 `{{\"exitCode\":0}}` (a client too slow for the PTY would be "
+        f"dropped with 1008). CPUs busy just before: {x['cpu_busy_before']}.",
+        "",
+        table(["transfer", "median", "best", "vs bare PTY"], rows),
+        "",
+        f"toolboxd during the transfer: peak RSS {mib(x['peak_rss_kib'])}, {x['daemon_cpu_s_per_gib']} CPU s per "
+        f"GiB, up to {x['max_frame'] // 1024} KiB per frame ({', '.join(str(f) for f in x['frames_per_trial'])} "
+        f"frames per round). The kernel's PTY hands out at most about 4 KiB per read either way.",
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -989,6 +1043,7 @@ def main() -> None:
     code = load("code")
     lspdata = load("lsp")
     listing = load("listing")
+    ptydata = load("pty")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -1024,6 +1079,11 @@ def main() -> None:
         sections.append(lsp_section(lspdata))
     if listing:
         sections.append(listing_section(listing))
+    if ptydata:
+        if "echo" in ptydata:
+            sections.append(pty_echo_section(ptydata))
+        if "cat" in ptydata:
+            sections.append(pty_cat_section(ptydata))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -1058,7 +1118,7 @@ def main() -> None:
         head.append("All goals met.")
     head.append("")
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
-                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing))
+                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1075,6 +1135,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/code.py       # 11-13: code_run vs python3 -c, interpreter round trip, a chart",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/lsp.py        # 14: LSP completion vs stdio, watch latency, 1,000 watched dirs",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/listing.py    # 15: depth-50 listings and a 1M-match find, daemon peak RSS",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/pty.py        # 16-17: PTY keystroke echo and cat throughput vs a bare PTY",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -1111,6 +1172,9 @@ def main() -> None:
         "GET /files/watch?path=DIR   # WebSocket; write DIR/fN, wait for its event",
         "curl -o out.json 'http://127.0.0.1:PORT/files?path=/&depth=50'   # and path=D/tree; fresh daemon each, VmHWM",
         "curl -o out.json 'http://127.0.0.1:PORT/files/find?path=D/find-1m&pattern=needle'   # vs rg -F -uuu -n --sort path",
+        "GET /process/pty/create-connect?id=ID   # WebSocket; types: stty raw -echo; printf 'READY%s' 42; exec cat",
+        "sh -c \"stty raw -echo; printf 'READY%s' 42; exec cat\"   # on os.openpty(): the bare PTY",
+        "stty raw -echo; printf 'GO%s' 42; exec cat D/big.bin   # typed into the PTY, and on the bare PTY",
         "```",
         "",
     ]

@@ -21,9 +21,11 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_TOOLBOX_ADDR")]
     pub toolbox_addr: Option<SocketAddr>,
 
-    /// Address of the web terminal (reserved: served by a later release).
-    #[arg(long, env = "TOOLBOXD_TERMINAL_ADDR", default_value = "0.0.0.0:22222")]
-    pub terminal_addr: SocketAddr,
+    /// Address of the web terminal (an xterm.js page with a login shell per connection), or
+    /// `off`. Port 0 binds a free port. Default 0.0.0.0:22222, or 127.0.0.1:22222 when
+    /// --sdk-api-addr is given.
+    #[arg(long, env = "TOOLBOXD_TERMINAL_ADDR", value_parser = parse_listen)]
+    pub terminal_addr: Option<Listen>,
 
     /// Directory that relative paths resolve against. Default: the current directory, or $HOME
     /// when DAYTONA_USER_HOME_AS_WORKDIR=true.
@@ -106,6 +108,41 @@ impl Cli {
             SocketAddr::from((ip, 2280))
         })
     }
+
+    /// The terminal address: as given (`None` for `off`), else all interfaces in a sandbox,
+    /// loopback in local SDK mode.
+    pub fn terminal_addr(&self) -> Option<SocketAddr> {
+        match self.terminal_addr {
+            Some(Listen::Off) => None,
+            Some(Listen::At(addr)) => Some(addr),
+            None => {
+                let ip = if self.sdk_api_addr.is_some() {
+                    [127, 0, 0, 1]
+                } else {
+                    [0, 0, 0, 0]
+                };
+                Some(SocketAddr::from((ip, 22222)))
+            }
+        }
+    }
+}
+
+/// A listener's address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Not served.
+    Off,
+    /// Served here.
+    At(SocketAddr),
+}
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    text.parse()
+        .map(Listen::At)
+        .map_err(|_| format!("{text:?} is neither HOST:PORT nor `off`"))
 }
 
 /// Helper commands that do not start the daemon.

@@ -17,10 +17,12 @@ pub mod http;
 pub mod interpreter;
 pub mod lsp;
 pub mod process;
+pub mod pty;
 pub mod sdk_api;
 pub mod search;
 pub mod state;
 pub mod system;
+pub mod terminal;
 pub mod watch;
 
 use std::future::Future;
@@ -46,6 +48,8 @@ pub struct Listeners {
     pub toolbox: TcpListener,
     /// The local control plane (`--sdk-api-addr`), when enabled.
     pub sdk_api: Option<TcpListener>,
+    /// The web terminal (`--terminal-addr`), unless `off`.
+    pub terminal: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
@@ -54,9 +58,10 @@ pub struct Listeners {
 /// With `config.entrypoint` set, the image's command runs as the `entrypoint` session. When
 /// `shutdown` resolves with a signal, that signal goes to the entrypoint's process tree first
 /// (up to `ENTRYPOINT_GRACE` to exit); then the listeners stop and every tree toolboxd started
-/// (the process registry's: commands, code runs, workers, sessions; and any other descendant)
-/// is terminated (SIGTERM, `SESSION_GRACE`, SIGKILL; language servers are sent `shutdown` and
-/// `exit` first), so nothing started by toolboxd survives it. Requests still waiting on one of those processes answer 503 `SHUTTING_DOWN` before their
+/// (the process registry's: commands, code runs, workers, sessions, PTYs, language servers; and
+/// any other descendant) is terminated (SIGTERM, `SESSION_GRACE`, SIGKILL; language servers are
+/// sent `shutdown` and `exit` first, PTYs SIGHUP), so nothing started by toolboxd survives it.
+/// Requests still waiting on one of those processes answer 503 `SHUTTING_DOWN` before their
 /// connections close.
 pub async fn run(
     config: Config,
@@ -70,6 +75,11 @@ pub async fn run(
     let sessions = state.sessions.clone();
     let trees = state.process.trees().clone();
     let lsp = state.lsp.clone();
+    let ptys = state.ptys.clone();
+    let local = listeners.sdk_api.is_some();
+    let terminal = listeners
+        .terminal
+        .map(|listener| (listener, http::terminal::router(state.clone(), local)));
     if !entrypoint.is_empty() {
         match sessions.start_entrypoint(&entrypoint) {
             Ok(()) => tracing::info!(command = ?entrypoint, "entrypoint started"),
@@ -87,12 +97,19 @@ pub async fn run(
         }
         trigger.cancel();
         let registry = tokio::task::spawn_blocking(move || trees.terminate_all(SESSION_GRACE));
-        tokio::join!(sessions.terminate_all(SESSION_GRACE), lsp.stop_all());
+        tokio::join!(
+            sessions.terminate_all(SESSION_GRACE),
+            ptys.terminate_all(SESSION_GRACE),
+            lsp.stop_all()
+        );
         let _ = registry.await;
     });
 
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(serve(listeners.toolbox, toolbox.clone(), token.clone()));
+    if let Some((listener, router)) = terminal {
+        servers.spawn(serve(listener, router, token.clone()));
+    }
     if let Some(listener) = listeners.sdk_api {
         let store = sdk_api::SandboxStore::new(sandbox_id);
         servers.spawn(serve(

@@ -55,8 +55,19 @@ fn main() -> ExitCode {
             },
             None => None,
         };
+        let terminal = match cli.terminal_addr() {
+            Some(addr) => match bind("terminal", addr).await {
+                Ok(listener) => Some(listener),
+                Err(code) => return code,
+            },
+            None => None,
+        };
         tracing::info!(sandbox_id = %config.sandbox_id, workdir = %config.workdir.display(), "toolboxd started");
-        match toolboxd::run(config, Listeners { toolbox, sdk_api }, shutdown).await {
+        match toolboxd::run(config, Listeners {
+                toolbox,
+                sdk_api,
+                terminal,
+            }, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("toolboxd: {err}");

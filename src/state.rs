@@ -9,6 +9,7 @@ use crate::git::Git;
 use crate::interpreter::Interpreters;
 use crate::lsp::Lsp;
 use crate::process::{Process, Sessions};
+use crate::pty::Ptys;
 use crate::system::System;
 use crate::watch::Watch;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub process: Process,
     /// Sessions: long-lived shells.
     pub sessions: Sessions,
+    /// PTYs: named ones (`/process/pty`) and the web terminal's.
+    pub ptys: Ptys,
     /// System metrics.
     pub system: System,
     /// Language servers.
@@ -52,6 +55,7 @@ impl AppState {
             config.home.join(".toolboxd").join("sessions"),
             config.history,
         );
+        let ptys = Ptys::new(process.clone());
         let git = Git::new(config.workdir.clone(), config.home.clone());
         let code = Code::new(process.clone());
         let interpreters = Interpreters::new(process.clone(), code.clone());
@@ -62,6 +66,7 @@ impl AppState {
             code,
             git,
             sessions,
+            ptys,
             config: Arc::new(config),
             files,
             process,

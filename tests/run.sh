@@ -5,7 +5,10 @@
 #
 # 1. cargo test            unit tests + tests/it (the real binary over HTTP on 127.0.0.1)
 # 2. Python SDK suite      daytona==0.226.1 from PyPI, through local SDK mode (venv in target/)
-# 3. TypeScript SDK suite  @daytonaio/sdk from npm (package-lock.json), same way
+# 3. TypeScript SDK suite  @daytonaio/sdk from npm (package-lock.json), same way, and the web
+#                          terminal in headless Chromium (playwright-core with /usr/bin/chromium:
+#                          `apt-get install chromium`; skipped without it; screenshots in
+#                          target/browser/)
 # 4. empty-root test       the static binary as PID 1 in an empty chroot (root only; else SKIP)
 #
 # Set TOOLBOXD_SKIP_STATIC=1 to leave out step 4 (it needs a release build, ~8 minutes cold).
@@ -37,7 +40,7 @@ export TOOLBOXD_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/toolboxd"
 step "Python SDK suite (daytona==0.226.1) and the chart hook's own tests"
 "$venv/bin/python" -m pytest -q tests/sdk/python tests/charts 2>&1 | tee target/pytest.log
 
-step "TypeScript SDK suite (@daytonaio/sdk)"
+step "TypeScript SDK suite (@daytonaio/sdk) and the browser test of the web terminal"
 (cd tests/sdk/ts && npm test) 2>&1 | tee target/node-test.log
 
 if [ "${TOOLBOXD_SKIP_STATIC:-0}" != 1 ]; then

@@ -12,11 +12,13 @@ pub mod interpreter;
 pub mod lsp;
 pub mod openapi;
 pub mod process;
+pub mod pty;
 pub mod sdk_api;
 pub mod search;
 pub mod session;
 pub mod stream;
 pub mod system;
+pub mod terminal;
 pub mod upload;
 pub mod watch;
 pub mod wire;
@@ -39,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(interpreter::router())
         .merge(process::router())
         .merge(session::router())
+        .merge(pty::router())
         .merge(system::router())
         .merge(lsp::router())
         .merge(watch::router())

@@ -6,7 +6,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::{
-    download, files, git, info, interpreter, lsp, process, search, session, system, upload, watch,
+    download, files, git, info, interpreter, lsp, process, pty, search, session, system, upload,
+    watch,
 };
 use crate::state::AppState;
 
@@ -30,6 +31,8 @@ use crate::state::AppState;
         session::create_session, session::list_sessions, session::get_session,
         session::delete_session, session::execute_command, session::get_command,
         session::command_logs, session::entrypoint_logs, session::send_input,
+        pty::create_pty, pty::list_ptys, pty::get_pty, pty::delete_pty, pty::resize_pty,
+        pty::connect_pty, pty::create_connect,
         git::clone, git::status, git::list_branches, git::create_branch, git::delete_branch,
         git::checkout, git::add, git::commit, git::push, git::pull, git::history, git::init,
         git::reset, git::restore, git::list_remotes, git::add_remote, git::get_config,

@@ -1,6 +1,6 @@
 //! Processes: the reaper (sole owner of `waitpid`), the only spawner (`Reaper::spawn` of a
 //! `Spawn`, used by everything here), one-shot execution with tree kill, and the environment new children inherit.
-//! Sessions, the entrypoint and PTYs build on these pieces.
+//! Sessions, the entrypoint and PTYs (`crate::pty`) build on these pieces.
 
 pub(crate) mod cgroup;
 mod exec;
@@ -25,7 +25,7 @@ pub use session::{
     ENTRYPOINT_SESSION,
 };
 pub use spawn::{Child, Io, Spawn};
-pub use tree::{descendants_of, marked_with, signal_tree, MARKER_VAR};
+pub use tree::{descendants_of, marked_with, signal_marked, signal_tree, MARKER_VAR};
 pub use trees::{shutting_down, TreeGuard, Trees};
 pub use worker::{StdioChild, Worker};
 
@@ -79,6 +79,11 @@ impl Process {
     /// its tree there, so shutdown can end it (see `Trees`).
     pub fn trees(&self) -> &Trees {
         &self.trees
+    }
+
+    /// The shell commands, sessions and PTYs run under.
+    pub fn shell(&self) -> &Path {
+        &self.shell
     }
 
     /// The environment a new child starts with.

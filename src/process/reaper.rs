@@ -102,6 +102,14 @@ impl Reaper {
         Ok((child, ExitWatch(receiver)))
     }
 
+    /// Runs `work` while no child can start (under the lock `spawn` holds). For descriptors that
+    /// only become close-on-exec after they exist, such as the pair `openpty` returns: a child
+    /// started in between would inherit them.
+    pub fn exclusive<T>(&self, work: impl FnOnce() -> T) -> T {
+        let _waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        work()
+    }
+
     /// Reaps every child that has exited; registered ones are told, orphans are just reaped.
     fn reap_all(&self) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());

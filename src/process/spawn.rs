@@ -3,6 +3,10 @@
 //! environment and working directory, stdio that is `/dev/null` or a pipe, and optionally extra
 //! descriptors as fd 3, 4, ….
 //!
+//! A child may instead get a terminal (`Spawn::terminal`): it starts as the leader of a new
+//! session, opens the PTY slave by its path (which makes it the session's controlling terminal:
+//! `posix_spawn` runs its file actions after `POSIX_SPAWN_SETSID`) and has it as fds 0, 1 and 2.
+//!
 //! Children start with `posix_spawn` (glibc's `CLONE_VFORK`: no copy of the daemon's page tables,
 //! no copy-on-write faults afterwards, no TLB shootdowns across its threads). The standard
 //! library would fall back to `fork` in the static binary (it finds `posix_spawn`'s chdir action
@@ -42,6 +46,7 @@ pub struct Spawn {
     stdio: [Io; 3],
     fds: Vec<OwnedFd>,
     cgroup: Option<String>,
+    terminal: Option<PathBuf>,
 }
 
 /// A started child. Nobody waits on it but the reaper.
@@ -69,6 +74,7 @@ impl Spawn {
             stdio: [Io::Null; 3],
             fds: Vec::new(),
             cgroup: None,
+            terminal: None,
         }
     }
 
@@ -122,6 +128,14 @@ impl Spawn {
         self
     }
 
+    /// Starts the child as the leader of a new session (its own process group too) whose
+    /// controlling terminal is the PTY slave at `slave` (`/dev/pts/N`), which is also its stdin,
+    /// stdout and stderr (whatever `stdio` says).
+    pub fn terminal(mut self, slave: impl Into<PathBuf>) -> Spawn {
+        self.terminal = Some(slave.into());
+        self
+    }
+
     /// The program, for messages.
     pub fn program(&self) -> &Path {
         &self.program
@@ -159,7 +173,12 @@ impl Spawn {
             envp.push(cstring(&pair, "an environment variable")?);
         }
         let cgroup = self.cgroup.as_deref().and_then(cgroup::prepare);
+        let terminal = match &self.terminal {
+            Some(slave) => Some(cstring(slave.as_os_str().as_bytes(), "the terminal path")?),
+            None => None,
+        };
         Ok(Prepared {
+            terminal,
             path: cstring(path.as_os_str().as_bytes(), "the program")?,
             cwd: cstring(self.cwd.as_os_str().as_bytes(), "the working directory")?,
             argv,
@@ -180,6 +199,8 @@ pub(super) struct Prepared {
     envp: Vec<CString>,
     /// The leaf the child must start in, if any.
     cgroup: Option<cgroup::Leaf>,
+    /// The PTY slave to open as the controlling terminal, if any.
+    terminal: Option<CString>,
 }
 
 impl Prepared {
@@ -209,7 +230,18 @@ impl Prepared {
         };
         // The child's ends of its pipes: closed here once it has its copies.
         let mut child_ends = Vec::new();
-        for (target, io) in self.spawn.stdio.into_iter().enumerate() {
+        if let Some(slave) = &self.terminal {
+            // After setsid: opening the slave (no O_NOCTTY) makes it the controlling terminal.
+            actions.open(0, slave, libc::O_RDWR)?;
+            actions.dup2(0, 1)?;
+            actions.dup2(0, 2)?;
+        }
+        let stdio = if self.terminal.is_some() {
+            Vec::new()
+        } else {
+            self.spawn.stdio.to_vec()
+        };
+        for (target, io) in stdio.into_iter().enumerate() {
             let target = target as RawFd;
             match io {
                 Io::Null => {
@@ -249,7 +281,7 @@ impl Prepared {
             actions.dup2(fd.as_raw_fd(), 3 + i as RawFd)?;
         }
         actions.chdir(&self.cwd)?;
-        let attr = Attributes::new()?;
+        let attr = Attributes::new(self.terminal.is_some())?;
         let argv = null_terminated(&self.argv);
         let envp = null_terminated(&self.envp);
         let mut pid: libc::pid_t = 0;
@@ -288,8 +320,13 @@ impl Prepared {
         // What each of fds 0, 1, 2 becomes: a pipe end to dup2, or -1 for /dev/null.
         let mut stdio_from: [RawFd; 3] = [-1; 3];
         let mut child_ends = Vec::new();
+        // The PTY slave to open after setsid instead of stdio, or null.
+        let terminal = self
+            .terminal
+            .as_ref()
+            .map_or(std::ptr::null(), |slave| slave.as_ptr());
         for (target, io) in self.spawn.stdio.into_iter().enumerate() {
-            if io == Io::Piped {
+            if io == Io::Piped && terminal.is_null() {
                 let (read, write) = pipe().map_err(failed)?;
                 let (ours, theirs) = if target == 0 {
                     (write, read)
@@ -352,10 +389,30 @@ impl Prepared {
                     libc::write(report, (&errno as *const i32).cast(), 4);
                     libc::_exit(127)
                 };
-                if libc::setpgid(0, 0) != 0 {
+                if !terminal.is_null() {
+                    // A new session, then the slave (no O_NOCTTY) as its controlling terminal.
+                    if libc::setsid() < 0 {
+                        fail();
+                    }
+                    let tty = libc::open(terminal, libc::O_RDWR);
+                    if tty < 0 {
+                        fail();
+                    }
+                    for target in 0..3 {
+                        if libc::dup2(tty, target) < 0 {
+                            fail();
+                        }
+                    }
+                    if tty > 2 {
+                        libc::close(tty);
+                    }
+                } else if libc::setpgid(0, 0) != 0 {
                     fail();
                 }
                 for (target, from) in stdio_from.iter().enumerate() {
+                    if !terminal.is_null() {
+                        break;
+                    }
                     let from = if *from >= 0 {
                         *from
                     } else {
@@ -422,29 +479,51 @@ impl Prepared {
 
     fn fork_into_cgroup(self, procs: CString) -> io::Result<Child> {
         let spawn = self.spawn;
+        let terminal = self.terminal;
         let mut command = std::process::Command::new(OsStr::from_bytes(self.path.as_bytes()));
         command
             .arg0(&spawn.program)
             .args(&spawn.args)
             .current_dir(&spawn.cwd)
             .env_clear()
-            .envs(&spawn.env)
-            .process_group(0);
+            .envs(&spawn.env);
+        if terminal.is_none() {
+            // (A child with a terminal gets a new session below; a group leader cannot.)
+            command.process_group(0);
+        }
         let stdio = |io: Io| match io {
-            Io::Null => std::process::Stdio::null(),
-            Io::Piped => std::process::Stdio::piped(),
+            Io::Piped if terminal.is_none() => std::process::Stdio::piped(),
+            _ => std::process::Stdio::null(),
         };
         command
             .stdin(stdio(spawn.stdio[0]))
             .stdout(stdio(spawn.stdio[1]))
             .stderr(stdio(spawn.stdio[2]));
         pass_fds(&mut command, spawn.fds);
-        // SAFETY: between fork and exec the closure only calls signal() (async-signal-safe).
+        // SAFETY: between fork and exec the closure only calls signal(), setsid(), open(),
+        // dup2() and close() (async-signal-safe) on a path prepared before the fork.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 for signal in 1..32 {
                     if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                         libc::signal(signal, libc::SIG_DFL);
+                    }
+                }
+                if let Some(slave) = &terminal {
+                    if libc::setsid() < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let tty = libc::open(slave.as_ptr(), libc::O_RDWR);
+                    if tty < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    for target in 0..3 {
+                        if libc::dup2(tty, target) < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    if tty > 2 {
+                        libc::close(tty);
                     }
                 }
                 Ok(())
@@ -574,14 +653,15 @@ impl Drop for FileActions {
     }
 }
 
-/// `posix_spawnattr_t` for every child: a new process group, no blocked signals, and every
-/// signal at its default disposition. toolboxd ignores SIGPIPE (and may have been started with
-/// more ignored, as a background job or under nohup); ignored signals would stay ignored across
-/// exec, and a command expects a clean slate.
+/// `posix_spawnattr_t` for every child: a new process group (or, for a child with a terminal, a
+/// new session, which is its own group too: a session leader cannot change its group), no
+/// blocked signals, and every signal at its default disposition. toolboxd ignores SIGPIPE (and
+/// may have been started with more ignored, as a background job or under nohup); ignored signals
+/// would stay ignored across exec, and a command expects a clean slate.
 struct Attributes(libc::posix_spawnattr_t);
 
 impl Attributes {
-    fn new() -> io::Result<Attributes> {
+    fn new(new_session: bool) -> io::Result<Attributes> {
         // SAFETY: init fills the zeroed struct (destroyed once, in Drop); the sigsets are
         // initialised by sigemptyset before use.
         unsafe {
@@ -593,10 +673,13 @@ impl Attributes {
             let mut defaults: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut defaults);
             check(libc::posix_spawnattr_setsigdefault(&mut attr.0, &defaults))?;
-            check(libc::posix_spawnattr_setpgroup(&mut attr.0, 0))?;
-            let flags = libc::POSIX_SPAWN_SETPGROUP
-                | libc::POSIX_SPAWN_SETSIGMASK
-                | libc::POSIX_SPAWN_SETSIGDEF;
+            let group = if new_session {
+                libc::POSIX_SPAWN_SETSID as libc::c_int
+            } else {
+                check(libc::posix_spawnattr_setpgroup(&mut attr.0, 0))?;
+                libc::POSIX_SPAWN_SETPGROUP
+            };
+            let flags = group | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
             check(libc::posix_spawnattr_setflags(&mut attr.0, flags as _))?;
             Ok(attr)
         }
@@ -669,6 +752,135 @@ mod tests {
             resolve(Path::new("./x/y"), Some(&path)).unwrap(),
             Path::new("./x/y")
         );
+    }
+
+    /// Starts `sh` on a fresh PTY with `start`, reads everything it writes there and reaps it.
+    /// The shell prints its tty, its session, its group and its controlling terminal.
+    fn run_on_a_terminal(start: impl FnOnce(Prepared) -> io::Result<Child>) -> Ran {
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty fills the two descriptors, which are owned below.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", io::Error::last_os_error());
+        // SAFETY: fresh descriptors from openpty.
+        let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let name = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let rdev = std::fs::metadata(&name).unwrap().rdev();
+        let script = "tty; read -r stat < /proc/$$/stat; echo \"$$ $stat\"";
+        let prepared = Spawn::new("/bin/sh", "/")
+            .args(["-c", script])
+            .env("PATH", "/usr/bin:/bin")
+            .stdio(Io::Piped, Io::Piped, Io::Piped)
+            .terminal(&name)
+            .prepare()
+            .unwrap();
+        let child = start(prepared).unwrap();
+        assert!(child.stdin.is_none() && child.stdout.is_none() && child.stderr.is_none());
+        drop(slave);
+        let mut output = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match io::Read::read(&mut &master, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => output.extend_from_slice(&buf[..n]),
+                // EIO: every slave descriptor is closed.
+                Err(err) if err.raw_os_error() == Some(libc::EIO) => break,
+                Err(err) => panic!("reading the master: {err}"),
+            }
+        }
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None).unwrap();
+        Ran {
+            name: name.display().to_string(),
+            rdev,
+            output: String::from_utf8_lossy(&output).into_owned(),
+        }
+    }
+
+    struct Ran {
+        name: String,
+        rdev: u64,
+        output: String,
+    }
+
+    /// Checks what `run_on_a_terminal` printed: the slave is its tty, and the shell leads its
+    /// own session and group with the slave as controlling terminal (`tty_nr`).
+    fn assert_controlling_terminal(ran: &Ran) {
+        let (name, output) = (ran.name.as_str(), ran.output.as_str());
+        let mut lines = output.lines();
+        assert_eq!(lines.next().map(str::trim), Some(name), "{output}");
+        let line = lines.next().unwrap_or_default();
+        let pid: i32 = line.split(' ').next().unwrap().parse().unwrap();
+        let fields: Vec<&str> = line[line.rfind(')').unwrap() + 2..].split(' ').collect();
+        // state ppid pgrp session tty_nr
+        assert_eq!(fields[2], pid.to_string(), "group: {output}");
+        assert_eq!(fields[3], pid.to_string(), "session: {output}");
+        let (major, minor) = (libc::major(ran.rdev), libc::minor(ran.rdev));
+        let tty_nr = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        assert_eq!(fields[4], tty_nr.to_string(), "tty_nr: {output}");
+    }
+
+    #[test]
+    fn a_terminal_child_leads_a_session_with_the_slave_as_controlling_tty() {
+        assert_controlling_terminal(&run_on_a_terminal(Prepared::posix_spawn));
+    }
+
+    #[test]
+    fn the_forked_start_gives_a_terminal_child_the_same_session() {
+        // A `cgroup.procs` that cannot be opened: the child stays where it is.
+        let procs = CString::new("/nonexistent/cgroup.procs").unwrap();
+        assert_controlling_terminal(&run_on_a_terminal(|prepared| {
+            prepared.fork_into_cgroup(procs)
+        }));
+    }
+
+    #[test]
+    fn the_clone3_start_gives_a_terminal_child_the_same_session() {
+        // Born in toolboxd's own cgroup v2 directory, where one is mounted and clone3 allowed.
+        let Some(dir) = own_cgroup_v2_dir() else {
+            eprintln!("skipped: no cgroup v2 directory");
+            return;
+        };
+        let leaf = cgroup::Leaf {
+            dir: File::open(&dir).unwrap().into(),
+            procs: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap(),
+        };
+        let mut unsupported = false;
+        let ran = run_on_a_terminal(|mut prepared| {
+            match prepared.clone_into_cgroup(&leaf) {
+                Ok(child) => Ok(child),
+                Err(Clone3Error::Failed(err)) => Err(err),
+                Err(Clone3Error::Unsupported) => {
+                    // Still check the terminal set-up, through posix_spawn.
+                    unsupported = true;
+                    prepared.posix_spawn()
+                }
+            }
+        });
+        if unsupported {
+            eprintln!("clone3 into {} refused here", dir.display());
+        }
+        assert_controlling_terminal(&ran);
+    }
+
+    fn own_cgroup_v2_dir() -> Option<PathBuf> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = mountinfo.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split(' ').next()? == "cgroup2")
+                .then(|| left.split(' ').nth(4).map(PathBuf::from))?
+        })?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+        let dir = mount.join(path.trim_start_matches('/'));
+        dir.join("cgroup.procs").exists().then_some(dir)
     }
 
     #[test]

@@ -28,6 +28,18 @@ pub fn signal_tree(pid: i32, marker: &str, signal: Signal) {
     }
 }
 
+/// Sends `signal` to every process carrying `MARKER_VAR=marker` and, for SIGKILL, everything in
+/// the marker's cgroup leaf: what is left of a tree whose root has already been reaped (its pid,
+/// and so its process group, may belong to someone else by now).
+pub fn signal_marked(marker: &str, signal: Signal) {
+    for pid in marked_with(marker) {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+    if signal == Signal::SIGKILL {
+        super::cgroup::kill(marker);
+    }
+}
+
 /// Every process whose parent chain leads to `root` (excluding `root`).
 pub fn descendants_of(root: i32) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();

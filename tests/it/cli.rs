@@ -183,3 +183,26 @@ fn shutdown_answers_waiting_clients_and_ends_every_tree() {
         "processes outlived toolboxd"
     );
 }
+
+#[test]
+fn the_terminal_address_is_host_port_or_off_and_a_taken_port_is_an_error() {
+    let output = Command::new(binary())
+        .args(["--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("neither HOST:PORT nor `off`"), "{stderr}");
+    let daemon = Toolboxd::start();
+    let taken = daemon.base.trim_start_matches("http://").to_string();
+    let output = Command::new(binary())
+        .args(["--toolbox-addr", "127.0.0.1:0", "--terminal-addr", &taken])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&taken) && stderr.contains("terminal"),
+        "{stderr}"
+    );
+}

@@ -26,6 +26,8 @@ pub struct StartOptions {
     pub home_as_workdir: bool,
     /// Trailing arguments (`-- CMD…`): the entrypoint.
     pub entrypoint: Vec<String>,
+    /// Also serve the web terminal (on 127.0.0.1:0; otherwise `--terminal-addr off`).
+    pub terminal: bool,
 }
 
 /// A running daemon.
@@ -35,6 +37,8 @@ pub struct Toolboxd {
     pub base: String,
     /// `http://127.0.0.1:PORT` of the control plane, when started.
     pub sdk_base: Option<String>,
+    /// `http://127.0.0.1:PORT` of the web terminal, when started.
+    pub terminal_base: Option<String>,
     /// The work dir (relative paths resolve here).
     pub workdir: PathBuf,
     /// HOME of the daemon.
@@ -88,6 +92,11 @@ impl Toolboxd {
         if options.sdk_api {
             command.arg("--sdk-api-addr").arg("127.0.0.1:0");
         }
+        command.arg("--terminal-addr").arg(if options.terminal {
+            "127.0.0.1:0"
+        } else {
+            "off"
+        });
         if !options.entrypoint.is_empty() {
             command.arg("--").args(&options.entrypoint);
         }
@@ -110,9 +119,10 @@ impl Toolboxd {
                 }
             }
         });
-        let wanted = if options.sdk_api { 2 } else { 1 };
+        let wanted = 1 + usize::from(options.sdk_api) + usize::from(options.terminal);
         let mut base = None;
         let mut sdk_base = None;
+        let mut terminal_base = None;
         for _ in 0..wanted {
             let line = receiver
                 .recv_timeout(Duration::from_secs(20))
@@ -122,6 +132,8 @@ impl Toolboxd {
                 base = Some(url);
             } else if line.starts_with("toolboxd: sdk-api listening on ") {
                 sdk_base = Some(url);
+            } else if line.starts_with("toolboxd: terminal listening on ") {
+                terminal_base = Some(url);
             } else {
                 panic!("unexpected stdout line: {line}");
             }
@@ -139,6 +151,7 @@ impl Toolboxd {
             child,
             base: base.expect("toolbox address"),
             sdk_base,
+            terminal_base,
             workdir,
             home,
             client,

@@ -2,7 +2,7 @@
 
 The daemon binary is `$TOOLBOXD_BIN`, or `<repo>/target/debug/toolboxd`.
 It is started with `--toolbox-addr 127.0.0.1:0 --sdk-api-addr 127.0.0.1:0
---workdir <tmp>/work`, HOME set to `<tmp>/home`, the directory of the running
+--terminal-addr 127.0.0.1:0 --workdir <tmp>/work`, HOME set to `<tmp>/home`, the directory of the running
 Python (the venv, which has matplotlib) first on PATH, and its cwd set to `<tmp>`
 (not the workdir, so relative paths only land in the workdir if the daemon
 resolves them against --workdir). The two listener URLs are parsed from the
@@ -104,6 +104,9 @@ class Daemon:
                 "--toolbox-addr",
                 "127.0.0.1:0",
                 "--sdk-api-addr",
+                "127.0.0.1:0",
+                # Never the default 22222: suites run side by side.
+                "--terminal-addr",
                 "127.0.0.1:0",
                 "--workdir",
                 str(self.workdir),
@@ -321,7 +324,8 @@ def _kind(url: str) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
-    bad = [e for e in RECORDER.entries if e.status is None or not 200 <= e.status <= 299]
+    # 101: a WebSocket upgrade (PTYs), not an error.
+    bad = [e for e in RECORDER.entries if e.status is None or not (200 <= e.status <= 299 or e.status == 101)]
     tr = terminalreporter
     tr.section("toolboxd: SDK requests answered with non-2xx (or failed)")
     if not bad:

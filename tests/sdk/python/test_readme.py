@@ -62,7 +62,7 @@ def readme_daemon():
 
 def test_markers_and_url():
     examples = readme_examples()
-    assert {"local-sdk", "csv-chart"} <= set(examples)
+    assert {"local-sdk", "csv-chart", "pty"} <= set(examples)
     # The examples' URL is the Quick start daemon's.
     assert "--sdk-api-addr 127.0.0.1:3000" in README.read_text("utf-8")
 
@@ -108,3 +108,12 @@ def test_csv_chart_example(readme_daemon, tmp_path, monkeypatch, capsys):
     assert width > 100 and height > 100
     # The CSV the example uploaded is in the daemon's work dir.
     assert (readme_daemon.workdir / "sales.csv").read_text() == "month,revenue\nJan,120\nFeb,180\nMar,150\n"
+
+
+def test_pty_example(readme_daemon, tmp_path, monkeypatch, capsys):
+    ns = run_example("pty", readme_daemon, tmp_path, monkeypatch)
+    out = capsys.readouterr().out
+    assert "hello from /dev/pts/" in out
+    assert out.rstrip().endswith("exit code 3")  # "# exit code 3"
+    assert ns["result"].exit_code == 3
+    assert ns["result"].error == "non-zero exit"

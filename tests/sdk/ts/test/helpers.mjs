@@ -16,7 +16,7 @@ import { Daytona } from '@daytonaio/sdk';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '..', '..', '..', '..');
-const LISTEN_RE = /toolboxd: (toolbox|sdk-api) listening on (http:\/\/\S+)/;
+const LISTEN_RE = /toolboxd: (toolbox|sdk-api|terminal) listening on (http:\/\/\S+)/;
 const STARTUP_TIMEOUT_MS = Number(process.env.TOOLBOXD_STARTUP_TIMEOUT ?? 30) * 1000;
 
 export function toolboxdBin() {
@@ -91,7 +91,8 @@ export async function startDaemon(prefix = 'ts') {
 
   const child = spawn(
     toolboxdBin(),
-    ['--toolbox-addr', '127.0.0.1:0', '--sdk-api-addr', '127.0.0.1:0', '--workdir', workdir],
+    // The terminal on a free port too (never the default 22222: suites run side by side).
+    ['--toolbox-addr', '127.0.0.1:0', '--sdk-api-addr', '127.0.0.1:0', '--terminal-addr', '127.0.0.1:0', '--workdir', workdir],
     { cwd: root, env, stdio: ['ignore', 'pipe', log], detached: true },
   );
   fs.closeSync(log);
@@ -105,7 +106,7 @@ export async function startDaemon(prefix = 'ts') {
       const m = LISTEN_RE.exec(line);
       if (m) {
         found[m[1]] = m[2].replace(/\/+$/, '');
-        if (found.toolbox && found['sdk-api']) {
+        if (found.toolbox && found['sdk-api'] && found.terminal) {
           clearTimeout(timer);
           resolve(found);
         }
@@ -128,6 +129,7 @@ export async function startDaemon(prefix = 'ts') {
     logPath,
     child,
     toolboxUrl: urls.toolbox,
+    terminalUrl: urls.terminal,
     sdkApiUrl: urls['sdk-api'],
     apiUrl: `${urls['sdk-api']}/api`,
     async stop() {
