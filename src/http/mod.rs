@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod process;
 pub mod sdk_api;
 pub mod search;
+pub mod serve;
 pub mod session;
 pub mod stream;
 pub mod system;
