@@ -35,8 +35,16 @@ pub enum ErrorKind {
     Gone,
     /// The route exists but not for this method (`METHOD_NOT_ALLOWED`, 405).
     MethodNotAllowed,
+    /// A request body past the size toolboxd buffers, e.g. a JSON body over its limit
+    /// (`PAYLOAD_TOO_LARGE`, 413).
+    PayloadTooLarge,
+    /// A request URI past the HTTP parser's limit (`URI_TOO_LONG`, 414).
+    UriTooLong,
     /// A range that lies outside the file (`RANGE_NOT_SATISFIABLE`, 416).
     RangeNotSatisfiable,
+    /// A request head with too many or too large header fields
+    /// (`REQUEST_HEADER_FIELDS_TOO_LARGE`, 431).
+    HeadersTooLarge,
     /// The disk is full (`INSUFFICIENT_STORAGE`, 507).
     InsufficientStorage,
     /// A child cannot start for lack of processes, memory or descriptors; retrying later may
@@ -99,7 +107,10 @@ impl ErrorKind {
             | ErrorKind::GitDirtyWorktree
             | ErrorKind::GitMergeConflict => 409,
             ErrorKind::Gone => 410,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::UriTooLong => 414,
             ErrorKind::RangeNotSatisfiable => 416,
+            ErrorKind::HeadersTooLarge => 431,
             ErrorKind::GitRemoteRejected => 422,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
             ErrorKind::GitTransportFailed | ErrorKind::LspServerFailed => 502,
@@ -123,7 +134,10 @@ impl ErrorKind {
             ErrorKind::Conflict => "CONFLICT",
             ErrorKind::Gone => "COMMAND_ALREADY_COMPLETED",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorKind::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorKind::UriTooLong => "URI_TOO_LONG",
             ErrorKind::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
+            ErrorKind::HeadersTooLarge => "REQUEST_HEADER_FIELDS_TOO_LARGE",
             ErrorKind::InsufficientStorage => "INSUFFICIENT_STORAGE",
             ErrorKind::Unavailable => "SERVICE_UNAVAILABLE",
             ErrorKind::ShuttingDown => "SHUTTING_DOWN",

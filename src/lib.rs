@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+use http::serve::serve;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -151,20 +152,4 @@ pub async fn run(
         .await;
     }
     result
-}
-
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    token: CancellationToken,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // No Nagle: a WebSocket's small close frame after its last frame must not wait for the
-    // client's delayed ACK (40 ms per interpreter run without this).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await
 }

@@ -213,6 +213,21 @@ fn redact(text: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// Whether `url` carries a password in its user info (`scheme://user:password@host/…`).
+fn url_has_password(url: &str) -> bool {
+    let Some(start) = url.find("://") else {
+        return false;
+    };
+    let rest = &url[start + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => authority[..at]
+            .split_once(':')
+            .is_some_and(|(_, password)| !password.is_empty()),
+        None => false,
+    }
+}
+
 /// Characters escaped in the user-info part of a URL.
 const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -241,5 +256,15 @@ mod tests {
             "see http://u:***@h/x and ftp://h/y"
         );
         assert_eq!(redact("no url here", &["x"]), "no url here");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_noticed() {
+        assert!(url_has_password("https://bob:tok@host/x.git"));
+        assert!(url_has_password("http://bob:p@ss@host:8080/x.git"));
+        assert!(!url_has_password("https://bob@host/x.git"));
+        assert!(!url_has_password("https://bob:@host/x.git"));
+        assert!(!url_has_password("https://host/a:b@c"));
+        assert!(!url_has_password("file:///srv/x.git"));
     }
 }

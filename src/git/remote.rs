@@ -11,7 +11,7 @@ use git2::{
 };
 
 use super::shallow::{self, Plan};
-use super::{error, git_error, workdir, Auth, CredentialStore, Git};
+use super::{error, git_error, url_has_password, workdir, Auth, CredentialStore, Git};
 use crate::error::{Error, ErrorKind, Result};
 
 /// `POST /git/clone`.
@@ -119,6 +119,13 @@ impl<'a> Transfer<'a> {
             });
             match from_request.or_else(|| self.store.lookup(url, username_from_url)) {
                 Some((user, password)) => Cred::userpass_plaintext(&user, &password),
+                // libgit2 offers a URL's `user:password@` itself, before asking: they were refused.
+                None if url_has_password(url) => Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
+                    "authentication failed: the remote refused the username and password in the \
+                     URL",
+                )),
                 None => Err(git2::Error::new(
                     git2::ErrorCode::Auth,
                     git2::ErrorClass::Http,

@@ -15,6 +15,7 @@ pub mod process;
 pub mod pty;
 pub mod sdk_api;
 pub mod search;
+pub mod serve;
 pub mod session;
 pub mod stream;
 pub mod system;

@@ -454,6 +454,32 @@ fn shallow_clones_fetch_only_the_last_commits() {
 }
 
 #[test]
+fn refused_url_credentials_are_reported_as_refused() {
+    // libgit2 offers the `user:password@` of a URL by itself; when the remote refuses them the
+    // answer must say so, not ask for credentials the caller did give.
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let remote = fx.remote("origin");
+    let http = fx.http();
+    let wrong = "wr0ng-pa55word";
+    let url = format!("http://{USER}:{wrong}@{}/{}", http.host(), remote.name());
+    let refused = daemon.post_json("/git/clone", &json!({"url": url, "path": "repo"}));
+    let body = assert_error(refused, 401, "GIT_AUTH_FAILED");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("refused"), "{body}");
+    assert!(message.contains("URL"), "{body}");
+    assert!(!message.contains("give username and password"), "{body}");
+    assert_no_secret(&body, wrong);
+
+    let good = format!("http://{USER}:{PASSWORD}@{}/{}", http.host(), remote.name());
+    ok(&daemon, "/git/clone", json!({"url": good, "path": "repo"}));
+    assert_eq!(
+        fx.git(&daemon.path("repo"), &["rev-parse", "HEAD"]),
+        remote.c2
+    );
+}
+
+#[test]
 fn shallow_clones_over_http_fetch_only_the_last_commits() {
     shallow_clones_fetch_only_the_last_commits_over(Transport::Http);
 }
