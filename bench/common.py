@@ -360,8 +360,16 @@ class HttpConn:
         self.pending += data
 
     def _take(self, n: int) -> bytes:
-        while len(self.pending) < n:
-            self._read_more()
+        if len(self.pending) < n:
+            # Gather in a bytearray: appending to `bytes` would copy the body once per recv.
+            buf = bytearray(self.pending)
+            while len(buf) < n:
+                data = self.sock.recv(max(262144, min(n - len(buf), 4 * MIB)))
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                buf += data
+            self.pending = bytes(buf[n:])
+            return bytes(buf[:n])
         out, self.pending = self.pending[:n], self.pending[n:]
         return out
 

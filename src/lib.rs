@@ -16,6 +16,7 @@ pub mod git;
 pub mod http;
 pub mod interpreter;
 pub mod lsp;
+pub mod memory;
 pub mod process;
 pub mod pty;
 pub mod sdk_api;
@@ -69,6 +70,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = Option<nix::sys::signal::Signal>> + Send + 'static,
 ) -> std::io::Result<()> {
+    memory::start_trimmer();
     let sandbox_id = config.sandbox_id.clone();
     let sdk_api_key = config.sdk_api_key.clone();
     let entrypoint = config.entrypoint.clone();

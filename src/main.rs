@@ -30,10 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tune_allocator();
+    toolboxd::memory::tune();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_keep_alive(toolboxd::memory::BLOCKING_KEEP_ALIVE)
         .build()
     {
         Ok(runtime) => runtime,
@@ -132,24 +133,6 @@ async fn wait_for_signal(
             tracing::info!("SIGINT: shutting down");
             Some(Signal::SIGINT)
         }
-    }
-}
-
-/// glibc's malloc hands freed memory back to the kernel eagerly (trim) and serves buffers above
-/// a moving threshold with fresh mmaps, so a streamed upload re-faults every chunk it touches
-/// (~130k page faults per GiB measured). Keeping up to 32 MiB of freed heap and a fixed 8 MiB
-/// mmap threshold removes that; two arenas per core bound the per-thread heap overhead. Called
-/// before any thread exists.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; no other thread is running yet.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 * 1024 * 1024);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 * 1024 * 1024);
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        libc::mallopt(libc::M_ARENA_MAX, (2 * cores) as i32);
     }
 }
 

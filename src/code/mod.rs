@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::process::{ExecOutcome, Process, Program};
+use crate::process::{ExecOutcome, Process, Program, Stream};
 
 /// The bootstrap: runs a file as `__main__` with charts on `TOOLBOXD_CHART_FD`.
 const RUNNER: &str = include_str!("python/toolboxd_run.py");
@@ -24,31 +24,17 @@ const PYTHON_WORKER: &str = include_str!("python/toolboxd_worker.py");
 const NODE_WORKER: &str = include_str!("node/toolboxd_worker.js");
 /// The preload of JavaScript and TypeScript code runs: Daytona's argv, the user's frames only.
 const NODE_RUNNER: &str = include_str!("node/toolboxd_run.js");
-/// Runs `argv[1]` as `__main__` with whole lines per write, and no frame of its own in a
-/// traceback; cheap (`traceback` is imported only on an error). For code that cannot plot.
-const PLAIN_RUNNER: &str = r#"import sys, __main__
-f = sys.argv[1]; del sys.argv[0]
-for s in (sys.stdout, sys.stderr):
-    s.reconfigure(line_buffering=True, write_through=False)
-__main__.__file__ = f
-try:
-    exec(compile(open(f, "rb").read(), f, "exec"), __main__.__dict__)
-except SystemExit:
-    raise
-except KeyboardInterrupt:
-    sys.exit(130)
-except BaseException as e:
-    import traceback
-    tb = e.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
-        tb = tb.tb_next
-    traceback.print_exception(type(e), e, tb)
-    sys.exit(1)
-"#;
+/// The plain runner (no chart capture), for code that cannot plot: imported from the support
+/// directory, so Python caches its bytecode there (see the file).
+const PLAIN_RUNNER: &str = include_str!("python/toolboxd_plain.py");
+/// What `python3 -u -c` runs to import it: the support directory is `argv[1]`.
+const PLAIN_BOOTSTRAP: &str =
+    "import sys;sys.dont_write_bytecode=0;sys.path.insert(0,sys.argv[1]);import toolboxd_plain";
 
 /// Everything written to the support directory.
-const SUPPORT_FILES: [(&str, &str); 5] = [
+const SUPPORT_FILES: [(&str, &str); 6] = [
     ("toolboxd_run.py", RUNNER),
+    ("toolboxd_plain.py", PLAIN_RUNNER),
     ("toolboxd_charts.py", CHARTS),
     ("toolboxd_worker.py", PYTHON_WORKER),
     ("toolboxd_worker.js", NODE_WORKER),
@@ -189,7 +175,13 @@ impl Code {
             // speed (the chart bootstrap costs ~20 ms of imports).
             return Ok(program(
                 python,
-                vec!["-u".into(), "-c".into(), PLAIN_RUNNER.into(), file.into()],
+                vec![
+                    "-u".into(),
+                    "-c".into(),
+                    PLAIN_BOOTSTRAP.into(),
+                    self.support_dir()?.into(),
+                    file.into(),
+                ],
             ));
         }
         let runner = self.support_dir()?.join("toolboxd_run.py");
@@ -278,7 +270,8 @@ impl Code {
                     .run(program(node, vec!["--version".into()]))
                     .await
                     .ok()?;
-                let text = String::from_utf8_lossy(&outcome.stdout);
+                let stdout = outcome.output.to_vec(Stream::Stdout);
+                let text = String::from_utf8_lossy(&stdout);
                 let mut parts = text.trim().trim_start_matches('v').split('.');
                 Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
             })

@@ -11,6 +11,7 @@ pub mod info;
 pub mod interpreter;
 pub mod lsp;
 pub mod openapi;
+pub mod output;
 pub mod process;
 pub mod pty;
 pub mod sdk_api;
@@ -24,10 +25,18 @@ pub mod upload;
 pub mod watch;
 pub mod wire;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::Response;
 use axum::{middleware, Router};
+use http_body::{Frame, SizeHint};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::memory::Busy;
 use crate::state::AppState;
 
 /// The toolbox API (port 2280).
@@ -53,4 +62,40 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(busy))
+}
+
+/// Marks the request busy for the memory trimmer (`crate::memory`) until its response body is
+/// sent or dropped.
+async fn busy(request: Request, next: axum::middleware::Next) -> Response {
+    let busy = Busy::start();
+    next.run(request)
+        .await
+        .map(|body| Body::new(BusyBody { body, _busy: busy }))
+}
+
+/// A response body holding the request's `Busy` guard.
+struct BusyBody {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for BusyBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }

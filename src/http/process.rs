@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::Json;
+use super::output::{OutputJson, Text};
 use crate::code::{CodeRunRequest, Language};
 use crate::error::Result;
-use crate::process::ExecRequest;
+use crate::process::{ExecRequest, Stream};
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -59,7 +60,7 @@ pub struct ExecuteResponse {
 pub async fn execute(
     State(app): State<AppState>,
     Json(request): Json<ExecuteRequest>,
-) -> Result<axum::Json<ExecuteResponse>> {
+) -> Result<OutputJson> {
     let outcome = app
         .process
         .execute(ExecRequest {
@@ -69,13 +70,14 @@ pub async fn execute(
             timeout: request.timeout.filter(|t| *t > 0).map(Duration::from_secs),
         })
         .await?;
-    Ok(axum::Json(ExecuteResponse {
-        exit_code: outcome.exit_code,
-        result: String::from_utf8_lossy(&outcome.output).into_owned(),
-        stdout: String::from_utf8_lossy(&outcome.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&outcome.stderr).into_owned(),
-        truncated: outcome.truncated,
-    }))
+    // `ExecuteResponse`, written from the output held once.
+    let truncated = outcome.output.truncated();
+    Ok(OutputJson::new(outcome.output)
+        .field("exitCode", &outcome.exit_code)
+        .text("result", Text::Interleaved)
+        .text("stdout", Text::Of(Stream::Stdout))
+        .text("stderr", Text::Of(Stream::Stderr))
+        .field("truncated", &truncated))
 }
 
 /// `{code, language, argv?, envs?, timeout?}`
@@ -131,7 +133,7 @@ pub struct CodeRunResponse {
 pub async fn code_run(
     State(app): State<AppState>,
     Json(request): Json<CodeRunBody>,
-) -> Result<axum::Json<CodeRunResponse>> {
+) -> Result<OutputJson> {
     let language = Language::parse(request.language.as_deref().unwrap_or(""))?;
     let outcome = app
         .code
@@ -145,15 +147,22 @@ pub async fn code_run(
             },
         )
         .await?;
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    Ok(axum::Json(CodeRunResponse {
-        exit_code: outcome.exec.exit_code,
-        result: text(&outcome.exec.output),
-        artifacts: (!outcome.charts.is_empty()).then_some(CodeRunArtifacts {
-            charts: outcome.charts,
-        }),
-        stdout: text(&outcome.exec.stdout),
-        stderr: text(&outcome.exec.stderr),
-        truncated: outcome.exec.truncated,
-    }))
+    // `CodeRunResponse`, written from the output held once.
+    let exec = outcome.exec;
+    let truncated = exec.output.truncated();
+    let mut json = OutputJson::new(exec.output)
+        .field("exitCode", &exec.exit_code)
+        .text("result", Text::Interleaved);
+    if !outcome.charts.is_empty() {
+        json = json.field(
+            "artifacts",
+            &CodeRunArtifacts {
+                charts: outcome.charts,
+            },
+        );
+    }
+    Ok(json
+        .text("stdout", Text::Of(Stream::Stdout))
+        .text("stderr", Text::Of(Stream::Stderr))
+        .field("truncated", &truncated))
 }

@@ -3,13 +3,14 @@
 //! tree killed on timeout.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use tokio::net::unix::pipe;
 
+use super::output::{Output, Stream};
 use super::{cgroup, tree, Io, Process, Spawn};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -38,16 +39,10 @@ pub struct ExecRequest {
 pub struct ExecOutcome {
     /// Exit code (128 + signal when killed).
     pub exit_code: i32,
-    /// stdout and stderr interleaved in arrival order.
-    pub output: Vec<u8>,
-    /// stdout alone.
-    pub stdout: Vec<u8>,
-    /// stderr alone.
-    pub stderr: Vec<u8>,
+    /// stdout and stderr, capped: interleaved in arrival order, and each stream apart.
+    pub output: Output,
     /// What arrived on the side channel (capped; empty without one).
     pub side: Vec<u8>,
-    /// True when the output cap cut it.
-    pub truncated: bool,
 }
 
 /// A program run directly (no shell), for capabilities such as code-run.
@@ -152,57 +147,97 @@ impl Process {
         // Until this returns: shutdown ends the tree and answers the request.
         let _registered = self.trees.register(pid, &marker);
         let closing = self.trees.closing();
-        let collected = Arc::new(Mutex::new(Collected::new(self.max_output)));
-        let readers = [
+        tokio::pin!(closing);
+        // The pipes are read here, by this task, as they become readable: no thread per pipe.
+        let ends = [
             child
                 .stdout
                 .take()
-                .map(|pipe| read_into(pipe, Stream::Stdout, collected.clone())),
+                .map(|f| (OwnedFd::from(f), Source::Out(Stream::Stdout))),
             child
                 .stderr
                 .take()
-                .map(|pipe| read_into(pipe, Stream::Stderr, collected.clone())),
-            side.map(|pipe| read_into(std::fs::File::from(pipe), Stream::Side, collected.clone())),
+                .map(|f| (OwnedFd::from(f), Source::Out(Stream::Stderr))),
+            side.map(|fd| (fd, Source::Side)),
         ];
+        let mut pipes: [Pipe; 3] = [None, None, None];
+        for (slot, end) in pipes.iter_mut().zip(ends) {
+            let Some((fd, source)) = end else {
+                continue;
+            };
+            match watch(fd) {
+                Ok(pipe) => *slot = Some((pipe, source)),
+                Err(err) => {
+                    // Unread, the child would block or die on a write: end it instead.
+                    tree::signal_tree(pid, &marker, Signal::SIGKILL);
+                    cgroup::remove_when_empty(&marker);
+                    return Err(out_of_resources("cannot watch the command's output", err));
+                }
+            }
+        }
+        let mut collected = Collected::new(self.max_output);
+        let mut buf = Vec::with_capacity(READ_BYTES);
         let waited = async {
             match program.timeout {
                 Some(limit) => tokio::time::timeout(limit, exit.wait()).await.ok(),
                 None => Some(exit.wait().await),
             }
         };
-        let status = tokio::select! {
-            biased;
-            // The registry ends the tree (SIGTERM, grace, SIGKILL).
-            () = closing => return Err(super::shutting_down()),
-            waited = waited => match waited {
-                Some(status) => status,
-                None => {
-                    let limit = program.timeout.unwrap_or_default();
-                    tree::signal_tree(pid, &marker, Signal::SIGKILL);
-                    cgroup::remove_when_empty(&marker);
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("command execution timeout: still running after {} s; its process tree was killed", limit.as_secs_f64()),
-                    ));
-                }
-            },
-        };
-        for reader in readers.into_iter().flatten() {
-            // A background job may keep the pipe open; its later output is not waited for.
-            let _ = tokio::time::timeout(OUTPUT_GRACE, reader).await;
+        tokio::pin!(waited);
+        let mut status = None;
+        // Set once the command exited: a background job may keep a pipe open, its later output
+        // is not waited for past this.
+        let grace = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(grace);
+        // Which pipe is looked at first turns, so a stream that never runs dry cannot hold the
+        // others back.
+        let mut turn = 0;
+        loop {
+            if status.is_some() && pipes.iter().all(Option::is_none) {
+                break;
+            }
+            let order = [turn % 3, (turn + 1) % 3, (turn + 2) % 3];
+            turn += 1;
+            tokio::select! {
+                biased;
+                // The registry ends the tree (SIGTERM, grace, SIGKILL): that end is no exit.
+                () = &mut closing => return Err(super::shutting_down()),
+                waited = &mut waited, if status.is_none() => match waited {
+                    Some(exited) => {
+                        status = Some(exited);
+                        grace.as_mut().reset(tokio::time::Instant::now() + OUTPUT_GRACE);
+                    }
+                    None => {
+                        let limit = program.timeout.unwrap_or_default();
+                        tree::signal_tree(pid, &marker, Signal::SIGKILL);
+                        cgroup::remove_when_empty(&marker);
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!("command execution timeout: still running after {} s; its process tree was killed", limit.as_secs_f64()),
+                        ));
+                    }
+                },
+                (i, ready) = readable(&pipes, order[0]) => read_some(&mut pipes[i], ready, &mut buf, &mut collected),
+                (i, ready) = readable(&pipes, order[1]) => read_some(&mut pipes[i], ready, &mut buf, &mut collected),
+                (i, ready) = readable(&pipes, order[2]) => read_some(&mut pipes[i], ready, &mut buf, &mut collected),
+                () = &mut grace, if status.is_some() => break,
+            }
+        }
+        // What a background job still writes is read and dropped, so it never blocks on a full
+        // pipe (or dies of SIGPIPE) for outliving the command.
+        for (pipe, _) in pipes.into_iter().flatten() {
+            tokio::spawn(discard(pipe));
         }
         if program.timeout.is_some() {
             // Off the async workers: removing a cgroup can wait on the kernel.
             tokio::task::spawn_blocking(move || cgroup::remove(&marker));
         }
-        let collected = collected.lock().unwrap_or_else(|e| e.into_inner());
+        // (The loop ends only once the exit is known.)
+        let status = status.unwrap_or(super::ExitStatus::Signaled(libc::SIGKILL));
         Ok(ExecOutcome {
             exit_code: status.code(),
-            output: collected.output.clone(),
-            stdout: collected.stdout.clone(),
-            stderr: collected.stderr.clone(),
-            side: collected.side.clone(),
-            truncated: collected.truncated,
+            output: collected.output,
+            side: collected.side,
         })
     }
 
@@ -322,108 +357,119 @@ pub fn validate_env<'a>(vars: impl IntoIterator<Item = (&'a String, &'a String)>
     Ok(())
 }
 
+/// Where a pipe's bytes go.
 #[derive(Debug, Clone, Copy)]
-enum Stream {
-    Stdout,
-    Stderr,
+enum Source {
+    Out(Stream),
     Side,
 }
 
-/// Output kept so far, bounded by `cap` bytes for the interleaved copy and `cap` for the two
-/// streams together.
+/// Bytes asked for per read: a pipe's default capacity.
+const READ_BYTES: usize = 64 * 1024;
+
+/// What was read so far: the output (capped, see `Output`) and the side channel (capped alike).
 struct Collected {
-    cap: usize,
-    output: Vec<u8>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    output: Output,
     side: Vec<u8>,
     side_full: bool,
-    truncated: bool,
 }
 
 impl Collected {
     fn new(cap: usize) -> Collected {
         Collected {
-            cap,
-            output: Vec::new(),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
+            output: Output::new(cap),
             side: Vec::new(),
             side_full: false,
-            truncated: false,
         }
     }
 
-    fn push(&mut self, stream: Stream, data: &[u8]) {
-        if let Stream::Side = stream {
-            // Past the cap the rest is dropped (a cut last record fails to parse, nothing else).
-            if !self.side_full && self.side.len() + data.len() <= self.cap {
-                self.side.extend_from_slice(data);
-            } else {
-                self.side_full = true;
-            }
-            return;
-        }
-        let room = self.cap.saturating_sub(self.output.len());
-        let kept = &data[..data.len().min(room)];
-        self.output.extend_from_slice(kept);
-        match stream {
-            Stream::Stdout => self.stdout.extend_from_slice(kept),
-            Stream::Stderr => self.stderr.extend_from_slice(kept),
-            Stream::Side => {}
-        }
-        if kept.len() < data.len() && !self.truncated {
-            self.truncated = true;
-            let marker = format!("\n[toolboxd: output truncated at {} bytes]\n", self.cap);
-            self.output.extend_from_slice(marker.as_bytes());
-            match stream {
-                Stream::Stdout => self.stdout.extend_from_slice(marker.as_bytes()),
-                Stream::Stderr | Stream::Side => self.stderr.extend_from_slice(marker.as_bytes()),
+    fn push(&mut self, source: Source, data: &[u8]) {
+        match source {
+            Source::Out(stream) => self.output.push(stream, data),
+            Source::Side => {
+                // Past the cap the rest is dropped (a cut last record fails to parse, nothing
+                // else).
+                if !self.side_full && self.side.len() + data.len() <= self.output.cap() {
+                    self.side.extend_from_slice(data);
+                } else {
+                    self.side_full = true;
+                }
             }
         }
     }
 }
 
-/// Drains `pipe` on a blocking thread into `collected` (the rest is read and dropped once the
-/// cap is reached, so the child never blocks on a full pipe).
-fn read_into<R: Read + Send + 'static>(
-    mut pipe: R,
-    stream: Stream,
-    collected: Arc<Mutex<Collected>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => collected
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(stream, &buf[..n]),
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+type Pipe = Option<(pipe::Receiver, Source)>;
+
+/// Resolves with `i` once `pipes[i]` is readable (or failed); never while it is closed.
+async fn readable(pipes: &[Pipe; 3], i: usize) -> (usize, std::io::Result<()>) {
+    match &pipes[i] {
+        Some((pipe, _)) => (i, pipe.readable().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// One read from a readable pipe into `collected`; at EOF or on an error the pipe is closed.
+fn read_some(
+    slot: &mut Pipe,
+    ready: std::io::Result<()>,
+    buf: &mut Vec<u8>,
+    collected: &mut Collected,
+) {
+    let Some((pipe, source)) = slot else {
+        return;
+    };
+    if ready.is_err() {
+        *slot = None;
+        return;
+    }
+    buf.clear();
+    match pipe.try_read_buf(buf) {
+        Ok(0) => *slot = None,
+        Ok(n) => collected.push(*source, &buf[..n]),
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ) => {}
+        Err(_) => *slot = None,
+    }
+}
+
+/// Reads `pipe` to its end and drops what comes.
+async fn discard(pipe: pipe::Receiver) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if pipe.readable().await.is_err() {
+            return;
         }
-    })
+        match pipe.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Our end of a pipe, non-blocking and registered with the runtime. (`F_SETFL` changes only
+/// the status flags, of which a fresh pipe end has none but its access mode, which it ignores;
+/// the child's end is another open file description and stays blocking.)
+fn watch(fd: OwnedFd) -> std::io::Result<pipe::Receiver> {
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    pipe::Receiver::from_file_unchecked(std::fs::File::from(fd))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn collected_output_is_capped_with_a_marker() {
-        let mut collected = Collected::new(10);
-        collected.push(Stream::Stdout, b"12345");
-        collected.push(Stream::Stderr, b"abcdefgh");
-        collected.push(Stream::Stdout, b"more");
-        assert!(collected.truncated);
-        assert!(collected
-            .output
-            .starts_with(b"12345abcde\n[toolboxd: output truncated"));
-        assert_eq!(collected.stdout, b"12345");
-        assert!(collected.stderr.starts_with(b"abcde\n[toolboxd"));
-    }
 
     #[test]
     fn env_names_are_identifiers_and_values_startable() {

@@ -1,0 +1,129 @@
+//! Memory the daemon holds and gives back (issue 12, items 10 and 13). The daemon's own
+//! `/proc/PID/status` is read: peaks through `VmHWM` (reset with `clear_refs`), what stays
+//! through `RssAnon` (the heap and stacks; the binary's mapped code pages, which grow as new
+//! code runs, are left out). Bounds leave at least a factor of two to what the fixed code
+//! needs, and are waited for rather than timed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const MIB: u64 = 1024 * 1024;
+
+/// A `NNN kB` field of the daemon's `/proc/PID/status`, in bytes.
+fn status(daemon: &Toolboxd, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"));
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Waits (up to 20 s) for `RssAnon` to come down to `limit`; returns the last value seen.
+fn anon_settles_under(daemon: &Toolboxd, limit: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let anon = status(daemon, "RssAnon");
+        if anon <= limit || Instant::now() > deadline {
+            return anon;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The daemon's idle `RssAnon`, once the first requests' memory went back.
+fn idle_anon(daemon: &Toolboxd) -> u64 {
+    assert_eq!(daemon.get("/version").status(), 200);
+    std::thread::sleep(Duration::from_secs(4));
+    status(daemon, "RssAnon")
+}
+
+/// Issue 12, item 10: a capped output was held several times over (the collector's copies,
+/// their clones, a text copy of each field, the whole JSON document: ~5x the cap at peak), and
+/// the daemon kept tens of MiB after the answer.
+#[test]
+fn a_capped_output_is_held_once_and_given_back() {
+    let cap = 16 * MIB;
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("TOOLBOXD_MAX_OUTPUT".into(), cap.to_string())],
+        ..Default::default()
+    });
+    let idle = idle_anon(&daemon);
+    std::fs::write(format!("/proc/{}/clear_refs", daemon.pid()), "5").unwrap();
+    let before = status(&daemon, "VmHWM");
+    let response = daemon.post_json(
+        "/process/execute",
+        &json!({"command": "head -c 67108864 /dev/zero | tr '\\0' x; echo done >&2"}),
+    );
+    // Too long to be built whole first: the answer streams.
+    assert_eq!(
+        response
+            .headers()
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("chunked")
+    );
+    let out = json(response, 200);
+    let peak = status(&daemon, "VmHWM") - before;
+    assert_eq!(out["exitCode"], 0);
+    assert_eq!(out["truncated"], true);
+    let notice = format!("\n[toolboxd: output truncated at {cap} bytes]\n");
+    let result = out["result"].as_str().unwrap();
+    assert_eq!(result.len() as u64, cap + notice.len() as u64);
+    assert!(result.starts_with("xxxx") && result.ends_with(&notice));
+    assert_eq!(out["stdout"], out["result"]);
+    assert_eq!(out["stderr"], "");
+    assert!(
+        peak < 2 * cap + cap / 2,
+        "the daemon's peak grew by {} MiB for a {} MiB output",
+        peak / MIB,
+        cap / MIB
+    );
+    let after = anon_settles_under(&daemon, idle + 4 * MIB);
+    assert!(
+        after <= idle + 4 * MIB,
+        "RssAnon stayed at {} MiB after the answer (idle: {} MiB)",
+        after / MIB,
+        idle / MIB
+    );
+}
+
+/// Issue 12, item 13: after a load of concurrent searches the daemon kept its freed heap (one
+/// allocator arena per busy thread, each holding up to its 32 MiB trim threshold) and stayed
+/// several times its idle size.
+#[test]
+fn memory_goes_back_after_a_search_load() {
+    let daemon = Toolboxd::start();
+    // 300 files of 2000 matching lines each: every search hands out 600 000 matches.
+    let line = "let needle = \"a line long enough to make the matches weigh something\";\n";
+    let text = line.repeat(2000);
+    for i in 0..300 {
+        write(&daemon.path(&format!("tree/d{}/f{i}.rs", i % 10)), &text);
+    }
+    let idle = idle_anon(&daemon);
+    let url = daemon.url("/files/find?path=tree&pattern=needle");
+    for _round in 0..3 {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                let client = daemon.client.clone();
+                let url = url.clone();
+                scope.spawn(move || {
+                    let body = client.get(&url).send().unwrap().bytes().unwrap();
+                    assert!(body.starts_with(b"[{") && body.ends_with(b"}]"));
+                });
+            }
+        });
+    }
+    let limit = 2 * idle + 2 * MIB;
+    let after = anon_settles_under(&daemon, limit);
+    assert!(
+        after <= limit,
+        "RssAnon stayed at {} MiB after the searches (idle: {} MiB)",
+        after / MIB,
+        idle / MIB
+    );
+}
