@@ -14,18 +14,21 @@ GOALS = {
     "transfer_ratio": 0.7,      # >= 0.7x of the loopback ceiling
     "transfer_rss_mib": 32,     # daemon VmHWM <= 32 MiB
     "find_ratio": 1.3,          # <= 1.3x of rg -F -uuu
-    "idle_rss_mib": 10,         # VmRSS <= 10 MiB
+    "idle_rss_mib": 8,          # VmRSS <= 8 MiB
     "start_ms": 10,             # <= 10 ms to the first /version answer
-    "exec_ratio": 1.3,          # /process/execute p50 <= 1.3x fork+exec of `sh -c true`
+    "exec_p50_ratio": 1.15,     # /process/execute p50 <= 1.15x fork+exec of `bash -c true` (the daemon's shell)
+    "exec_p99_ratio": 1.3,      # and p99 <= 1.3x its p99
     "stream_mb_s": 200,         # 1 GiB session log over the WebSocket >= 200 MB/s, exec -> close
     "stream_rss_mib": 64,       # daemon VmHWM <= 64 MiB while it streams
     "git_clone_ratio": 1.5,     # POST /git/clone (file://) median <= 1.5x `git clone file://`
     "git_clone_rss_mib": 100,   # daemon VmHWM <= 100 MiB during that clone
-    "code_run_ratio": 1.3,      # code_run of print(1) p50 <= 1.3x `python3 -c 'print(1)'` p50
+    "code_run_ratio": 1.1,      # code_run of print(1) p50 <= 1.1x `python3 -c 'print(1)'` p50
     "interpreter_p50_ms": 5,    # interpreter `1+1` round trip (connect -> close) p50 <= 5 ms
     "lsp_added_p50_ms": 1,      # completion through toolboxd p50 - straight over stdio p50 <= 1 ms
     "watch_slack_ms": 5,        # write -> watch event p50 <= coalescing window + 5 ms
     "listing_rss_mib": 32,      # daemon VmHWM <= 32 MiB streaming a depth-50 listing or a 1M-match find
+    "capped_after_mib": 16,     # VmRSS 2 s after ten 64 MiB-capped executes <= 16 MiB (peak <= 2x idle + 64 MiB)
+    "find_after_ratio": 2.0,    # VmRSS 2 s after a 150 s /files/find load <= 2x idle VmRSS at start
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -259,8 +262,8 @@ def idle_section(data: dict) -> str:
         mib(idle["VmRSS"]),
         f"python3 -m http.server {mib(py['VmRSS'])}",
         f"{idle['VmRSS'] / py['VmRSS']:.2f}x",
-        "≤ 10 MiB",
-        verdict("idle RSS ≤ 10 MiB", ok, mib(idle["VmRSS"])),
+        f"≤ {GOALS['idle_rss_mib']} MiB",
+        verdict(f"idle RSS ≤ {GOALS['idle_rss_mib']} MiB", ok, mib(idle["VmRSS"])),
     ]]
     return "\n".join([
         "## 3. Idle RSS",
@@ -338,25 +341,26 @@ def exec_section(data: dict) -> str:
     d, sh, v = t["daemon_execute"], t["spawn_sh"], t["http_version"]
     bash = t.get("spawn_bash")
     dt = t.get("daemon_execute_timeout")
-    ratio = e["ratio_p50_vs_sh"]
-    rows = [[
-        f"`POST /process/execute` `{{\"command\":\"true\"}}`, p50 ({e['runs']} requests)",
-        us(d["p50_us"]),
-        f"fork+exec `sh -c true` p50 {us(sh['p50_us'])}",
-        f"{ratio:.2f}x",
-        "≤ 1.30x",
-        verdict("`/process/execute` p50 ≤ 1.3x `sh -c true`", ratio <= GOALS["exec_ratio"], f"{ratio:.2f}x"),
+    rows = []
+    if bash:
+        p50, p99 = e["ratio_p50_vs_bash"], e["ratio_p99_vs_bash"]
+        rows += [[
+            f"`POST /process/execute` `{{\"command\":\"true\"}}`, p50 ({e['runs']} requests)", us(d["p50_us"]),
+            f"fork+exec `bash -c true` p50 {us(bash['p50_us'])}", f"{p50:.2f}x", f"≤ {GOALS['exec_p50_ratio']:.2f}x",
+            verdict(f"`/process/execute` p50 ≤ {GOALS['exec_p50_ratio']}x `bash -c true`",
+                    p50 <= GOALS["exec_p50_ratio"], f"{p50:.2f}x"),
+        ], [
+            "same, p99", us(d["p99_us"]), f"`bash -c true` p99 {us(bash['p99_us'])}", f"{p99:.2f}x",
+            f"≤ {GOALS['exec_p99_ratio']:.2f}x",
+            verdict(f"`/process/execute` p99 ≤ {GOALS['exec_p99_ratio']}x `bash -c true`",
+                    p99 <= GOALS["exec_p99_ratio"], f"{p99:.2f}x"),
+        ]]
+    rows += [[
+        "same, p50", us(d["p50_us"]), f"fork+exec `sh -c true` p50 {us(sh['p50_us'])}",
+        f"{e['ratio_p50_vs_sh']:.2f}x", "— (context: the smallest shell)", "n/a",
     ], [
         "same, p99", us(d["p99_us"]), f"`sh -c true` p99 {us(sh['p99_us'])}", f"{e['ratio_p99_vs_sh']:.2f}x", "—", "n/a",
     ]]
-    if bash:
-        rows += [[
-            "same, p50", us(d["p50_us"]), f"fork+exec `bash -c true` p50 {us(bash['p50_us'])}",
-            f"{e['ratio_p50_vs_bash']:.2f}x", "— (context: the daemon runs commands under bash)", "n/a",
-        ], [
-            "same, p99", us(d["p99_us"]), f"`bash -c true` p99 {us(bash['p99_us'])}", f"{e['ratio_p99_vs_bash']:.2f}x",
-            "—", "n/a",
-        ]]
     if dt:
         rows.append([
             "with `\"timeout\": 60`, p50", us(dt["p50_us"]), f"`sh -c true` p50 {us(sh['p50_us'])}",
@@ -684,8 +688,9 @@ def code_run_section(data: dict) -> str:
     ratio = c["ratio_p50_vs_python_c"]
     rows = [[
         f"`POST /process/code-run` `print(1)`, p50 ({c['runs']} requests)", ms(d["p50_ms"]),
-        f"`python3 -c 'print(1)'` p50 {ms(py['p50_ms'])}", f"{ratio:.2f}x", "≤ 1.30x",
-        verdict("code_run `print(1)` p50 ≤ 1.3x `python3 -c 'print(1)'`", ratio <= GOALS["code_run_ratio"],
+        f"`python3 -c 'print(1)'` p50 {ms(py['p50_ms'])}", f"{ratio:.2f}x", f"≤ {GOALS['code_run_ratio']:.2f}x",
+        verdict(f"code_run `print(1)` p50 ≤ {GOALS['code_run_ratio']}x `python3 -c 'print(1)'`",
+                ratio <= GOALS["code_run_ratio"],
                 f"{ratio:.2f}x: {ms(d['p50_ms'])} vs {ms(py['p50_ms'])}"),
     ], [
         "same, p99", ms(d["p99_ms"]), f"`python3 -c` p99 {ms(py['p99_ms'])}", f"{c['ratio_p99_vs_python_c']:.2f}x",
@@ -1034,6 +1039,52 @@ def pty_cat_section(data: dict) -> str:
     ])
 
 
+def memory_section(data: dict) -> str:
+    rows = []
+    c = data.get("capped")
+    if c:
+        idle = c["idle"]["VmRSS"]
+        peak_ok = c["peak_kib"] <= c["goal_peak_kib"]
+        after_ok = c["after_2s"]["VmRSS"] <= GOALS["capped_after_mib"] * 1024
+        rows += [[
+            f"{c['runs']} `/process/execute` of {c['command_bytes'] // MIB} MiB, capped at {c['cap_bytes'] // MIB} MiB "
+            f"(+2 writing both streams): peak VmHWM", mib(c["peak_kib"]), f"idle {mib(idle)}",
+            f"≤ 2x idle + 64 MiB = {mib(c['goal_peak_kib'])}",
+            verdict("capped executes: peak ≤ 2x idle RSS + 64 MiB", peak_ok, mib(c["peak_kib"])),
+        ], [
+            "same, VmRSS 2 s after the last answer", mib(c["after_2s"]["VmRSS"]),
+            f"5 s after: {mib(c['after_5s']['VmRSS'])}", f"≤ {GOALS['capped_after_mib']} MiB",
+            verdict(f"capped executes: RSS after ≤ {GOALS['capped_after_mib']} MiB", after_ok,
+                    mib(c["after_2s"]["VmRSS"])),
+        ]]
+    f = data.get("find")
+    if f:
+        idle = f["idle"]["VmRSS"]
+        after = f["after"]["2"]["VmRSS"]
+        ok = after <= GOALS["find_after_ratio"] * idle
+        rows += [[
+            f"{f['seconds']:.0f} s of `/files/find` by {f['clients']} clients ({f['requests']} requests, "
+            f"{f['response_bytes'] / MIB:.0f} MiB of answers): VmRSS 2 s after", mib(after),
+            f"idle at start {mib(idle)}; during the load: peak {mib(f['load_peak_kib'])}, mean {mib(f['load_mean_kib'])}",
+            f"≤ {GOALS['find_after_ratio']:.0f}x idle = {mib(GOALS['find_after_ratio'] * idle)}",
+            verdict("RSS 2 s after a find load ≤ 2x idle RSS", ok, mib(after)),
+        ]]
+        later = ", ".join(f"{k} s {mib(v['VmRSS'])}" for k, v in f["after"].items())
+    else:
+        later = ""
+    return "\n".join([
+        "## Memory given back (capped outputs, search load)",
+        "",
+        "bench/memory.py: a fresh daemon per part, RSS from `/proc/PID/status` (idle: 2 s after the first "
+        "`/version`; peak: VmHWM reset with `clear_refs` before the first request). "
+        f"Hypervisor steal during the run: {steal(data)}.",
+        "",
+        table(["measurement", "toolboxd", "reference", "goal", "result"], rows),
+        "",
+        *([f"After the find load: {later}.", ""] if later else []),
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -1044,6 +1095,7 @@ def main() -> None:
     lspdata = load("lsp")
     listing = load("listing")
     ptydata = load("pty")
+    memdata = load("memory")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -1084,6 +1136,9 @@ def main() -> None:
             sections.append(pty_echo_section(ptydata))
         if "cat" in ptydata:
             sections.append(pty_cat_section(ptydata))
+
+    if memdata:
+        sections.append(memory_section(memdata))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
