@@ -114,7 +114,11 @@ impl Code {
         let mut support = self.support.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(dir) = support
             .as_ref()
-            .filter(|d| d.path().join("toolboxd_run.py").is_file())
+            // Both runners still there (a /tmp cleaner may have removed them).
+            .filter(|d| {
+                d.path().join("toolboxd_run.py").is_file()
+                    && d.path().join("toolboxd_plain.py").is_file()
+            })
         {
             return Ok(dir.path().to_path_buf());
         }
