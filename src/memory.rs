@@ -3,8 +3,7 @@
 //! idle for [`IDLE`]: no request in flight, none ended in that time. Requests say when they
 //! start and end with a [`Busy`] guard (the HTTP edge holds one until a response body is
 //! dropped), so a transfer is never slowed down by a trim in its middle, and a burst of
-//! requests costs one trim after it, not one per request. A trim also unmaps the pages of
-//! toolboxd's own code that the kernel mapped (see `release_code_pages`).
+//! requests costs one trim after it, not one per request.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -133,61 +132,12 @@ fn trimmer() {
     }
 }
 
-/// Hands every whole free page of the heap back to the kernel, and unmaps the pages of
-/// toolboxd's own code and read-only data (`release_code_pages`).
+/// Hands every whole free page of the heap back to the kernel.
 pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes the allocator's own locks.
     unsafe {
         libc::malloc_trim(0);
-    }
-    release_code_pages();
-}
-
-/// Drops the page-table entries of the read-only mappings of toolboxd's own binary that hold no
-/// page of their own (`Anonymous: 0 kB` in `/proc/self/smaps`: code and constants, not the
-/// relocated RELRO data). Those pages are the file's, so they stay in the page cache and come
-/// back on the next touch with a minor fault; until then they are not part of toolboxd's RSS.
-/// The kernel maps up to 64 KiB around every page touched (fault-around), so a daemon that ran
-/// a few requests has several MiB of its 20 MiB binary mapped that it may not need again soon.
-fn release_code_pages() {
-    let (Ok(exe), Ok(smaps)) = (
-        std::fs::read_link("/proc/self/exe"),
-        std::fs::read_to_string("/proc/self/smaps"),
-    ) else {
-        return;
-    };
-    let exe = exe.to_string_lossy();
-    let mut candidate = None;
-    for line in smaps.lines() {
-        if let Some(anonymous) = line.strip_prefix("Anonymous:") {
-            if let (Some((start, end)), "0 kB") = (candidate.take(), anonymous.trim()) {
-                // SAFETY: a read-only private mapping of an unchanged file (the running binary
-                // cannot be written: ETXTBSY) without private pages: dropping its entries
-                // loses nothing, the same bytes fault back in.
-                unsafe {
-                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-                }
-            }
-            continue;
-        }
-        // A mapping's first line: `start-end perms offset dev inode path`.
-        let mut fields = line.splitn(6, ' ');
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
-        let path = fields.nth(3).unwrap_or("").trim_start();
-        let read_only_private = perms.len() == 4 && perms.starts_with("r-") && perms.ends_with('p');
-        candidate = (read_only_private && path == exe).then_some((start, end));
     }
 }
 
