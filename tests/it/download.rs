@@ -377,3 +377,61 @@ fn bulk_download_boundary_is_fresh_per_response_and_delimits_the_body() {
         assert!(part.body == *content, "{name}: the bytes differ");
     }
 }
+
+#[test]
+fn a_file_that_shrinks_mid_download_cuts_the_response() {
+    use std::io::Read;
+    let daemon = Toolboxd::start();
+    // Far more than the daemon reads ahead (a few chunks) plus both sockets' buffers.
+    let size = 64 * 1024 * 1024;
+    let content = pseudo_random(size, 11);
+    let shrink = |response: &mut Response| {
+        let mut head = vec![0u8; 1024 * 1024];
+        response.read_exact(&mut head).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(daemon.path("big.bin"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = response.read_to_end(&mut rest);
+        (head, rest, read.is_err())
+    };
+
+    // GET: the body ends before its Content-Length.
+    write(&daemon.path("big.bin"), &content);
+    let mut response = download(&daemon, "big.bin").send().unwrap();
+    assert_eq!(response.status(), 200);
+    let (head, rest, failed) = shrink(&mut response);
+    assert!(
+        failed || head.len() + rest.len() < size,
+        "a cut body must not look whole"
+    );
+    assert_eq!(head, content[..head.len()]);
+
+    // Bulk download: the body ends without the closing delimiter.
+    write(&daemon.path("big.bin"), &content);
+    let mut response = daemon
+        .client
+        .post(daemon.url("/files/bulk-download"))
+        .json(&json!({ "paths": ["big.bin"] }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let boundary = header(&response, "content-type")
+        .rsplit("boundary=")
+        .next()
+        .unwrap()
+        .to_string();
+    let (head, rest, failed) = shrink(&mut response);
+    let body = [head, rest].concat();
+    let closing = format!("\r\n--{boundary}--");
+    assert!(
+        failed || find_bytes(&body, closing.as_bytes(), 0).is_none(),
+        "a cut multipart body must not carry the closing delimiter"
+    );
+
+    // The daemon goes on serving.
+    assert_eq!(daemon.get("/version").status(), 200);
+}
