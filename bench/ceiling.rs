@@ -29,7 +29,8 @@
 //!                                       # response with 1 MiB reads, decodes chunked framing,
 //!                                       # parses the one part's headers and writes exactly its
 //!                                       # Content-Length bytes to OUT, then checks the closing
-//!                                       # boundary `\r\n--DAYTONA-FILE-BOUNDARY--`
+//!                                       # delimiter `\r\n--BOUNDARY--`, BOUNDARY being the one
+//!                                       # the response's Content-Type names (random per response)
 //!   ceiling download PORT SRC OUT       # GET /files/download?path=SRC; body (1 MiB reads) to OUT
 //!       both print the number of bytes written to OUT
 
@@ -178,8 +179,8 @@ fn accept_request() -> io::Result<(TcpStream, (Vec<u8>, Vec<u8>))> {
 // ---------------------------------------------------------------------------------------------
 // Native HTTP/1.1 client.
 
-/// The bulk-download boundary (Daytona's), and the one this client's uploads use.
-const BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
+/// The boundary of this client's multipart uploads.
+const UPLOAD_BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
 /// Read size of every response read, as in `recv`.
 const READ: usize = 1 << 20;
 
@@ -237,14 +238,14 @@ fn client_upload(port: u16, multipart: bool, src: &str, dst: &str) -> io::Result
             .unwrap_or_else(|| "file".into());
         (
             "/files/bulk-upload".to_string(),
-            format!("multipart/form-data; boundary={BOUNDARY}"),
+            format!("multipart/form-data; boundary={UPLOAD_BOUNDARY}"),
             format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].path\"\r\n\r\n{dst}\r\n\
-                 --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].file\"; filename={}\r\n\
+                "--{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].path\"\r\n\r\n{dst}\r\n\
+                 --{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].file\"; filename={}\r\n\
                  Content-Type: application/octet-stream\r\n\r\n",
                 json_string(&name)
             ),
-            format!("\r\n--{BOUNDARY}--\r\n"),
+            format!("\r\n--{UPLOAD_BOUNDARY}--\r\n"),
         )
     } else {
         (
@@ -314,13 +315,17 @@ fn client_download(port: u16, multipart: bool, src: &str, out: &str) -> io::Resu
         return fail(format!("HTTP {}: {}", response.status, String::from_utf8_lossy(&body)));
     }
     let content_type = header(&response.head, "content-type").unwrap_or_default();
-    if multipart && content_type != format!("multipart/form-data; boundary={BOUNDARY}") {
-        return fail(format!("unexpected Content-Type {content_type:?}"));
-    }
+    // The daemon picks a random boundary per response; the part and the closing delimiter must
+    // use the one its Content-Type names.
+    let boundary = match content_type.strip_prefix("multipart/form-data; boundary=") {
+        Some(boundary) if !boundary.is_empty() && !boundary.contains([';', '"', ' ']) => boundary.to_string(),
+        _ if multipart => return fail(format!("unexpected Content-Type {content_type:?}")),
+        _ => String::new(),
+    };
     let mut file = File::create(out)?;
     let mut written: u64 = 0;
     if multipart {
-        let mut part = OnePart::Head(Vec::new());
+        let mut part = OnePart { boundary, state: PartState::Head(Vec::new()) };
         read_body(&mut conn, response, &mut |data: &[u8]| part.feed(data, &mut file, &mut written))?;
         part.finish()?;
     } else {
@@ -335,7 +340,13 @@ fn client_download(port: u16, multipart: bool, src: &str, out: &str) -> io::Resu
 
 /// The single part of a bulk-download body: its headers, then exactly Content-Length bytes to
 /// the file, then the closing boundary.
-enum OnePart {
+struct OnePart {
+    /// The boundary the response's Content-Type names.
+    boundary: String,
+    state: PartState,
+}
+
+enum PartState {
     Head(Vec<u8>),
     Body(u64),
     Tail(Vec<u8>),
@@ -344,8 +355,8 @@ enum OnePart {
 impl OnePart {
     fn feed(&mut self, mut data: &[u8], out: &mut File, written: &mut u64) -> io::Result<()> {
         while !data.is_empty() {
-            match self {
-                OnePart::Head(acc) => {
+            match &mut self.state {
+                PartState::Head(acc) => {
                     // Look for the end of the part headers without copying the whole read: only
                     // bytes up to it (at most 64 KiB) are kept.
                     let keep = data.len().min(65536 - acc.len().min(65536));
@@ -360,21 +371,21 @@ impl OnePart {
                         continue;
                     };
                     let end = from + end + 4;
-                    let length = part_length(&acc[..end])?;
+                    let length = part_length(&acc[..end], &self.boundary)?;
                     data = &data[end - old..];
-                    *self = OnePart::Body(length);
+                    self.state = PartState::Body(length);
                 }
-                OnePart::Body(left) => {
+                PartState::Body(left) => {
                     let n = (*left).min(data.len() as u64) as usize;
                     out.write_all(&data[..n])?;
                     *written += n as u64;
                     *left -= n as u64;
                     data = &data[n..];
                     if *left == 0 {
-                        *self = OnePart::Tail(Vec::new());
+                        self.state = PartState::Tail(Vec::new());
                     }
                 }
-                OnePart::Tail(acc) => {
+                PartState::Tail(acc) => {
                     if acc.len() + data.len() > 4096 {
                         return fail("more than 4 KiB after the part (a second part?)".into());
                     }
@@ -387,9 +398,9 @@ impl OnePart {
     }
 
     fn finish(&self) -> io::Result<()> {
-        match self {
-            OnePart::Tail(acc) => {
-                let close = format!("\r\n--{BOUNDARY}--");
+        match &self.state {
+            PartState::Tail(acc) => {
+                let close = format!("\r\n--{}--", self.boundary);
                 let rest = acc.strip_prefix(close.as_bytes());
                 if rest.map_or(true, |rest| !rest.iter().all(u8::is_ascii_whitespace)) {
                     return fail(format!(
@@ -399,21 +410,21 @@ impl OnePart {
                 }
                 Ok(())
             }
-            OnePart::Head(acc) => fail(format!(
+            PartState::Head(acc) => fail(format!(
                 "body ended inside the part headers: {:?}",
                 String::from_utf8_lossy(&acc[..acc.len().min(500)])
             )),
-            OnePart::Body(left) => fail(format!("body ended {left} bytes short of the part")),
+            PartState::Body(left) => fail(format!("body ended {left} bytes short of the part")),
         }
     }
 }
 
 /// Checks a part head (`--BOUNDARY\r\n` + headers + `\r\n\r\n`) and returns its Content-Length.
-fn part_length(head: &[u8]) -> io::Result<u64> {
+fn part_length(head: &[u8], boundary: &str) -> io::Result<u64> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
-    if lines.next() != Some(&format!("--{BOUNDARY}")[..]) {
-        return fail(format!("part does not start with --{BOUNDARY}: {text:?}"));
+    if lines.next() != Some(&format!("--{boundary}")[..]) {
+        return fail(format!("part does not start with --{boundary}: {text:?}"));
     }
     let headers = lines.take_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\r\n");
     let disposition = header(&headers, "content-disposition").unwrap_or_default();

@@ -1,5 +1,6 @@
-//! Files: stat, list, create, delete, move, permissions, and the atomic writer every upload and
-//! replace goes through. Plain blocking Rust; the HTTP edge calls it off the async workers.
+//! Files: stat, list, create, delete, move, permissions, the chunked reader downloads stream from,
+//! and the atomic writer every upload and replace goes through. Plain blocking Rust; the HTTP
+//! edge calls it off the async workers.
 //!
 //! Invariant: nothing here writes a target in place. Content goes to a temp file in the target's
 //! directory and is renamed over it, so a failed write leaves the old content and no temp file.
@@ -11,6 +12,7 @@
 
 mod copy;
 mod list;
+mod read;
 mod remove;
 mod write;
 
@@ -23,6 +25,7 @@ use std::time::SystemTime;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use list::Listing;
+pub use read::Chunks;
 pub use write::AtomicFile;
 
 /// What a stat says about one entry.

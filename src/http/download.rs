@@ -1,8 +1,10 @@
 //! Downloads: `GET /files/download` (Range/206, conditional GET, HEAD) and
-//! `POST /files/bulk-download` (a streamed multipart body, one part per requested path, in order).
-//! File bytes are streamed in fixed-size chunks: memory does not grow with file size.
+//! `POST /files/bulk-download` (a streamed multipart body, one part per requested path, in order,
+//! under a fresh random boundary). File bytes are streamed in fixed-size chunks, each filled by
+//! one read: memory does not grow with file size.
 
-use std::io::SeekFrom;
+use std::fmt::Write as _;
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +16,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::stream;
 use serde::Deserialize;
-use std::io::{Read, Seek};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
@@ -23,14 +24,14 @@ use super::extract::{blocking, required, Json, Query};
 use super::files::PathQuery;
 use super::wire;
 use crate::error::{Error, ErrorKind, Result};
-use crate::files::Files;
+use crate::files::{Chunks, Files};
 use crate::state::AppState;
 
-/// The multipart boundary of bulk downloads (Daytona's).
-pub const BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
-
-/// Bytes read from disk per chunk.
+/// Bytes read from disk per chunk (one `read` each).
 const CHUNK: usize = 512 * 1024;
+
+/// What every bulk-download boundary starts with; 32 random hex digits follow.
+const BOUNDARY_PREFIX: &str = "toolboxd-";
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -158,7 +159,7 @@ pub async fn download_file(
                 return;
             }
         }
-        send_file_bytes(&sender, &mut file, len, &shown);
+        send_file_bytes(&sender, file, len, &shown);
     });
     Ok((status, headers, channel_body(receiver)).into_response())
 }
@@ -170,44 +171,51 @@ fn channel_body(receiver: mpsc::Receiver<std::io::Result<Bytes>>) -> Body {
     }))
 }
 
-/// Sends exactly `len` bytes of `file` in `CHUNK`-sized pieces. A file that ends early or fails
-/// sends an error, which cuts the response. False when the response is gone or was cut.
+/// Sends exactly `len` bytes of `file` (from its offset) in `CHUNK`-sized pieces. A file that
+/// ends early or fails sends an error, which cuts the response. False when the response is gone
+/// or was cut.
 fn send_file_bytes(
     sender: &mpsc::Sender<std::io::Result<Bytes>>,
-    file: &mut std::fs::File,
+    file: std::fs::File,
     len: u64,
     shown: &str,
 ) -> bool {
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(CHUNK as u64);
-        let mut buf = Vec::with_capacity(want as usize);
-        let chunk = match file.take(want).read_to_end(&mut buf) {
-            Ok(0) => Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("{shown} shrank while being sent"),
-            )),
-            Ok(n) => {
-                left -= n as u64;
-                Ok(Bytes::from(buf))
-            }
-            Err(err) => Err(err),
-        };
+    for chunk in Chunks::new(file, len, CHUNK) {
         let failed = chunk.is_err();
         if let Err(err) = &chunk {
             tracing::warn!(path = %shown, "download cut: {err}");
         }
-        if sender.blocking_send(chunk).is_err() || failed {
+        if sender.blocking_send(chunk.map(Bytes::from)).is_err() || failed {
             return false;
         }
     }
     true
 }
 
+/// A fresh boundary for one multipart response: `toolboxd-` and 128 random bits as 32 hex
+/// digits (41 characters of RFC 2046's bchars, also an HTTP token, so it needs no quotes). A
+/// fixed boundary cut short any file that contained it; a random one per response, as RFC 2046
+/// §5.1.1 advises, is one no file can be expected to hold. Both SDKs read it from Content-Type.
+fn fresh_boundary() -> Result<String> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|err| {
+        Error::internal(format!(
+            "cannot make a multipart boundary: the system gave no random bytes ({err})"
+        ))
+    })?;
+    let mut boundary = String::with_capacity(BOUNDARY_PREFIX.len() + 2 * random.len());
+    boundary.push_str(BOUNDARY_PREFIX);
+    for byte in random {
+        let _ = write!(boundary, "{byte:02x}");
+    }
+    Ok(boundary)
+}
+
 /// Streams the requested files as `multipart/form-data` parts named `file` (with per-part
 /// Content-Length) or `error` (JSON error body), in request order, then the closing boundary.
-/// A file that fails mid-stream cuts the response before the closing boundary, so clients see
-/// the truncation.
+/// The boundary is random, fresh for every response (read it from Content-Type). A file that
+/// fails mid-stream cuts the response before the closing boundary, so clients see the
+/// truncation.
 #[utoipa::path(post, path = "/files/bulk-download", tag = "files", request_body = FilesDownloadRequest,
     responses((status = 200, content_type = "multipart/form-data", description = "one part per path"),
         (status = 400, body = ErrorBody)))]
@@ -220,32 +228,36 @@ pub async fn bulk_download(
             "request body must be {\"paths\": [ ... ]} and non-empty",
         ));
     }
+    let boundary = fresh_boundary()?;
+    let content_type = format!("multipart/form-data; boundary={boundary}");
     let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
     // One blocking thread produces the whole body: opens, stats and reads are all blocking.
-    tokio::task::spawn_blocking(move || write_parts(&app.files, request.paths, &sender));
+    tokio::task::spawn_blocking(move || write_parts(&app.files, request.paths, &boundary, &sender));
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )],
+        [(header::CONTENT_TYPE, content_type)],
         channel_body(receiver),
     )
         .into_response())
 }
 
-fn write_parts(files: &Files, paths: Vec<String>, sender: &mpsc::Sender<std::io::Result<Bytes>>) {
+fn write_parts(
+    files: &Files,
+    paths: Vec<String>,
+    boundary: &str,
+    sender: &mpsc::Sender<std::io::Result<Bytes>>,
+) {
     let send = |text: String| sender.blocking_send(Ok(Bytes::from(text))).is_ok();
     for (idx, requested) in paths.into_iter().enumerate() {
         let lead = if idx == 0 { "" } else { "\r\n" };
         let opened = files
             .resolve(&requested)
             .and_then(|path| files.open_read(&path));
-        let (mut file, metadata) = match opened {
+        let (file, metadata) = match opened {
             Ok(opened) => opened,
             Err(err) => {
                 let body = ErrorBody::new(&err, &requested, "POST").to_json();
                 let head = format!(
-                    "{lead}--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"error\"; {}\r\n\
+                    "{lead}--{boundary}\r\nContent-Disposition: form-data; name=\"error\"; {}\r\n\
                      Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
                     wire::disposition_filenames(&requested),
                     body.len()
@@ -259,15 +271,15 @@ fn write_parts(files: &Files, paths: Vec<String>, sender: &mpsc::Sender<std::io:
         let size = metadata.len();
         let mime = mime_guess::from_path(&requested).first_or_octet_stream();
         let head = format!(
-            "{lead}--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; {}\r\n\
+            "{lead}--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; {}\r\n\
              Content-Type: {mime}\r\nContent-Length: {size}\r\n\r\n",
             wire::disposition_filenames(&requested),
         );
-        if !send(head) || !send_file_bytes(sender, &mut file, size, &requested) {
+        if !send(head) || !send_file_bytes(sender, file, size, &requested) {
             return;
         }
     }
-    send(format!("\r\n--{BOUNDARY}--\r\n"));
+    send(format!("\r\n--{boundary}--\r\n"));
 }
 
 /// What a `Range` header asks for.

@@ -310,3 +310,128 @@ fn bulk_download_with_an_empty_body_is_400() {
     assert_eq!(body["statusCode"], 400, "{body}");
     assert_eq!(body["source"], "DAYTONA_DAEMON", "{body}");
 }
+
+#[test]
+fn bulk_download_boundary_is_fresh_per_response_and_delimits_the_body() {
+    let daemon = Toolboxd::start();
+    // Files a fixed boundary would cut short: the old boundary (with a fake part after it), a
+    // closing delimiter, a file starting with a delimiter (it follows the part headers' CRLF),
+    // CRLFs and NULs.
+    let fake_part = format!(
+        "\r\n--{OLD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"evil\"\r\n\
+         Content-Length: 4\r\n\r\nevil"
+    );
+    let closing = format!("\r\n--{OLD_BOUNDARY}--\r\n");
+    // The report's file: 1,064,960 bytes, a closing delimiter and a tail (1,064,996 bytes).
+    let mut report: Vec<u8> = (0..1_064_960u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    report.extend_from_slice(closing.as_bytes());
+    report.extend_from_slice(b"trailer");
+    assert_eq!(report.len(), 1_064_996);
+    let contents: Vec<(&str, Vec<u8>)> = vec![
+        ("report.bin", report),
+        (
+            "fake-part.bin",
+            [b"head".as_slice(), fake_part.as_bytes(), b"tail"].concat(),
+        ),
+        (
+            "starts-with-delimiter.bin",
+            [
+                format!("--{OLD_BOUNDARY}\r\n\r\n").as_bytes(),
+                closing.as_bytes(),
+            ]
+            .concat(),
+        ),
+        (
+            "crlf-nul.bin",
+            b"\r\n\0\r\n--\r\n\r\n--toolboxd-\0".repeat(5000),
+        ),
+        ("only-closing.bin", closing.clone().into_bytes()),
+    ];
+    for (name, content) in &contents {
+        write(&daemon.path(name), content);
+    }
+    let paths: Vec<&str> = contents.iter().map(|(name, _)| *name).collect();
+
+    let (first, body) = bulk_download_raw(&daemon, &paths);
+    let (second, _) = bulk_download_raw(&daemon, &paths);
+    assert_ne!(first, second, "every response needs a boundary of its own");
+
+    // The Content-Type's boundary is what delimits the body: one delimiter before each part and
+    // the closing one, nowhere else, and each part is the file, byte for byte.
+    let delimiter = format!("--{first}");
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(pos) = find_bytes(&body, delimiter.as_bytes(), at) {
+        count += 1;
+        at = pos + 1;
+    }
+    assert_eq!(count, contents.len() + 1, "delimiters in the body");
+    let parts = parse_multipart(&body, &first);
+    assert_eq!(parts.len(), contents.len());
+    for (part, (name, content)) in parts.iter().zip(&contents) {
+        assert_eq!(part.requested_path(), *name);
+        assert_eq!(part.name(), "file", "{name}: {:?}", part.headers);
+        assert_eq!(part.body.len(), content.len(), "{name}");
+        assert!(part.body == *content, "{name}: the bytes differ");
+    }
+}
+
+#[test]
+fn a_file_that_shrinks_mid_download_cuts_the_response() {
+    use std::io::Read;
+    let daemon = Toolboxd::start();
+    // Far more than the daemon reads ahead (a few chunks) plus both sockets' buffers.
+    let size = 64 * 1024 * 1024;
+    let content = pseudo_random(size, 11);
+    let shrink = |response: &mut Response| {
+        let mut head = vec![0u8; 1024 * 1024];
+        response.read_exact(&mut head).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(daemon.path("big.bin"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = response.read_to_end(&mut rest);
+        (head, rest, read.is_err())
+    };
+
+    // GET: the body ends before its Content-Length.
+    write(&daemon.path("big.bin"), &content);
+    let mut response = download(&daemon, "big.bin").send().unwrap();
+    assert_eq!(response.status(), 200);
+    let (head, rest, failed) = shrink(&mut response);
+    assert!(
+        failed || head.len() + rest.len() < size,
+        "a cut body must not look whole"
+    );
+    assert_eq!(head, content[..head.len()]);
+
+    // Bulk download: the body ends without the closing delimiter.
+    write(&daemon.path("big.bin"), &content);
+    let mut response = daemon
+        .client
+        .post(daemon.url("/files/bulk-download"))
+        .json(&json!({ "paths": ["big.bin"] }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let boundary = header(&response, "content-type")
+        .rsplit("boundary=")
+        .next()
+        .unwrap()
+        .to_string();
+    let (head, rest, failed) = shrink(&mut response);
+    let body = [head, rest].concat();
+    let closing = format!("\r\n--{boundary}--");
+    assert!(
+        failed || find_bytes(&body, closing.as_bytes(), 0).is_none(),
+        "a cut multipart body must not carry the closing delimiter"
+    );
+
+    // The daemon goes on serving.
+    assert_eq!(daemon.get("/version").status(), 200);
+}
