@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use git2::{ErrorClass, ErrorCode, Repository, RepositoryOpenFlags};
 
 pub use config::{ConfigScope, CredentialStore};
-pub use remote::{CloneRequest, PullRequest, PushRequest};
+pub use remote::{
+    CloneObserver, CloneProgress, CloneRequest, CloneStage, PullRequest, PushRequest,
+};
 pub use status::{CommitInfo, FileStatus, Status};
 pub use worktree::{ResetMode, RestoreRequest};
 

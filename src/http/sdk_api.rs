@@ -112,7 +112,7 @@ async fn guard(
 }
 
 /// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
-fn is_local_host(host: &str) -> bool {
+pub(super) fn is_local_host(host: &str) -> bool {
     let name = host_name(host);
     name.eq_ignore_ascii_case("localhost")
         || name
@@ -121,7 +121,7 @@ fn is_local_host(host: &str) -> bool {
 }
 
 /// Any IP literal, with or without a port (a LAN address is not a rebinding risk).
-fn is_ip_host(host: &str) -> bool {
+pub(super) fn is_ip_host(host: &str) -> bool {
     host_name(host).parse::<std::net::IpAddr>().is_ok()
 }
 
