@@ -33,7 +33,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
 async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Result<Response> {
     check_origin(request.headers(), app.config.public_url.as_deref())?;
     authorize(request.headers())?;
-    let response = next.run(request).await;
+    let delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == StatusCode::ACCEPTED {
+        // A session ended by DELETE is gone at once: say so as the Python SDK expects (200 or
+        // 204; it warns on rmcp's 202).
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
     wire_error(response).await
 }
 

@@ -7,9 +7,9 @@ use base64::Engine;
 use lsp_types::Url;
 use rmcp::model::{
     ListResourcesResult, ReadResourceResponse, ReadResourceResult, Resource, ResourceContents,
-    ResourceUpdatedNotificationParam,
+    ResourceUpdatedNotificationParam, SubscriptionFilter,
 };
-use rmcp::service::Peer;
+use rmcp::service::{Peer, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer};
 
 use super::{blocking, Toolbox};
@@ -117,6 +117,61 @@ impl Toolbox {
         Ok(())
     }
 
+    /// The `subscriptions/listen` stream (2026-07-28): tells of changes to every `file://` URI
+    /// it accepted until the client closes it.
+    pub(super) async fn listen_resources(
+        &self,
+        context: SubscriptionContext,
+    ) -> Result<(), McpError> {
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        let (changed, mut changes) = tokio::sync::mpsc::channel::<String>(64);
+        let mut watchers = tokio::task::JoinSet::new();
+        for uri in uris {
+            let path = file_path(&uri)?;
+            let watch = self.app.watch.clone();
+            let mut subscription =
+                match blocking(move || watch.subscribe(&path, false, false)).await {
+                    Ok(subscription) => subscription,
+                    // Removed since the ack: there is nothing to tell about it.
+                    Err(err) => {
+                        tracing::debug!(%uri, "resource not watched: {}", err.message);
+                        continue;
+                    }
+                };
+            let changed = changed.clone();
+            watchers.spawn(async move {
+                while subscription.events.recv().await.is_some() {
+                    if changed.send(uri.clone()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(changed);
+        loop {
+            tokio::select! {
+                () = context.cancelled() => break,
+                uri = changes.recv() => {
+                    let Some(uri) = uri else {
+                        // Every watched file is gone: nothing more will come.
+                        context.cancelled().await;
+                        break;
+                    };
+                    if context.sink().notify_resource_updated(uri).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping the set aborts the watchers, which releases their kernel watches.
+        drop(watchers);
+        Ok(())
+    }
+
     /// Stops telling this session about `uri`.
     pub(super) fn unsubscribe_resource(&self, uri: &str) {
         if let Some(task) = self.lock_subscriptions().remove(uri) {
@@ -146,6 +201,21 @@ fn file_path(uri: &str) -> Result<std::path::PathBuf, McpError> {
     url.to_file_path().map_err(|()| {
         McpError::invalid_params(format!("resource URI {uri:?} names no local file"), None)
     })
+}
+
+/// The part of a `subscriptions/listen` filter served: resource updates for `file://` URIs of
+/// files that exist (a stat each; the ack names what is watched).
+pub(super) fn accepted_filter(requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+    let uris: Vec<String> = requested
+        .resource_subscriptions
+        .iter()
+        .flatten()
+        .filter(|uri| file_path(uri).is_ok_and(|path| path.exists()))
+        .cloned()
+        .collect();
+    let mut filter = SubscriptionFilter::new();
+    filter.resource_subscriptions = Some(uris);
+    Some(filter)
 }
 
 /// A capability error as the protocol error of a resource request.
