@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    CacheScope, Implementation, JsonObject, ListResourcesResult, ListToolsResult, ProtocolVersion,
+    Tool, PaginatedRequestParams, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
     SubscriptionFilter, UnsubscribeRequestParams,
 };
@@ -40,7 +41,7 @@ pub type HttpService = StreamableHttpService<Toolbox, LocalSessionManager>;
 /// resource subscriptions of this session (ended with it).
 pub struct Toolbox {
     app: AppState,
-    tools: Arc<ToolRouter<Toolbox>>,
+    tools: Arc<Tools>,
     /// Watch tasks of subscribed resources, by URI.
     subscriptions: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
@@ -61,7 +62,7 @@ impl Drop for Toolbox {
 
 impl Toolbox {
     /// A server for one client session.
-    fn new(app: AppState, tools: Arc<ToolRouter<Toolbox>>) -> Toolbox {
+    fn new(app: AppState, tools: Arc<Tools>) -> Toolbox {
         Toolbox {
             app,
             tools,
@@ -81,13 +82,68 @@ impl Toolbox {
     }
 }
 
+/// The tool table, built once per daemon: the router that dispatches calls, and the tools as
+/// listed (schemas without schemars' Rust integer formats, see `plain_formats`).
+pub struct Tools {
+    router: ToolRouter<Toolbox>,
+    listed: Vec<Tool>,
+}
+
+impl Tools {
+    fn new() -> Tools {
+        let router = Toolbox::router();
+        let listed = router
+            .list_all()
+            .into_iter()
+            .map(|mut tool| {
+                plain_formats(Arc::make_mut(&mut tool.input_schema));
+                if let Some(output) = tool.output_schema.as_mut() {
+                    plain_formats(Arc::make_mut(output));
+                }
+                tool
+            })
+            .collect();
+        Tools { router, listed }
+    }
+}
+
+/// Removes the `format`s schemars gives integer and float types (`uint64`, `int32`, `double`,
+/// …): JSON Schema has no such formats, so validators ignore them, but Ajv (the TypeScript SDK's
+/// validator) prints a warning for each one. Their range is in `minimum`/`maximum` already.
+fn plain_formats(schema: &mut JsonObject) {
+    const NUMERIC: &[&str] = &[
+        "int", "int8", "int16", "int32", "int64", "int128", "uint", "uint8", "uint16", "uint32",
+        "uint64", "uint128", "float", "double",
+    ];
+    if schema
+        .get("format")
+        .and_then(|f| f.as_str())
+        .is_some_and(|f| NUMERIC.contains(&f))
+    {
+        schema.remove("format");
+    }
+    for value in schema.values_mut() {
+        match value {
+            serde_json::Value::Object(inner) => plain_formats(inner),
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    if let serde_json::Value::Object(inner) = item {
+                        plain_formats(inner);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The Streamable HTTP service: sessions (`Mcp-Session-Id`, ended after 5 minutes without a
 /// request or by `DELETE`), request-wise SSE streams whose events can be resumed
 /// (`Last-Event-ID`), and a standalone SSE stream for notifications. Host and Origin checks are
 /// `http::mcp`'s (it answers with the wire error body), so rmcp's own are off. `shutdown` ends
 /// every session and stream.
 pub fn http_service(app: AppState, shutdown: tokio_util::sync::CancellationToken) -> HttpService {
-    let tools = Arc::new(Toolbox::router());
+    let tools = Arc::new(Tools::new());
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
         .disable_allowed_origins()
@@ -105,7 +161,7 @@ pub async fn serve_stdio(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     use rmcp::ServiceExt;
-    let toolbox = Toolbox::new(app, Arc::new(Toolbox::router()));
+    let toolbox = Toolbox::new(app, Arc::new(Tools::new()));
     let running = toolbox
         .serve(rmcp::transport::io::stdio_pipes())
         .await
@@ -156,10 +212,31 @@ where
         .map_err(|err| Error::internal(format!("background task failed: {err}")))?
 }
 
-#[rmcp::tool_handler(router = self.tools)]
+#[rmcp::tool_handler(router = self.tools.router)]
 impl ServerHandler for Toolbox {
     fn get_info(&self) -> ServerConfig {
         server_config(&self.app)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListToolsResult, McpError> {
+        let mut result = ListToolsResult::with_all_items(self.tools.listed.clone());
+        // 2026-07-28 wants cache hints on lists: the tool list never changes.
+        if context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28)
+        {
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools.listed.iter().find(|tool| tool.name == name).cloned()
     }
 
     async fn list_resources(
@@ -206,5 +283,36 @@ impl ServerHandler for Toolbox {
     ) -> std::result::Result<(), McpError> {
         self.unsubscribe_resource(&request.uri);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_schemas_have_no_rust_number_formats() {
+        let tools = Tools::new();
+        assert_eq!(tools.listed.len(), 18);
+        for tool in &tools.listed {
+            let text = serde_json::to_string(&tool).unwrap_or_default();
+            for format in ["\"uint", "\"int32", "\"int64", "\"double"] {
+                assert!(
+                    !text.contains(&format!("\"format\":{format}")),
+                    "{}: {text}",
+                    tool.name
+                );
+            }
+        }
+        let mut schema = serde_json::json!({"properties": {"a": {"type": "integer", "format": "uint64",
+            "minimum": 0}, "b": {"type": "string", "format": "date-time"}}});
+        if let serde_json::Value::Object(object) = &mut schema {
+            plain_formats(object);
+        }
+        assert_eq!(
+            schema,
+            serde_json::json!({"properties": {"a": {"type": "integer", "minimum": 0},
+                "b": {"type": "string", "format": "date-time"}}})
+        );
     }
 }
