@@ -13,10 +13,10 @@ fn main() -> ExitCode {
     if let Some(Command::Mcp {
         workdir,
         public_url,
-    }) = cli.command.take()
+    }) = &cli.command
     {
-        cli.workdir = workdir.or(cli.workdir.take());
-        cli.public_url = public_url.or(cli.public_url.take());
+        cli.workdir = workdir.clone().or(cli.workdir.take());
+        cli.public_url = public_url.clone().or(cli.public_url.take());
         return mcp_stdio(cli);
     }
     match &cli.command {

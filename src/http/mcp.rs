@@ -29,6 +29,46 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state.clone(), guard))
 }
 
+// The MCP service is a tower service (`route_service`); these three functions only carry its
+// OpenAPI description.
+
+/// MCP Streamable HTTP: one JSON-RPC message from the client (`initialize` first; then requests
+/// and notifications with the `Mcp-Session-Id` it answered). Requests are answered with a
+/// `text/event-stream` of JSON-RPC messages (progress notifications, then the response; event
+/// ids can be resumed with `Last-Event-ID`), notifications and responses with 202. `Accept` must
+/// name both `application/json` and `text/event-stream`. A browser `Origin` must be loopback, the
+/// toolbox's own IP address, or `--public-url`'s (else 403). Revision 2026-07-28 requests (no
+/// session, `_meta` per request) are served too.
+#[utoipa::path(post, path = "/mcp", tag = "mcp",
+    request_body(content = Object, content_type = "application/json", description = "A JSON-RPC 2.0 message"),
+    params(("Mcp-Session-Id" = Option<String>, Header, description = "The session (from `initialize`)"),
+        ("MCP-Protocol-Version" = Option<String>, Header, description = "The negotiated revision")),
+    responses((status = 200, description = "text/event-stream of JSON-RPC messages (JSON-RPC errors of a malformed request: application/json)"),
+        (status = 202, description = "a notification or response was accepted"),
+        (status = 403, description = "foreign web origin", body = super::error::ErrorBody),
+        (status = 404, description = "unknown session: initialize again", body = super::error::ErrorBody),
+        (status = 406, description = "Accept lacks text/event-stream or application/json", body = super::error::ErrorBody),
+        (status = 415, body = super::error::ErrorBody)))]
+pub async fn post_doc() {}
+
+/// MCP Streamable HTTP: the session's standalone `text/event-stream` (server notifications
+/// such as `notifications/resources/updated`), or with `Last-Event-ID` the rest of a stream
+/// that was cut.
+#[utoipa::path(get, path = "/mcp", tag = "mcp",
+    params(("Mcp-Session-Id" = String, Header, description = "The session"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "text/event-stream of JSON-RPC notifications"),
+        (status = 404, description = "unknown session", body = super::error::ErrorBody)))]
+pub async fn get_doc() {}
+
+/// MCP Streamable HTTP: ends the session (its resource subscriptions end with it; what its tools
+/// started in the sandbox, such as sessions, does not).
+#[utoipa::path(delete, path = "/mcp", tag = "mcp",
+    params(("Mcp-Session-Id" = String, Header, description = "The session")),
+    responses((status = 204, description = "ended"),
+        (status = 404, description = "unknown session", body = super::error::ErrorBody)))]
+pub async fn delete_doc() {}
+
 /// Origin and authentication first, then the service; plain-text errors get the wire body.
 async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Result<Response> {
     check_origin(request.headers(), app.config.public_url.as_deref())?;

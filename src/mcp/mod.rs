@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CacheScope, Implementation, JsonObject, ListResourcesResult, ListToolsResult, ProtocolVersion,
-    Tool, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-    SubscriptionFilter, UnsubscribeRequestParams,
+    CacheScope, Implementation, JsonObject, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -236,7 +236,11 @@ impl ServerHandler for Toolbox {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.listed.iter().find(|tool| tool.name == name).cloned()
+        self.tools
+            .listed
+            .iter()
+            .find(|tool| tool.name == name)
+            .cloned()
     }
 
     async fn list_resources(
