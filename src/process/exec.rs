@@ -137,10 +137,10 @@ impl Process {
             .envs(&program.envs)
             .env(tree::MARKER_VAR, &marker)
             .stdio(Io::Null, Io::Piped, Io::Piped);
-        // Only a command with a timeout or a cancellation is ever killed as a tree, so only it
-        // pays for a cgroup leaf (which needs a fork: the others keep posix_spawn).
-        let killable = program.timeout.is_some() || program.cancel.is_some();
-        if killable {
+        // Only a command with a timeout pays for a cgroup leaf (which needs a fork: the others
+        // keep posix_spawn). A cancelled one is killed by process group, /proc descendants and
+        // marker: cancelling is MCP's everyday stop, and its commands keep posix_spawn's speed.
+        if program.timeout.is_some() {
             spawn = spawn.cgroup(&marker);
         }
         let side = if program.side_channel {
@@ -224,7 +224,7 @@ impl Process {
             // A background job may keep the pipe open; its later output is not waited for.
             let _ = tokio::time::timeout(OUTPUT_GRACE, reader).await;
         }
-        if killable {
+        if program.timeout.is_some() {
             // Off the async workers: removing a cgroup can wait on the kernel.
             tokio::task::spawn_blocking(move || cgroup::remove(&marker));
         }
