@@ -203,14 +203,14 @@ fn file_path(uri: &str) -> Result<std::path::PathBuf, McpError> {
     })
 }
 
-/// The part of a `subscriptions/listen` filter served: resource updates for `file://` URIs of
-/// files that exist (a stat each; the ack names what is watched).
+/// The part of a `subscriptions/listen` filter served: resource updates for `file://` URIs (a
+/// file that cannot be watched when the stream starts, e.g. a missing one, tells nothing).
 pub(super) fn accepted_filter(requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
     let uris: Vec<String> = requested
         .resource_subscriptions
         .iter()
         .flatten()
-        .filter(|uri| file_path(uri).is_ok_and(|path| path.exists()))
+        .filter(|uri| file_path(uri).is_ok())
         .cloned()
         .collect();
     let mut filter = SubscriptionFilter::new();
