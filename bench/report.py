@@ -27,6 +27,7 @@ GOALS = {
     "lsp_added_p50_ms": 1,      # completion through toolboxd p50 - straight over stdio p50 <= 1 ms
     "watch_slack_ms": 5,        # write -> watch event p50 <= coalescing window + 5 ms
     "listing_rss_mib": 32,      # daemon VmHWM <= 32 MiB streaming a depth-50 listing or a 1M-match find
+    "mcp_ratio": 1.2,           # MCP execute_command of `true` p50 <= 1.2x POST /process/execute p50
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -1038,6 +1039,43 @@ def pty_cat_section(data: dict) -> str:
     ])
 
 
+def mcp_section(data: dict) -> str:
+    t = data["timings"]
+    mcp, mcp26, http, listing, version = (t["mcp_execute"], t["mcp_execute_2026"], t["http_execute"],
+                                          t["mcp_tools_list"], t["http_version"])
+    ratio = data["ratio_p50"]
+    rows = [
+        [f"`execute_command` of `true` through MCP (session), p50 ({data['runs']} runs)", us(mcp["p50_us"]),
+         f"`POST /process/execute` p50 {us(http['p50_us'])}", f"{ratio:.2f}x",
+         verdict("MCP execute_command p50 ≤ 1.2x POST /process/execute", ratio <= GOALS["mcp_ratio"], f"{ratio:.2f}x")],
+        ["the same in 2026-07-28 (no session, `_meta` per request), p50", us(mcp26["p50_us"]),
+         f"`POST /process/execute` p50 {us(http['p50_us'])}", f"{data['ratio_p50_2026']:.2f}x", "— (reported)"],
+        [f"`tools/list` (18 tools, {data['tools_list_bytes']} bytes of result), p50", us(listing["p50_us"]),
+         f"`GET /version` p50 {us(version['p50_us'])}", "—", "— (reported)"],
+    ]
+    dist = [[label, us(v["p50_us"]), us(v["p90_us"]), us(v["p99_us"]), us(v["mean_us"]), us(v["min_us"]), us(v["max_us"])]
+            for label, v in (("MCP `execute_command` (session)", mcp), ("MCP `execute_command` (2026-07-28)", mcp26),
+                             ("`POST /process/execute`", http), ("MCP `tools/list`", listing),
+                             ("`GET /version`", version))]
+    return "\n".join([
+        "## 18. MCP: `execute_command` vs `POST /process/execute`, `tools/list`",
+        "",
+        "One daemon; each kind on its own keep-alive connection (raw HTTP/1.1, TCP_NODELAY). MCP: a session "
+        "opened with `initialize` (2025-11-25) and `notifications/initialized`, then `tools/call` POSTs with "
+        "its `Mcp-Session-Id`, each answered with an SSE stream read to its end (the result must have "
+        "`exit_code` 0 and empty stdout); the same call in 2026-07-28 carries its protocol version and client "
+        "capabilities in `_meta` instead of a session. "
+        f"{data['runs']} timed rounds after {data['warmup']} untimed ones, the kinds taking turns. Daemon CPU "
+        f"{data['daemon_cpu_us_per_round'] / 1000:.2f} ms per round of all five; VmRSS after "
+        f"{mib(data['daemon_vmrss_kib_after'])}; hypervisor steal during the run: {steal(data)}.",
+        "",
+        table(["measurement", "toolboxd", "reference", "ratio", "result"], rows),
+        "",
+        table(["latency", "p50", "p90", "p99", "mean", "min", "max"], dist),
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -1048,6 +1086,7 @@ def main() -> None:
     lspdata = load("lsp")
     listing = load("listing")
     ptydata = load("pty")
+    mcpdata = load("mcp")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -1088,6 +1127,8 @@ def main() -> None:
             sections.append(pty_echo_section(ptydata))
         if "cat" in ptydata:
             sections.append(pty_cat_section(ptydata))
+    if mcpdata:
+        sections.append(mcp_section(mcpdata))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -1122,7 +1163,7 @@ def main() -> None:
         head.append("All goals met.")
     head.append("")
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
-                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata))
+                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata), ("mcp", mcpdata))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1140,6 +1181,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/lsp.py        # 14: LSP completion vs stdio, watch latency, 1,000 watched dirs",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/listing.py    # 15: depth-50 listings and a 1M-match find, daemon peak RSS",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/pty.py        # 16-17: PTY keystroke echo and cat throughput vs a bare PTY",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/mcp.py        # 18: MCP execute_command vs /process/execute, tools/list",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -1179,6 +1221,7 @@ def main() -> None:
         "GET /process/pty/create-connect?id=ID   # WebSocket; types: stty raw -echo; printf 'READY%s' 42; exec cat",
         "sh -c \"stty raw -echo; printf 'READY%s' 42; exec cat\"   # on os.openpty(): the bare PTY",
         "stty raw -echo; printf 'GO%s' 42; exec cat D/big.bin   # typed into the PTY, and on the bare PTY",
+        "POST /mcp {\"method\":\"tools/call\",\"params\":{\"name\":\"execute_command\",\"arguments\":{\"command\":\"true\"}}}   # session, SSE answer; vs POST /process/execute",
         "```",
         "",
     ]

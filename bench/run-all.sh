@@ -12,6 +12,7 @@
 #   BENCH_LSP_RUNS=300 BENCH_WATCH_RUNS=200   # lsp.py (needs pylsp in BENCH_PYTHON_BIN), ~3 min
 #   BENCH_LIST_TIMEOUT=300 BENCH_TREE_DIRS=100 BENCH_TREE_FILES=100 BENCH_FIND_LINES=1100  # listing.py
 #   BENCH_PTY_ECHO_RUNS=2000 BENCH_PTY_MIB=1024 BENCH_PTY_TRIALS=2  # pty.py, ~2 min
+#   BENCH_MCP_RUNS=1000 BENCH_MCP_WARMUP=100  # mcp.py, ~1 min
 #
 # All traffic goes to 127.0.0.1. Takes about 7 minutes once the build and the data exist, plus
 # about 15 for the git clones (first run: +4 to generate the repository; each step is also
@@ -96,6 +97,7 @@ run code
 run lsp
 run listing
 run pty
+run mcp
 # git.py builds its 100 000-commit repository once (DATA/git/big.git, about 4 minutes) and the
 # libgit2 file:// clones take minutes each: a longer timeout of its own.
 BENCH_STEP_TIMEOUT=${BENCH_GIT_STEP_TIMEOUT:-3600} run git

@@ -83,6 +83,13 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_MAX_WATCHES", default_value_t = 100_000)]
     pub max_watches: usize,
 
+    /// The URL clients reach this toolbox API at (e.g. the sandbox's preview URL of port 2280),
+    /// for links toolboxd hands out: the MCP `preview_link` tool answers BASE/proxy/PORT/.
+    /// Default: the scheme (`X-Forwarded-Proto`) and `Host` of the MCP request, or
+    /// http://127.0.0.1:2280 over stdio.
+    #[arg(long, env = "TOOLBOXD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -150,6 +157,18 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 pub enum Command {
     /// Print the toolbox OpenAPI document (OpenAPI 3.1 JSON) and exit.
     Openapi,
+    /// Serve the MCP tools over stdio for an agent that starts toolboxd itself: stdin and stdout
+    /// carry the protocol, logs go to stderr, nothing listens. Ends (with every process it
+    /// started) when stdin closes or on SIGTERM/SIGINT.
+    Mcp {
+        /// Directory that relative paths resolve against (default: the current directory).
+        #[arg(long, env = "TOOLBOXD_WORKDIR")]
+        workdir: Option<PathBuf>,
+        /// The URL of a toolbox API whose preview proxy `preview_link` should point at
+        /// (default http://127.0.0.1:2280).
+        #[arg(long, env = "TOOLBOXD_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
     /// The entrypoint session of a running toolboxd.
     Entrypoint {
         /// What to do.
@@ -209,6 +228,8 @@ pub struct Config {
     pub lsp: crate::lsp::Commands,
     /// Most directories watched at once.
     pub max_watches: usize,
+    /// Where clients reach the toolbox API (`--public-url`), without a trailing `/`.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -256,6 +277,7 @@ impl Config {
                 typescript: parse_lsp(cli.lsp_typescript_cmd.as_deref(), "--lsp-typescript-cmd")?,
             },
             max_watches: cli.max_watches,
+            public_url: parse_public_url(cli.public_url.as_deref())?,
         })
     }
 
@@ -274,8 +296,25 @@ impl Config {
             history: crate::process::History::default(),
             lsp: crate::lsp::Commands::default(),
             max_watches: 100_000,
+            public_url: None,
         }
     }
+}
+
+/// `--public-url`: an http(s) URL; a trailing `/` is dropped.
+fn parse_public_url(text: Option<&str>) -> Result<Option<String>, String> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = ["http://", "https://"].iter().any(|scheme| {
+        text.len() > scheme.len() && text[..scheme.len()].eq_ignore_ascii_case(scheme)
+    });
+    if !valid || text.contains(char::is_whitespace) {
+        return Err(format!(
+            "--public-url {text:?}: expected an http:// or https:// URL"
+        ));
+    }
+    Ok(Some(text.trim_end_matches('/').to_string()))
 }
 
 /// A configured language server command (empty: the default).

@@ -64,6 +64,15 @@ pub enum ErrorKind {
     /// Something toolboxd waited on did not answer in time, e.g. a language server
     /// (`REQUEST_TIMEOUT`, 408).
     RequestTimeout,
+    /// A request that cannot be answered in any form the client accepts, e.g. `/mcp` without
+    /// `Accept: text/event-stream` (`NOT_ACCEPTABLE`, 406).
+    NotAcceptable,
+    /// A request body of a content type the route does not take (`UNSUPPORTED_MEDIA_TYPE`, 415).
+    UnsupportedMediaType,
+    /// The client cancelled the request and toolboxd stopped what it started for it, e.g. an MCP
+    /// `notifications/cancelled` (`CANCELLED`, 499 as nginx's "client closed request"). Only
+    /// callers that pass a cancellation token ever get it.
+    Cancelled,
     /// A git remote refused the credentials, or wants some (`GIT_AUTH_FAILED`, 401).
     GitAuthFailed,
     /// No repository at the path, or the remote has none (`GIT_REPO_NOT_FOUND`, 404).
@@ -100,6 +109,7 @@ impl ErrorKind {
             | ErrorKind::GitRepoNotFound
             | ErrorKind::GitBranchNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::NotAcceptable => 406,
             ErrorKind::Timeout | ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict
             | ErrorKind::GitBranchExists
@@ -109,9 +119,11 @@ impl ErrorKind {
             ErrorKind::Gone => 410,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UriTooLong => 414,
+            ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::RangeNotSatisfiable => 416,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::GitRemoteRejected => 422,
+            ErrorKind::Cancelled => 499,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
             ErrorKind::GitTransportFailed | ErrorKind::LspServerFailed => 502,
             ErrorKind::Unavailable | ErrorKind::ShuttingDown => 503,
@@ -146,6 +158,9 @@ impl ErrorKind {
             ErrorKind::LspServerNotInitialized => "LSP_SERVER_NOT_INITIALIZED",
             ErrorKind::LspServerFailed => "LSP_SERVER_FAILED",
             ErrorKind::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorKind::NotAcceptable => "NOT_ACCEPTABLE",
+            ErrorKind::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorKind::Cancelled => "CANCELLED",
             ErrorKind::GitAuthFailed => "GIT_AUTH_FAILED",
             ErrorKind::GitRepoNotFound => "GIT_REPO_NOT_FOUND",
             ErrorKind::GitBranchNotFound => "GIT_BRANCH_NOT_FOUND",

@@ -16,6 +16,7 @@ pub mod git;
 pub mod http;
 pub mod interpreter;
 pub mod lsp;
+pub mod mcp;
 pub mod process;
 pub mod pty;
 pub mod sdk_api;
@@ -29,7 +30,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use http::serve::serve;
@@ -89,8 +89,8 @@ pub async fn run(
             }
         }
     }
+    let token = state.shutdown.clone();
     let toolbox = http::router(state);
-    let token = CancellationToken::new();
     let trigger = token.clone();
     let teardown = tokio::spawn(async move {
         if let Some(signal) = shutdown.await {
@@ -151,5 +151,28 @@ pub async fn run(
         )
         .await;
     }
+    result
+}
+
+/// `toolboxd mcp`: serves the MCP tools to one client over stdin/stdout until stdin closes or
+/// `shutdown` resolves, with no listener. Then every tree the client's tools started (commands,
+/// sessions, language servers) is terminated as at daemon shutdown.
+pub async fn run_mcp_stdio(
+    config: Config,
+    shutdown: impl Future<Output = Option<nix::sys::signal::Signal>> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = state::AppState::new(config);
+    let sessions = state.sessions.clone();
+    let trees = state.process.trees().clone();
+    let lsp = state.lsp.clone();
+    let token = state.shutdown.clone();
+    let result = mcp::serve_stdio(state, async move {
+        shutdown.await;
+    })
+    .await;
+    token.cancel();
+    let registry = tokio::task::spawn_blocking(move || trees.terminate_all(SESSION_GRACE));
+    tokio::join!(sessions.terminate_all(SESSION_GRACE), lsp.stop_all());
+    let _ = registry.await;
     result
 }

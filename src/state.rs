@@ -38,6 +38,9 @@ pub struct AppState {
     pub lsp: Lsp,
     /// File watching.
     pub watch: Watch,
+    /// Cancelled as shutdown begins: listeners stop accepting, long-lived streams (MCP
+    /// sessions and their SSE streams) end.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             system: System::default(),
             lsp,
             watch,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }

@@ -91,6 +91,8 @@ pub struct CodeRunRequest {
     pub envs: BTreeMap<String, String>,
     /// Kill the tree and answer 408 after this long.
     pub timeout: Option<Duration>,
+    /// Kill the tree and fail with `Cancelled` once cancelled (see `ExecRequest::cancel`).
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// How it went: the program's outcome and the charts its side channel carried.
@@ -170,6 +172,7 @@ impl Code {
         program.args.extend(request.argv.iter().map(OsString::from));
         program.envs = request.envs;
         program.timeout = request.timeout;
+        program.cancel = request.cancel;
         let exec = self.process.run(program).await?;
         drop(scratch);
         Ok(CodeRunOutcome {

@@ -274,6 +274,25 @@ impl Files {
         open_regular(path)
     }
 
+    /// Blocking. The first `max` bytes of a regular file, and its size.
+    pub fn read_head(&self, path: &Path, max: usize) -> Result<(Vec<u8>, u64)> {
+        let (file, metadata) = open_regular(path)?;
+        let mut head = Vec::with_capacity(metadata.len().min(max as u64) as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, max as u64), &mut head).map_err(
+            |err| {
+                Error::new(
+                    ErrorKind::ReadFailed,
+                    format!(
+                        "failed to read {}: {}",
+                        path.display(),
+                        crate::error::plain_io_message(&err)
+                    ),
+                )
+            },
+        )?;
+        Ok((head, metadata.len()))
+    }
+
     /// Starts an atomic write of `target` (see [`AtomicFile`]).
     pub fn create_atomic(&self, target: &Path) -> Result<AtomicFile> {
         AtomicFile::create(target, self.umask)

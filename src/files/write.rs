@@ -96,27 +96,13 @@ impl AtomicFile {
 
     /// Sets mode and owner, then renames the temp file over the target. Returns the byte count.
     pub fn commit(self) -> Result<u64> {
+        self.finish_metadata()?;
         let AtomicFile {
             temp,
             target,
-            mode,
-            owner,
             n_bytes,
+            ..
         } = self;
-        let file = temp.as_file();
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|err| Error::io("chmod", &target, &err))?;
-        if let Some((uid, gid)) = owner {
-            let metadata = file
-                .metadata()
-                .map_err(|err| Error::io("stat", &target, &err))?;
-            if (metadata.uid(), metadata.gid()) != (uid, gid) {
-                // Only root may give a file away; as anyone else the new content is ours.
-                let _ = std::os::unix::fs::fchown(file, Some(uid), Some(gid));
-                // chown clears setuid/setgid bits: put the mode back.
-                let _ = file.set_permissions(fs::Permissions::from_mode(mode));
-            }
-        }
         match temp.persist(&target) {
             Ok(_) => Ok(n_bytes),
             // Some targets can be written but not replaced: bind-mounted files such as
@@ -143,6 +129,44 @@ impl AtomicFile {
             }
             Err(err) => Err(Error::io("rename", &target, &err.error)),
         }
+    }
+
+    /// As `commit`, but only when the target does not exist: one that does (or appeared since
+    /// `create`) is left alone and the write fails with a 409, its temp file removed.
+    pub fn commit_new(self) -> Result<u64> {
+        self.finish_metadata()?;
+        let AtomicFile {
+            temp,
+            target,
+            n_bytes,
+            ..
+        } = self;
+        match temp.persist_noclobber(&target) {
+            Ok(_) => Ok(n_bytes),
+            Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Err(
+                Error::conflict(format!("file already exists: {}", target.display())),
+            ),
+            Err(err) => Err(Error::io("rename", &target, &err.error)),
+        }
+    }
+
+    /// Gives the temp file the target's mode and (where allowed) owner.
+    fn finish_metadata(&self) -> Result<()> {
+        let (file, target, mode) = (self.temp.as_file(), &self.target, self.mode);
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|err| Error::io("chmod", target, &err))?;
+        if let Some((uid, gid)) = self.owner {
+            let metadata = file
+                .metadata()
+                .map_err(|err| Error::io("stat", target, &err))?;
+            if (metadata.uid(), metadata.gid()) != (uid, gid) {
+                // Only root may give a file away; as anyone else the new content is ours.
+                let _ = std::os::unix::fs::fchown(file, Some(uid), Some(gid));
+                // chown clears setuid/setgid bits: put the mode back.
+                let _ = file.set_permissions(fs::Permissions::from_mode(mode));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use git2::{ErrorClass, ErrorCode, Repository, RepositoryOpenFlags};
 
 pub use config::{ConfigScope, CredentialStore};
-pub use remote::{CloneReport, CloneRequest, PullRequest, PushRequest};
+pub use remote::{
+    CloneObserver, CloneProgress, CloneReport, CloneRequest, CloneStage, PullRequest, PushRequest,
+};
 pub use status::{CommitInfo, FileStatus, Status};
 pub use worktree::{ResetMode, RestoreRequest};
 

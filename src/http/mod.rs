@@ -10,6 +10,7 @@ pub mod git;
 pub mod info;
 pub mod interpreter;
 pub mod lsp;
+pub mod mcp;
 pub mod openapi;
 pub mod process;
 pub mod pty;
@@ -33,6 +34,7 @@ use crate::state::AppState;
 /// The toolbox API (port 2280).
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(mcp::router(&state))
         .merge(info::router())
         .merge(files::router())
         .merge(download::router())

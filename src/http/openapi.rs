@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::{
-    download, files, git, info, interpreter, lsp, process, pty, search, session, system, upload,
-    watch,
+    download, files, git, info, interpreter, lsp, mcp, process, pty, search, session, system,
+    upload, watch,
 };
 use crate::state::AppState;
 
@@ -42,6 +42,7 @@ use crate::state::AppState;
         lsp::start, lsp::stop, lsp::did_open, lsp::did_close, lsp::completions,
         lsp::document_symbols, lsp::workspace_symbols, lsp::diagnostics, lsp::relay,
         watch::watch_socket, watch::create_watcher, watch::poll_events, watch::delete_watcher,
+        mcp::post_doc, mcp::get_doc, mcp::delete_doc,
         openapi_json,
     ),
     tags(
@@ -51,6 +52,7 @@ use crate::state::AppState;
         (name = "process", description = "Commands, environment, metrics"),
         (name = "git", description = "Git on libgit2 (no git CLI)"),
         (name = "lsp", description = "Language servers (python, typescript, javascript) and the LSP relay"),
+        (name = "mcp", description = "The sandbox's tools over the Model Context Protocol (Streamable HTTP)"),
     )
 )]
 pub struct ApiDoc;

@@ -67,6 +67,7 @@ pub async fn execute(
             cwd: request.cwd,
             envs: request.envs.unwrap_or_default(),
             timeout: request.timeout.filter(|t| *t > 0).map(Duration::from_secs),
+            cancel: None,
         })
         .await?;
     Ok(axum::Json(ExecuteResponse {
@@ -142,6 +143,7 @@ pub async fn code_run(
                 argv: request.argv.unwrap_or_default(),
                 envs: request.envs.unwrap_or_default(),
                 timeout: request.timeout.filter(|t| *t > 0).map(Duration::from_secs),
+                cancel: None,
             },
         )
         .await?;

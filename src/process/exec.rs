@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use tokio_util::sync::CancellationToken;
 
 use super::{cgroup, tree, Io, Process, Spawn};
 use crate::error::{Error, ErrorKind, Result};
@@ -31,6 +32,9 @@ pub struct ExecRequest {
     pub envs: BTreeMap<String, String>,
     /// Kill the tree and fail after this long.
     pub timeout: Option<Duration>,
+    /// Kill the tree and fail with `Cancelled` once this is cancelled (or once the call's future
+    /// is dropped before the command ended). `None`: the command runs to its end.
+    pub cancel: Option<CancellationToken>,
 }
 
 /// How it went.
@@ -66,6 +70,9 @@ pub struct Program {
     /// Give the child a private pipe: its write end is fd 3, named by `TOOLBOXD_CHART_FD=3`;
     /// what arrives comes back as `ExecOutcome::side` (capped like the output).
     pub side_channel: bool,
+    /// Kill the tree and fail with `Cancelled` once this is cancelled, or once the call's future
+    /// is dropped before the program ended (see `ExecRequest::cancel`).
+    pub cancel: Option<CancellationToken>,
 }
 
 /// The environment variable naming the side channel's fd in the child.
@@ -109,6 +116,7 @@ impl Process {
                 envs: request.envs,
                 timeout: request.timeout,
                 side_channel: false,
+                cancel: request.cancel,
             })
             .await;
         drop(script_file);
@@ -129,8 +137,9 @@ impl Process {
             .envs(&program.envs)
             .env(tree::MARKER_VAR, &marker)
             .stdio(Io::Null, Io::Piped, Io::Piped);
-        // Only a command with a timeout is ever killed as a tree, so only it pays for a cgroup
-        // leaf (which needs a fork: the others keep posix_spawn).
+        // Only a command with a timeout pays for a cgroup leaf (which needs a fork: the others
+        // keep posix_spawn). A cancelled one is killed by process group, /proc descendants and
+        // marker: cancelling is MCP's everyday stop, and its commands keep posix_spawn's speed.
         if program.timeout.is_some() {
             spawn = spawn.cgroup(&marker);
         }
@@ -151,6 +160,18 @@ impl Process {
         let pid = child.pid;
         // Until this returns: shutdown ends the tree and answers the request.
         let _registered = self.trees.register(pid, &marker);
+        // A cancellable caller that goes away (its future dropped) takes the tree with it.
+        let mut dropped = KillOnDrop {
+            armed: program.cancel.is_some(),
+            pid,
+            marker: marker.clone(),
+        };
+        let cancelled = async {
+            match &program.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let closing = self.trees.closing();
         let collected = Arc::new(Mutex::new(Collected::new(self.max_output)));
         let readers = [
@@ -174,9 +195,19 @@ impl Process {
             biased;
             // The registry ends the tree (SIGTERM, grace, SIGKILL).
             () = closing => return Err(super::shutting_down()),
+            () = cancelled => {
+                dropped.armed = false;
+                tree::signal_tree(pid, &marker, Signal::SIGKILL);
+                cgroup::remove_when_empty(&marker);
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    "cancelled: the command's process tree was killed",
+                ));
+            }
             waited = waited => match waited {
                 Some(status) => status,
                 None => {
+                    dropped.armed = false;
                     let limit = program.timeout.unwrap_or_default();
                     tree::signal_tree(pid, &marker, Signal::SIGKILL);
                     cgroup::remove_when_empty(&marker);
@@ -187,6 +218,8 @@ impl Process {
                 }
             },
         };
+        // The program ended: what it left running in the background is not killed on drop.
+        dropped.armed = false;
         for reader in readers.into_iter().flatten() {
             // A background job may keep the pipe open; its later output is not waited for.
             let _ = tokio::time::timeout(OUTPUT_GRACE, reader).await;
@@ -221,6 +254,22 @@ impl Process {
                 "cwd does not exist: {}",
                 path.display()
             ))),
+        }
+    }
+}
+
+/// Kills a cancellable program's tree when `Process::run` is dropped before the program ended.
+struct KillOnDrop {
+    armed: bool,
+    pid: i32,
+    marker: String,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            tree::signal_tree(self.pid, &self.marker, Signal::SIGKILL);
+            cgroup::remove_when_empty(&self.marker);
         }
     }
 }

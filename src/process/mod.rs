@@ -21,8 +21,8 @@ pub use exec::{
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
     strip_markers, CommandInfo, CommandLogs, ExecOptions, ExitCause, History, LogFollower,
-    LogFormat, MarkerStripper, SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND,
-    ENTRYPOINT_SESSION,
+    LogFormat, LogSlice, MarkerStripper, SessionExecOutcome, SessionInfo, Sessions,
+    ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 pub use spawn::{Child, Io, Spawn};
 pub use tree::{descendants_of, marked_with, signal_marked, signal_tree, MARKER_VAR};

@@ -14,6 +14,7 @@ mod git;
 mod git_support;
 mod interpreter;
 mod lsp;
+mod mcp;
 mod openapi;
 mod process;
 mod pty;
