@@ -33,6 +33,9 @@ pub enum ErrorKind {
     /// The target existed but has ended, e.g. input to a completed command
     /// (`COMMAND_ALREADY_COMPLETED`, 410).
     Gone,
+    /// The target existed and has ended, e.g. a PTY whose shell exited (`GONE`, 410; the SDKs'
+    /// `DaytonaGoneError`).
+    Ended,
     /// The route exists but not for this method (`METHOD_NOT_ALLOWED`, 405).
     MethodNotAllowed,
     /// A request body past the size toolboxd buffers, e.g. a JSON body over its limit
@@ -116,7 +119,7 @@ impl ErrorKind {
             | ErrorKind::GitPushRejected
             | ErrorKind::GitDirtyWorktree
             | ErrorKind::GitMergeConflict => 409,
-            ErrorKind::Gone => 410,
+            ErrorKind::Gone | ErrorKind::Ended => 410,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UriTooLong => 414,
             ErrorKind::UnsupportedMediaType => 415,
@@ -145,6 +148,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "PROCESS_EXECUTION_TIMEOUT",
             ErrorKind::Conflict => "CONFLICT",
             ErrorKind::Gone => "COMMAND_ALREADY_COMPLETED",
+            ErrorKind::Ended => "GONE",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorKind::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorKind::UriTooLong => "URI_TOO_LONG",

@@ -198,7 +198,8 @@ pub async fn list_ptys(State(app): State<AppState>) -> Result<axum::Json<PtyList
 #[utoipa::path(get, path = "/process/pty/{session_id}", tag = "process",
     params(("session_id" = String, Path)),
     responses((status = 200, body = PtySessionInfo),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 404, body = super::error::ErrorBody),
+        (status = 410, description = "GONE: the PTY's shell has ended", body = super::error::ErrorBody)))]
 pub async fn get_pty(
     State(app): State<AppState>,
     Path(path): Path<PtyPath>,
@@ -207,7 +208,8 @@ pub async fn get_pty(
     Ok(axum::Json(info.into()))
 }
 
-/// Kills a PTY's whole tree (SIGKILL); its clients get exit code 137 (`SIGKILL`).
+/// Kills a PTY's whole tree (SIGKILL); its clients get exit code 137 (`SIGKILL`). A PTY whose
+/// shell has ended is only forgotten (200).
 #[utoipa::path(delete, path = "/process/pty/{session_id}", tag = "process",
     params(("session_id" = String, Path)),
     responses((status = 200, body = PtyDeleteResponse),
@@ -228,7 +230,8 @@ pub async fn delete_pty(
     request_body = PtyResizeRequest,
     responses((status = 200, body = PtySessionInfo),
         (status = 400, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 404, body = super::error::ErrorBody),
+        (status = 410, description = "GONE: the PTY's shell has ended", body = super::error::ErrorBody)))]
 pub async fn resize_pty(
     State(app): State<AppState>,
     Path(path): Path<PtyPath>,

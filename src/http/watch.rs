@@ -1,6 +1,6 @@
 //! File watching routes: the WebSocket `GET /files/watch` and the long-poll form
 //! (`POST /files/watch`, `GET /files/watch/{id}/events`, `DELETE /files/watch/{id}`).
-//! Events are `{type, path, isDir, timestamp, oldPath?}`.
+//! Events are `{type, path, isDir, timestamp, oldPath?, coalesced?}`.
 
 use std::time::Duration;
 
@@ -69,10 +69,11 @@ pub struct CreateWatcherResponse {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WatchEventDto {
-    /// `create`, `modify`, `remove`, `rename`, or `overflow` (events were lost: rescan).
+    /// `create`, `modify`, `remove`, `rename`, or `overflow` (events were lost, or a burst was
+    /// summed up: rescan the subtree at `path`).
     #[serde(rename = "type")]
     pub kind: String,
-    /// The path (the new one for a rename).
+    /// The path (the new one for a rename; for an overflow, the directory to rescan).
     pub path: String,
     /// The old path of a rename.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +82,10 @@ pub struct WatchEventDto {
     pub is_dir: bool,
     /// When toolboxd saw it (RFC 3339).
     pub timestamp: String,
+    /// On an overflow that sums up a burst (more than 256 events in a second): how many events
+    /// it stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<u64>,
 }
 
 impl WatchEventDto {
@@ -91,6 +96,7 @@ impl WatchEventDto {
             old_path: event.old_path.map(|p| p.to_string_lossy().into_owned()),
             is_dir: event.is_dir,
             timestamp: rfc3339_nano(event.timestamp),
+            coalesced: event.coalesced,
         }
     }
 }
