@@ -33,6 +33,9 @@ pub struct RunCodeArgs {
     pub envs: Option<BTreeMap<String, String>>,
     /// Seconds before the program's whole process tree is killed (default: no limit).
     pub timeout: Option<u64>,
+    /// Working directory, relative to the work dir (default: the work dir); JavaScript and
+    /// TypeScript resolve modules from it.
+    pub cwd: Option<String>,
 }
 
 /// How a program ended, with its charts.
@@ -84,6 +87,7 @@ impl Toolbox {
                 argv: args.argv.unwrap_or_default(),
                 envs: args.envs.unwrap_or_default(),
                 timeout: args.timeout.filter(|t| *t > 0).map(Duration::from_secs),
+                cwd: args.cwd.filter(|cwd| !cwd.is_empty()),
                 cancel: Some(context.ct.clone()),
             },
         );
