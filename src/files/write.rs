@@ -1,5 +1,7 @@
 //! The atomic writer: content goes to a temp file beside the target and is renamed over it on
 //! commit. Dropping an uncommitted writer removes the temp file and leaves the target untouched.
+//! A write can also be staged ([`AtomicFile::stage`]): written whole and closed, but renamed only
+//! later, so several files can be published together once a request has arrived whole.
 
 use std::fs::{self, DirBuilder};
 use std::io::Write;
@@ -7,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use tempfile::{NamedTempFile, TempPath};
 
 use super::parent_of;
 use crate::error::{Error, Result};
@@ -96,15 +98,72 @@ impl AtomicFile {
 
     /// Sets mode and owner, then renames the temp file over the target. Returns the byte count.
     pub fn commit(self) -> Result<u64> {
-        self.finish_metadata()?;
+        self.stage()?.commit()
+    }
+
+    /// As `commit`, but only when the target does not exist: one that does (or appeared since
+    /// `create`) is left alone and the write fails with a 409, its temp file removed.
+    pub fn commit_new(self) -> Result<u64> {
+        self.stage()?.commit_new()
+    }
+
+    /// Finishes the content: sets mode and owner and closes the temp file, which stays beside
+    /// the target until [`StagedFile::commit`] renames it there (or the `StagedFile` is dropped
+    /// and removes it). A staged file holds no descriptor.
+    pub fn stage(self) -> Result<StagedFile> {
         let AtomicFile {
             temp,
             target,
+            mode,
+            owner,
             n_bytes,
-            ..
+        } = self;
+        let file = temp.as_file();
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|err| Error::io("chmod", &target, &err))?;
+        if let Some((uid, gid)) = owner {
+            let metadata = file
+                .metadata()
+                .map_err(|err| Error::io("stat", &target, &err))?;
+            if (metadata.uid(), metadata.gid()) != (uid, gid) {
+                // Only root may give a file away; as anyone else the new content is ours.
+                let _ = std::os::unix::fs::fchown(file, Some(uid), Some(gid));
+                // chown clears setuid/setgid bits: put the mode back.
+                let _ = file.set_permissions(fs::Permissions::from_mode(mode));
+            }
+        }
+        Ok(StagedFile {
+            temp: temp.into_temp_path(),
+            target,
+            n_bytes,
+        })
+    }
+}
+
+/// A finished write waiting to be published: the temp file (closed) beside its target. `commit`
+/// renames it over the target; dropping it removes the temp file.
+#[derive(Debug)]
+pub struct StagedFile {
+    temp: TempPath,
+    target: PathBuf,
+    n_bytes: u64,
+}
+
+impl StagedFile {
+    /// The path that `commit` will replace.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Renames the temp file over the target. Returns the byte count.
+    pub fn commit(self) -> Result<u64> {
+        let StagedFile {
+            temp,
+            target,
+            n_bytes,
         } = self;
         match temp.persist(&target) {
-            Ok(_) => Ok(n_bytes),
+            Ok(()) => Ok(n_bytes),
             // Some targets can be written but not replaced: bind-mounted files such as
             // /etc/hosts (EBUSY), files in sticky or read-only-for-us directories (EPERM,
             // EACCES). Those are rewritten in place, as a plain open(O_TRUNC) would.
@@ -114,10 +173,8 @@ impl AtomicFile {
                     Some(libc::EBUSY | libc::EPERM | libc::EACCES | libc::EXDEV)
                 ) =>
             {
-                let mut source = err
-                    .file
-                    .reopen()
-                    .map_err(|e| Error::io("reopen", &target, &e))?;
+                let mut source =
+                    fs::File::open(&err.path).map_err(|e| Error::io("reopen", &target, &e))?;
                 let mut destination = fs::OpenOptions::new()
                     .write(true)
                     .truncate(true)
@@ -131,42 +188,21 @@ impl AtomicFile {
         }
     }
 
-    /// As `commit`, but only when the target does not exist: one that does (or appeared since
-    /// `create`) is left alone and the write fails with a 409, its temp file removed.
+    /// Renames the temp file to the target only if the target does not exist (a 409 otherwise;
+    /// the temp file is removed either way).
     pub fn commit_new(self) -> Result<u64> {
-        self.finish_metadata()?;
-        let AtomicFile {
+        let StagedFile {
             temp,
             target,
             n_bytes,
-            ..
         } = self;
         match temp.persist_noclobber(&target) {
-            Ok(_) => Ok(n_bytes),
+            Ok(()) => Ok(n_bytes),
             Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Err(
                 Error::conflict(format!("file already exists: {}", target.display())),
             ),
             Err(err) => Err(Error::io("rename", &target, &err.error)),
         }
-    }
-
-    /// Gives the temp file the target's mode and (where allowed) owner.
-    fn finish_metadata(&self) -> Result<()> {
-        let (file, target, mode) = (self.temp.as_file(), &self.target, self.mode);
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|err| Error::io("chmod", target, &err))?;
-        if let Some((uid, gid)) = self.owner {
-            let metadata = file
-                .metadata()
-                .map_err(|err| Error::io("stat", target, &err))?;
-            if (metadata.uid(), metadata.gid()) != (uid, gid) {
-                // Only root may give a file away; as anyone else the new content is ours.
-                let _ = std::os::unix::fs::fchown(file, Some(uid), Some(gid));
-                // chown clears setuid/setgid bits: put the mode back.
-                let _ = file.set_permissions(fs::Permissions::from_mode(mode));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -254,6 +290,40 @@ mod tests {
             .is_symlink());
         assert_eq!(fs::read_to_string(&real).unwrap(), "new");
         assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o751);
+    }
+
+    #[test]
+    fn a_staged_file_holds_no_descriptor_and_is_published_on_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.txt");
+        fs::write(&target, "old").unwrap();
+        let mut writer = AtomicFile::create(&target, 0o022).unwrap();
+        writer.write_all(b"new").unwrap();
+        let staged = writer.stage().unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        let temp = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path != &target)
+            .unwrap();
+        let open_fds: Vec<PathBuf> = fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| fs::read_link(entry.unwrap().path()).ok())
+            .collect();
+        assert!(
+            !open_fds.contains(&temp),
+            "the staged temp file is still open"
+        );
+        assert_eq!(staged.commit().unwrap(), 3);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let mut writer = AtomicFile::create(&target, 0o022).unwrap();
+        writer.write_all(b"dropped").unwrap();
+        drop(writer.stage().unwrap());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{blocking, flag, required, Json, Query};
+use super::extract::{blocking, flag, required_path, Json, Query, QueryPath};
 use super::wire::rfc3339_nano;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -37,7 +37,8 @@ type MaybeUpgrade =
 #[serde(rename_all = "camelCase")]
 pub struct WatchQuery {
     /// The file or directory to watch; relative to the work dir unless absolute.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Watch subdirectories too (default false).
     pub recursive: Option<String>,
     /// Report changes inside `.git` directories too (default false).
@@ -151,7 +152,7 @@ pub struct PollResponse {
 
 async fn subscribe(
     app: &AppState,
-    path: &str,
+    path: &std::ffi::OsStr,
     recursive: bool,
     include_git: bool,
 ) -> Result<Subscription> {
@@ -173,7 +174,7 @@ pub async fn watch_socket(
     Query(query): Query<WatchQuery>,
     upgrade: MaybeUpgrade,
 ) -> Result<Response> {
-    let path = required(&query.path, "path")?;
+    let path = required_path(&query.path, "path")?.as_os_str();
     let recursive = flag(&query.recursive, "recursive")?;
     let include_git = flag(&query.include_git, "includeGit")?;
     let Ok(upgrade) = upgrade else {

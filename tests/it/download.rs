@@ -82,7 +82,10 @@ fn download_range_past_the_end_is_416_with_content_range() {
         .unwrap();
     assert_eq!(header(&response, "content-range"), "bytes */12");
     let body = assert_error(response, 416, "RANGE_NOT_SATISFIABLE");
-    assert!(body["message"].as_str().unwrap().contains("12"), "{body}");
+    assert_eq!(
+        body["message"], "range bytes=100- is outside the file (12 bytes)",
+        "{body}"
+    );
 }
 
 #[test]
@@ -434,4 +437,145 @@ fn a_file_that_shrinks_mid_download_cuts_the_response() {
 
     // The daemon goes on serving.
     assert_eq!(daemon.get("/version").status(), 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Sockets and files whose size the kernel does not report
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_unix_socket_is_refused_like_a_fifo() {
+    let daemon = daemon_with_hello();
+    let _listener = std::os::unix::net::UnixListener::bind(daemon.path("sock")).unwrap();
+    let body = assert_error(
+        download(&daemon, "sock").send().unwrap(),
+        400,
+        "INVALID_FILE_PATH",
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{body}"
+    );
+    let parts = bulk_download(&daemon, &["sock", "hello.txt"]);
+    assert_eq!(parts[0].name(), "error");
+    let error = parts[0].error_json();
+    assert_eq!(error["statusCode"], 400, "{error}");
+    assert_eq!(error["code"], "INVALID_FILE_PATH", "{error}");
+    assert_eq!(parts[1].body, b"hello world!");
+    let replace = json!({"files": ["sock"], "pattern": "a", "newValue": "b"});
+    let replaced = json(daemon.post_json("/files/replace", &replace), 200);
+    assert_eq!(replaced[0]["success"], false, "{replaced}");
+    assert!(
+        replaced[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{replaced}"
+    );
+}
+
+/// A `/sys` file that exists on this machine (sysfs files report 4096 bytes whatever they hold).
+fn some_sysfs_file() -> Option<&'static str> {
+    [
+        "/sys/kernel/mm/transparent_hugepage/enabled",
+        "/sys/devices/system/cpu/online",
+        "/sys/kernel/osrelease",
+        "/sys/fs/cgroup/cgroup.controllers",
+    ]
+    .into_iter()
+    .find(|path| std::fs::read(path).is_ok_and(|bytes| !bytes.is_empty()))
+}
+
+#[test]
+fn proc_and_sys_files_are_read_to_their_end() {
+    let daemon = daemon_with_hello();
+    // procfs says 0 bytes: the daemon's own status is sent whole, with its real length.
+    let response = download(&daemon, "/proc/self/status").send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("etag").is_none(),
+        "no validator for a pseudo file"
+    );
+    let length: usize = header(&response, "content-length").parse().unwrap();
+    let body = response.bytes().unwrap();
+    assert_eq!(body.len(), length);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("Name:\ttoolboxd"), "{text}");
+    assert!(
+        text.contains(&format!("\nPid:\t{}\n", daemon.pid())),
+        "{text}"
+    );
+    let cpuinfo = download(&daemon, "/proc/cpuinfo").send().unwrap();
+    assert_eq!(cpuinfo.status(), 200);
+    assert!(!cpuinfo.bytes().unwrap().is_empty());
+
+    // A range of a pseudo file that was read whole.
+    let response = download(&daemon, "/proc/self/status")
+        .header("range", "bytes=0-4")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert!(header(&response, "content-range").starts_with("bytes 0-4/"));
+    assert_eq!(response.bytes().unwrap().as_ref(), b"Name:");
+
+    // sysfs says 4096 bytes: exactly what the file holds is sent.
+    if let Some(sys) = some_sysfs_file() {
+        let response = download(&daemon, sys).send().unwrap();
+        assert_eq!(response.status(), 200, "{sys}");
+        assert_eq!(
+            response.bytes().unwrap().as_ref(),
+            std::fs::read(sys).unwrap(),
+            "{sys}"
+        );
+    } else {
+        eprintln!("no readable sysfs file: the /sys case is skipped");
+    }
+
+    // Bulk download with pseudo files first still answers everything.
+    let parts = bulk_download(
+        &daemon,
+        &["/proc/self/status", "/proc/cpuinfo", "hello.txt"],
+    );
+    assert_eq!(parts.len(), 3);
+    assert!(parts[0].body.starts_with(b"Name:\ttoolboxd"));
+    assert_eq!(
+        parts[0].header("content-length"),
+        Some(parts[0].body.len().to_string().as_str())
+    );
+    assert!(!parts[1].body.is_empty());
+    assert_eq!(parts[2].name(), "file");
+    assert_eq!(parts[2].body, b"hello world!");
+}
+
+#[test]
+fn a_pseudo_file_larger_than_a_chunk_streams_whole_without_a_length() {
+    // /proc/kallsyms is several MiB on most kernels: more than one read-ahead chunk.
+    let expected = match std::fs::read("/proc/kallsyms") {
+        Ok(bytes) if bytes.len() > 1024 * 1024 => bytes,
+        _ => {
+            eprintln!("skipping: no /proc/kallsyms over 1 MiB here");
+            return;
+        }
+    };
+    let daemon = daemon_with_hello();
+    let response = download(&daemon, "/proc/kallsyms")
+        .header("range", "bytes=0-9")
+        .send()
+        .unwrap();
+    // The size is known only at the end: no Content-Length, and the range is ignored.
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("content-length").is_none());
+    assert!(response.headers().get("accept-ranges").is_none());
+    let body = response.bytes().unwrap();
+    assert_eq!(body.len(), expected.len());
+    assert!(body.as_ref() == expected.as_slice(), "the bytes differ");
+
+    let parts = bulk_download(&daemon, &["/proc/kallsyms", "hello.txt"]);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].header("content-length"), None);
+    assert!(parts[0].body == expected, "the bulk part differs");
+    assert_eq!(parts[1].body, b"hello world!");
 }

@@ -254,7 +254,7 @@ impl Toolbox {
             .path
             .filter(|p| !p.trim().is_empty())
             .unwrap_or_else(|| ".".into());
-        let status = blocking(move || git.status(&path))
+        let status = blocking(move || git.status(path.as_ref()))
             .await
             .map(|status| RepoStatus {
                 current_branch: status.current_branch,

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import re
+import socket
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
@@ -711,3 +712,56 @@ def test_awkward_names_bulk(sandbox, wd):
     res = sandbox.fs.download_files([FileDownloadRequest(source=missing)])
     assert res[0].result is None and res[0].error
     assert res[0].error_details is not None and res[0].error_details.code == "FILE_NOT_FOUND"
+
+
+# --------------------------------------------------------------------------
+# Sockets, files whose size the kernel does not report, names that are not UTF-8
+# --------------------------------------------------------------------------
+
+
+def test_download_proc_files_whole_and_a_socket_as_bad_request(sandbox, wd):
+    # procfs reports 0 bytes: the daemon's own status arrives whole.
+    status = sandbox.fs.download_file("/proc/self/status")
+    assert status.startswith(b"Name:\ttoolboxd"), status[:40]
+    assert b"\nPid:\t" in status
+    big = Path("/proc/kallsyms")
+    expected = big.read_bytes() if big.exists() else b""
+    if len(expected) > MiB:
+        # More than the daemon reads ahead: streamed whole without a length.
+        assert sandbox.fs.download_file(str(big)) == expected
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(wd / "sock"))
+    try:
+        with pytest.raises(DaytonaBadRequestError) as ei:
+            sandbox.fs.download_file(wd.p("sock"))
+        assert ei.value.status_code == 400
+        res = sandbox.fs.download_files(
+            [
+                FileDownloadRequest(source="/proc/cpuinfo"),
+                FileDownloadRequest(source=wd.p("sock")),
+                FileDownloadRequest(source="/proc/self/status"),
+            ]
+        )
+    finally:
+        sock.close()
+    cpuinfo, sock_res, status_res = res
+    assert cpuinfo.error is None and cpuinfo.result
+    assert sock_res.result is None and sock_res.error_details is not None
+    assert sock_res.error_details.status_code == 400
+    assert sock_res.error_details.code == "INVALID_FILE_PATH"
+    assert status_res.error is None and status_res.result.startswith(b"Name:\ttoolboxd")
+
+
+def test_list_files_with_a_name_that_is_not_utf8(sandbox, wd):
+    raw = os.fsencode(str(wd.abs)) + b"/bad\xff\xfe.txt"
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    (wd / "ok.txt").write_bytes(b"ok")
+    entries = {e.name: e for e in sandbox.fs.list_files(str(wd.abs))}
+    assert set(entries) == {"bad\ufffd\ufffd.txt", "ok.txt"}
+    bad = entries["bad\ufffd\ufffd.txt"]
+    assert bad.size == 1
+    # The extra field reaches the SDK user as an additional property.
+    assert bad.additional_properties["rawPath"].endswith("/bad%FF%FE.txt")
+    assert "rawPath" not in entries["ok.txt"].additional_properties

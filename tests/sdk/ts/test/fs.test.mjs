@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -391,5 +392,39 @@ describe('fs (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary not 
       return true;
     });
     await assert.rejects(sb.fs.listFiles(path.join(d, 'nope')), (e) => e instanceof DaytonaNotFoundError);
+  });
+
+  test('downloadFile of /proc files arrives whole; a socket is a 400; a name that is not UTF-8 lists with rawPath', async () => {
+    const status = await sb.fs.downloadFile('/proc/self/status');
+    assert.ok(status.toString('latin1').startsWith('Name:\ttoolboxd'), status.subarray(0, 40).toString('latin1'));
+    const kallsyms = fs.existsSync('/proc/kallsyms') ? fs.readFileSync('/proc/kallsyms') : Buffer.alloc(0);
+    if (kallsyms.length > MiB) {
+      // More than the daemon reads ahead: streamed whole without a length.
+      assert.equal(sha(await sb.fs.downloadFile('/proc/kallsyms')), sha(kallsyms));
+    }
+
+    const d = testDir(ctx, 'pseudo-and-raw');
+    const sockPath = path.join(d, 'sock');
+    const server = net.createServer();
+    await new Promise((resolve) => server.listen(sockPath, resolve));
+    try {
+      await assert.rejects(sb.fs.downloadFile(sockPath), (e) => {
+        assert.ok(e instanceof DaytonaError, `${e?.constructor?.name}: ${e?.message}`);
+        assert.equal(e.statusCode, 400);
+        return true;
+      });
+      const results = await sb.fs.downloadFiles([{ source: '/proc/cpuinfo' }, { source: sockPath }]);
+      assert.ok(results[0].result && results[0].result.length > 0, JSON.stringify(results[0].error));
+      assert.equal(results[1].errorDetails?.statusCode, 400);
+      assert.equal(results[1].errorDetails?.code, 'INVALID_FILE_PATH');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${d}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]), 'x');
+    const listed = await sb.fs.listFiles(d);
+    const bad = listed.find((f) => f.name === 'bad\ufffd\ufffd.txt');
+    assert.ok(bad, JSON.stringify(listed.map((f) => f.name)));
+    assert.ok(bad.rawPath.endsWith('/bad%FF%FE.txt'), bad.rawPath);
   });
 });
