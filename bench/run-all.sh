@@ -9,6 +9,7 @@
 #   BENCH_EXEC_RUNS=2000 BENCH_PROCESS_MIB=1024 BENCH_PROCESS_TRIALS=3 BENCH_SESSIONS=500
 #   BENCH_GIT_TRIALS=3 BENCH_GIT_STATUS_RUNS=11 BENCH_GIT_STEP_TIMEOUT=3600
 #   BENCH_CODE_RUNS=200 BENCH_INTERP_RUNS=500 BENCH_CHART_RUNS=20 BENCH_PYTHON_BIN=target/sdk-venv/bin  # code.py, ~3 min
+#   BENCH_PROXY_TRIALS=5 BENCH_PROXY_RUNS=2000                # proxy.py, ~1 min
 #
 # All traffic goes to 127.0.0.1. Takes about 6 minutes once the build and the data exist, plus
 # about 15 for the git clones (first run: +4 to generate the repository; each step is also
@@ -90,6 +91,7 @@ run transfer
 run find
 run process
 run code
+run proxy
 # git.py builds its 100 000-commit repository once (DATA/git/big.git, about 4 minutes) and the
 # libgit2 file:// clones take minutes each: a longer timeout of its own.
 BENCH_STEP_TIMEOUT=${BENCH_GIT_STEP_TIMEOUT:-3600} run git

@@ -62,6 +62,9 @@ pub enum ErrorKind {
     GitMergeConflict,
     /// The remote could not be reached or spoke nonsense (`GIT_TRANSPORT_FAILED`, 502).
     GitTransportFailed,
+    /// The preview proxy's upstream: nothing listens on the port, or it failed before answering
+    /// (`BAD_GATEWAY`, 502).
+    BadGateway,
 }
 
 impl ErrorKind {
@@ -86,7 +89,7 @@ impl ErrorKind {
             ErrorKind::RangeNotSatisfiable => 416,
             ErrorKind::GitRemoteRejected => 422,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
-            ErrorKind::GitTransportFailed => 502,
+            ErrorKind::GitTransportFailed | ErrorKind::BadGateway => 502,
             ErrorKind::InsufficientStorage => 507,
         }
     }
@@ -119,6 +122,7 @@ impl ErrorKind {
             ErrorKind::GitDirtyWorktree => "GIT_DIRTY_WORKTREE",
             ErrorKind::GitMergeConflict => "GIT_MERGE_CONFLICT",
             ErrorKind::GitTransportFailed => "GIT_TRANSPORT_FAILED",
+            ErrorKind::BadGateway => "BAD_GATEWAY",
         }
     }
 }

@@ -2,7 +2,8 @@
 //! control plane) on listeners the caller bound, until `shutdown` resolves.
 //!
 //! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
-//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`), then `http`
+//! handles), the capabilities (`files`, `search`, `process`, `system`, `ports`, `proxy`,
+//! `sdk_api`), then `http`
 //! (the only place that
 //! knows axum and the wire).
 
@@ -14,7 +15,9 @@ pub mod files;
 pub mod git;
 pub mod http;
 pub mod interpreter;
+pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod sdk_api;
 pub mod search;
 pub mod state;
@@ -136,7 +139,9 @@ async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
+    // Connection info: the preview proxy appends the client's address to X-Forwarded-For.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(token.cancelled_owned())
         .await
 }

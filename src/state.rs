@@ -7,7 +7,9 @@ use crate::config::Config;
 use crate::files::Files;
 use crate::git::Git;
 use crate::interpreter::Interpreters;
+use crate::ports::Ports;
 use crate::process::{Process, Sessions};
+use crate::proxy::Proxy;
 use crate::system::System;
 
 /// What handlers reach the capabilities through.
@@ -29,6 +31,10 @@ pub struct AppState {
     pub sessions: Sessions,
     /// System metrics.
     pub system: System,
+    /// Listening TCP ports.
+    pub ports: Ports,
+    /// The preview proxy and its connection pool.
+    pub proxy: Proxy,
 }
 
 impl AppState {
@@ -57,6 +63,8 @@ impl AppState {
             files,
             process,
             system: System::default(),
+            ports: Ports::default(),
+            proxy: Proxy::new(),
         }
     }
 }

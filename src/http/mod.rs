@@ -10,7 +10,9 @@ pub mod git;
 pub mod info;
 pub mod interpreter;
 pub mod openapi;
+pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod sdk_api;
 pub mod search;
 pub mod session;
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .merge(process::router())
         .merge(session::router())
         .merge(system::router())
+        .merge(ports::router())
+        .merge(proxy::router())
         .merge(openapi::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

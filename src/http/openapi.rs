@@ -5,7 +5,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{download, files, git, info, interpreter, process, search, session, system, upload};
+use super::{
+    download, files, git, info, interpreter, ports, process, proxy, search, session, system, upload,
+};
 use crate::state::AppState;
 
 /// The toolbox API description.
@@ -34,6 +36,7 @@ use crate::state::AppState;
         git::set_config, git::configure_user, git::credentials,
         interpreter::create_context, interpreter::list_contexts, interpreter::delete_context,
         interpreter::execute,
+        ports::list_ports, ports::port_in_use, proxy::forward,
         openapi_json,
     ),
     tags(
@@ -42,6 +45,7 @@ use crate::state::AppState;
         (name = "search", description = "Find, search and replace"),
         (name = "process", description = "Commands, environment, metrics"),
         (name = "git", description = "Git on libgit2 (no git CLI)"),
+        (name = "ports", description = "Listening ports and the preview proxy"),
     )
 )]
 pub struct ApiDoc;
