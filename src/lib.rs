@@ -3,9 +3,7 @@
 //!
 //! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
 //! handles), the capabilities (`files`, `search`, `process`, `system`, `ports`, `proxy`,
-//! `sdk_api`), then `http`
-//! (the only place that
-//! knows axum and the wire).
+//! `sdk_api`), then `http` (the only place that knows axum and the wire).
 
 pub mod code;
 pub mod config;
