@@ -37,6 +37,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_IDLE: Duration = Duration::from_secs(30);
 /// Idle upstream connections kept per port.
 const POOL_MAX_IDLE_PER_PORT: usize = 32;
+/// The largest read from an upstream connection (hyper's default is ~400 KB). Reads grow to it
+/// only while they fill the buffer (a large body); fewer, larger chunks cost fewer wakeups.
+const MAX_READ: usize = 1 << 20;
 
 /// Where a request goes and what the forwarding headers say about it.
 #[derive(Debug, Clone)]
@@ -74,6 +77,7 @@ impl Proxy {
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_PORT)
             .pool_timer(TokioTimer::new())
+            .http1_max_buf_size(MAX_READ)
             .build(connector);
         Proxy { client }
     }
