@@ -33,6 +33,18 @@
 //!                                       # the response's Content-Type names (random per response)
 //!   ceiling download PORT SRC OUT       # GET /files/download?path=SRC; body (1 MiB reads) to OUT
 //!       both print the number of bytes written to OUT
+//!
+//! The preview proxy's upstream and client (bench/proxy.py): the same lean client against any
+//! path, and an app that is no slower than the socket.
+//!
+//!   ceiling http-serve SRC              # prints the port; serves keep-alive HTTP/1.1 until
+//!                                       # killed, a thread per connection: GET /small answers
+//!                                       # `ok`, any other GET answers SRC (sendfile), a POST's
+//!                                       # body (Content-Length or chunked) is read and dropped
+//!                                       # and its length is the answer
+//!   ceiling get PORT PATH               # GET PATH; reads the body (1 MiB reads) and drops it;
+//!                                       # prints the byte count
+//!   ceiling post PORT PATH SRC          # POST PATH, raw body = SRC (sendfile); prints the answer
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
@@ -115,10 +127,29 @@ fn main() -> io::Result<()> {
             println!("{written}");
             Ok(())
         }
+        Some("http-serve") if args.len() == 3 => http_serve(&args[2]),
+        Some("get") if args.len() == 4 => {
+            let received = client_get(parse_port(&args[2]), &args[3])?;
+            println!("{received}");
+            Ok(())
+        }
+        Some("post") if args.len() == 5 => {
+            let body = client_post(
+                parse_port(&args[2]),
+                &args[3],
+                "application/octet-stream",
+                "",
+                &args[4],
+                "",
+            )?;
+            io::stdout().lock().write_all(&body)?;
+            Ok(())
+        }
         _ => {
             eprintln!(
                 "usage: ceiling recv DST | send PORT SRC | http-sink DST | http-source SRC\n       \
-                 ceiling bulk-upload|upload-v2 PORT SRC DST | bulk-download|download PORT SRC OUT"
+                 ceiling bulk-upload|upload-v2 PORT SRC DST | bulk-download|download PORT SRC OUT\n       \
+                 ceiling http-serve SRC | get PORT PATH | post PORT PATH SRC"
             );
             std::process::exit(2);
         }
@@ -226,11 +257,8 @@ fn query_value(text: &str) -> String {
     out
 }
 
-/// Sends `head` + `preamble`, then all of `src` (sendfile, as `send` does),
-/// then `trailer`: one POST whose Content-Length the caller computed. Returns the response body.
+/// POST /files/bulk-upload (multipart) or /files/upload-v2 (raw) of `src` to `dst`.
 fn client_upload(port: u16, multipart: bool, src: &str, dst: &str) -> io::Result<Vec<u8>> {
-    let file = File::open(src)?;
-    let size = file.metadata()?.len();
     let (target, content_type, preamble, trailer) = if multipart {
         let name = std::path::Path::new(src)
             .file_name()
@@ -255,6 +283,22 @@ fn client_upload(port: u16, multipart: bool, src: &str, dst: &str) -> io::Result
             String::new(),
         )
     };
+    client_post(port, &target, &content_type, &preamble, src, &trailer)
+}
+
+/// Sends the head + `preamble`, then all of `src` (sendfile, as `send` does), then `trailer`:
+/// one POST with a computed Content-Length. Returns the response body (any status but 200 is
+/// an error).
+fn client_post(
+    port: u16,
+    target: &str,
+    content_type: &str,
+    preamble: &str,
+    src: &str,
+    trailer: &str,
+) -> io::Result<Vec<u8>> {
+    let file = File::open(src)?;
+    let size = file.metadata()?.len();
     let length = preamble.len() as u64 + size + trailer.len() as u64;
     let head = format!(
         "POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: toolboxd-bench\r\n\
@@ -336,6 +380,132 @@ fn client_download(port: u16, multipart: bool, src: &str, out: &str) -> io::Resu
     }
     drop(file);
     Ok(written)
+}
+
+/// GET `path`; reads the body and drops it. Returns its length (any status but 200 is an error).
+fn client_get(port: u16, path: &str) -> io::Result<u64> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: toolboxd-bench\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n"
+    );
+    let mut conn = connect(port)?;
+    conn.write_all(request.as_bytes())?;
+    let response = read_head(&mut conn)?;
+    let status = response.status;
+    let mut received: u64 = 0;
+    let mut start = Vec::new();
+    read_body(&mut conn, response, &mut |data: &[u8]| {
+        if status != 200 && start.len() < 4096 {
+            start.extend_from_slice(&data[..data.len().min(4096)]);
+        }
+        received += data.len() as u64;
+        Ok(())
+    })?;
+    if status != 200 {
+        return fail(format!("HTTP {status}: {}", String::from_utf8_lossy(&start)));
+    }
+    Ok(received)
+}
+
+/// `http-serve`: binds 127.0.0.1:0, prints the port, serves until killed.
+fn http_serve(src: &str) -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{}", listener.local_addr()?.port())?;
+    stdout.flush()?;
+    drop(stdout);
+    let src = std::sync::Arc::new(src.to_string());
+    for conn in listener.incoming() {
+        let conn = conn?;
+        let src = src.clone();
+        std::thread::spawn(move || {
+            if let Err(err) = serve_connection(conn, &src) {
+                eprintln!("http-serve: {err}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// One keep-alive connection of `http-serve`: requests one after another until the client
+/// closes or sends `Connection: close`.
+fn serve_connection(mut conn: TcpStream, src: &str) -> io::Result<()> {
+    conn.set_nodelay(true)?;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; READ];
+    loop {
+        let head_end = loop {
+            if let Some(pos) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            let n = conn.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            pending.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&pending[..head_end]).into_owned();
+        pending.drain(..head_end);
+        let mut request_line = head.split("\r\n").next().unwrap_or_default().split(' ');
+        let method = request_line.next().unwrap_or_default().to_string();
+        let path = request_line.next().unwrap_or_default().to_string();
+        let close = header(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if method == "POST" {
+            let mut received: u64 = 0;
+            let early = std::mem::take(&mut pending);
+            let chunked = header(&head, "transfer-encoding")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+            if chunked {
+                let mut decoder = Dechunk::Size(Vec::new());
+                let mut count = |data: &[u8]| -> io::Result<()> {
+                    received += data.len() as u64;
+                    Ok(())
+                };
+                decoder.feed(&early, &mut count)?;
+                while !matches!(decoder, Dechunk::Done) {
+                    let n = conn.read(&mut buf)?;
+                    if n == 0 {
+                        return fail("connection closed inside the chunked body".into());
+                    }
+                    decoder.feed(&buf[..n], &mut count)?;
+                }
+            } else {
+                let length: u64 = header(&head, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                received = early.len() as u64;
+                while received < length {
+                    let want = (length - received).min(READ as u64) as usize;
+                    let n = conn.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return fail("connection closed inside the body".into());
+                    }
+                    received += n as u64;
+                }
+            }
+            let answer = received.to_string();
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            )?;
+        } else if path == "/small" {
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")?;
+        } else {
+            let file = File::open(src)?;
+            let len = file.metadata()?.len();
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+            )?;
+            if method != "HEAD" {
+                send_file(&conn, &file, len)?;
+            }
+        }
+        if close {
+            return Ok(());
+        }
+    }
 }
 
 /// The single part of a bulk-download body: its headers, then exactly Content-Length bytes to

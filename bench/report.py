@@ -28,6 +28,8 @@ GOALS = {
     "watch_slack_ms": 5,        # write -> watch event p50 <= coalescing window + 5 ms
     "listing_rss_mib": 32,      # daemon VmHWM <= 32 MiB streaming a depth-50 listing or a 1M-match find
     "mcp_ratio": 1.2,           # MCP execute_command of `true` p50 <= 1.2x POST /process/execute p50
+    "proxy_ratio": 0.8,         # 1 GiB download through /proxy/{port}/ >= 0.8x of the app fetched directly
+    "proxy_added_p50_ms": 0.3,  # small GET through the proxy p50 - the same GET direct p50 <= 0.3 ms
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -1076,6 +1078,72 @@ def mcp_section(data: dict) -> str:
     ])
 
 
+def proxy_section(data: dict) -> str:
+    t = data["throughput"]
+    m = t["methods"]
+    size_mib = t["size_bytes"] / MIB
+    ratio = t["download_ratio"]
+    rows = []
+    for kind in ("download", "upload"):
+        direct, proxied = m[f"{kind}_direct"], m[f"{kind}_proxied"]
+        r = t[f"{kind}_ratio"]
+        lo, hi = t[f"{kind}_ratio_range"]
+        goal = kind == "download"
+        rows.append([
+            f"{size_mib:.0f} MiB {kind}, `ceiling {proxied['command']}`",
+            f"{proxied['mib_per_s']:.0f} MiB/s (best {proxied['best_mib_per_s']:.0f})",
+            f"direct `ceiling {direct['command']}`: {direct['mib_per_s']:.0f} MiB/s "
+            f"(best {direct['best_mib_per_s']:.0f})",
+            f"{r:.2f}x (rounds {lo:.2f}–{hi:.2f}; best/best {t[f'{kind}_ratio_best']:.2f}x)",
+            "≥ 0.80x" if goal else "—",
+            verdict("proxied 1 GiB download ≥ 0.8x of the app direct", r >= GOALS["proxy_ratio"], f"{r:.2f}x")
+            if goal else "n/a",
+            f"{mib(proxied['daemon_vmhwm_kib'])}; "
+            f"{proxied['daemon_user_s_per_gib'] + proxied['daemon_sys_s_per_gib']:.2f} CPU s/GiB",
+        ])
+    lat = data["latency"]
+    added = lat["added_p50_ms"]
+    lat_rows = [[
+        f"`GET /small` added by the proxy, p50 ({lat['runs']} runs)", ms(added),
+        f"proxied p50 {ms(lat['proxied']['p50_ms'])} − direct p50 {ms(lat['direct']['p50_ms'])}", "≤ 0.30 ms",
+        verdict("small request through the proxy adds ≤ 0.3 ms at p50", added <= GOALS["proxy_added_p50_ms"],
+                ms(added)),
+    ], [
+        "same, p90", ms(lat["added_p90_ms"]),
+        f"proxied p90 {ms(lat['proxied']['p90_ms'])} − direct p90 {ms(lat['direct']['p90_ms'])}", "—", "n/a",
+    ], [
+        "same, median of the per-iteration differences", ms(lat["paired_difference_p50_ms"]), "—", "—", "n/a",
+    ]]
+    dist = [[label, ms(v["p50_ms"]), ms(v["p90_ms"]), ms(v["p99_ms"]), ms(v["mean_ms"])]
+            for label, v in (("app direct: `GET /small`", lat["direct"]),
+                             ("through toolboxd: `GET /proxy/APP/small`", lat["proxied"]),
+                             ("toolboxd `GET /version` (its own per-request floor)", lat["version"]))]
+    return "\n".join([
+        "## 19–20. Preview proxy: 1 GiB each way and the latency it adds",
+        "",
+        f"The app is `bench/results/ceiling http-serve big.bin` (keep-alive HTTP/1.1 on 127.0.0.1: `GET /small` "
+        f"answers `ok`, other GETs the {size_mib:.0f} MiB file by sendfile, a POST's body is read and dropped), so it "
+        f"is never the slower end. The client is `bench/ceiling.rs`'s (1 MiB reads, body dropped, one request per "
+        f"process); the four transfers take turns, {t['trials']} rounds after a warm-up round. Daemon memory is "
+        f"VmHWM reset before each proxied transfer, the largest reported. Hypervisor steal during the run: "
+        f"{steal(data)}.",
+        "",
+        table(["measurement", "through toolboxd", "reference (same run)", "ratio", "goal", "result",
+               "daemon VmHWM; CPU"], rows),
+        "",
+        f"Latency: one keep-alive connection to the app and one to toolboxd (which keeps its own pooled connection "
+        f"to the app), `GET /small` on each taking turns every iteration (the first alternates), with "
+        f"`GET /version` on a third connection; {lat['runs']} timed iterations after {lat['warmup']}. CPUs busy "
+        f"before: {lat['cpu_busy_before']}. Daemon CPU per request (proxied and `/version` averaged): "
+        f"{lat['daemon_cpu_us_per_request']:.0f} µs.",
+        "",
+        table(["measurement", "value", "from", "goal", "result"], lat_rows),
+        "",
+        table(["latency", "p50", "p90", "p99", "mean"], dist),
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -1087,6 +1155,7 @@ def main() -> None:
     listing = load("listing")
     ptydata = load("pty")
     mcpdata = load("mcp")
+    proxy = load("proxy")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -1129,6 +1198,8 @@ def main() -> None:
             sections.append(pty_cat_section(ptydata))
     if mcpdata:
         sections.append(mcp_section(mcpdata))
+    if proxy:
+        sections.append(proxy_section(proxy))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -1163,7 +1234,8 @@ def main() -> None:
         head.append("All goals met.")
     head.append("")
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
-                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata), ("mcp", mcpdata))
+                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata), ("mcp", mcpdata),
+                                              ("proxy", proxy))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1182,6 +1254,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/listing.py    # 15: depth-50 listings and a 1M-match find, daemon peak RSS",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/pty.py        # 16-17: PTY keystroke echo and cat throughput vs a bare PTY",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/mcp.py        # 18: MCP execute_command vs /process/execute, tools/list",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/proxy.py      # 19-20: preview proxy 1 GiB each way, added latency",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -1222,6 +1295,10 @@ def main() -> None:
         "sh -c \"stty raw -echo; printf 'READY%s' 42; exec cat\"   # on os.openpty(): the bare PTY",
         "stty raw -echo; printf 'GO%s' 42; exec cat D/big.bin   # typed into the PTY, and on the bare PTY",
         "POST /mcp {\"method\":\"tools/call\",\"params\":{\"name\":\"execute_command\",\"arguments\":{\"command\":\"true\"}}}   # session, SSE answer; vs POST /process/execute",
+        "bench/results/ceiling http-serve D/big.bin   # the app (APP_PORT) for the preview proxy",
+        "bench/results/ceiling get PORT /proxy/APP_PORT/big; bench/results/ceiling get APP_PORT /big",
+        "bench/results/ceiling post PORT /proxy/APP_PORT/sink D/big.bin; bench/results/ceiling post APP_PORT /sink D/big.bin",
+        "GET /proxy/APP_PORT/small vs GET /small on APP_PORT   # keep-alive, taking turns",
         "```",
         "",
     ]

@@ -13,6 +13,7 @@
 #   BENCH_LIST_TIMEOUT=300 BENCH_TREE_DIRS=100 BENCH_TREE_FILES=100 BENCH_FIND_LINES=1100  # listing.py
 #   BENCH_PTY_ECHO_RUNS=2000 BENCH_PTY_MIB=1024 BENCH_PTY_TRIALS=2  # pty.py, ~2 min
 #   BENCH_MCP_RUNS=1000 BENCH_MCP_WARMUP=100  # mcp.py, ~1 min
+#   BENCH_PROXY_TRIALS=5 BENCH_PROXY_RUNS=2000                # proxy.py, ~1 min
 #
 # All traffic goes to 127.0.0.1. Takes about 7 minutes once the build and the data exist, plus
 # about 15 for the git clones (first run: +4 to generate the repository; each step is also
@@ -98,6 +99,7 @@ run lsp
 run listing
 run pty
 run mcp
+run proxy
 # git.py builds its 100 000-commit repository once (DATA/git/big.git, about 4 minutes) and the
 # libgit2 file:// clones take minutes each: a longer timeout of its own.
 BENCH_STEP_TIMEOUT=${BENCH_GIT_STEP_TIMEOUT:-3600} run git

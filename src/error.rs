@@ -95,6 +95,9 @@ pub enum ErrorKind {
     GitMergeConflict,
     /// The remote could not be reached or spoke nonsense (`GIT_TRANSPORT_FAILED`, 502).
     GitTransportFailed,
+    /// The preview proxy's upstream: nothing listens on the port, or it failed before answering
+    /// (`BAD_GATEWAY`, 502).
+    BadGateway,
 }
 
 impl ErrorKind {
@@ -128,7 +131,9 @@ impl ErrorKind {
             ErrorKind::GitRemoteRejected => 422,
             ErrorKind::Cancelled => 499,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
-            ErrorKind::GitTransportFailed | ErrorKind::LspServerFailed => 502,
+            ErrorKind::GitTransportFailed | ErrorKind::LspServerFailed | ErrorKind::BadGateway => {
+                502
+            }
             ErrorKind::Unavailable | ErrorKind::ShuttingDown => 503,
             ErrorKind::InsufficientStorage => 507,
         }
@@ -174,6 +179,7 @@ impl ErrorKind {
             ErrorKind::GitDirtyWorktree => "GIT_DIRTY_WORKTREE",
             ErrorKind::GitMergeConflict => "GIT_MERGE_CONFLICT",
             ErrorKind::GitTransportFailed => "GIT_TRANSPORT_FAILED",
+            ErrorKind::BadGateway => "BAD_GATEWAY",
         }
     }
 }

@@ -2,10 +2,8 @@
 //! control plane) on listeners the caller bound, until `shutdown` resolves.
 //!
 //! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
-//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`, `lsp`,
-//! `watch`), then `http`
-//! (the only place that
-//! knows axum and the wire).
+//! handles), the capabilities (`files`, `search`, `process`, `system`, `ports`, `proxy`,
+//! `sdk_api`, `lsp`, `watch`), then `http` (the only place that knows axum and the wire).
 
 pub mod code;
 pub mod config;
@@ -17,7 +15,9 @@ pub mod http;
 pub mod interpreter;
 pub mod lsp;
 pub mod mcp;
+pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod pty;
 pub mod sdk_api;
 pub mod search;

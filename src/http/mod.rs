@@ -12,7 +12,9 @@ pub mod interpreter;
 pub mod lsp;
 pub mod mcp;
 pub mod openapi;
+pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod pty;
 pub mod sdk_api;
 pub mod search;
@@ -48,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .merge(system::router())
         .merge(lsp::router())
         .merge(watch::router())
+        .merge(ports::router())
+        .merge(proxy::router())
         .merge(openapi::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

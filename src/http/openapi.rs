@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::{
-    download, files, git, info, interpreter, lsp, mcp, process, pty, search, session, system,
-    upload, watch,
+    download, files, git, info, interpreter, lsp, mcp, ports, process, proxy, pty, search, session,
+    system, upload, watch,
 };
 use crate::state::AppState;
 
@@ -43,6 +43,7 @@ use crate::state::AppState;
         lsp::document_symbols, lsp::workspace_symbols, lsp::diagnostics, lsp::relay,
         watch::watch_socket, watch::create_watcher, watch::poll_events, watch::delete_watcher,
         mcp::post_doc, mcp::get_doc, mcp::delete_doc,
+        ports::list_ports, ports::port_in_use, proxy::forward,
         openapi_json,
     ),
     tags(
@@ -53,6 +54,7 @@ use crate::state::AppState;
         (name = "git", description = "Git on libgit2 (no git CLI)"),
         (name = "lsp", description = "Language servers (python, typescript, javascript) and the LSP relay"),
         (name = "mcp", description = "The sandbox's tools over the Model Context Protocol (Streamable HTTP)"),
+        (name = "ports", description = "Listening ports and the preview proxy"),
     )
 )]
 pub struct ApiDoc;

@@ -59,7 +59,10 @@ fn stale_leaf(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("toolboxd-") else {
         return false;
     };
-    let owner = rest.split('-').next().and_then(|pid| pid.parse::<i32>().ok());
+    let owner = rest
+        .split('-')
+        .next()
+        .and_then(|pid| pid.parse::<i32>().ok());
     match owner {
         Some(pid) if pid > 0 && pid as u32 != std::process::id() => {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)

@@ -1,9 +1,6 @@
 //! `preview_link`: the URL that reaches a sandbox port through the toolbox's preview proxy
 //! (`/proxy/{port}/`), and whether anything listens there.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
-
 use super::Parameters;
 use rmcp::handler::server::tool::schema_for_output;
 use rmcp::model::CallToolResult;
@@ -16,9 +13,6 @@ use super::super::output;
 use super::super::Toolbox;
 use crate::error::Error;
 
-/// How long `check_server` waits for a TCP connect.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Where the toolbox API is when nothing says otherwise (its default address).
 pub const DEFAULT_BASE: &str = "http://127.0.0.1:2280";
 
@@ -29,7 +23,7 @@ pub struct PreviewArgs {
     pub port: u16,
     /// What runs there (echoed back, for the agent's own notes).
     pub description: Option<String>,
-    /// Check whether something accepts connections on the port (default true).
+    /// Check whether a socket listens on the port (default true).
     pub check_server: Option<bool>,
 }
 
@@ -42,7 +36,7 @@ pub struct Preview {
     pub local_url: String,
     /// The port.
     pub port: u16,
-    /// Whether something accepts TCP connections on the port (absent when not checked).
+    /// Whether a TCP socket listens on the port, on any address (absent when not checked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listening: Option<bool>,
     /// The description given.
@@ -76,17 +70,6 @@ fn base_url(public_url: Option<&str>, parts: Option<&http::request::Parts>) -> S
     }
 }
 
-/// True when a TCP connect to the port succeeds on IPv4 or IPv6 loopback.
-async fn listening(port: u16) -> bool {
-    for ip in [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()] {
-        let connect = tokio::net::TcpStream::connect(SocketAddr::new(ip, port));
-        if let Ok(Ok(_)) = tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            return true;
-        }
-    }
-    false
-}
-
 #[rmcp::tool_router(router = preview_router, vis = "pub(crate)")]
 impl Toolbox {
     /// The URL that reaches a port of the sandbox from outside (through the toolbox's preview
@@ -115,8 +98,15 @@ impl Toolbox {
             self.app.config.public_url.as_deref(),
             context.extensions.get::<http::request::Parts>(),
         );
+        // The check `GET /port/{port}/in-use` makes: a listening socket in /proc/net/tcp*.
         let listening = if args.check_server.unwrap_or(true) {
-            Some(listening(args.port).await)
+            let ports = self.app.ports.clone();
+            let port = args.port;
+            match tokio::task::spawn_blocking(move || ports.in_use(port)).await {
+                Ok(Ok(in_use)) => Some(in_use),
+                Ok(Err(err)) => return Ok(output::failure(&err)),
+                Err(_) => return Ok(output::failure(&Error::internal("the port check failed"))),
+            }
         } else {
             None
         };
