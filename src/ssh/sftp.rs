@@ -96,6 +96,8 @@ pub async fn run(
     drop(requests);
     let _ = writer.await;
     if !ended.is_cancelled() {
+        // As sftp-server exiting 0: scp's exit status depends on it.
+        output.exit_status(0).await;
         output.finish().await;
     }
 }
