@@ -583,6 +583,7 @@ impl russh::server::Handler for Connection {
         tokio::spawn(sftp::run(
             self.server.app.files.clone(),
             self.server.app.config.home.clone(),
+            sftp::symlink_order(session.remote_sshid()),
             output,
             state.inbox.clone(),
             state.ended.clone(),

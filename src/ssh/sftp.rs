@@ -46,10 +46,33 @@ const QUEUE: usize = 64;
 /// Rename paths this side of an unused `posix-rename`.
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
+/// The order of SYMLINK's two paths. OpenSSH's sftp-server reads the target first and the link
+/// second, the reverse of the draft, and most clients send that order to every server (OpenSSH,
+/// paramiko, Go's sftp); a few follow the draft with servers that are not OpenSSH (AsyncSSH,
+/// libssh), as toolboxd is. The client's identification string tells which.
+pub fn symlink_order(client_id: &[u8]) -> SymlinkOrder {
+    let id = String::from_utf8_lossy(client_id);
+    if ["AsyncSSH", "libssh_"].iter().any(|name| id.contains(name)) {
+        SymlinkOrder::Draft
+    } else {
+        SymlinkOrder::OpenSsh
+    }
+}
+
+/// See [`symlink_order`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymlinkOrder {
+    /// Link path, then target.
+    Draft,
+    /// Target, then link path.
+    OpenSsh,
+}
+
 /// Serves SFTP on the channel until the client closes it.
 pub async fn run(
     files: Files,
     home: PathBuf,
+    symlinks: SymlinkOrder,
     output: Output,
     inbox: Arc<Inbox>,
     ended: CancellationToken,
@@ -58,7 +81,7 @@ pub async fn run(
     let (answers, mut outgoing) = mpsc::channel::<Bytes>(QUEUE);
     let worker = std::thread::Builder::new()
         .name("sftp".into())
-        .spawn(move || Server::new(files, home).serve(incoming, answers));
+        .spawn(move || Server::new(files, home, symlinks).serve(incoming, answers));
     if let Err(err) = worker {
         tracing::warn!("ssh: cannot start an sftp thread: {err}");
         output.finish().await;
@@ -106,6 +129,7 @@ pub async fn run(
 struct Server {
     files: Files,
     home: PathBuf,
+    symlinks: SymlinkOrder,
     handles: HashMap<String, Open>,
     next_handle: u64,
 }
@@ -121,10 +145,11 @@ enum Open {
 }
 
 impl Server {
-    fn new(files: Files, home: PathBuf) -> Server {
+    fn new(files: Files, home: PathBuf, symlinks: SymlinkOrder) -> Server {
         Server {
             files,
             home,
+            symlinks,
             handles: HashMap::new(),
             next_handle: 0,
         }
@@ -204,13 +229,18 @@ impl Server {
                     .map_err(|err| Error::io("readlink", &path, &err))
                     .map(|target| name_packet(id, &target))
             }),
-            // OpenSSH sends the target first and the link second (the reverse of the draft);
-            // every common client follows it.
-            Packet::Symlink(symlink) => self.path(&symlink.targetpath).and_then(|link| {
-                std::os::unix::fs::symlink(&symlink.linkpath, &link)
-                    .map_err(|err| Error::io("symlink", &link, &err))
-                    .map(|()| ok(id))
-            }),
+            Packet::Symlink(symlink) => {
+                // russh-sftp names the fields in the draft's order.
+                let (target, link) = match self.symlinks {
+                    SymlinkOrder::Draft => (symlink.targetpath, symlink.linkpath),
+                    SymlinkOrder::OpenSsh => (symlink.linkpath, symlink.targetpath),
+                };
+                self.path(&link).and_then(|link| {
+                    std::os::unix::fs::symlink(&target, &link)
+                        .map_err(|err| Error::io("symlink", &link, &err))
+                        .map(|()| ok(id))
+                })
+            }
             Packet::Extended(extended) => self.extended(id, &extended.request, extended.data),
             _ => Ok(status(id, StatusCode::OpUnsupported, "not a request")),
         };
@@ -731,6 +761,15 @@ mod tests {
             Path::new("/nonexistent-toolboxd/b/c")
         );
         assert_eq!(request_id(&[3, 0, 0, 1, 2, 9]), 258);
+        assert_eq!(
+            symlink_order(b"SSH-2.0-OpenSSH_9.2p1 Debian-2"),
+            SymlinkOrder::OpenSsh
+        );
+        assert_eq!(
+            symlink_order(b"SSH-2.0-AsyncSSH_2.24.1"),
+            SymlinkOrder::Draft
+        );
+        assert_eq!(symlink_order(b"SSH-2.0-Go"), SymlinkOrder::OpenSsh);
         assert_eq!(request_id(&[1, 0, 0, 0, 3]), 0);
     }
 }
