@@ -350,8 +350,8 @@ mod tests {
 
     #[test]
     fn signals_map_both_ways() {
-        assert_eq!(sig_of(libc::SIGTERM), Sig::TERM);
-        assert_eq!(sig_of(libc::SIGWINCH), Sig::Custom("WINCH".into()));
+        assert!(matches!(sig_of(libc::SIGTERM), Sig::TERM));
+        assert!(matches!(sig_of(libc::SIGWINCH), Sig::Custom(name) if name == "WINCH"));
         assert_eq!(
             signal_of(&Sig::Custom("WINCH".into())),
             Some(nix::sys::signal::Signal::SIGWINCH)

@@ -4,9 +4,8 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use russh::keys::ssh_key::authorized_keys::Entry;
+use russh::keys::ssh_key::authorized_keys::ConfigOptsIter;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
@@ -191,7 +190,7 @@ pub fn lookup(files: &[PathBuf], key: &PublicKey) -> Lookup {
                 }
             };
             listed += 1;
-            if entry.public_key().key_data() == key.key_data() {
+            if entry.key.key_data() == key.key_data() {
                 return Lookup::Authorized(grant);
             }
         }
@@ -225,17 +224,47 @@ pub fn survey(files: &[PathBuf]) -> (usize, Vec<String>) {
     (usable, skipped)
 }
 
+/// One line of an authorized_keys file: its options (possibly empty) and its key. (ssh-key's
+/// own parser takes `restrict KEY` without a comment for a key that does not parse.)
+struct Entry {
+    options: String,
+    key: PublicKey,
+}
+
 fn parse_line(line: &str) -> Option<Entry> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    Entry::from_str(line).ok()
+    if let Ok(key) = PublicKey::from_openssh(line) {
+        return Some(Entry {
+            options: String::new(),
+            key,
+        });
+    }
+    // Options first, up to the first blank outside double quotes.
+    let mut quoted = false;
+    let end = line.char_indices().find_map(|(at, c)| match c {
+        '"' => {
+            quoted = !quoted;
+            None
+        }
+        ' ' | '\t' if !quoted => Some(at),
+        _ => None,
+    })?;
+    let (options, rest) = line.split_at(end);
+    ConfigOptsIter::new(options).ok()?;
+    let key = PublicKey::from_openssh(rest.trim_start()).ok()?;
+    Some(Entry {
+        options: options.to_string(),
+        key,
+    })
 }
 
 fn grant_of(entry: &Entry) -> Result<Grant, String> {
     let mut grant = Grant::ALL;
-    for option in entry.config_opts().iter() {
+    let options = ConfigOptsIter::new(&entry.options).map_err(|_| entry.options.clone())?;
+    for option in options {
         apply_option(&mut grant, option)?;
     }
     Ok(grant)
@@ -300,6 +329,7 @@ mod tests {
         );
         for option in [
             "command=\"true\"",
+            "command=\"echo a, b\",no-pty",
             "from=\"10.0.0.1\"",
             "permitopen=\"localhost:80\"",
             "expiry-time=\"20200101\"",
