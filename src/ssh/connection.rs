@@ -23,13 +23,14 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::channel::{read_into, signal_of, Inbox, Output};
 use super::keys::{self, Grant, Lookup};
-use super::{exec, forward, sftp, terminal, Server};
+use super::{exec, forward, sftp, terminal, NotLoggedIn, Server};
 use crate::error::Error;
 use crate::process::{PipedControl, MARKER_VAR};
 use crate::pty::{Pty, PtyOptions, MAX_SIZE};
 
-/// Environment variables one channel may set with `env` requests.
+/// Environment variables one channel may set with `env` requests, and their bytes in all.
 const MAX_ENV_REQUESTS: usize = 256;
+const MAX_ENV_BYTES: usize = 256 * 1024;
 
 /// What a connection is doing, for its idle timer.
 #[derive(Debug, Default)]
@@ -109,6 +110,8 @@ pub struct Connection {
     /// The key (fingerprint) or method that logged the user in, for the log.
     logged_in_with: String,
     told_unconfigured: bool,
+    /// Held until the client logs in (see `MAX_UNAUTHENTICATED`).
+    not_logged_in: Option<NotLoggedIn>,
     channels: HashMap<ChannelId, SessionChannel>,
 }
 
@@ -120,6 +123,7 @@ impl Connection {
         local: SocketAddr,
         activity: Arc<Activity>,
         closing: CancellationToken,
+        not_logged_in: NotLoggedIn,
     ) -> Connection {
         Connection {
             server,
@@ -131,6 +135,7 @@ impl Connection {
             grant: Grant::ALL,
             logged_in_with: String::new(),
             told_unconfigured: false,
+            not_logged_in: Some(not_logged_in),
             channels: HashMap::new(),
         }
     }
@@ -354,6 +359,7 @@ impl russh::server::Handler for Connection {
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
         tracing::info!(peer = %self.peer, "ssh: logged in ({})", self.logged_in_with);
+        self.not_logged_in = None;
         self.activity.authenticated.store(true, Ordering::SeqCst);
         self.activity.changed.notify_waiters();
         Ok(())
@@ -523,12 +529,17 @@ impl russh::server::Handler for Connection {
         let name = variable_name.to_string();
         let value = variable_value.to_string();
         let valid = name != MARKER_VAR && crate::process::validate_env([(&name, &value)]).is_ok();
+        let fits = |env: &BTreeMap<String, String>| {
+            let bytes: usize = env
+                .iter()
+                .filter(|(key, _)| **key != name)
+                .map(|(key, value)| key.len() + value.len())
+                .sum();
+            let count = env.len() + usize::from(!env.contains_key(&name));
+            count <= MAX_ENV_REQUESTS && bytes + name.len() + value.len() <= MAX_ENV_BYTES
+        };
         match self.channels.get_mut(&channel) {
-            Some(state)
-                if valid
-                    && state.running.is_none()
-                    && (state.env.len() < MAX_ENV_REQUESTS || state.env.contains_key(&name)) =>
-            {
+            Some(state) if valid && state.running.is_none() && fits(&state.env) => {
                 state.env.insert(name, value);
                 session.channel_success(channel)?;
             }

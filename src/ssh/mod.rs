@@ -25,6 +25,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -51,6 +52,9 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_MAX: usize = 3;
 /// How long connections get to close at shutdown before they are cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Connections that have not logged in yet, at most (more are closed at once, as OpenSSH's
+/// MaxStartups does): each costs a key exchange.
+pub const MAX_UNAUTHENTICATED: usize = 64;
 
 /// What the log says when no key is configured.
 pub const HOW_TO_CONFIGURE: &str = "add a public key to ~/.ssh/authorized_keys (of the user \
@@ -63,6 +67,17 @@ pub struct Server {
     settings: SshSettings,
     config: Arc<RusshConfig>,
     limiter: auth::Limiter,
+    /// Connections not logged in yet.
+    unauthenticated: AtomicUsize,
+}
+
+/// Counts a connection among those not logged in until it logs in or ends.
+pub struct NotLoggedIn(Arc<Server>);
+
+impl Drop for NotLoggedIn {
+    fn drop(&mut self) {
+        self.0.unauthenticated.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Server {
@@ -96,6 +111,7 @@ impl Server {
             settings,
             config: Arc::new(config),
             limiter: auth::Limiter::default(),
+            unauthenticated: AtomicUsize::new(0),
         }
     }
 
@@ -154,10 +170,23 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        // An address locked out for failed logins, or too many connections still logging in:
+        // closed before the key exchange.
+        if !server.limiter.allows(peer.ip()) {
+            tracing::debug!(peer = %peer, "ssh: connection refused: too many failed logins from this address");
+            continue;
+        }
+        if server.unauthenticated.fetch_add(1, Ordering::SeqCst) >= MAX_UNAUTHENTICATED {
+            server.unauthenticated.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(peer = %peer, "ssh: connection refused: {MAX_UNAUTHENTICATED} connections are still logging in");
+            continue;
+        }
+        let pending = NotLoggedIn(server.clone());
         connections.spawn(serve_connection(
             server.clone(),
             stream,
             peer,
+            pending,
             shutdown.clone(),
         ));
     }
@@ -171,6 +200,7 @@ async fn serve_connection(
     server: Arc<Server>,
     stream: TcpStream,
     peer: SocketAddr,
+    pending: NotLoggedIn,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -184,6 +214,7 @@ async fn serve_connection(
         local,
         activity.clone(),
         closing.clone(),
+        pending,
     );
     let stream = Severable::new(stream, cut.clone());
     let started = tokio::select! {
