@@ -26,6 +26,7 @@ GOALS = {
     "lsp_added_p50_ms": 1,      # completion through toolboxd p50 - straight over stdio p50 <= 1 ms
     "watch_slack_ms": 5,        # write -> watch event p50 <= coalescing window + 5 ms
     "listing_rss_mib": 32,      # daemon VmHWM <= 32 MiB streaming a depth-50 listing or a 1M-match find
+    "ssh_scp_ratio": 0.8,       # scp of 1 GiB through toolboxd >= 0.8x through OpenSSH's sshd, each way
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -1034,6 +1035,84 @@ def pty_cat_section(data: dict) -> str:
     ])
 
 
+def ssh_true_section(data: dict) -> str:
+    x = data["true"]
+    t = x["timings"]
+    neg = data.get("negotiated", {})
+    rows = [[f"{label} ({neg.get(key, '?')})", ms(v["p50_ms"]), ms(v["p90_ms"]), ms(v["mean_ms"]),
+             ms(v["min_ms"]), ms(v["max_ms"])]
+            for label, key, v in (("toolboxd", "toolboxd", t["toolboxd"]), ("OpenSSH sshd", "sshd", t["sshd"]))]
+    return "\n".join([
+        "## 18. `ssh host true` round trip vs OpenSSH's sshd",
+        "",
+        f"A whole connection per run with the OpenSSH client ({data.get('client', '?')}, `-F /dev/null`, one "
+        f"ed25519 key, no known_hosts): key exchange, public key login, `exec` of `true` through the login "
+        f"user's shell, exit status, close. {x['runs']} runs per server after {x['warmup']} untimed, taking turns; "
+        f"sshd is {data.get('sshd', '?')} on another loopback port in the same run (temp sshd_config, no PAM). "
+        f"Key exchange, host key and cipher as negotiated are in parentheses. CPUs busy before: "
+        f"{data.get('cpu_busy_before')}; hypervisor steal during the run: {steal(data)}.",
+        "",
+        table(["server", "p50", "p90", "mean", "min", "max"], rows),
+        "",
+        f"toolboxd / sshd at p50: {t['ratio_p50']:.2f}x (no goal set).",
+        "",
+    ])
+
+
+def ssh_scp_section(data: dict) -> str:
+    x = data["scp"]
+    goal = GOALS["ssh_scp_ratio"]
+    rows = []
+    for direction, label in (("upload", "up: `scp FILE host:dst`"), ("download", "down: `scp host:dst FILE`")):
+        d = x[direction]
+        med = d["median_mb_s"]
+        ok = d["ratio"] >= goal
+        rows.append([
+            label, f"{med['toolboxd']:.0f} MB/s", f"{med['sshd']:.0f} MB/s", f"{d['ratio']:.2f}x", f"≥ {goal}x",
+            verdict(f"scp {x['bytes'] // MIB} MiB {direction} through toolboxd ≥ {goal}x sshd", ok,
+                    f"{d['ratio']:.2f}x: {med['toolboxd']:.0f} vs {med['sshd']:.0f} MB/s"),
+        ])
+    return "\n".join([
+        "## 19. scp of 1 GiB vs OpenSSH's sshd",
+        "",
+        f"`scp` (SFTP, OpenSSH 9) of {x['bytes'] // MIB} MiB of random bytes to each server and back, "
+        f"{x['trials']} rounds per direction and server, alternating which goes first; medians (MB = 10^6 bytes). "
+        f"Files in `{x['dir']}` (tmpfs: the SSH stacks set the pace, not the disk); every copy compared with `cmp`. "
+        f"sshd's side is its `sftp-server`. All rounds (toolboxd / sshd): up {x['upload']['all_mb_s']['toolboxd']} / "
+        f"{x['upload']['all_mb_s']['sshd']}, down {x['download']['all_mb_s']['toolboxd']} / "
+        f"{x['download']['all_mb_s']['sshd']} MB/s.",
+        "",
+        table(["transfer", "toolboxd", "sshd", "ratio", "goal", "result"], rows),
+        "",
+        f"toolboxd's CPU per GiB uploaded: {x['toolboxd_cpu_s_per_gib_upload']} s (the whole daemon: cipher, "
+        f"SSH framing, SFTP, the writes).",
+        "",
+    ])
+
+
+def ssh_sessions_section(data: dict) -> str:
+    x = data["sessions"]
+    own, other = x["toolboxd"], x["sshd"]
+    return "\n".join([
+        f"## 20. Memory with {x['sessions']} open SSH sessions",
+        "",
+        f"{x['sessions']} connections of `ssh -tt host`, each a login shell on a terminal that answered a marker, "
+        f"held open together (before the transfers of section 19). Shells are not counted.",
+        "",
+        table(["server", "before", f"with {x['sessions']} sessions", "per session"], [
+            ["toolboxd (one process; VmRSS)", mib(own["vmrss_before_kib"]), mib(own["vmrss_with_sessions_kib"]),
+             f"{own['per_session_kib']:.0f} KiB"],
+            [f"OpenSSH sshd (listener + {other['processes'] - 1} session processes; summed RSS)",
+             mib(other["listener_rss_kib"]), mib(other["rss_with_sessions_kib"]),
+             f"{other['per_session_kib']:.0f} KiB"],
+        ]),
+        "",
+        f"toolboxd had {own['threads']} threads with the sessions open (each terminal has a reader and a writer "
+        f"thread). No goal set.",
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -1044,6 +1123,7 @@ def main() -> None:
     lspdata = load("lsp")
     listing = load("listing")
     ptydata = load("pty")
+    sshdata = load("ssh")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -1084,6 +1164,13 @@ def main() -> None:
             sections.append(pty_echo_section(ptydata))
         if "cat" in ptydata:
             sections.append(pty_cat_section(ptydata))
+    if sshdata:
+        if "true" in sshdata:
+            sections.append(ssh_true_section(sshdata))
+        if "scp" in sshdata:
+            sections.append(ssh_scp_section(sshdata))
+        if "sessions" in sshdata:
+            sections.append(ssh_sessions_section(sshdata))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -1118,7 +1205,8 @@ def main() -> None:
         head.append("All goals met.")
     head.append("")
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
-                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata))
+                                              ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata),
+                                              ("ssh", sshdata))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1136,6 +1224,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/lsp.py        # 14: LSP completion vs stdio, watch latency, 1,000 watched dirs",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/listing.py    # 15: depth-50 listings and a 1M-match find, daemon peak RSS",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/pty.py        # 16-17: PTY keystroke echo and cat throughput vs a bare PTY",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/ssh.py        # 18-20: ssh host true, scp 1 GiB, 50 sessions vs OpenSSH's sshd",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -1175,6 +1264,9 @@ def main() -> None:
         "GET /process/pty/create-connect?id=ID   # WebSocket; types: stty raw -echo; printf 'READY%s' 42; exec cat",
         "sh -c \"stty raw -echo; printf 'READY%s' 42; exec cat\"   # on os.openpty(): the bare PTY",
         "stty raw -echo; printf 'GO%s' 42; exec cat D/big.bin   # typed into the PTY, and on the bare PTY",
+        "ssh -F /dev/null -i KEY -p SSH_PORT USER@127.0.0.1 true   # toolboxd --ssh-addr, and sshd -D -e -f CFG on another port",
+        "scp -P SSH_PORT S/scp-1024m.bin USER@127.0.0.1:DIR/dst.bin; scp -P SSH_PORT USER@127.0.0.1:DIR/dst.bin S/back.bin   # S: /dev/shm",
+        "ssh -tt -p SSH_PORT USER@127.0.0.1   # x50, held open; daemon VmRSS vs summed sshd RSS",
         "```",
         "",
     ]
