@@ -426,6 +426,42 @@ mod tests {
         assert_eq!(output.lock().clients.len(), 1);
     }
 
+    #[test]
+    fn an_exclusive_pty_waits_for_its_client_instead_of_dropping_it() {
+        let output = Arc::new(Output::new(true));
+        let (_, mut queue) = output.subscribe().unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..CLIENT_QUEUE / chunk.len() {
+            output.publish(&chunk);
+        }
+        let (done, published) = std::sync::mpsc::channel();
+        let publisher = output.clone();
+        std::thread::spawn(move || {
+            publisher.publish(b"y");
+            done.send(()).unwrap();
+        });
+        // Full: the reader waits rather than dropping the client.
+        assert!(published
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        assert!(!queue.slow());
+        assert_eq!(queue.try_recv().unwrap().len(), chunk.len());
+        published
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("room was made");
+        let mut total = 0;
+        while let Some(taken) = queue.try_recv() {
+            total += taken.len();
+        }
+        assert_eq!(total, CLIENT_QUEUE - chunk.len() + 1);
+        // A client that goes away releases a waiting reader too.
+        for _ in 0..CLIENT_QUEUE / chunk.len() {
+            output.publish(&chunk);
+        }
+        drop(queue);
+        output.publish(b"z");
+    }
+
     #[tokio::test]
     async fn queued_chunks_are_joined_up_to_the_limit_in_order() {
         let output = Output::new(false);

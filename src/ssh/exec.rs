@@ -58,10 +58,12 @@ pub async fn run(
     let status = tokio::select! {
         status = exit.wait() => status,
         () = ended.cancelled() => {
-            // The client closed the channel, or the connection dropped.
+            // The client closed the channel, the connection dropped, or the channel was given
+            // up (then the client is told; otherwise this changes nothing).
             if let Some(task) = stdin {
                 task.abort();
             }
+            output.close().await;
             hang_up(control).await;
             drop(child);
             return;
@@ -79,6 +81,7 @@ pub async fn run(
     }
     drop(child);
     if ended.is_cancelled() {
+        output.close().await;
         return;
     }
     match status {

@@ -93,7 +93,7 @@ pub async fn run(stream: TcpStream, output: Output, inbox: Arc<Inbox>, ended: Ca
     };
     tokio::select! {
         _ = async { tokio::join!(upload, download) } => {}
-        () = ended.cancelled() => return,
+        () = ended.cancelled() => {}
     }
     output.close().await;
 }

@@ -368,8 +368,3 @@ impl AsyncWrite for Severable {
         self.stream.is_write_vectored()
     }
 }
-
-/// Whether `addr` is only reachable from this machine.
-pub fn is_loopback(addr: SocketAddr) -> bool {
-    keys::is_loopback(addr.ip())
-}

@@ -118,7 +118,9 @@ pub async fn run(
     // The worker answers what it has, then its queue closes and the writer ends.
     drop(requests);
     let _ = writer.await;
-    if !ended.is_cancelled() {
+    if ended.is_cancelled() {
+        output.close().await;
+    } else {
         // As sftp-server exiting 0: scp's exit status depends on it.
         output.exit_status(0).await;
         output.finish().await;

@@ -39,6 +39,7 @@ pub async fn run(
             event = attachment.next(MAX_SEND) => event,
             () = ended.cancelled() => {
                 typing.abort();
+                output.close().await;
                 drop(attachment);
                 pty.hang_up(super::exec::HANG_UP_GRACE).await;
                 return;

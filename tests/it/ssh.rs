@@ -265,6 +265,37 @@ fn stderr_stays_apart_and_stdin_streams_in() {
 }
 
 #[test]
+fn input_keeps_flowing_while_the_client_is_not_reading_the_output() {
+    if !have(&[]) {
+        return;
+    }
+    let fx = Fixture::start();
+    // `cat` of 32 MiB whose output nobody reads for a while: its stdout fills and it stops
+    // reading stdin, and all the while the client keeps sending. When the client reads again,
+    // everything must come through (nothing may wait on a window adjustment the connection can
+    // no longer read).
+    let input = fx.dir.path().join("in.bin");
+    random_file(&input, 32 << 20);
+    let mut client = fx
+        .ssh(&[fx.target(), "cat"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut output = Vec::new();
+    client
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut output)
+        .unwrap();
+    assert_eq!(client.wait().unwrap().code(), Some(0));
+    assert_eq!(output.len(), 32 << 20);
+    assert!(output == std::fs::read(&input).unwrap());
+}
+
+#[test]
 fn env_requests_reach_the_command_and_a_signal_death_is_reported() {
     if !have(&[]) {
         return;
@@ -351,6 +382,48 @@ fn a_terminal_follows_window_changes() {
     writer.write_all(b"exit 7\r").unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.exit_code(), 7);
+}
+
+#[test]
+fn a_terminal_waits_for_a_slow_client_and_loses_no_output() {
+    if !have(&[]) {
+        return;
+    }
+    let fx = Fixture::start();
+    // 24 MiB of base64 lines on a terminal (three times what a PTY queues for a client), to a
+    // client that reads nothing for a while: the program waits, as on a slow terminal.
+    let mut client = fx
+        .ssh(&[
+            "-tt",
+            fx.target(),
+            "head -c 18874368 /dev/zero | base64 -w 76 | wc -c; head -c 18874368 /dev/zero | base64 -w 76; echo END",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut output = Vec::new();
+    client
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut output)
+        .unwrap();
+    assert_eq!(client.wait().unwrap().code(), Some(0));
+    let text = String::from_utf8_lossy(&output);
+    let counted: usize = text.lines().next().unwrap().trim().parse().unwrap();
+    assert!(
+        text.trim_end().ends_with("END"),
+        "{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    // Every line arrived (the terminal turns each \n into \r\n).
+    let lines = text
+        .lines()
+        .skip(1)
+        .filter(|line| line.starts_with("AAAA"))
+        .count();
+    assert_eq!(lines, counted.div_ceil(77));
 }
 
 #[test]
