@@ -1039,22 +1039,26 @@ def ssh_true_section(data: dict) -> str:
     x = data["true"]
     t = x["timings"]
     neg = data.get("negotiated", {})
-    rows = [[f"{label} ({neg.get(key, '?')})", ms(v["p50_ms"]), ms(v["p90_ms"]), ms(v["mean_ms"]),
-             ms(v["min_ms"]), ms(v["max_ms"])]
-            for label, key, v in (("toolboxd", "toolboxd", t["toolboxd"]), ("OpenSSH sshd", "sshd", t["sshd"]))]
+    series = [("toolboxd", f"toolboxd ({neg.get('toolboxd', '?')})"),
+              ("sshd", f"OpenSSH sshd ({neg.get('sshd', '?')})"),
+              ("sshd_curve25519", "OpenSSH sshd, client `-o KexAlgorithms=curve25519-sha256`")]
+    rows = [[label, ms(t[key]["p50_ms"]), ms(t[key]["p90_ms"]), ms(t[key]["mean_ms"]), ms(t[key]["min_ms"]),
+             ms(t[key]["max_ms"])] for key, label in series if key in t]
     return "\n".join([
         "## 18. `ssh host true` round trip vs OpenSSH's sshd",
         "",
         f"A whole connection per run with the OpenSSH client ({data.get('client', '?')}, `-F /dev/null`, one "
         f"ed25519 key, no known_hosts): key exchange, public key login, `exec` of `true` through the login "
-        f"user's shell, exit status, close. {x['runs']} runs per server after {x['warmup']} untimed, taking turns; "
+        f"user's shell, exit status, close. {x['runs']} runs per series after {x['warmup']} untimed, taking turns; "
         f"sshd is {data.get('sshd', '?')} on another loopback port in the same run (temp sshd_config, no PAM). "
         f"Key exchange, host key and cipher as negotiated are in parentheses. CPUs busy before: "
         f"{data.get('cpu_busy_before')}; hypervisor steal during the run: {steal(data)}.",
         "",
         table(["server", "p50", "p90", "mean", "min", "max"], rows),
         "",
-        f"toolboxd / sshd at p50: {t['ratio_p50']:.2f}x (no goal set).",
+        f"toolboxd / sshd at p50: {t['ratio_p50']:.2f}x"
+        + (f", {t['ratio_p50_same_kex']:.2f}x with the same key exchange" if "ratio_p50_same_kex" in t else "")
+        + " (no goal set). sshd forks and re-executes itself for every connection.",
         "",
     ])
 
@@ -1102,7 +1106,10 @@ def ssh_sessions_section(data: dict) -> str:
         table(["server", "before", f"with {x['sessions']} sessions", "per session"], [
             ["toolboxd (one process; VmRSS)", mib(own["vmrss_before_kib"]), mib(own["vmrss_with_sessions_kib"]),
              f"{own['per_session_kib']:.0f} KiB"],
-            [f"OpenSSH sshd (listener + {other['processes'] - 1} session processes; summed RSS)",
+            [f"OpenSSH sshd (listener + {other['processes'] - 1} session processes; summed PSS)",
+             mib(other.get("listener_pss_kib", 0)), mib(other.get("pss_with_sessions_kib", 0)),
+             f"{other.get('per_session_pss_kib', 0):.0f} KiB"],
+            ["OpenSSH sshd (the same processes; summed RSS, shared pages counted in each)",
              mib(other["listener_rss_kib"]), mib(other["rss_with_sessions_kib"]),
              f"{other['per_session_kib']:.0f} KiB"],
         ]),

@@ -11,7 +11,9 @@ OpenSSH client with `-F /dev/null`, our key only, no known_hosts, BatchMode: wha
 negotiate (the cipher and key exchange are recorded).
 
 1. `ssh host true`: a whole connection per run (key exchange, public key login, exec, close),
-   BENCH_SSH_RUNS times per server (default 50, after 5 untimed), taking turns. p50, p90, mean.
+   BENCH_SSH_RUNS times per series (default 50, after 5 untimed), taking turns: toolboxd, sshd,
+   and sshd with `-o KexAlgorithms=curve25519-sha256` (toolboxd's key exchange; with sshd the
+   client otherwise picks the post-quantum sntrup761x25519). p50, p90, mean.
 2. `scp` of BENCH_SSH_MIB MiB (default 1024) of random bytes up (`scp FILE host:dst`) and back
    down, BENCH_SSH_TRIALS rounds (default 3) per direction and server, alternating which goes
    first; median MB/s. Goal: toolboxd >= 0.8x sshd. Files live in BENCH_SSH_DIR (default
@@ -19,8 +21,9 @@ negotiate (the cipher and key exchange are recorded).
    compared with `cmp`). scp speaks SFTP to both (OpenSSH 9).
 3. Memory with BENCH_SSH_SESSIONS (default 50) open sessions (measured before the transfers): that many `ssh -tt host`
    connections, each with a login shell on a terminal that answered a marker, held open. The
-   daemon's VmRSS before and with them, per session; for sshd, the summed RSS of its processes
-   (listener and the two per connection). The shells themselves are counted for neither.
+   daemon's VmRSS before and with them, per session; for sshd, the summed RSS and PSS of its
+   processes (the listener and one or two per connection; PSS splits shared pages, RSS counts
+   them in every process). The shells themselves are counted for neither.
 
 Env: BENCH_SSH_RUNS (50), BENCH_SSH_MIB (1024), BENCH_SSH_TRIALS (3), BENCH_SSH_SESSIONS (50),
 BENCH_SSH_DIR, BENCH_SSHD (/usr/sbin/sshd), BENCH_SFTP_SERVER (/usr/lib/openssh/sftp-server).
@@ -191,20 +194,32 @@ def summary_ms(values: list[float]) -> dict[str, float]:
     }
 
 
+# The series of section 1: a server, and client options (sshd also with the key exchange
+# toolboxd negotiates, curve25519, since OpenSSH picks its post-quantum hybrid with sshd).
+SERIES = {
+    "toolboxd": ("toolboxd", ()),
+    "sshd": ("sshd", ()),
+    "sshd_curve25519": ("sshd", ("-o", "KexAlgorithms=curve25519-sha256")),
+}
+
+
 def bench_true(servers: Servers) -> dict:
-    samples: dict[str, list[float]] = {"toolboxd": [], "sshd": []}
-    order = ["toolboxd", "sshd"]
+    samples: dict[str, list[float]] = {name: [] for name in SERIES}
+    order = list(SERIES)
     for i in range(WARMUP + RUNS):
-        for server in (order if i % 2 == 0 else order[::-1]):
+        for name in order[i % len(order):] + order[:i % len(order)]:
+            server, options = SERIES[name]
             start = time.perf_counter()
-            subprocess.run(servers.ssh(server, "true"), check=True, stdin=subprocess.DEVNULL, timeout=60)
+            subprocess.run(servers.ssh(server, "true", options=options), check=True,
+                           stdin=subprocess.DEVNULL, timeout=60)
             took = time.perf_counter() - start
             if i >= WARMUP:
-                samples[server].append(took)
-    out = {server: summary_ms(values) for server, values in samples.items()}
+                samples[name].append(took)
+    out = {name: summary_ms(values) for name, values in samples.items()}
     out["ratio_p50"] = round(out["toolboxd"]["p50_ms"] / out["sshd"]["p50_ms"], 3)
-    for server in order:
-        log(f"ssh true via {server}: p50 {out[server]['p50_ms']:.2f} ms, p90 {out[server]['p90_ms']:.2f} ms")
+    out["ratio_p50_same_kex"] = round(out["toolboxd"]["p50_ms"] / out["sshd_curve25519"]["p50_ms"], 3)
+    for name in order:
+        log(f"ssh true via {name}: p50 {out[name]['p50_ms']:.2f} ms, p90 {out[name]['p90_ms']:.2f} ms")
     return {"runs": RUNS, "warmup": WARMUP, "timings": out}
 
 
@@ -296,18 +311,27 @@ def tree_of(root: int) -> list[int]:
     return out
 
 
-def rss_of(pids: list[int], exe_suffix: str) -> tuple[int, int]:
-    """Summed VmRSS (KiB) and count of the processes in `pids` running `exe_suffix`."""
-    total, count = 0, 0
+def pss(pid: int) -> int:
+    """Proportional set size (KiB): shared pages split between the processes sharing them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_of(pids: list[int], exe_suffix: str) -> tuple[int, int, int]:
+    """Summed VmRSS and PSS (KiB) and the count of the processes in `pids` running `exe_suffix`."""
+    total, proportional, count = 0, 0, 0
     for pid in pids:
         try:
             if not os.readlink(f"/proc/{pid}/exe").endswith(exe_suffix):
                 continue
             total += kib(proc_status(pid), "VmRSS")
+            proportional += pss(pid)
             count += 1
         except OSError:
             continue
-    return total, count
+    return total, proportional, count
 
 
 def open_sessions(servers: Servers, server: str, count: int) -> list[subprocess.Popen]:
@@ -361,20 +385,25 @@ def bench_sessions(servers: Servers) -> dict:
         "threads": int(status.get("Threads", "0")),
     }
     close_sessions(clients)
+    out["toolboxd"]["pss_with_sessions_kib"] = pss(toolboxd)
     sshd = servers.procs["sshd"].pid
-    listener_before, _ = rss_of([sshd], "sshd")
+    listener_before, listener_pss, _ = rss_of([sshd], "sshd")
     clients = open_sessions(servers, "sshd", SESSIONS)
     time.sleep(1)
-    total, processes = rss_of(tree_of(sshd), "sshd")
+    total, proportional, processes = rss_of(tree_of(sshd), "sshd")
     out["sshd"] = {
         "listener_rss_kib": listener_before,
+        "listener_pss_kib": listener_pss,
         "rss_with_sessions_kib": total,
+        "pss_with_sessions_kib": proportional,
         "processes": processes,
         "per_session_kib": round((total - listener_before) / SESSIONS, 1),
+        "per_session_pss_kib": round((proportional - listener_pss) / SESSIONS, 1),
     }
     close_sessions(clients)
     log(f"{SESSIONS} sessions: toolboxd {before / 1024:.1f} -> {with_sessions / 1024:.1f} MiB; "
-        f"sshd processes {listener_before / 1024:.1f} -> {total / 1024:.1f} MiB ({processes} processes)")
+        f"sshd processes {listener_before / 1024:.1f} -> {total / 1024:.1f} MiB RSS, "
+        f"{proportional / 1024:.1f} MiB PSS ({processes} processes)")
     return out
 
 
