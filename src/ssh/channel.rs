@@ -35,6 +35,9 @@ pub struct Inbox {
     room: Notify,
     /// Output sends in progress on this channel (they need the connection to move).
     sending: AtomicUsize,
+    /// Cancelled once toolboxd closed the channel: russh forgets a channel it closed first and
+    /// ignores the client's answering close, so the reader learns of the end here.
+    closed: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -141,8 +144,9 @@ impl Drop for Sending<'_> {
     }
 }
 
-/// Moves the channel's incoming data into `inbox` until the client closes the channel or the
-/// connection ends; then closes the inbox and cancels `ended`.
+/// Moves the channel's incoming data into `inbox` until the channel is closed (by the client, or
+/// by toolboxd through its `Output`) or the connection ends; then closes the inbox and cancels
+/// `ended`.
 pub async fn read_into(
     mut read: ChannelReadHalf,
     inbox: Arc<Inbox>,
@@ -153,6 +157,7 @@ pub async fn read_into(
         let message = tokio::select! {
             message = read.wait() => message,
             () = closing.cancelled() => None,
+            () = inbox.closed.cancelled() => None,
         };
         match message {
             Some(ChannelMsg::Data { data }) => {
@@ -244,8 +249,11 @@ impl Output {
 
     /// Closes the channel.
     pub async fn close(&self) {
-        let _sending = self.inbox.sending();
-        let _ = self.write.close().await;
+        {
+            let _sending = self.inbox.sending();
+            let _ = self.write.close().await;
+        }
+        self.inbox.closed.cancel();
     }
 
     /// Sends EOF and closes the channel.

@@ -375,6 +375,9 @@ impl russh::server::Handler for Connection {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
+        // Channels toolboxd closed first are not reported by russh (`channel_close` only
+        // follows the client's close): forget the ones that ended.
+        self.channels.retain(|_, state| !state.ended.is_cancelled());
         let id = channel.id();
         let (read, write) = channel.split();
         let inbox = Arc::new(Inbox::default());

@@ -898,6 +898,50 @@ fn idle_connections_are_closed() {
 }
 
 #[test]
+fn a_connection_is_idle_again_once_its_channels_have_ended() {
+    if !have(&[]) {
+        return;
+    }
+    let fx = Fixture::start_with(vec!["--ssh-idle-timeout".into(), "3".into()], Vec::new());
+    // One connection (an OpenSSH master in the background), one command through it: the
+    // command's channel ends (toolboxd closes it first), then the connection is idle.
+    let control = fx.dir.path().join("control");
+    let control_option = format!("ControlPath={}", control.display());
+    let output = run(fx.ssh(&[
+        "-M",
+        "-o",
+        &control_option,
+        "-o",
+        "ControlPersist=yes",
+        "-f",
+        "-N",
+        fx.target(),
+    ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = run(fx.ssh(&[
+        "-o",
+        &control_option,
+        fx.target(),
+        "echo through the master",
+    ]));
+    assert_eq!(
+        text(&output.stdout),
+        "through the master\n",
+        "{}",
+        text(&output.stderr)
+    );
+    let master_alive = || {
+        run(fx.ssh(&["-o", &control_option, "-O", "check", fx.target()]))
+            .status
+            .success()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || !master_alive()),
+        "the connection stayed open after its channel ended"
+    );
+}
+
+#[test]
 fn shutdown_ends_connections_and_their_programs() {
     if !have(&[]) {
         return;
