@@ -343,6 +343,8 @@ fn a_terminal_follows_window_changes() {
     let mut command = CommandBuilder::new("ssh");
     command.args(fx.options(&fx.key));
     command.args(["-tt", "-p", &fx.port.to_string(), fx.target()]);
+    // ssh passes its TERM on in the pty-req.
+    command.env("TERM", "vt220");
     let mut child = pair.slave.spawn_command(command).unwrap();
     drop(pair.slave);
     let mut reader = pair.master.try_clone_reader().unwrap();
@@ -360,16 +362,23 @@ fn a_terminal_follows_window_changes() {
                 .push_str(&String::from_utf8_lossy(&buffer[..n]));
         }
     });
-    // Asks for the size until the answer shows up (the shell may still be starting).
-    let mut ask_until = |wanted: &str| {
+    // Asks until the answer shows up (the shell may still be starting).
+    let mut ask_until = |ask: &[u8], wanted: &str| {
         let found = eventually(Duration::from_secs(30), || {
-            writer.write_all(b"echo size=$(stty size)=\r").unwrap();
+            writer.write_all(ask).unwrap();
             std::thread::sleep(Duration::from_millis(300));
             seen.lock().unwrap().contains(wanted)
         });
         assert!(found, "no {wanted} in: {}", seen.lock().unwrap());
     };
-    ask_until("size=24 80=");
+    let size = b"echo size=$(stty size)=\r";
+    ask_until(size, "size=24 80=");
+    // The shell runs in the work dir with the client's TERM.
+    let workdir = std::fs::canonicalize(&fx.daemon.workdir).unwrap();
+    ask_until(
+        b"echo \"term=$TERM dir=$(pwd -P)=\"\r",
+        &format!("term=vt220 dir={}=", workdir.display()),
+    );
     pair.master
         .resize(PtySize {
             rows: 40,
@@ -378,7 +387,7 @@ fn a_terminal_follows_window_changes() {
             pixel_height: 0,
         })
         .unwrap();
-    ask_until("size=40 120=");
+    ask_until(size, "size=40 120=");
     writer.write_all(b"exit 7\r").unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.exit_code(), 7);
