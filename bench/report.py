@@ -30,6 +30,7 @@ GOALS = {
     "mcp_ratio": 1.2,           # MCP execute_command of `true` p50 <= 1.2x POST /process/execute p50
     "proxy_ratio": 0.8,         # 1 GiB download through /proxy/{port}/ >= 0.8x of the app fetched directly
     "proxy_added_p50_ms": 0.3,  # small GET through the proxy p50 - the same GET direct p50 <= 0.3 ms
+    "ssh_scp_ratio": 0.8,       # scp of 1 GiB through toolboxd >= 0.8x through OpenSSH's sshd, each way
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -1078,6 +1079,34 @@ def mcp_section(data: dict) -> str:
     ])
 
 
+def ssh_true_section(data: dict) -> str:
+    x = data["true"]
+    t = x["timings"]
+    neg = data.get("negotiated", {})
+    series = [("toolboxd", f"toolboxd ({neg.get('toolboxd', '?')})"),
+              ("sshd", f"OpenSSH sshd ({neg.get('sshd', '?')})"),
+              ("sshd_curve25519", "OpenSSH sshd, client `-o KexAlgorithms=curve25519-sha256`")]
+    rows = [[label, ms(t[key]["p50_ms"]), ms(t[key]["p90_ms"]), ms(t[key]["mean_ms"]), ms(t[key]["min_ms"]),
+             ms(t[key]["max_ms"])] for key, label in series if key in t]
+    return "\n".join([
+        "## 21. `ssh host true` round trip vs OpenSSH's sshd",
+        "",
+        f"A whole connection per run with the OpenSSH client ({data.get('client', '?')}, `-F /dev/null`, one "
+        f"ed25519 key, no known_hosts): key exchange, public key login, `exec` of `true` through the login "
+        f"user's shell, exit status, close. {x['runs']} runs per series after {x['warmup']} untimed, taking turns; "
+        f"sshd is {data.get('sshd', '?')} on another loopback port in the same run (temp sshd_config, no PAM). "
+        f"Key exchange, host key and cipher as negotiated are in parentheses. CPUs busy before: "
+        f"{data.get('cpu_busy_before')}; hypervisor steal during the run: {steal(data)}.",
+        "",
+        table(["server", "p50", "p90", "mean", "min", "max"], rows),
+        "",
+        f"toolboxd / sshd at p50: {t['ratio_p50']:.2f}x"
+        + (f", {t['ratio_p50_same_kex']:.2f}x with the same key exchange" if "ratio_p50_same_kex" in t else "")
+        + " (no goal set). sshd forks and re-executes itself for every connection.",
+        "",
+    ])
+
+
 def proxy_section(data: dict) -> str:
     t = data["throughput"]
     m = t["methods"]
@@ -1144,6 +1173,63 @@ def proxy_section(data: dict) -> str:
     ])
 
 
+def ssh_scp_section(data: dict) -> str:
+    x = data["scp"]
+    goal = GOALS["ssh_scp_ratio"]
+    rows = []
+    for direction, label in (("upload", "up: `scp FILE host:dst`"), ("download", "down: `scp host:dst FILE`")):
+        d = x[direction]
+        med = d["median_mb_s"]
+        ok = d["ratio"] >= goal
+        rows.append([
+            label, f"{med['toolboxd']:.0f} MB/s", f"{med['sshd']:.0f} MB/s", f"{d['ratio']:.2f}x", f"≥ {goal}x",
+            verdict(f"scp {x['bytes'] // MIB} MiB {direction} through toolboxd ≥ {goal}x sshd", ok,
+                    f"{d['ratio']:.2f}x: {med['toolboxd']:.0f} vs {med['sshd']:.0f} MB/s"),
+        ])
+    return "\n".join([
+        "## 22. scp of 1 GiB vs OpenSSH's sshd",
+        "",
+        f"`scp` (SFTP, OpenSSH 9) of {x['bytes'] // MIB} MiB of random bytes to each server and back, "
+        f"{x['trials']} rounds per direction and server, alternating which goes first; medians (MB = 10^6 bytes). "
+        f"Files in `{x['dir']}` (tmpfs: the SSH stacks set the pace, not the disk); every copy compared with `cmp`. "
+        f"sshd's side is its `sftp-server`. All rounds (toolboxd / sshd): up {x['upload']['all_mb_s']['toolboxd']} / "
+        f"{x['upload']['all_mb_s']['sshd']}, down {x['download']['all_mb_s']['toolboxd']} / "
+        f"{x['download']['all_mb_s']['sshd']} MB/s.",
+        "",
+        table(["transfer", "toolboxd", "sshd", "ratio", "goal", "result"], rows),
+        "",
+        f"toolboxd's CPU per GiB uploaded: {x['toolboxd_cpu_s_per_gib_upload']} s (the whole daemon: cipher, "
+        f"SSH framing, SFTP, the writes).",
+        "",
+    ])
+
+
+def ssh_sessions_section(data: dict) -> str:
+    x = data["sessions"]
+    own, other = x["toolboxd"], x["sshd"]
+    return "\n".join([
+        f"## 23. Memory with {x['sessions']} open SSH sessions",
+        "",
+        f"{x['sessions']} connections of `ssh -tt host`, each a login shell on a terminal that answered a marker, "
+        f"held open together (before the transfers of section 22). Shells are not counted.",
+        "",
+        table(["server", "before", f"with {x['sessions']} sessions", "per session"], [
+            ["toolboxd (one process; VmRSS)", mib(own["vmrss_before_kib"]), mib(own["vmrss_with_sessions_kib"]),
+             f"{own['per_session_kib']:.0f} KiB"],
+            [f"OpenSSH sshd (listener + {other['processes'] - 1} session processes; summed PSS)",
+             mib(other.get("listener_pss_kib", 0)), mib(other.get("pss_with_sessions_kib", 0)),
+             f"{other.get('per_session_pss_kib', 0):.0f} KiB"],
+            ["OpenSSH sshd (the same processes; summed RSS, shared pages counted in each)",
+             mib(other["listener_rss_kib"]), mib(other["rss_with_sessions_kib"]),
+             f"{other['per_session_kib']:.0f} KiB"],
+        ]),
+        "",
+        f"toolboxd had {own['threads']} threads with the sessions open (each terminal has a reader and a writer "
+        f"thread). No goal set.",
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -1156,6 +1242,7 @@ def main() -> None:
     ptydata = load("pty")
     mcpdata = load("mcp")
     proxy = load("proxy")
+    sshdata = load("ssh")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -1200,6 +1287,13 @@ def main() -> None:
         sections.append(mcp_section(mcpdata))
     if proxy:
         sections.append(proxy_section(proxy))
+    if sshdata:
+        if "true" in sshdata:
+            sections.append(ssh_true_section(sshdata))
+        if "scp" in sshdata:
+            sections.append(ssh_scp_section(sshdata))
+        if "sessions" in sshdata:
+            sections.append(ssh_sessions_section(sshdata))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -1235,7 +1329,8 @@ def main() -> None:
     head.append("")
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
                                               ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata), ("mcp", mcpdata),
-                                              ("proxy", proxy))
+                                              ("proxy", proxy),
+                                              ("ssh", sshdata))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1255,6 +1350,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/pty.py        # 16-17: PTY keystroke echo and cat throughput vs a bare PTY",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/mcp.py        # 18: MCP execute_command vs /process/execute, tools/list",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/proxy.py      # 19-20: preview proxy 1 GiB each way, added latency",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/ssh.py        # 21-23: ssh host true, scp 1 GiB, 50 sessions vs OpenSSH's sshd",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -1299,6 +1395,9 @@ def main() -> None:
         "bench/results/ceiling get PORT /proxy/APP_PORT/big; bench/results/ceiling get APP_PORT /big",
         "bench/results/ceiling post PORT /proxy/APP_PORT/sink D/big.bin; bench/results/ceiling post APP_PORT /sink D/big.bin",
         "GET /proxy/APP_PORT/small vs GET /small on APP_PORT   # keep-alive, taking turns",
+        "ssh -F /dev/null -i KEY -p SSH_PORT USER@127.0.0.1 true   # toolboxd --ssh-addr, and sshd -D -e -f CFG on another port",
+        "scp -P SSH_PORT S/scp-1024m.bin USER@127.0.0.1:DIR/dst.bin; scp -P SSH_PORT USER@127.0.0.1:DIR/dst.bin S/back.bin   # S: /dev/shm",
+        "ssh -tt -p SSH_PORT USER@127.0.0.1   # x50, held open; daemon VmRSS vs summed sshd RSS",
         "```",
         "",
     ]

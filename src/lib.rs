@@ -21,12 +21,14 @@ pub mod proxy;
 pub mod pty;
 pub mod sdk_api;
 pub mod search;
+pub mod ssh;
 pub mod state;
 pub mod system;
 pub mod terminal;
 pub mod watch;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -51,6 +53,8 @@ pub struct Listeners {
     pub sdk_api: Option<TcpListener>,
     /// The web terminal (`--terminal-addr`), unless `off`.
     pub terminal: Option<TcpListener>,
+    /// The SSH server (`--ssh-addr`), unless `off`.
+    pub ssh: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
@@ -69,6 +73,18 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = Option<nix::sys::signal::Signal>> + Send + 'static,
 ) -> std::io::Result<()> {
+    let ssh_settings = config.ssh.clone();
+    let ssh_host_key = match &listeners.ssh {
+        Some(_) => {
+            let path = ssh_settings.host_key.clone();
+            let key = tokio::task::spawn_blocking(move || ssh::load_host_key(&path))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?;
+            Some(key)
+        }
+        None => None,
+    };
     let sandbox_id = config.sandbox_id.clone();
     let sdk_api_key = config.sdk_api_key.clone();
     let entrypoint = config.entrypoint.clone();
@@ -90,6 +106,15 @@ pub async fn run(
         }
     }
     let token = state.shutdown.clone();
+    let ssh = match (listeners.ssh, ssh_host_key) {
+        (Some(listener), Some(key)) => {
+            let server = Arc::new(ssh::Server::new(state.clone(), ssh_settings, key));
+            let logged = server.clone();
+            let _ = tokio::task::spawn_blocking(move || logged.log_start()).await;
+            Some((listener, server))
+        }
+        _ => None,
+    };
     let toolbox = http::router(state);
     let trigger = token.clone();
     let teardown = tokio::spawn(async move {
@@ -110,6 +135,9 @@ pub async fn run(
     servers.spawn(serve(listeners.toolbox, toolbox.clone(), token.clone()));
     if let Some((listener, router)) = terminal {
         servers.spawn(serve(listener, router, token.clone()));
+    }
+    if let Some((listener, server)) = ssh {
+        servers.spawn(ssh::serve(listener, server, token.clone()));
     }
     if let Some(listener) = listeners.sdk_api {
         let store = sdk_api::SandboxStore::new(sandbox_id);

@@ -71,11 +71,19 @@ fn main() -> ExitCode {
             },
             None => None,
         };
+        let ssh = match cli.ssh_addr() {
+            Some(addr) => match bind("ssh", addr).await {
+                Ok(listener) => Some(listener),
+                Err(code) => return code,
+            },
+            None => None,
+        };
         tracing::info!(sandbox_id = %config.sandbox_id, workdir = %config.workdir.display(), "toolboxd started");
         match toolboxd::run(config, Listeners {
                 toolbox,
                 sdk_api,
                 terminal,
+                ssh,
             }, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -134,7 +142,8 @@ async fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, E
                 shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
             let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "toolboxd: {name} listening on http://{shown}");
+            let scheme = if name == "ssh" { "ssh" } else { "http" };
+            let _ = writeln!(stdout, "toolboxd: {name} listening on {scheme}://{shown}");
             let _ = stdout.flush();
             Ok(listener)
         }

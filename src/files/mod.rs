@@ -2,8 +2,11 @@
 //! and the atomic writer every upload and replace goes through. Plain blocking Rust; the HTTP
 //! edge calls it off the async workers.
 //!
-//! Invariant: nothing here writes a target in place. Content goes to a temp file in the target's
+//! Invariant: nothing here replaces a target in place. Content goes to a temp file in the target's
 //! directory and is renamed over it, so a failed write leaves the old content and no temp file.
+//! The one in-place writer is `OpenFile` opened for update (random access or append without
+//! truncation, as SFTP clients that change part of a file ask for); an SFTP open that replaces
+//! a file is staged like an upload (`open.rs`).
 //!
 //! Invariant: a delete or move that answers an error has changed nothing. Both act on the entry a
 //! path names, never through it: `link/` is the link (see `entry_of`). A recursive delete and
@@ -12,6 +15,7 @@
 
 mod copy;
 mod list;
+mod open;
 mod read;
 mod remove;
 mod write;
@@ -26,6 +30,7 @@ use std::time::SystemTime;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use list::Listing;
+pub use open::{OpenFile, OpenMode};
 pub use read::{extent, Chunks, Extent};
 pub use write::{AtomicFile, StagedFile};
 
@@ -320,6 +325,17 @@ impl Files {
             },
         )?;
         Ok((head, metadata.len()))
+    }
+
+    /// Opens `path` for random access (see [`OpenFile`]); a file it creates gets `new_mode`
+    /// (default 0666) less the umask.
+    pub fn open_file(
+        &self,
+        path: &Path,
+        mode: OpenMode,
+        new_mode: Option<u32>,
+    ) -> Result<OpenFile> {
+        OpenFile::open(path, mode, new_mode, self.umask)
     }
 
     /// Starts an atomic write of `target` (see [`AtomicFile`]).

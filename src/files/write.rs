@@ -81,9 +81,46 @@ impl AtomicFile {
         &self.target
     }
 
-    /// Bytes written so far.
+    /// Bytes written so far (the end of the furthest write).
     pub fn n_bytes(&self) -> u64 {
         self.n_bytes
+    }
+
+    /// Whether the target did not exist when the write began.
+    pub fn is_new(&self) -> bool {
+        self.owner.is_none()
+    }
+
+    /// The mode the target gets on commit (by default the existing file's, else `0o666 & !umask`).
+    pub fn set_mode(&mut self, mode: u32) {
+        self.mode = mode & 0o7777;
+    }
+
+    /// The temp file, for what acts on the open file itself (its size, times, reads back).
+    pub fn file(&self) -> &std::fs::File {
+        self.temp.as_file()
+    }
+
+    /// Writes `data` at `offset` (a hole before it reads as zeros), for a writer that does not
+    /// go in order.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.temp
+            .as_file()
+            .write_all_at(data, offset)
+            .map_err(|err| Error::io("write", &self.target, &err))?;
+        self.n_bytes = self.n_bytes.max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    /// Cuts or extends the content to `len` bytes.
+    pub fn set_len(&mut self, len: u64) -> Result<()> {
+        self.temp
+            .as_file()
+            .set_len(len)
+            .map_err(|err| Error::io("truncate", &self.target, &err))?;
+        self.n_bytes = len;
+        Ok(())
     }
 
     /// Appends `data`.

@@ -171,6 +171,7 @@ pub async fn create_pty(
         cols: request.cols,
         rows: request.rows,
         lazy_start: request.lazy_start.unwrap_or(false),
+        ..PtyOptions::default()
     };
     let ptys = app.ptys.clone();
     let pty = blocking(move || ptys.create(options)).await?;
@@ -296,7 +297,7 @@ pub async fn create_connect(
         envs: offered.envs()?,
         cols: size_param(query.cols.as_deref(), "cols")?,
         rows: size_param(query.rows.as_deref(), "rows")?,
-        lazy_start: false,
+        ..PtyOptions::default()
     };
     let ptys = app.ptys.clone();
     let attachment = blocking(move || ptys.create_and_attach(options)).await?;

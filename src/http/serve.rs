@@ -84,7 +84,7 @@ pub async fn serve(
 
 /// A failed accept: the client's own failure is skipped; anything else (out of descriptors) is
 /// logged and retried after a second, as axum does, rather than ending the listener.
-async fn accept_failed(err: &io::Error, token: &CancellationToken) {
+pub(crate) async fn accept_failed(err: &io::Error, token: &CancellationToken) {
     if matches!(
         err.kind(),
         io::ErrorKind::ConnectionRefused

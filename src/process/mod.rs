@@ -4,6 +4,7 @@
 
 pub(crate) mod cgroup;
 mod exec;
+mod piped;
 mod reaper;
 mod session;
 mod spawn;
@@ -18,6 +19,7 @@ use std::sync::{Arc, RwLock};
 pub use exec::{
     validate_env, ExecOutcome, ExecRequest, Program, ENV_BUDGET, MAX_ENV_STRING, SIDE_CHANNEL_VAR,
 };
+pub use piped::{PipedChild, PipedControl};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
     strip_markers, CommandInfo, CommandLogs, ExecOptions, ExitCause, History, LogFollower,

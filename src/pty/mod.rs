@@ -70,6 +70,11 @@ pub struct PtyOptions {
     pub rows: Option<u16>,
     /// Start the shell when the first client attaches rather than now.
     pub lazy_start: bool,
+    /// Run this command (`shell -c COMMAND`) instead of a login shell.
+    pub command: Option<std::ffi::OsString>,
+    /// Only its creator attaches (an SSH session): output waits for that client instead of
+    /// dropping it when it falls behind, as a program waits on a slow terminal.
+    pub exclusive: bool,
 }
 
 /// A PTY as listed.
@@ -163,6 +168,8 @@ impl Named {
 #[derive(Debug)]
 pub struct Pty {
     id: String,
+    /// The shell's arguments: a login shell, or `-c COMMAND`.
+    args: Vec<std::ffi::OsString>,
     /// Its key among the unlisted PTYs, if it is one.
     unlisted: Option<u64>,
     cwd: PathBuf,
@@ -393,8 +400,13 @@ impl Ptys {
         let mut envs = options.envs;
         envs.entry("TERM".to_string())
             .or_insert_with(|| TERM.to_string());
+        let args: Vec<std::ffi::OsString> = match options.command {
+            Some(command) => vec!["-c".into(), command],
+            None => vec!["-l".into(), "-i".into()],
+        };
         Ok(Arc::new(Pty {
             id: options.id,
+            args,
             unlisted,
             cwd,
             envs,
@@ -405,7 +417,7 @@ impl Ptys {
                 rows,
                 phase: Phase::Waiting,
             }),
-            output: output::Output::new(),
+            output: output::Output::new(options.exclusive),
             exit: watch::channel(None).0,
         }))
     }
@@ -457,7 +469,7 @@ impl Ptys {
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let shell = self.process.shell();
         let spawn = Spawn::new(shell, &pty.cwd)
-            .args(["-l", "-i"])
+            .args(&pty.args)
             .envs(self.process.env_snapshot())
             .envs(&pty.envs)
             .env(MARKER_VAR, &marker)

@@ -24,6 +24,7 @@ mod sdk_api;
 mod search;
 mod session;
 mod session_formats;
+mod ssh;
 mod streaming;
 mod terminal;
 mod transfer_support;
