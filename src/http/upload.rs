@@ -78,7 +78,8 @@ pub struct UploadFailureBody {
     /// The wire error (status from the first failure).
     #[serde(flatten)]
     pub error: ErrorBody,
-    /// Files stored before or despite the failure.
+    /// Files stored: empty, as a failed upload stores nothing, unless renaming the staged files
+    /// into place failed part way.
     pub files: Vec<UploadedFile>,
     /// One message per failure.
     pub errors: Vec<String>,
@@ -89,7 +90,8 @@ pub struct UploadFailureBody {
 ///
 /// Every file is staged beside its target and renamed into place only once the whole body has
 /// arrived (its closing delimiter, then the end its Content-Length or chunked encoding
-/// announces): a body that is cut or malformed stores nothing.
+/// announces): a body that is cut or malformed stores nothing, and neither does a body with a
+/// file that cannot be written or a part that is wrong (all or nothing).
 #[utoipa::path(post, path = "/files/bulk-upload", tag = "files",
     request_body(content_type = "multipart/form-data", description = "fields files[i].path then files[i].file"),
     responses((status = 200, body = UploadFilesResponse), (status = 400, body = UploadFailureBody),
@@ -174,6 +176,12 @@ pub async fn bulk_upload(
         report.error(Error::invalid_body(format!(
             "files[{idx}].path ({destination}) has no files[{idx}].file part"
         )));
+    }
+    // All or nothing: an upload that failed for one file stores none of them.
+    if !report.errors.is_empty() {
+        staging.discard().await;
+        report.nothing_stored = true;
+        return report.finish();
     }
     for (destination, committed) in staging.commit().await {
         match committed {
@@ -537,6 +545,8 @@ struct Report {
     uri: Uri,
     files: Vec<UploadedFile>,
     errors: Vec<Error>,
+    /// Files were staged and discarded because another part of the request failed.
+    nothing_stored: bool,
 }
 
 impl Report {
@@ -546,6 +556,7 @@ impl Report {
             uri,
             files: Vec::new(),
             errors: Vec::new(),
+            nothing_stored: false,
         }
     }
 
@@ -571,6 +582,9 @@ impl Report {
         let mut error = ErrorBody::new(first, self.uri.path(), self.method.as_str());
         if messages.len() > 1 {
             error.message = messages.join("; ");
+        }
+        if self.nothing_stored {
+            error.message.push_str("; nothing was stored");
         }
         (
             status,

@@ -642,8 +642,44 @@ fn a_path_part_without_its_file_part_is_reported() {
         body["errors"][0].as_str().unwrap().contains("files[1]"),
         "{body}"
     );
-    assert_eq!(body["files"][0]["path"], "a.txt");
-    assert_eq!(std::fs::read_to_string(daemon.path("a.txt")).unwrap(), "A");
+    // All or nothing: the file that had its part is not stored either.
+    assert_eq!(body["files"], json!([]), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().ends_with("nothing was stored"),
+        "{body}"
+    );
+    assert!(!daemon.path("a.txt").exists());
+    assert_eq!(std::fs::read_dir(&daemon.workdir).unwrap().count(), 0);
+}
+
+#[test]
+fn a_file_that_cannot_be_written_stores_none_of_the_others() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("b.txt"), "old b");
+    let body = multipart_body(&[
+        Part::Field("files[0].path", "a.txt"),
+        Part::File("files[0].file", "a.txt", b"A"),
+        // Its parent is a file: this one cannot be written, as root or not.
+        Part::Field("files[1].path", "b.txt/x.txt"),
+        Part::File("files[1].file", "x.txt", b"X"),
+        Part::Field("files[2].path", "b.txt"),
+        Part::File("files[2].file", "b.txt", b"new b"),
+    ]);
+    let response = post_multipart(&daemon, "/files/bulk-upload", body);
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("b.txt/x.txt"),
+        "{body}"
+    );
+    assert_eq!(body["files"], json!([]), "{body}");
+    assert!(!daemon.path("a.txt").exists());
+    assert_eq!(std::fs::read_to_string(daemon.path("b.txt")).unwrap(), "old b");
+    let leftovers: Vec<_> = std::fs::read_dir(&daemon.workdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temp files: {leftovers:?}");
 }
 
 #[test]
