@@ -167,7 +167,7 @@ fn javascript_and_typescript_errors_show_the_users_code_and_positions() {
 
 /// Puts a helper module in the work dir (and another in `sub/`) and a package in its
 /// `node_modules`, as a user's project would have them.
-fn node_project(daemon: &Toolboxd) {
+pub(crate) fn node_project(daemon: &Toolboxd) {
     let write = |path: &str, text: &str| {
         let path = daemon.path(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -645,7 +645,10 @@ fn a_path_part_without_its_file_part_is_reported() {
     // All or nothing: the file that had its part is not stored either.
     assert_eq!(body["files"], json!([]), "{body}");
     assert!(
-        body["message"].as_str().unwrap().ends_with("nothing was stored"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("nothing was stored"),
         "{body}"
     );
     assert!(!daemon.path("a.txt").exists());
@@ -674,7 +677,10 @@ fn a_file_that_cannot_be_written_stores_none_of_the_others() {
     );
     assert_eq!(body["files"], json!([]), "{body}");
     assert!(!daemon.path("a.txt").exists());
-    assert_eq!(std::fs::read_to_string(daemon.path("b.txt")).unwrap(), "old b");
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("b.txt")).unwrap(),
+        "old b"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&daemon.workdir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
