@@ -29,9 +29,22 @@
 //!                                       # response with 1 MiB reads, decodes chunked framing,
 //!                                       # parses the one part's headers and writes exactly its
 //!                                       # Content-Length bytes to OUT, then checks the closing
-//!                                       # boundary `\r\n--DAYTONA-FILE-BOUNDARY--`
+//!                                       # delimiter `\r\n--BOUNDARY--`, BOUNDARY being the one
+//!                                       # the response's Content-Type names (random per response)
 //!   ceiling download PORT SRC OUT       # GET /files/download?path=SRC; body (1 MiB reads) to OUT
 //!       both print the number of bytes written to OUT
+//!
+//! The preview proxy's upstream and client (bench/proxy.py): the same lean client against any
+//! path, and an app that is no slower than the socket.
+//!
+//!   ceiling http-serve SRC              # prints the port; serves keep-alive HTTP/1.1 until
+//!                                       # killed, a thread per connection: GET /small answers
+//!                                       # `ok`, any other GET answers SRC (sendfile), a POST's
+//!                                       # body (Content-Length or chunked) is read and dropped
+//!                                       # and its length is the answer
+//!   ceiling get PORT PATH               # GET PATH; reads the body (1 MiB reads) and drops it;
+//!                                       # prints the byte count
+//!   ceiling post PORT PATH SRC          # POST PATH, raw body = SRC (sendfile); prints the answer
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
@@ -114,10 +127,29 @@ fn main() -> io::Result<()> {
             println!("{written}");
             Ok(())
         }
+        Some("http-serve") if args.len() == 3 => http_serve(&args[2]),
+        Some("get") if args.len() == 4 => {
+            let received = client_get(parse_port(&args[2]), &args[3])?;
+            println!("{received}");
+            Ok(())
+        }
+        Some("post") if args.len() == 5 => {
+            let body = client_post(
+                parse_port(&args[2]),
+                &args[3],
+                "application/octet-stream",
+                "",
+                &args[4],
+                "",
+            )?;
+            io::stdout().lock().write_all(&body)?;
+            Ok(())
+        }
         _ => {
             eprintln!(
                 "usage: ceiling recv DST | send PORT SRC | http-sink DST | http-source SRC\n       \
-                 ceiling bulk-upload|upload-v2 PORT SRC DST | bulk-download|download PORT SRC OUT"
+                 ceiling bulk-upload|upload-v2 PORT SRC DST | bulk-download|download PORT SRC OUT\n       \
+                 ceiling http-serve SRC | get PORT PATH | post PORT PATH SRC"
             );
             std::process::exit(2);
         }
@@ -178,8 +210,8 @@ fn accept_request() -> io::Result<(TcpStream, (Vec<u8>, Vec<u8>))> {
 // ---------------------------------------------------------------------------------------------
 // Native HTTP/1.1 client.
 
-/// The bulk-download boundary (Daytona's), and the one this client's uploads use.
-const BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
+/// The boundary of this client's multipart uploads.
+const UPLOAD_BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
 /// Read size of every response read, as in `recv`.
 const READ: usize = 1 << 20;
 
@@ -225,11 +257,8 @@ fn query_value(text: &str) -> String {
     out
 }
 
-/// Sends `head` + `preamble`, then all of `src` (sendfile, as `send` does),
-/// then `trailer`: one POST whose Content-Length the caller computed. Returns the response body.
+/// POST /files/bulk-upload (multipart) or /files/upload-v2 (raw) of `src` to `dst`.
 fn client_upload(port: u16, multipart: bool, src: &str, dst: &str) -> io::Result<Vec<u8>> {
-    let file = File::open(src)?;
-    let size = file.metadata()?.len();
     let (target, content_type, preamble, trailer) = if multipart {
         let name = std::path::Path::new(src)
             .file_name()
@@ -237,14 +266,14 @@ fn client_upload(port: u16, multipart: bool, src: &str, dst: &str) -> io::Result
             .unwrap_or_else(|| "file".into());
         (
             "/files/bulk-upload".to_string(),
-            format!("multipart/form-data; boundary={BOUNDARY}"),
+            format!("multipart/form-data; boundary={UPLOAD_BOUNDARY}"),
             format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].path\"\r\n\r\n{dst}\r\n\
-                 --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].file\"; filename={}\r\n\
+                "--{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].path\"\r\n\r\n{dst}\r\n\
+                 --{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].file\"; filename={}\r\n\
                  Content-Type: application/octet-stream\r\n\r\n",
                 json_string(&name)
             ),
-            format!("\r\n--{BOUNDARY}--\r\n"),
+            format!("\r\n--{UPLOAD_BOUNDARY}--\r\n"),
         )
     } else {
         (
@@ -254,6 +283,22 @@ fn client_upload(port: u16, multipart: bool, src: &str, dst: &str) -> io::Result
             String::new(),
         )
     };
+    client_post(port, &target, &content_type, &preamble, src, &trailer)
+}
+
+/// Sends the head + `preamble`, then all of `src` (sendfile, as `send` does), then `trailer`:
+/// one POST with a computed Content-Length. Returns the response body (any status but 200 is
+/// an error).
+fn client_post(
+    port: u16,
+    target: &str,
+    content_type: &str,
+    preamble: &str,
+    src: &str,
+    trailer: &str,
+) -> io::Result<Vec<u8>> {
+    let file = File::open(src)?;
+    let size = file.metadata()?.len();
     let length = preamble.len() as u64 + size + trailer.len() as u64;
     let head = format!(
         "POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: toolboxd-bench\r\n\
@@ -314,13 +359,17 @@ fn client_download(port: u16, multipart: bool, src: &str, out: &str) -> io::Resu
         return fail(format!("HTTP {}: {}", response.status, String::from_utf8_lossy(&body)));
     }
     let content_type = header(&response.head, "content-type").unwrap_or_default();
-    if multipart && content_type != format!("multipart/form-data; boundary={BOUNDARY}") {
-        return fail(format!("unexpected Content-Type {content_type:?}"));
-    }
+    // The daemon picks a random boundary per response; the part and the closing delimiter must
+    // use the one its Content-Type names.
+    let boundary = match content_type.strip_prefix("multipart/form-data; boundary=") {
+        Some(boundary) if !boundary.is_empty() && !boundary.contains([';', '"', ' ']) => boundary.to_string(),
+        _ if multipart => return fail(format!("unexpected Content-Type {content_type:?}")),
+        _ => String::new(),
+    };
     let mut file = File::create(out)?;
     let mut written: u64 = 0;
     if multipart {
-        let mut part = OnePart::Head(Vec::new());
+        let mut part = OnePart { boundary, state: PartState::Head(Vec::new()) };
         read_body(&mut conn, response, &mut |data: &[u8]| part.feed(data, &mut file, &mut written))?;
         part.finish()?;
     } else {
@@ -333,9 +382,141 @@ fn client_download(port: u16, multipart: bool, src: &str, out: &str) -> io::Resu
     Ok(written)
 }
 
+/// GET `path`; reads the body and drops it. Returns its length (any status but 200 is an error).
+fn client_get(port: u16, path: &str) -> io::Result<u64> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: toolboxd-bench\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n"
+    );
+    let mut conn = connect(port)?;
+    conn.write_all(request.as_bytes())?;
+    let response = read_head(&mut conn)?;
+    let status = response.status;
+    let mut received: u64 = 0;
+    let mut start = Vec::new();
+    read_body(&mut conn, response, &mut |data: &[u8]| {
+        if status != 200 && start.len() < 4096 {
+            start.extend_from_slice(&data[..data.len().min(4096)]);
+        }
+        received += data.len() as u64;
+        Ok(())
+    })?;
+    if status != 200 {
+        return fail(format!("HTTP {status}: {}", String::from_utf8_lossy(&start)));
+    }
+    Ok(received)
+}
+
+/// `http-serve`: binds 127.0.0.1:0, prints the port, serves until killed.
+fn http_serve(src: &str) -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{}", listener.local_addr()?.port())?;
+    stdout.flush()?;
+    drop(stdout);
+    let src = std::sync::Arc::new(src.to_string());
+    for conn in listener.incoming() {
+        let conn = conn?;
+        let src = src.clone();
+        std::thread::spawn(move || {
+            if let Err(err) = serve_connection(conn, &src) {
+                eprintln!("http-serve: {err}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// One keep-alive connection of `http-serve`: requests one after another until the client
+/// closes or sends `Connection: close`.
+fn serve_connection(mut conn: TcpStream, src: &str) -> io::Result<()> {
+    conn.set_nodelay(true)?;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; READ];
+    loop {
+        let head_end = loop {
+            if let Some(pos) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            let n = conn.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            pending.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&pending[..head_end]).into_owned();
+        pending.drain(..head_end);
+        let mut request_line = head.split("\r\n").next().unwrap_or_default().split(' ');
+        let method = request_line.next().unwrap_or_default().to_string();
+        let path = request_line.next().unwrap_or_default().to_string();
+        let close = header(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if method == "POST" {
+            let mut received: u64 = 0;
+            let early = std::mem::take(&mut pending);
+            let chunked = header(&head, "transfer-encoding")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+            if chunked {
+                let mut decoder = Dechunk::Size(Vec::new());
+                let mut count = |data: &[u8]| -> io::Result<()> {
+                    received += data.len() as u64;
+                    Ok(())
+                };
+                decoder.feed(&early, &mut count)?;
+                while !matches!(decoder, Dechunk::Done) {
+                    let n = conn.read(&mut buf)?;
+                    if n == 0 {
+                        return fail("connection closed inside the chunked body".into());
+                    }
+                    decoder.feed(&buf[..n], &mut count)?;
+                }
+            } else {
+                let length: u64 = header(&head, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                received = early.len() as u64;
+                while received < length {
+                    let want = (length - received).min(READ as u64) as usize;
+                    let n = conn.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return fail("connection closed inside the body".into());
+                    }
+                    received += n as u64;
+                }
+            }
+            let answer = received.to_string();
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            )?;
+        } else if path == "/small" {
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")?;
+        } else {
+            let file = File::open(src)?;
+            let len = file.metadata()?.len();
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+            )?;
+            if method != "HEAD" {
+                send_file(&conn, &file, len)?;
+            }
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
+
 /// The single part of a bulk-download body: its headers, then exactly Content-Length bytes to
 /// the file, then the closing boundary.
-enum OnePart {
+struct OnePart {
+    /// The boundary the response's Content-Type names.
+    boundary: String,
+    state: PartState,
+}
+
+enum PartState {
     Head(Vec<u8>),
     Body(u64),
     Tail(Vec<u8>),
@@ -344,8 +525,8 @@ enum OnePart {
 impl OnePart {
     fn feed(&mut self, mut data: &[u8], out: &mut File, written: &mut u64) -> io::Result<()> {
         while !data.is_empty() {
-            match self {
-                OnePart::Head(acc) => {
+            match &mut self.state {
+                PartState::Head(acc) => {
                     // Look for the end of the part headers without copying the whole read: only
                     // bytes up to it (at most 64 KiB) are kept.
                     let keep = data.len().min(65536 - acc.len().min(65536));
@@ -360,21 +541,21 @@ impl OnePart {
                         continue;
                     };
                     let end = from + end + 4;
-                    let length = part_length(&acc[..end])?;
+                    let length = part_length(&acc[..end], &self.boundary)?;
                     data = &data[end - old..];
-                    *self = OnePart::Body(length);
+                    self.state = PartState::Body(length);
                 }
-                OnePart::Body(left) => {
+                PartState::Body(left) => {
                     let n = (*left).min(data.len() as u64) as usize;
                     out.write_all(&data[..n])?;
                     *written += n as u64;
                     *left -= n as u64;
                     data = &data[n..];
                     if *left == 0 {
-                        *self = OnePart::Tail(Vec::new());
+                        self.state = PartState::Tail(Vec::new());
                     }
                 }
-                OnePart::Tail(acc) => {
+                PartState::Tail(acc) => {
                     if acc.len() + data.len() > 4096 {
                         return fail("more than 4 KiB after the part (a second part?)".into());
                     }
@@ -387,9 +568,9 @@ impl OnePart {
     }
 
     fn finish(&self) -> io::Result<()> {
-        match self {
-            OnePart::Tail(acc) => {
-                let close = format!("\r\n--{BOUNDARY}--");
+        match &self.state {
+            PartState::Tail(acc) => {
+                let close = format!("\r\n--{}--", self.boundary);
                 let rest = acc.strip_prefix(close.as_bytes());
                 if rest.map_or(true, |rest| !rest.iter().all(u8::is_ascii_whitespace)) {
                     return fail(format!(
@@ -399,21 +580,21 @@ impl OnePart {
                 }
                 Ok(())
             }
-            OnePart::Head(acc) => fail(format!(
+            PartState::Head(acc) => fail(format!(
                 "body ended inside the part headers: {:?}",
                 String::from_utf8_lossy(&acc[..acc.len().min(500)])
             )),
-            OnePart::Body(left) => fail(format!("body ended {left} bytes short of the part")),
+            PartState::Body(left) => fail(format!("body ended {left} bytes short of the part")),
         }
     }
 }
 
 /// Checks a part head (`--BOUNDARY\r\n` + headers + `\r\n\r\n`) and returns its Content-Length.
-fn part_length(head: &[u8]) -> io::Result<u64> {
+fn part_length(head: &[u8], boundary: &str) -> io::Result<u64> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
-    if lines.next() != Some(&format!("--{BOUNDARY}")[..]) {
-        return fail(format!("part does not start with --{BOUNDARY}: {text:?}"));
+    if lines.next() != Some(&format!("--{boundary}")[..]) {
+        return fail(format!("part does not start with --{boundary}: {text:?}"));
     }
     let headers = lines.take_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\r\n");
     let disposition = header(&headers, "content-disposition").unwrap_or_default();

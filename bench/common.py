@@ -66,6 +66,9 @@ def daemon_args(binary: Path, workdir: Path, addr: str = "127.0.0.1:0") -> list[
     # Keep the reserved terminal listener off port 22222 if this build has the flag.
     if help_mentions(binary, "--terminal-addr"):
         args += ["--terminal-addr", "127.0.0.1:0"]
+    # And the SSH listener off port 22220 (bench/ssh.py starts its own).
+    if help_mentions(binary, "--ssh-addr"):
+        args += ["--ssh-addr", "off"]
     return args
 
 

@@ -13,6 +13,9 @@
 #   BENCH_LIST_TIMEOUT=300 BENCH_TREE_DIRS=100 BENCH_TREE_FILES=100 BENCH_FIND_LINES=1100  # listing.py
 #   BENCH_PTY_ECHO_RUNS=2000 BENCH_PTY_MIB=1024 BENCH_PTY_TRIALS=2  # pty.py, ~2 min
 #   BENCH_MEMORY_CAPPED_RUNS=10 BENCH_MEMORY_FIND_SECONDS=150 BENCH_MEMORY_FIND_CLIENTS=4  # memory.py, ~4 min
+#   BENCH_MCP_RUNS=1000 BENCH_MCP_WARMUP=100  # mcp.py, ~1 min
+#   BENCH_PROXY_TRIALS=5 BENCH_PROXY_RUNS=2000                # proxy.py, ~1 min
+#   BENCH_SSH_RUNS=50 BENCH_SSH_MIB=1024 BENCH_SSH_TRIALS=3 BENCH_SSH_SESSIONS=50  # ssh.py vs sshd, ~3 min
 #
 # All traffic goes to 127.0.0.1. Takes about 7 minutes once the build and the data exist, plus
 # about 15 for the git clones (first run: +4 to generate the repository; each step is also
@@ -23,15 +26,16 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 started=$(date +%s)
 
-# Tools: curl, rg, grep, cmp, file, git, python3 (3.11 stdlib only).
+# Tools: curl, rg, grep, cmp, file, git, python3 (3.11 stdlib only); ssh, scp and sshd for ssh.py.
 missing=()
-for tool in curl rg grep cmp file python3 git; do
+for tool in curl rg grep cmp file python3 git ssh scp /usr/sbin/sshd; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "run-all: installing ${missing[*]}" >&2
-        apt-get update -qq && apt-get install -y -qq curl ripgrep grep diffutils file python3 git >/dev/null
+        apt-get update -qq && apt-get install -y -qq curl ripgrep grep diffutils file python3 git \
+            openssh-client openssh-server >/dev/null
     else
         echo "run-all: missing tools: ${missing[*]}" >&2
         exit 1
@@ -99,6 +103,9 @@ run listing
 run pty
 # Ten 64 MiB-capped executes, then 150 s of /files/find: about 4 minutes.
 run memory
+run mcp
+run proxy
+run ssh
 # git.py builds its 100 000-commit repository once (DATA/git/big.git, about 4 minutes) and the
 # libgit2 file:// clones take minutes each: a longer timeout of its own.
 BENCH_STEP_TIMEOUT=${BENCH_GIT_STEP_TIMEOUT:-3600} run git

@@ -62,7 +62,6 @@ from common import (
 SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "1024")) * MIB
 TRIALS = int(os.environ.get("BENCH_TRIALS", "5"))
 CURL = ["curl", "-sS", "--fail-with-body", "--max-time", "600"]
-BOUNDARY = b"DAYTONA-FILE-BOUNDARY"
 
 
 def ensure_source(path: Path) -> None:
@@ -117,11 +116,17 @@ def same_bytes(a: Path, b: Path) -> bool:
 
 
 def check_bulk_download(src: Path, body: Path) -> str:
-    """Checks that the multipart body holds exactly src as its one part; returns '' or a problem."""
+    """Checks that the multipart body holds exactly src as its one part; returns '' or a problem.
+
+    The boundary is random per response (`toolboxd-` and 32 hex digits); curl -o keeps only the
+    body, so it is taken from the body's first line and must close the body too."""
     with open(body, "rb") as got, open(src, "rb") as want:
         head = got.read(8192)
-        if not head.startswith(b"--" + BOUNDARY + b"\r\n"):
-            return f"body does not start with --{BOUNDARY.decode()}: {head[:200]!r}"
+        first = head.split(b"\r\n", 1)[0]
+        boundary = first[2:]
+        if not (first.startswith(b"--toolboxd-") and len(boundary) == 41
+                and all(c in b"0123456789abcdef" for c in boundary[9:])):
+            return f"body does not start with --toolboxd-<32 hex digits>: {head[:200]!r}"
         end = head.find(b"\r\n\r\n")
         if end < 0:
             return "no end of part headers in the first 8 KiB"
@@ -134,7 +139,7 @@ def check_bulk_download(src: Path, body: Path) -> str:
                 return f"content differs near offset {SIZE - left}"
             left -= n
         tail = got.read(4096)
-        if tail.strip() != b"--" + BOUNDARY + b"--":
+        if tail.strip() != b"--" + boundary + b"--":
             return f"unexpected trailer {tail[:200]!r}"
     return ""
 

@@ -18,7 +18,11 @@
 # Checks: the daemon starts and prints its address; it is PID 1 of its PID
 # namespace; GET /version answers 200 with a JSON version; a file uploaded with
 # POST /files/upload-v2 (raw body) lands in the chroot's /tmp and reads back
-# byte-identical through GET /files/download; SIGTERM makes it exit 0.
+# byte-identical through GET /files/download; SSH (when this build has it and
+# the OpenSSH client is installed): the host key is made in HOME (/tmp) with mode
+# 0600, a key put into /tmp/.ssh/authorized_keys logs in, sftp moves a file both
+# ways (SFTP needs no shell), and a command says clearly that no shell can start
+# (exit 127); SIGTERM makes it exit 0.
 # Ends with "N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
 
@@ -89,11 +93,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Listen on an ephemeral loopback port; pass --terminal-addr too when this
-# build has it, so the reserved terminal listener never needs port 22222.
+# Listen on an ephemeral loopback port; pass --terminal-addr and --ssh-addr too
+# when this build has them, so the reserved listeners never need ports 22222 and 22220.
 extra_args=()
 if "$bin" --help 2>/dev/null | grep -q -- '--terminal-addr'; then
     extra_args+=(--terminal-addr 127.0.0.1:0)
+fi
+with_ssh=0
+if "$bin" --help 2>/dev/null | grep -q -- '--ssh-addr'; then
+    extra_args+=(--ssh-addr 127.0.0.1:0)
+    with_ssh=1
 fi
 
 # The inner script runs in the new namespaces, before the chroot, with the
@@ -210,6 +219,38 @@ if [[ "$code" == 201 && "$status_code" == 200 ]] && grep -q '"currentBranch":"ma
     pass "POST /git/init + GET /git/status -> main with a.txt untracked, no git binary in the root"
 else
     fail "git init -> '$code', status -> '$status_code': $(head -c 300 "$work/git-status.json" 2>/dev/null) $(cat "$work/curl.err")"
+fi
+
+# SSH: the host key made in the empty root, a key login, SFTP both ways, and a
+# command with no shell to run it.
+ssh_port=$(grep -m1 -o 'ssh listening on ssh://127\.0\.0\.1:[0-9]*' "$work/stdout.log" 2>/dev/null | sed 's/.*://')
+if [[ $with_ssh == 1 && -n "$daemon_pid" ]] && command -v ssh-keygen >/dev/null && command -v sftp >/dev/null; then
+    host_key=/proc/$daemon_pid/root/tmp/.toolboxd/ssh_host_ed25519_key
+    if [[ -n "$ssh_port" && -f "$host_key" && "$(stat -c %a "$host_key")" == 600 ]]; then
+        pass "ssh listening on 127.0.0.1:$ssh_port, host key made at /tmp/.toolboxd/ssh_host_ed25519_key (0600)"
+    else
+        fail "ssh: port '${ssh_port}', host key $(stat -c '%a %n' "$host_key" 2>&1)"
+    fi
+    ssh-keygen -q -t ed25519 -N '' -f "$work/id_test"
+    mkdir -p "/proc/$daemon_pid/root/tmp/.ssh"
+    cp "$work/id_test.pub" "/proc/$daemon_pid/root/tmp/.ssh/authorized_keys"
+    ssh_opts=(-F /dev/null -i "$work/id_test" -o IdentitiesOnly=yes -o IdentityAgent=none
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR)
+    printf 'put %s /tmp/sftp.bin\nget /tmp/sftp.bin %s\n' "$work/payload.bin" "$work/sftp-back.bin" >"$work/sftp.batch"
+    if timeout 60 sftp "${ssh_opts[@]}" -P "$ssh_port" -b "$work/sftp.batch" test@127.0.0.1 >"$work/sftp.out" 2>&1 \
+        && cmp -s "$work/payload.bin" "/proc/$daemon_pid/root/tmp/sftp.bin" \
+        && cmp -s "$work/payload.bin" "$work/sftp-back.bin"; then
+        pass "sftp with a key from /tmp/.ssh/authorized_keys: put and get byte-identical"
+    else
+        fail "sftp: $(tail -c 300 "$work/sftp.out")"
+    fi
+    timeout 60 ssh "${ssh_opts[@]}" -p "$ssh_port" test@127.0.0.1 true >"$work/ssh.out" 2>&1 </dev/null
+    code=$?
+    if [[ $code == 127 ]] && grep -q 'cannot start' "$work/ssh.out"; then
+        pass "ssh HOST true with no shell in the root -> exit 127, $(head -n1 "$work/ssh.out" | tr -d '\r')"
+    else
+        fail "ssh HOST true -> exit $code: $(tail -c 300 "$work/ssh.out")"
+    fi
 fi
 
 # SIGTERM: drain and exit 0 (PID 1 only gets signals it handles).

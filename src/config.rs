@@ -27,6 +27,31 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_TERMINAL_ADDR", value_parser = parse_listen)]
     pub terminal_addr: Option<Listen>,
 
+    /// Address of the SSH server (shells, commands, SFTP/scp, rsync, `ssh -L`), or `off`. Port 0
+    /// binds a free port. Default 0.0.0.0:22220, or 127.0.0.1:22220 when --sdk-api-addr is given.
+    #[arg(long, env = "TOOLBOXD_SSH_ADDR", value_parser = parse_listen)]
+    pub ssh_addr: Option<Listen>,
+
+    /// The SSH host key (OpenSSH format). Created (ed25519, mode 0600) on first start and kept,
+    /// so clients see the same key after a restart. Default: $HOME/.toolboxd/ssh_host_ed25519_key.
+    #[arg(long, env = "TOOLBOXD_SSH_HOST_KEY")]
+    pub ssh_host_key: Option<PathBuf>,
+
+    /// A file of public keys (authorized_keys format) that may log in over SSH, besides
+    /// $HOME/.ssh/authorized_keys. Both are read again at every login.
+    #[arg(long, env = "TOOLBOXD_SSH_AUTHORIZED_KEYS")]
+    pub ssh_authorized_keys: Option<PathBuf>,
+
+    /// Accept any public key over SSH. Only for a platform gateway that authenticates users in
+    /// front of the sandbox: anyone who reaches the port gets a shell.
+    #[arg(long, env = "TOOLBOXD_SSH_INSECURE_ACCEPT_ANY_KEY")]
+    pub ssh_insecure_accept_any_key: bool,
+
+    /// Seconds an SSH connection may stay without an open channel (no shell, command, transfer
+    /// or forward) before it is closed; 0 keeps such connections open.
+    #[arg(long, env = "TOOLBOXD_SSH_IDLE_TIMEOUT", default_value_t = 900)]
+    pub ssh_idle_timeout: u64,
+
     /// Directory that relative paths resolve against. Default: the current directory, or $HOME
     /// when DAYTONA_USER_HOME_AS_WORKDIR=true.
     #[arg(long, env = "TOOLBOXD_WORKDIR")]
@@ -83,6 +108,13 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_MAX_WATCHES", default_value_t = 100_000)]
     pub max_watches: usize,
 
+    /// The URL clients reach this toolbox API at (e.g. the sandbox's preview URL of port 2280),
+    /// for links toolboxd hands out: the MCP `preview_link` tool answers BASE/proxy/PORT/.
+    /// Default: the scheme (`X-Forwarded-Proto`) and `Host` of the MCP request, or
+    /// http://127.0.0.1:2280 over stdio.
+    #[arg(long, env = "TOOLBOXD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -127,6 +159,25 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// The SSH address: as given (`None` for `off`), else all interfaces in a sandbox, loopback
+    /// in local SDK mode.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        match self.ssh_addr {
+            Some(Listen::Off) => None,
+            Some(Listen::At(addr)) => Some(addr),
+            None => {
+                let ip = if self.sdk_api_addr.is_some() {
+                    [127, 0, 0, 1]
+                } else {
+                    [0, 0, 0, 0]
+                };
+                Some(SocketAddr::from((ip, 22220)))
+            }
+        }
+    }
+}
+
 /// A listener's address, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listen {
@@ -150,6 +201,18 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 pub enum Command {
     /// Print the toolbox OpenAPI document (OpenAPI 3.1 JSON) and exit.
     Openapi,
+    /// Serve the MCP tools over stdio for an agent that starts toolboxd itself: stdin and stdout
+    /// carry the protocol, logs go to stderr, nothing listens. Ends (with every process it
+    /// started) when stdin closes or on SIGTERM/SIGINT.
+    Mcp {
+        /// Directory that relative paths resolve against (default: the current directory).
+        #[arg(long, env = "TOOLBOXD_WORKDIR")]
+        workdir: Option<PathBuf>,
+        /// The URL of a toolbox API whose preview proxy `preview_link` should point at
+        /// (default http://127.0.0.1:2280).
+        #[arg(long, env = "TOOLBOXD_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
     /// The entrypoint session of a running toolboxd.
     Entrypoint {
         /// What to do.
@@ -209,6 +272,67 @@ pub struct Config {
     pub lsp: crate::lsp::Commands,
     /// Most directories watched at once.
     pub max_watches: usize,
+    /// Where clients reach the toolbox API (`--public-url`), without a trailing `/`.
+    pub public_url: Option<String>,
+    /// The SSH server's settings.
+    pub ssh: SshSettings,
+}
+
+/// How the SSH server authenticates and how long it keeps idle connections.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    /// The host key file (created when missing).
+    pub host_key: PathBuf,
+    /// Files of authorized public keys, read at every login: the user's
+    /// `~/.ssh/authorized_keys` and `--ssh-authorized-keys`.
+    pub authorized_keys: Vec<PathBuf>,
+    /// Any public key is accepted (`--ssh-insecure-accept-any-key`).
+    pub accept_any_key: bool,
+    /// The password SSH accepts: the sandbox's token once token auth exists. `None` today, so
+    /// password logins are refused.
+    pub password: Option<Secret>,
+    /// How long a connection may stay without an open channel (`None`: no limit).
+    pub idle_timeout: Option<std::time::Duration>,
+}
+
+impl SshSettings {
+    /// The defaults for a user whose home is `home`.
+    pub fn for_home(home: &std::path::Path) -> SshSettings {
+        SshSettings {
+            host_key: home.join(".toolboxd").join("ssh_host_ed25519_key"),
+            authorized_keys: vec![home.join(".ssh").join("authorized_keys")],
+            accept_any_key: false,
+            password: None,
+            idle_timeout: Some(std::time::Duration::from_secs(900)),
+        }
+    }
+}
+
+/// A secret string: compared in constant time, never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// Whether `candidate` is the secret, in time that depends only on the lengths.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for (i, byte) in a.iter().enumerate() {
+            diff |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 impl Config {
@@ -237,6 +361,7 @@ impl Config {
             .ok()
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| "local".to_string());
+        let ssh = ssh_settings(cli, &home);
         Ok(Config {
             workdir,
             home,
@@ -256,11 +381,14 @@ impl Config {
                 typescript: parse_lsp(cli.lsp_typescript_cmd.as_deref(), "--lsp-typescript-cmd")?,
             },
             max_watches: cli.max_watches,
+            public_url: parse_public_url(cli.public_url.as_deref())?,
+            ssh,
         })
     }
 
     /// A configuration for tests and embedding: `workdir` and `home` as given, umask 022.
     pub fn for_dir(workdir: PathBuf, home: PathBuf) -> Config {
+        let ssh = SshSettings::for_home(&home);
         Config {
             workdir,
             home,
@@ -274,8 +402,41 @@ impl Config {
             history: crate::process::History::default(),
             lsp: crate::lsp::Commands::default(),
             max_watches: 100_000,
+            public_url: None,
+            ssh,
         }
     }
+}
+
+/// `--public-url`: an http(s) URL; a trailing `/` is dropped.
+fn parse_public_url(text: Option<&str>) -> Result<Option<String>, String> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = ["http://", "https://"].iter().any(|scheme| {
+        text.len() > scheme.len() && text[..scheme.len()].eq_ignore_ascii_case(scheme)
+    });
+    if !valid || text.contains(char::is_whitespace) {
+        return Err(format!(
+            "--public-url {text:?}: expected an http:// or https:// URL"
+        ));
+    }
+    Ok(Some(text.trim_end_matches('/').to_string()))
+}
+
+/// The SSH settings from the command line (paths as given, relative to the current directory).
+fn ssh_settings(cli: &Cli, home: &std::path::Path) -> SshSettings {
+    let mut settings = SshSettings::for_home(home);
+    if let Some(path) = &cli.ssh_host_key {
+        settings.host_key = path.clone();
+    }
+    if let Some(path) = &cli.ssh_authorized_keys {
+        settings.authorized_keys.push(path.clone());
+    }
+    settings.accept_any_key = cli.ssh_insecure_accept_any_key;
+    settings.idle_timeout =
+        (cli.ssh_idle_timeout > 0).then(|| std::time::Duration::from_secs(cli.ssh_idle_timeout));
+    settings
 }
 
 /// A configured language server command (empty: the default).

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     /// The target existed but has ended, e.g. input to a completed command
     /// (`COMMAND_ALREADY_COMPLETED`, 410).
     Gone,
+    /// The target existed and has ended, e.g. a PTY whose shell exited (`GONE`, 410; the SDKs'
+    /// `DaytonaGoneError`).
+    Ended,
     /// The route exists but not for this method (`METHOD_NOT_ALLOWED`, 405).
     MethodNotAllowed,
     /// A request body past the size toolboxd buffers, e.g. a JSON body over its limit
@@ -64,6 +67,15 @@ pub enum ErrorKind {
     /// Something toolboxd waited on did not answer in time, e.g. a language server
     /// (`REQUEST_TIMEOUT`, 408).
     RequestTimeout,
+    /// A request that cannot be answered in any form the client accepts, e.g. `/mcp` without
+    /// `Accept: text/event-stream` (`NOT_ACCEPTABLE`, 406).
+    NotAcceptable,
+    /// A request body of a content type the route does not take (`UNSUPPORTED_MEDIA_TYPE`, 415).
+    UnsupportedMediaType,
+    /// The client cancelled the request and toolboxd stopped what it started for it, e.g. an MCP
+    /// `notifications/cancelled` (`CANCELLED`, 499 as nginx's "client closed request"). Only
+    /// callers that pass a cancellation token ever get it.
+    Cancelled,
     /// A git remote refused the credentials, or wants some (`GIT_AUTH_FAILED`, 401).
     GitAuthFailed,
     /// No repository at the path, or the remote has none (`GIT_REPO_NOT_FOUND`, 404).
@@ -83,6 +95,9 @@ pub enum ErrorKind {
     GitMergeConflict,
     /// The remote could not be reached or spoke nonsense (`GIT_TRANSPORT_FAILED`, 502).
     GitTransportFailed,
+    /// The preview proxy's upstream: nothing listens on the port, or it failed before answering
+    /// (`BAD_GATEWAY`, 502).
+    BadGateway,
 }
 
 impl ErrorKind {
@@ -100,20 +115,25 @@ impl ErrorKind {
             | ErrorKind::GitRepoNotFound
             | ErrorKind::GitBranchNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::NotAcceptable => 406,
             ErrorKind::Timeout | ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict
             | ErrorKind::GitBranchExists
             | ErrorKind::GitPushRejected
             | ErrorKind::GitDirtyWorktree
             | ErrorKind::GitMergeConflict => 409,
-            ErrorKind::Gone => 410,
+            ErrorKind::Gone | ErrorKind::Ended => 410,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UriTooLong => 414,
+            ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::RangeNotSatisfiable => 416,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::GitRemoteRejected => 422,
+            ErrorKind::Cancelled => 499,
             ErrorKind::ReadFailed | ErrorKind::Internal => 500,
-            ErrorKind::GitTransportFailed | ErrorKind::LspServerFailed => 502,
+            ErrorKind::GitTransportFailed | ErrorKind::LspServerFailed | ErrorKind::BadGateway => {
+                502
+            }
             ErrorKind::Unavailable | ErrorKind::ShuttingDown => 503,
             ErrorKind::InsufficientStorage => 507,
         }
@@ -133,6 +153,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "PROCESS_EXECUTION_TIMEOUT",
             ErrorKind::Conflict => "CONFLICT",
             ErrorKind::Gone => "COMMAND_ALREADY_COMPLETED",
+            ErrorKind::Ended => "GONE",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorKind::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorKind::UriTooLong => "URI_TOO_LONG",
@@ -146,6 +167,9 @@ impl ErrorKind {
             ErrorKind::LspServerNotInitialized => "LSP_SERVER_NOT_INITIALIZED",
             ErrorKind::LspServerFailed => "LSP_SERVER_FAILED",
             ErrorKind::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorKind::NotAcceptable => "NOT_ACCEPTABLE",
+            ErrorKind::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorKind::Cancelled => "CANCELLED",
             ErrorKind::GitAuthFailed => "GIT_AUTH_FAILED",
             ErrorKind::GitRepoNotFound => "GIT_REPO_NOT_FOUND",
             ErrorKind::GitBranchNotFound => "GIT_BRANCH_NOT_FOUND",
@@ -155,6 +179,7 @@ impl ErrorKind {
             ErrorKind::GitDirtyWorktree => "GIT_DIRTY_WORKTREE",
             ErrorKind::GitMergeConflict => "GIT_MERGE_CONFLICT",
             ErrorKind::GitTransportFailed => "GIT_TRANSPORT_FAILED",
+            ErrorKind::BadGateway => "BAD_GATEWAY",
         }
     }
 }

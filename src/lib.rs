@@ -2,10 +2,8 @@
 //! control plane) on listeners the caller bound, until `shutdown` resolves.
 //!
 //! Reading order: `config` (flags → Config), `error` (the one Error), `state` (capability
-//! handles), the capabilities (`files`, `search`, `process`, `system`, `sdk_api`, `lsp`,
-//! `watch`), then `http`
-//! (the only place that
-//! knows axum and the wire).
+//! handles), the capabilities (`files`, `search`, `process`, `system`, `ports`, `proxy`,
+//! `sdk_api`, `lsp`, `watch`), then `http` (the only place that knows axum and the wire).
 
 pub mod code;
 pub mod config;
@@ -16,21 +14,25 @@ pub mod git;
 pub mod http;
 pub mod interpreter;
 pub mod lsp;
+pub mod mcp;
 pub mod memory;
+pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod pty;
 pub mod sdk_api;
 pub mod search;
+pub mod ssh;
 pub mod state;
 pub mod system;
 pub mod terminal;
 pub mod watch;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use http::serve::serve;
@@ -52,6 +54,8 @@ pub struct Listeners {
     pub sdk_api: Option<TcpListener>,
     /// The web terminal (`--terminal-addr`), unless `off`.
     pub terminal: Option<TcpListener>,
+    /// The SSH server (`--ssh-addr`), unless `off`.
+    pub ssh: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
@@ -71,6 +75,18 @@ pub async fn run(
     shutdown: impl Future<Output = Option<nix::sys::signal::Signal>> + Send + 'static,
 ) -> std::io::Result<()> {
     memory::start_trimmer();
+    let ssh_settings = config.ssh.clone();
+    let ssh_host_key = match &listeners.ssh {
+        Some(_) => {
+            let path = ssh_settings.host_key.clone();
+            let key = tokio::task::spawn_blocking(move || ssh::load_host_key(&path))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?;
+            Some(key)
+        }
+        None => None,
+    };
     let sandbox_id = config.sandbox_id.clone();
     let sdk_api_key = config.sdk_api_key.clone();
     let entrypoint = config.entrypoint.clone();
@@ -91,8 +107,17 @@ pub async fn run(
             }
         }
     }
+    let token = state.shutdown.clone();
+    let ssh = match (listeners.ssh, ssh_host_key) {
+        (Some(listener), Some(key)) => {
+            let server = Arc::new(ssh::Server::new(state.clone(), ssh_settings, key));
+            let logged = server.clone();
+            let _ = tokio::task::spawn_blocking(move || logged.log_start()).await;
+            Some((listener, server))
+        }
+        _ => None,
+    };
     let toolbox = http::router(state);
-    let token = CancellationToken::new();
     let trigger = token.clone();
     let teardown = tokio::spawn(async move {
         if let Some(signal) = shutdown.await {
@@ -112,6 +137,9 @@ pub async fn run(
     servers.spawn(serve(listeners.toolbox, toolbox.clone(), token.clone()));
     if let Some((listener, router)) = terminal {
         servers.spawn(serve(listener, router, token.clone()));
+    }
+    if let Some((listener, server)) = ssh {
+        servers.spawn(ssh::serve(listener, server, token.clone()));
     }
     if let Some(listener) = listeners.sdk_api {
         let store = sdk_api::SandboxStore::new(sandbox_id);
@@ -153,5 +181,28 @@ pub async fn run(
         )
         .await;
     }
+    result
+}
+
+/// `toolboxd mcp`: serves the MCP tools to one client over stdin/stdout until stdin closes or
+/// `shutdown` resolves, with no listener. Then every tree the client's tools started (commands,
+/// sessions, language servers) is terminated as at daemon shutdown.
+pub async fn run_mcp_stdio(
+    config: Config,
+    shutdown: impl Future<Output = Option<nix::sys::signal::Signal>> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = state::AppState::new(config);
+    let sessions = state.sessions.clone();
+    let trees = state.process.trees().clone();
+    let lsp = state.lsp.clone();
+    let token = state.shutdown.clone();
+    let result = mcp::serve_stdio(state, async move {
+        shutdown.await;
+    })
+    .await;
+    token.cancel();
+    let registry = tokio::task::spawn_blocking(move || trees.terminate_all(SESSION_GRACE));
+    tokio::join!(sessions.terminate_all(SESSION_GRACE), lsp.stop_all());
+    let _ = registry.await;
     result
 }

@@ -9,7 +9,16 @@ use toolboxd::config::{Cli, Command, EntrypointAction, LogFormat};
 use toolboxd::{Config, Listeners};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Mcp {
+        workdir,
+        public_url,
+    }) = &cli.command
+    {
+        cli.workdir = workdir.clone().or(cli.workdir.take());
+        cli.public_url = public_url.clone().or(cli.public_url.take());
+        return mcp_stdio(cli);
+    }
     match &cli.command {
         Some(Command::Openapi) => {
             print!("{}", toolboxd::http::openapi::document());
@@ -20,7 +29,7 @@ fn main() -> ExitCode {
         }) => {
             return toolboxd::entrypoint_logs::run(*addr, !*no_follow);
         }
-        None => {}
+        Some(Command::Mcp { .. }) | None => {}
     }
     // Read the environment and umask before any thread exists.
     let config = match Config::from_cli(&cli) {
@@ -63,11 +72,19 @@ fn main() -> ExitCode {
             },
             None => None,
         };
+        let ssh = match cli.ssh_addr() {
+            Some(addr) => match bind("ssh", addr).await {
+                Ok(listener) => Some(listener),
+                Err(code) => return code,
+            },
+            None => None,
+        };
         tracing::info!(sandbox_id = %config.sandbox_id, workdir = %config.workdir.display(), "toolboxd started");
         match toolboxd::run(config, Listeners {
                 toolbox,
                 sdk_api,
                 terminal,
+                ssh,
             }, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -82,6 +99,42 @@ fn main() -> ExitCode {
     code
 }
 
+/// `toolboxd mcp`: the MCP tools over stdio. Nothing but the protocol goes to stdout: logs go to
+/// stderr, and no listener is bound (so nothing prints its address).
+fn mcp_stdio(cli: Cli) -> ExitCode {
+    let config = match Config::from_cli(&cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("toolboxd: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    toolboxd::memory::tune();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("toolboxd: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(async move {
+        tracing::info!(workdir = %config.workdir.display(), "toolboxd mcp: serving MCP over stdio");
+        match toolboxd::run_mcp_stdio(config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("toolboxd: {err}");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
 async fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, ExitCode> {
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
@@ -90,7 +143,8 @@ async fn bind(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, E
                 shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
             let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "toolboxd: {name} listening on http://{shown}");
+            let scheme = if name == "ssh" { "ssh" } else { "http" };
+            let _ = writeln!(stdout, "toolboxd: {name} listening on {scheme}://{shown}");
             let _ = stdout.flush();
             Ok(listener)
         }
@@ -138,7 +192,8 @@ async fn wait_for_signal(
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rmcp logs every MCP notification at info: its own logs start at warn.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
     // Colour only on a terminal: `docker logs` and log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

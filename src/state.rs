@@ -8,7 +8,9 @@ use crate::files::Files;
 use crate::git::Git;
 use crate::interpreter::Interpreters;
 use crate::lsp::Lsp;
+use crate::ports::Ports;
 use crate::process::{Process, Sessions};
+use crate::proxy::Proxy;
 use crate::pty::Ptys;
 use crate::system::System;
 use crate::watch::Watch;
@@ -38,6 +40,13 @@ pub struct AppState {
     pub lsp: Lsp,
     /// File watching.
     pub watch: Watch,
+    /// Cancelled as shutdown begins: listeners stop accepting, long-lived streams (MCP
+    /// sessions and their SSE streams) end.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Listening TCP ports.
+    pub ports: Ports,
+    /// The preview proxy and its connection pool.
+    pub proxy: Proxy,
 }
 
 impl AppState {
@@ -73,6 +82,9 @@ impl AppState {
             system: System::default(),
             lsp,
             watch,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            ports: Ports::default(),
+            proxy: Proxy::new(),
         }
     }
 }

@@ -75,8 +75,13 @@ pub struct CodeRunRequest {
     pub argv: Vec<String>,
     /// Extra environment.
     pub envs: BTreeMap<String, String>,
+    /// Working directory, relative to the work dir; the work dir when `None` (modules are
+    /// resolved from it).
+    pub cwd: Option<String>,
     /// Kill the tree and answer 408 after this long.
     pub timeout: Option<Duration>,
+    /// Kill the tree and fail with `Cancelled` once cancelled (see `ExecRequest::cancel`).
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// How it went: the program's outcome and the charts its side channel carried.
@@ -159,7 +164,9 @@ impl Code {
         };
         program.args.extend(request.argv.iter().map(OsString::from));
         program.envs = request.envs;
+        program.cwd = request.cwd;
         program.timeout = request.timeout;
+        program.cancel = request.cancel;
         let exec = self.process.run(program).await?;
         drop(scratch);
         Ok(CodeRunOutcome {
@@ -195,8 +202,9 @@ impl Code {
     }
 
     /// `--require=<toolboxd_run.js>`: the preload that gives a JavaScript or TypeScript program
-    /// Daytona's `process.argv` and trims its stack traces to the user's frames, without a line
-    /// added to the user's file.
+    /// Daytona's `process.argv`, resolves its modules from the working directory (the code is
+    /// compiled as `<cwd>/[code].js`, a name no file has) and trims its stack traces to the
+    /// user's frames, without a line added to the user's file.
     fn node_preload(&self) -> Result<OsString> {
         let mut arg = OsString::from("--require=");
         arg.push(self.support_dir()?.join("toolboxd_run.js"));

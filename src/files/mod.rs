@@ -1,8 +1,12 @@
-//! Files: stat, list, create, delete, move, permissions, and the atomic writer every upload and
-//! replace goes through. Plain blocking Rust; the HTTP edge calls it off the async workers.
+//! Files: stat, list, create, delete, move, permissions, the chunked reader downloads stream from,
+//! and the atomic writer every upload and replace goes through. Plain blocking Rust; the HTTP
+//! edge calls it off the async workers.
 //!
-//! Invariant: nothing here writes a target in place. Content goes to a temp file in the target's
+//! Invariant: nothing here replaces a target in place. Content goes to a temp file in the target's
 //! directory and is renamed over it, so a failed write leaves the old content and no temp file.
+//! The one in-place writer is `OpenFile` opened for update (random access or append without
+//! truncation, as SFTP clients that change part of a file ask for); an SFTP open that replaces
+//! a file is staged like an upload (`open.rs`).
 //!
 //! Invariant: a delete or move that answers an error has changed nothing. Both act on the entry a
 //! path names, never through it: `link/` is the link (see `entry_of`). A recursive delete and
@@ -11,9 +15,12 @@
 
 mod copy;
 mod list;
+mod open;
+mod read;
 mod remove;
 mod write;
 
+use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -23,7 +30,9 @@ use std::time::SystemTime;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use list::Listing;
-pub use write::AtomicFile;
+pub use open::{OpenFile, OpenMode};
+pub use read::{extent, Chunks, Extent};
+pub use write::{AtomicFile, StagedFile};
 
 /// What a stat says about one entry.
 #[derive(Debug, Clone)]
@@ -97,17 +106,20 @@ impl Files {
     /// Resolves a caller's path: relative paths join the work dir, `.` components drop out (so
     /// `./a` lists as `/work/a`). `..` stays for the OS to resolve. A trailing `/` or `/.` is
     /// kept as a trailing `/`, so the OS still insists on a directory there. Empty is an error.
-    pub fn resolve(&self, path: &str) -> Result<PathBuf> {
-        if path.is_empty() {
+    /// The path is bytes (a query may name a file whose name is not UTF-8); only NUL is refused.
+    pub fn resolve(&self, path: impl AsRef<OsStr>) -> Result<PathBuf> {
+        let path = path.as_ref();
+        let bytes = path.as_bytes();
+        if bytes.is_empty() {
             return Err(Error::invalid_path("invalid file path: path is empty"));
         }
-        if path.contains('\0') {
+        if bytes.contains(&0) {
             return Err(Error::invalid_path(
                 "invalid file path: path contains a NUL byte",
             ));
         }
         let mut resolved: PathBuf = self.workdir.join(path).components().collect();
-        let names_dir = path.ends_with('/') || path.ends_with("/.") || path == ".";
+        let names_dir = bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes == b".";
         if names_dir && resolved.as_os_str() != "/" {
             // Joining "" appends the separator.
             resolved.push("");
@@ -265,10 +277,65 @@ impl Files {
         Ok(())
     }
 
-    /// Opens a regular file for reading, with its metadata from the open descriptor. The open
-    /// does not block (a FIFO cannot pin a thread); anything but a regular file is refused.
-    pub fn open_read(&self, path: &Path) -> Result<(File, Metadata)> {
-        open_regular(path)
+    /// Opens a regular file for a download and finds out how much it holds: its size, or, for a
+    /// file whose size the kernel does not report, its content when it ends within `read_ahead`
+    /// bytes (see [`Extent`]). The open does not block (a FIFO cannot pin a thread); anything
+    /// but a regular file is refused, and so is a file that cannot be read without waiting (a
+    /// pseudo file that streams events), with a 400.
+    pub fn open_download(
+        &self,
+        path: &Path,
+        read_ahead: usize,
+    ) -> Result<(File, Metadata, Extent)> {
+        let (file, metadata) = open_regular(path)?;
+        let extent = read::extent(&file, &metadata, read_ahead).map_err(|err| {
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                return Error::invalid_path(format!(
+                    "invalid file path: {} cannot be read without waiting (it streams, it is \
+                     not a file to download)",
+                    path.display()
+                ));
+            }
+            let err = Error::io("read", path, &err);
+            match err.kind {
+                ErrorKind::Internal => Error::new(
+                    ErrorKind::ReadFailed,
+                    format!("failed to read file: {}", err.message),
+                ),
+                _ => err,
+            }
+        })?;
+        Ok((file, metadata, extent))
+    }
+
+    /// Blocking. The first `max` bytes of a regular file, and its size.
+    pub fn read_head(&self, path: &Path, max: usize) -> Result<(Vec<u8>, u64)> {
+        let (file, metadata) = open_regular(path)?;
+        let mut head = Vec::with_capacity(metadata.len().min(max as u64) as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, max as u64), &mut head).map_err(
+            |err| {
+                Error::new(
+                    ErrorKind::ReadFailed,
+                    format!(
+                        "failed to read {}: {}",
+                        path.display(),
+                        crate::error::plain_io_message(&err)
+                    ),
+                )
+            },
+        )?;
+        Ok((head, metadata.len()))
+    }
+
+    /// Opens `path` for random access (see [`OpenFile`]); a file it creates gets `new_mode`
+    /// (default 0666) less the umask.
+    pub fn open_file(
+        &self,
+        path: &Path,
+        mode: OpenMode,
+        new_mode: Option<u32>,
+    ) -> Result<OpenFile> {
+        OpenFile::open(path, mode, new_mode, self.umask)
     }
 
     /// Starts an atomic write of `target` (see [`AtomicFile`]).
@@ -285,6 +352,13 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata)> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|err| {
+            // open(2) of a UNIX socket (and of a device without a driver) fails with ENXIO: it
+            // is not a file to read, like a FIFO or a device that does open.
+            if err.raw_os_error() == Some(libc::ENXIO)
+                && fs::metadata(path).is_ok_and(|metadata| !metadata.is_file())
+            {
+                return not_regular(path);
+            }
             let err = Error::io("open", path, &err);
             match err.kind {
                 // An open that fails for another reason than absence or access is a read failure.
@@ -305,12 +379,17 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata)> {
         )));
     }
     if !metadata.is_file() {
-        return Err(Error::invalid_path(format!(
-            "invalid file path: not a regular file (device, FIFO or socket): {}",
-            path.display()
-        )));
+        return Err(not_regular(path));
     }
     Ok((file, metadata))
+}
+
+/// The 400 for a device, FIFO or socket where a regular file is needed.
+fn not_regular(path: &Path) -> Error {
+    Error::invalid_path(format!(
+        "invalid file path: not a regular file (device, FIFO or socket): {}",
+        path.display()
+    ))
 }
 
 /// The entry a delete or move acts on, and its `lstat`. A trailing slash (`dir/`, `dir/.`) still

@@ -1,5 +1,7 @@
 //! The atomic writer: content goes to a temp file beside the target and is renamed over it on
 //! commit. Dropping an uncommitted writer removes the temp file and leaves the target untouched.
+//! A write can also be staged ([`AtomicFile::stage`]): written whole and closed, but renamed only
+//! later, so several files can be published together once a request has arrived whole.
 
 use std::fs::{self, DirBuilder};
 use std::io::Write;
@@ -7,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use tempfile::{NamedTempFile, TempPath};
 
 use super::parent_of;
 use crate::error::{Error, Result};
@@ -79,9 +81,46 @@ impl AtomicFile {
         &self.target
     }
 
-    /// Bytes written so far.
+    /// Bytes written so far (the end of the furthest write).
     pub fn n_bytes(&self) -> u64 {
         self.n_bytes
+    }
+
+    /// Whether the target did not exist when the write began.
+    pub fn is_new(&self) -> bool {
+        self.owner.is_none()
+    }
+
+    /// The mode the target gets on commit (by default the existing file's, else `0o666 & !umask`).
+    pub fn set_mode(&mut self, mode: u32) {
+        self.mode = mode & 0o7777;
+    }
+
+    /// The temp file, for what acts on the open file itself (its size, times, reads back).
+    pub fn file(&self) -> &std::fs::File {
+        self.temp.as_file()
+    }
+
+    /// Writes `data` at `offset` (a hole before it reads as zeros), for a writer that does not
+    /// go in order.
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.temp
+            .as_file()
+            .write_all_at(data, offset)
+            .map_err(|err| Error::io("write", &self.target, &err))?;
+        self.n_bytes = self.n_bytes.max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    /// Cuts or extends the content to `len` bytes.
+    pub fn set_len(&mut self, len: u64) -> Result<()> {
+        self.temp
+            .as_file()
+            .set_len(len)
+            .map_err(|err| Error::io("truncate", &self.target, &err))?;
+        self.n_bytes = len;
+        Ok(())
     }
 
     /// Appends `data`.
@@ -96,6 +135,19 @@ impl AtomicFile {
 
     /// Sets mode and owner, then renames the temp file over the target. Returns the byte count.
     pub fn commit(self) -> Result<u64> {
+        self.stage()?.commit()
+    }
+
+    /// As `commit`, but only when the target does not exist: one that does (or appeared since
+    /// `create`) is left alone and the write fails with a 409, its temp file removed.
+    pub fn commit_new(self) -> Result<u64> {
+        self.stage()?.commit_new()
+    }
+
+    /// Finishes the content: sets mode and owner and closes the temp file, which stays beside
+    /// the target until [`StagedFile::commit`] renames it there (or the `StagedFile` is dropped
+    /// and removes it). A staged file holds no descriptor.
+    pub fn stage(self) -> Result<StagedFile> {
         let AtomicFile {
             temp,
             target,
@@ -117,8 +169,38 @@ impl AtomicFile {
                 let _ = file.set_permissions(fs::Permissions::from_mode(mode));
             }
         }
+        Ok(StagedFile {
+            temp: temp.into_temp_path(),
+            target,
+            n_bytes,
+        })
+    }
+}
+
+/// A finished write waiting to be published: the temp file (closed) beside its target. `commit`
+/// renames it over the target; dropping it removes the temp file.
+#[derive(Debug)]
+pub struct StagedFile {
+    temp: TempPath,
+    target: PathBuf,
+    n_bytes: u64,
+}
+
+impl StagedFile {
+    /// The path that `commit` will replace.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Renames the temp file over the target. Returns the byte count.
+    pub fn commit(self) -> Result<u64> {
+        let StagedFile {
+            temp,
+            target,
+            n_bytes,
+        } = self;
         match temp.persist(&target) {
-            Ok(_) => Ok(n_bytes),
+            Ok(()) => Ok(n_bytes),
             // Some targets can be written but not replaced: bind-mounted files such as
             // /etc/hosts (EBUSY), files in sticky or read-only-for-us directories (EPERM,
             // EACCES). Those are rewritten in place, as a plain open(O_TRUNC) would.
@@ -128,10 +210,8 @@ impl AtomicFile {
                     Some(libc::EBUSY | libc::EPERM | libc::EACCES | libc::EXDEV)
                 ) =>
             {
-                let mut source = err
-                    .file
-                    .reopen()
-                    .map_err(|e| Error::io("reopen", &target, &e))?;
+                let mut source =
+                    fs::File::open(&err.path).map_err(|e| Error::io("reopen", &target, &e))?;
                 let mut destination = fs::OpenOptions::new()
                     .write(true)
                     .truncate(true)
@@ -141,6 +221,23 @@ impl AtomicFile {
                     .map_err(|e| Error::io("write", &target, &e))?;
                 Ok(n_bytes)
             }
+            Err(err) => Err(Error::io("rename", &target, &err.error)),
+        }
+    }
+
+    /// Renames the temp file to the target only if the target does not exist (a 409 otherwise;
+    /// the temp file is removed either way).
+    pub fn commit_new(self) -> Result<u64> {
+        let StagedFile {
+            temp,
+            target,
+            n_bytes,
+        } = self;
+        match temp.persist_noclobber(&target) {
+            Ok(()) => Ok(n_bytes),
+            Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Err(
+                Error::conflict(format!("file already exists: {}", target.display())),
+            ),
             Err(err) => Err(Error::io("rename", &target, &err.error)),
         }
     }
@@ -230,6 +327,40 @@ mod tests {
             .is_symlink());
         assert_eq!(fs::read_to_string(&real).unwrap(), "new");
         assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o751);
+    }
+
+    #[test]
+    fn a_staged_file_holds_no_descriptor_and_is_published_on_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.txt");
+        fs::write(&target, "old").unwrap();
+        let mut writer = AtomicFile::create(&target, 0o022).unwrap();
+        writer.write_all(b"new").unwrap();
+        let staged = writer.stage().unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        let temp = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path != &target)
+            .unwrap();
+        let open_fds: Vec<PathBuf> = fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| fs::read_link(entry.unwrap().path()).ok())
+            .collect();
+        assert!(
+            !open_fds.contains(&temp),
+            "the staged temp file is still open"
+        );
+        assert_eq!(staged.commit().unwrap(), 3);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let mut writer = AtomicFile::create(&target, 0o022).unwrap();
+        writer.write_all(b"dropped").unwrap();
+        drop(writer.stage().unwrap());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Git {
     }
 
     /// Remotes with their fetch URLs, by name.
-    pub fn remotes(&self, path: &str) -> Result<Vec<(String, String)>> {
+    pub fn remotes(&self, path: &std::ffi::OsStr) -> Result<Vec<(String, String)>> {
         let repo = self.open(path)?;
         let names = repo.remotes().map_err(|e| git_error(e, &[]))?;
         let mut remotes = Vec::new();

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use git2::{ErrorClass, ErrorCode, Repository, RepositoryOpenFlags};
 
 pub use config::{ConfigScope, CredentialStore};
-pub use remote::{CloneReport, CloneRequest, PullRequest, PushRequest};
+pub use remote::{
+    CloneObserver, CloneProgress, CloneReport, CloneRequest, CloneStage, PullRequest, PushRequest,
+};
 pub use status::{CommitInfo, FileStatus, Status};
 pub use worktree::{ResetMode, RestoreRequest};
 
@@ -78,12 +80,15 @@ impl Git {
         });
     }
 
-    /// `path` made absolute against the work dir.
-    pub fn resolve(&self, path: &str) -> Result<PathBuf> {
-        if path.trim().is_empty() {
+    /// `path` made absolute against the work dir. The path is bytes (a query may name a
+    /// directory whose name is not UTF-8).
+    pub fn resolve(&self, path: impl AsRef<std::ffi::OsStr>) -> Result<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = path.as_ref();
+        if path.as_bytes().trim_ascii().is_empty() {
             return Err(Error::missing("path"));
         }
-        if path.contains('\0') {
+        if path.as_bytes().contains(&0) {
             return Err(Error::invalid_path("path contains a NUL byte"));
         }
         Ok(self.workdir.join(path).components().collect())
@@ -91,7 +96,7 @@ impl Git {
 
     /// The repository exactly at `path` (no search upwards: a plain directory inside some other
     /// repository is not a repository).
-    pub fn open(&self, path: &str) -> Result<Repository> {
+    pub fn open(&self, path: impl AsRef<std::ffi::OsStr>) -> Result<Repository> {
         self.libgit2();
         let dir = self.resolve(path)?;
         Repository::open_ext(

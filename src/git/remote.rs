@@ -41,6 +41,37 @@ pub struct CloneReport {
     pub warning: Option<String>,
 }
 
+/// What a clone is doing, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneStage {
+    /// Objects arriving from the remote (`done` of `total` objects).
+    Receiving,
+    /// Deltas being resolved (`done` of `total` deltas).
+    Resolving,
+    /// Files being written into the work tree (`done` of `total` files).
+    CheckingOut,
+}
+
+/// One progress report of a clone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloneProgress {
+    /// The stage.
+    pub stage: CloneStage,
+    /// Items done in this stage.
+    pub done: usize,
+    /// Items in this stage (0 while unknown).
+    pub total: usize,
+}
+
+/// Watches a clone from the cloning thread: told each progress report, and asked whether to
+/// stop (a stopped clone fails with `Cancelled` and leaves the directory as it was).
+pub trait CloneObserver: Sync {
+    /// One progress report.
+    fn progress(&self, report: CloneProgress);
+    /// True once the clone should stop.
+    fn cancelled(&self) -> bool;
+}
+
 /// `POST /git/pull`.
 #[derive(Debug, Clone, Default)]
 pub struct PullRequest {
@@ -76,6 +107,10 @@ struct Transfer<'a> {
     insecure: bool,
     /// Set once a credential was offered: a second ask means it was refused.
     offered: Cell<u32>,
+    /// Told about received objects and resolved deltas.
+    observer: Option<&'a dyn CloneObserver>,
+    /// Set when the observer asked to stop.
+    stopped: Cell<bool>,
 }
 
 impl<'a> Transfer<'a> {
@@ -85,6 +120,8 @@ impl<'a> Transfer<'a> {
             store: CredentialStore::new(git.home()),
             insecure,
             offered: Cell::new(0),
+            observer: None,
+            stopped: Cell::new(false),
         }
     }
 
@@ -134,6 +171,31 @@ impl<'a> Transfer<'a> {
                 )),
             }
         });
+        if let Some(observer) = self.observer {
+            callbacks.transfer_progress(move |stats| {
+                let resolving =
+                    stats.total_deltas() > 0 && stats.received_objects() == stats.total_objects();
+                let report = if resolving {
+                    CloneProgress {
+                        stage: CloneStage::Resolving,
+                        done: stats.indexed_deltas(),
+                        total: stats.total_deltas(),
+                    }
+                } else {
+                    CloneProgress {
+                        stage: CloneStage::Receiving,
+                        done: stats.received_objects(),
+                        total: stats.total_objects(),
+                    }
+                };
+                observer.progress(report);
+                if observer.cancelled() {
+                    self.stopped.set(true);
+                    return false;
+                }
+                true
+            });
+        }
         let insecure = self.insecure;
         // Only TLS certificates: an SSH host key is never waved through.
         callbacks.certificate_check(move |cert, _| {
@@ -161,6 +223,9 @@ impl<'a> Transfer<'a> {
 
     /// Maps a transfer error; a refused credential is always an auth failure.
     fn error(&self, err: git2::Error) -> Error {
+        if self.stopped.get() {
+            return cancelled();
+        }
         let mapped = git_error(err, &self.secrets());
         if self.offered.get() > 1 && mapped.kind != ErrorKind::GitAuthFailed {
             return Error::new(ErrorKind::GitAuthFailed, mapped.message);
@@ -169,9 +234,27 @@ impl<'a> Transfer<'a> {
     }
 }
 
+/// The error of a clone its observer stopped.
+fn cancelled() -> Error {
+    Error::new(
+        ErrorKind::Cancelled,
+        "cancelled: the clone was stopped and its directory left as it was",
+    )
+}
+
 impl Git {
     /// Clones `request.url` into `request.path`, streaming the pack to disk.
     pub fn clone_repo(&self, request: &CloneRequest) -> Result<CloneReport> {
+        self.clone_repo_observed(request, None)
+    }
+
+    /// `clone_repo`, reporting progress to `observer` (which may cancel it: then the clone fails
+    /// with `Cancelled` and the directory is left as it was).
+    pub fn clone_repo_observed(
+        &self,
+        request: &CloneRequest,
+        observer: Option<&dyn CloneObserver>,
+    ) -> Result<CloneReport> {
         self.libgit2();
         if request.url.trim().is_empty() {
             return Err(Error::missing("url"));
@@ -190,7 +273,7 @@ impl Git {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
             Err(err) => return Err(Error::io("open", &target, &err)),
         };
-        let result = self.clone_into(request, &target);
+        let result = self.clone_into(request, &target, observer);
         if result.is_err() {
             // Leave nothing half-made behind: the directory as it was.
             if created {
@@ -205,8 +288,14 @@ impl Git {
         result
     }
 
-    fn clone_into(&self, request: &CloneRequest, target: &Path) -> Result<CloneReport> {
-        let transfer = Transfer::new(self, &request.auth, request.insecure_skip_tls);
+    fn clone_into(
+        &self,
+        request: &CloneRequest,
+        target: &Path,
+        observer: Option<&dyn CloneObserver>,
+    ) -> Result<CloneReport> {
+        let mut transfer = Transfer::new(self, &request.auth, request.insecure_skip_tls);
+        transfer.observer = observer;
         let mut fetch = transfer.fetch_options();
         let branch = request.branch.as_deref().filter(|b| !b.is_empty());
         let mut report = CloneReport::default();
@@ -247,6 +336,19 @@ impl Git {
                     builder.remote_create(move |repo, name, url| {
                         repo.remote_with_fetch(name, url, &spec)
                     });
+                }
+                if let Some(observer) = observer {
+                    // The checkout cannot be stopped part way: a cancel asked for during it is
+                    // honoured once it is done (and the clone removed again, by the caller).
+                    let mut checkout = CheckoutBuilder::new();
+                    checkout.progress(move |_, done, total| {
+                        observer.progress(CloneProgress {
+                            stage: CloneStage::CheckingOut,
+                            done,
+                            total,
+                        });
+                    });
+                    builder.with_checkout(checkout);
                 }
                 builder.clone(&request.url, target).map_err(|err| {
                     let missing_branch = err.class() == git2::ErrorClass::Reference
@@ -326,6 +428,10 @@ impl Git {
                 .map_err(|e| git_error(e, &[]))?;
             repo.set_head_detached(object.peel_to_commit().map_err(|e| git_error(e, &[]))?.id())
                 .map_err(|e| git_error(e, &[]))?;
+        }
+        // A cancel that came during the checkout: the clone is complete but unwanted.
+        if observer.is_some_and(|observer| observer.cancelled()) {
+            return Err(cancelled());
         }
         Ok(report)
     }

@@ -63,7 +63,7 @@ const UNMERGED: &str = "Updated but unmerged";
 
 impl Git {
     /// Status of the work tree and index, with the branch's position against its upstream.
-    pub fn status(&self, path: &str) -> Result<Status> {
+    pub fn status(&self, path: &std::ffi::OsStr) -> Result<Status> {
         let repo = self.open(path)?;
         super::workdir(&repo)?;
         let mut options = StatusOptions::new();
@@ -140,7 +140,7 @@ impl Git {
     }
 
     /// Local branch names, sorted, and the current one (empty when detached).
-    pub fn branches(&self, path: &str) -> Result<(Vec<String>, String)> {
+    pub fn branches(&self, path: &std::ffi::OsStr) -> Result<(Vec<String>, String)> {
         let repo = self.open(path)?;
         let mut names = Vec::new();
         for branch in repo
@@ -162,7 +162,7 @@ impl Git {
     }
 
     /// The history from HEAD, newest first, at most `limit` commits (empty before the first).
-    pub fn history(&self, path: &str, limit: Option<usize>) -> Result<Vec<CommitInfo>> {
+    pub fn history(&self, path: &std::ffi::OsStr, limit: Option<usize>) -> Result<Vec<CommitInfo>> {
         let repo = self.open(path)?;
         if repo.head().is_err() {
             return Ok(Vec::new());

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{blocking, flag, required, Query};
+use super::extract::{blocking, flag, required_path, Query, QueryPath};
 use super::{stream, wire};
 use crate::error::{Error, Result};
 use crate::files::{FileInfo, PermissionsChange};
@@ -50,12 +50,18 @@ pub struct FileInfoDto {
     pub group: String,
     /// `%04o` of the permission bits.
     pub permissions: String,
+    /// Beyond Daytona, only for a path that is not valid UTF-8 (`name` and `path` then show
+    /// U+FFFD for its other bytes): the path's bytes percent-encoded, to be put in a query as
+    /// they are (`/files/download?path=<rawPath>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_path: Option<String>,
 }
 
 impl FileInfoDto {
     /// Wire form of `info`.
     pub fn from_info(info: FileInfo) -> FileInfoDto {
         FileInfoDto {
+            raw_path: wire::raw_path(&info.path),
             name: info.name,
             path: info.path.to_string_lossy().into_owned(),
             size: info.size,
@@ -75,7 +81,8 @@ impl FileInfoDto {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Directory to list (default `.`, the work dir).
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Levels to descend, 1 (default) = children only.
     pub depth: Option<String>,
 }
@@ -85,7 +92,8 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 pub struct PathQuery {
     /// A file or directory; relative to the work dir unless absolute.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
 }
 
 /// `?path=&mode=`
@@ -93,7 +101,8 @@ pub struct PathQuery {
 #[into_params(parameter_in = Query)]
 pub struct FolderQuery {
     /// The directory to create (parents too).
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Octal mode, default `0755`.
     pub mode: Option<String>,
 }
@@ -103,7 +112,8 @@ pub struct FolderQuery {
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// What to delete.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// `true` to delete a directory tree.
     pub recursive: Option<String>,
 }
@@ -113,9 +123,11 @@ pub struct DeleteQuery {
 #[into_params(parameter_in = Query)]
 pub struct MoveQuery {
     /// What to move.
-    pub source: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub source: Option<QueryPath>,
     /// Where to; must not exist.
-    pub destination: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub destination: Option<QueryPath>,
 }
 
 /// `?path=&mode=&owner=&group=`
@@ -123,7 +135,8 @@ pub struct MoveQuery {
 #[into_params(parameter_in = Query)]
 pub struct PermissionsQuery {
     /// The file or directory.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Octal mode.
     pub mode: Option<String>,
     /// User name or uid.
@@ -144,8 +157,8 @@ pub async fn list_files(
     let shown = query
         .path
         .clone()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| ".".to_string());
+        .filter(|p| !p.0.is_empty())
+        .unwrap_or_else(|| QueryPath(".".into()));
     let depth = match query.depth.as_deref() {
         None | Some("") => 1,
         Some(text) => match text.parse::<u32>() {
@@ -157,7 +170,7 @@ pub async fn list_files(
             }
         },
     };
-    let dir = app.files.resolve(&shown)?;
+    let dir = app.files.resolve(shown.as_os_str())?;
     let files = app.files.clone();
     stream::json_array(
         move || files.open_listing(&dir, depth),
@@ -181,7 +194,9 @@ pub async fn file_info(
     State(app): State<AppState>,
     Query(query): Query<PathQuery>,
 ) -> Result<Json<FileInfoDto>> {
-    let path = app.files.resolve(required(&query.path, "path")?)?;
+    let path = app
+        .files
+        .resolve(required_path(&query.path, "path")?.as_os_str())?;
     let files = app.files.clone();
     let info = blocking(move || files.info(&path)).await?;
     Ok(Json(FileInfoDto::from_info(info)))
@@ -195,7 +210,9 @@ pub async fn create_folder(
     State(app): State<AppState>,
     Query(query): Query<FolderQuery>,
 ) -> Result<StatusCode> {
-    let path = app.files.resolve(required(&query.path, "path")?)?;
+    let path = app
+        .files
+        .resolve(required_path(&query.path, "path")?.as_os_str())?;
     let files = app.files.clone();
     blocking(move || files.create_folder(&path, query.mode.as_deref().filter(|m| !m.is_empty())))
         .await?;
@@ -215,7 +232,9 @@ pub async fn delete_file(
     State(app): State<AppState>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<StatusCode> {
-    let path = app.files.resolve(required(&query.path, "path")?)?;
+    let path = app
+        .files
+        .resolve(required_path(&query.path, "path")?.as_os_str())?;
     let recursive = flag(&query.recursive, "recursive")?;
     let files = app.files.clone();
     blocking(move || files.delete(&path, recursive)).await?;
@@ -234,10 +253,12 @@ pub async fn move_file(
     State(app): State<AppState>,
     Query(query): Query<MoveQuery>,
 ) -> Result<StatusCode> {
-    let source = app.files.resolve(required(&query.source, "source")?)?;
+    let source = app
+        .files
+        .resolve(required_path(&query.source, "source")?.as_os_str())?;
     let destination = app
         .files
-        .resolve(required(&query.destination, "destination")?)?;
+        .resolve(required_path(&query.destination, "destination")?.as_os_str())?;
     let files = app.files.clone();
     blocking(move || files.move_path(&source, &destination)).await?;
     Ok(StatusCode::OK)
@@ -251,7 +272,9 @@ pub async fn set_permissions(
     State(app): State<AppState>,
     Query(query): Query<PermissionsQuery>,
 ) -> Result<StatusCode> {
-    let path = app.files.resolve(required(&query.path, "path")?)?;
+    let path = app
+        .files
+        .resolve(required_path(&query.path, "path")?.as_os_str())?;
     let change = PermissionsChange {
         mode: query.mode,
         owner: query.owner,

@@ -9,7 +9,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{blocking, Json, Query};
+use super::extract::{blocking, Json, Query, QueryPath};
 use crate::error::{Error, Result};
 use crate::git::{
     Auth, CloneRequest, ConfigScope, PullRequest, PushRequest, ResetMode, RestoreRequest,
@@ -43,13 +43,13 @@ pub fn router() -> Router<AppState> {
 /// `?path=`
 #[derive(Debug, Deserialize)]
 pub struct PathQuery {
-    path: Option<String>,
+    path: Option<QueryPath>,
 }
 
 /// `?path=&limit=`
 #[derive(Debug, Deserialize)]
 pub struct HistoryQuery {
-    path: Option<String>,
+    path: Option<QueryPath>,
     limit: Option<usize>,
 }
 
@@ -59,6 +59,15 @@ pub struct ConfigQuery {
     key: Option<String>,
     scope: Option<String>,
     path: Option<String>,
+}
+
+/// A required path parameter (the repository), as bytes.
+fn required_repo(value: Option<QueryPath>) -> Result<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    value
+        .map(|path| path.0)
+        .filter(|path| !path.as_bytes().trim_ascii().is_empty())
+        .ok_or_else(|| Error::missing("path"))
 }
 
 fn required(value: Option<String>, name: &str) -> Result<String> {
@@ -182,7 +191,7 @@ pub async fn status(
     State(app): State<AppState>,
     Query(query): Query<PathQuery>,
 ) -> Result<axum::Json<GitStatus>> {
-    let path = required(query.path, "path")?;
+    let path = required_repo(query.path)?;
     let status = blocking(move || app.git.status(&path)).await?;
     Ok(axum::Json(GitStatus {
         current_branch: status.current_branch,
@@ -220,7 +229,7 @@ pub async fn list_branches(
     State(app): State<AppState>,
     Query(query): Query<PathQuery>,
 ) -> Result<axum::Json<ListBranchResponse>> {
-    let path = required(query.path, "path")?;
+    let path = required_repo(query.path)?;
     let (branches, current) = blocking(move || app.git.branches(&path)).await?;
     Ok(axum::Json(ListBranchResponse { branches, current }))
 }
@@ -445,7 +454,7 @@ pub async fn history(
     State(app): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<axum::Json<Vec<GitCommitInfo>>> {
-    let path = required(query.path, "path")?;
+    let path = required_repo(query.path)?;
     let commits = blocking(move || app.git.history(&path, query.limit)).await?;
     Ok(axum::Json(
         commits
@@ -580,7 +589,7 @@ pub async fn list_remotes(
     State(app): State<AppState>,
     Query(query): Query<PathQuery>,
 ) -> Result<axum::Json<ListRemotesResponse>> {
-    let path = required(query.path, "path")?;
+    let path = required_repo(query.path)?;
     let remotes = blocking(move || app.git.remotes(&path)).await?;
     Ok(axum::Json(ListRemotesResponse {
         remotes: remotes

@@ -10,9 +10,12 @@ pub mod git;
 pub mod info;
 pub mod interpreter;
 pub mod lsp;
+pub mod mcp;
 pub mod openapi;
 pub mod output;
+pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod pty;
 pub mod sdk_api;
 pub mod search;
@@ -42,6 +45,7 @@ use crate::state::AppState;
 /// The toolbox API (port 2280).
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(mcp::router(&state))
         .merge(info::router())
         .merge(files::router())
         .merge(download::router())
@@ -55,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .merge(system::router())
         .merge(lsp::router())
         .merge(watch::router())
+        .merge(ports::router())
+        .merge(proxy::router())
         .merge(openapi::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

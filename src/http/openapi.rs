@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::{
-    download, files, git, info, interpreter, lsp, process, pty, search, session, system, upload,
-    watch,
+    download, files, git, info, interpreter, lsp, mcp, ports, process, proxy, pty, search, session,
+    system, upload, watch,
 };
 use crate::state::AppState;
 
@@ -42,6 +42,8 @@ use crate::state::AppState;
         lsp::start, lsp::stop, lsp::did_open, lsp::did_close, lsp::completions,
         lsp::document_symbols, lsp::workspace_symbols, lsp::diagnostics, lsp::relay,
         watch::watch_socket, watch::create_watcher, watch::poll_events, watch::delete_watcher,
+        mcp::post_doc, mcp::get_doc, mcp::delete_doc,
+        ports::list_ports, ports::port_in_use, proxy::forward,
         openapi_json,
     ),
     tags(
@@ -51,6 +53,8 @@ use crate::state::AppState;
         (name = "process", description = "Commands, environment, metrics"),
         (name = "git", description = "Git on libgit2 (no git CLI)"),
         (name = "lsp", description = "Language servers (python, typescript, javascript) and the LSP relay"),
+        (name = "mcp", description = "The sandbox's tools over the Model Context Protocol (Streamable HTTP)"),
+        (name = "ports", description = "Listening ports and the preview proxy"),
     )
 )]
 pub struct ApiDoc;

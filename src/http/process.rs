@@ -68,6 +68,7 @@ pub async fn execute(
             cwd: request.cwd,
             envs: request.envs.unwrap_or_default(),
             timeout: request.timeout.filter(|t| *t > 0).map(Duration::from_secs),
+            cancel: None,
         })
         .await?;
     // `ExecuteResponse`, written from the output held once.
@@ -80,7 +81,7 @@ pub async fn execute(
         .field("truncated", &truncated))
 }
 
-/// `{code, language, argv?, envs?, timeout?}`
+/// `{code, language, argv?, envs?, cwd?, timeout?}`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CodeRunBody {
     /// The program text.
@@ -91,6 +92,9 @@ pub struct CodeRunBody {
     pub argv: Option<Vec<String>>,
     /// Extra environment variables.
     pub envs: Option<BTreeMap<String, String>>,
+    /// Working directory (relative to the work dir); default the work dir. JavaScript and
+    /// TypeScript resolve `require`/`import()` of relative paths and packages from it.
+    pub cwd: Option<String>,
     /// Seconds before the program's whole process tree is killed (408); 0 or absent: no limit.
     pub timeout: Option<u64>,
 }
@@ -143,7 +147,9 @@ pub async fn code_run(
                 code: request.code,
                 argv: request.argv.unwrap_or_default(),
                 envs: request.envs.unwrap_or_default(),
+                cwd: request.cwd,
                 timeout: request.timeout.filter(|t| *t > 0).map(Duration::from_secs),
+                cancel: None,
             },
         )
         .await?;

@@ -171,6 +171,7 @@ pub async fn create_pty(
         cols: request.cols,
         rows: request.rows,
         lazy_start: request.lazy_start.unwrap_or(false),
+        ..PtyOptions::default()
     };
     let ptys = app.ptys.clone();
     let pty = blocking(move || ptys.create(options)).await?;
@@ -198,7 +199,8 @@ pub async fn list_ptys(State(app): State<AppState>) -> Result<axum::Json<PtyList
 #[utoipa::path(get, path = "/process/pty/{session_id}", tag = "process",
     params(("session_id" = String, Path)),
     responses((status = 200, body = PtySessionInfo),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 404, body = super::error::ErrorBody),
+        (status = 410, description = "GONE: the PTY's shell has ended", body = super::error::ErrorBody)))]
 pub async fn get_pty(
     State(app): State<AppState>,
     Path(path): Path<PtyPath>,
@@ -207,7 +209,8 @@ pub async fn get_pty(
     Ok(axum::Json(info.into()))
 }
 
-/// Kills a PTY's whole tree (SIGKILL); its clients get exit code 137 (`SIGKILL`).
+/// Kills a PTY's whole tree (SIGKILL); its clients get exit code 137 (`SIGKILL`). A PTY whose
+/// shell has ended is only forgotten (200).
 #[utoipa::path(delete, path = "/process/pty/{session_id}", tag = "process",
     params(("session_id" = String, Path)),
     responses((status = 200, body = PtyDeleteResponse),
@@ -228,7 +231,8 @@ pub async fn delete_pty(
     request_body = PtyResizeRequest,
     responses((status = 200, body = PtySessionInfo),
         (status = 400, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 404, body = super::error::ErrorBody),
+        (status = 410, description = "GONE: the PTY's shell has ended", body = super::error::ErrorBody)))]
 pub async fn resize_pty(
     State(app): State<AppState>,
     Path(path): Path<PtyPath>,
@@ -293,7 +297,7 @@ pub async fn create_connect(
         envs: offered.envs()?,
         cols: size_param(query.cols.as_deref(), "cols")?,
         rows: size_param(query.rows.as_deref(), "rows")?,
-        lazy_start: false,
+        ..PtyOptions::default()
     };
     let ptys = app.ptys.clone();
     let attachment = blocking(move || ptys.create_and_attach(options)).await?;

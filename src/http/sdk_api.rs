@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
@@ -25,12 +25,32 @@ use crate::sdk_api::{CreateSandbox, Sandbox, SandboxState, SandboxStore, Signing
 struct SdkState {
     store: SandboxStore,
     signing_key: SigningKey,
+    auth: Arc<Auth>,
     toolbox: Router,
 }
 
+/// What the guard accepts: the API key (when configured) on every route, the preview token on
+/// preview routes (`/toolbox/{id}/proxy/…`).
+struct Auth {
+    api_key: Option<String>,
+    /// Handed out with every preview link, fixed for the daemon's life (like a sandbox's).
+    preview_token: String,
+}
+
+/// The prefix a stripping proxy reports (here: `/toolbox/{sandboxId}`).
+const FORWARDED_PREFIX: &str = "x-forwarded-prefix";
+
+/// The header the SDKs document for a preview link's token.
+const PREVIEW_TOKEN_HEADER: &str = "x-daytona-preview-token";
+
 /// The control plane plus the toolbox proxy, in front of `toolbox`. With `api_key`, every request
-/// must carry `Authorization: Bearer api_key` (a signed file URL carries its own authorization).
+/// must carry `Authorization: Bearer api_key` (a signed file URL carries its own authorization,
+/// a preview link its token).
 pub fn router(store: SandboxStore, api_key: Option<String>, toolbox: Router) -> Router {
+    let auth = Arc::new(Auth {
+        api_key,
+        preview_token: uuid::Uuid::new_v4().simple().to_string(),
+    });
     Router::new()
         .route("/api/sandbox", post(create).get(list))
         .route("/api/sandbox/{id}", get(get_one).delete(delete))
@@ -56,20 +76,17 @@ pub fn router(store: SandboxStore, api_key: Option<String>, toolbox: Router) -> 
         .with_state(SdkState {
             store,
             signing_key: SigningKey::default(),
+            auth: auth.clone(),
             toolbox,
         })
-        .layer(middleware::from_fn_with_state(Arc::new(api_key), guard))
+        .layer(middleware::from_fn_with_state(auth, guard))
         .layer(middleware::from_fn(render_errors))
 }
 
 /// Local SDK mode serves a developer's files: it only answers requests addressed to this
 /// machine by IP or `localhost` (DNS rebinding), refuses browsers on foreign origins (CSRF), and
-/// checks the bearer key when one is configured.
-async fn guard(
-    State(api_key): State<Arc<Option<String>>>,
-    request: Request,
-    next: Next,
-) -> Result<Response> {
+/// checks the bearer key (or a preview link's token) when one is configured.
+async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Result<Response> {
     let headers = request.headers();
     if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
         if !is_local_host(host) && !is_ip_host(host) {
@@ -91,7 +108,7 @@ async fn guard(
             ));
         }
     }
-    if let Some(key) = api_key.as_deref() {
+    if let Some(key) = auth.api_key.as_deref() {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -101,14 +118,25 @@ async fn guard(
                 .uri()
                 .query()
                 .is_some_and(|q| q.contains("signature="));
-        if bearer != Some(key) && !signed_url {
+        let preview = is_preview_path(request.uri().path())
+            && headers
+                .get(PREVIEW_TOKEN_HEADER)
+                .is_some_and(|token| token.as_bytes() == auth.preview_token.as_bytes());
+        if bearer != Some(key) && !signed_url && !preview {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
-                "missing or wrong API key: send Authorization: Bearer <TOOLBOXD_SDK_API_KEY>",
+                "missing or wrong API key: send Authorization: Bearer <TOOLBOXD_SDK_API_KEY> \
+                 (or a preview link's X-Daytona-Preview-Token)",
             ));
         }
     }
     Ok(next.run(request).await)
+}
+
+/// `/toolbox/{id}/proxy/…`: a preview link.
+fn is_preview_path(path: &str) -> bool {
+    let mut segments = path.split('/').skip(1);
+    segments.next() == Some("toolbox") && segments.nth(1) == Some("proxy")
 }
 
 /// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
@@ -322,7 +350,7 @@ async fn preview_url(
     Ok(Json(PreviewResponse {
         url: format!("{}/{}/proxy/{port}", toolbox_url(&headers), sandbox.id),
         sandbox_id: sandbox.id,
-        token: uuid::Uuid::new_v4().simple().to_string(),
+        token: state.auth.preview_token.clone(),
     }))
 }
 
@@ -393,8 +421,10 @@ fn verify_signed_url(
     )
 }
 
-/// `/toolbox/{sandboxId}/{route…}` → `/{route…}` on the toolbox router, raw encoding kept.
-/// Signed file URLs (`signature=`) are verified against the signing key first.
+/// `/toolbox/{sandboxId}/{route…}` → `/{route…}` on the toolbox router, raw encoding kept, with
+/// `/toolbox/{sandboxId}` added to `X-Forwarded-Prefix` (the preview proxy passes it on).
+/// Signed file URLs (`signature=`) are verified against the signing key first. A preview
+/// request loses the preview token and this API key before it reaches the app.
 async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Response> {
     let raw_path = request.uri().path().to_string();
     let rest = raw_path.strip_prefix("/toolbox/").unwrap_or("");
@@ -421,6 +451,26 @@ async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Re
     *request.uri_mut() = rewritten
         .parse::<Uri>()
         .map_err(|err| Error::bad_request(format!("invalid toolbox path {rewritten:?}: {err}")))?;
+    let headers = request.headers_mut();
+    let outer = headers
+        .get(FORWARDED_PREFIX)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim_end_matches('/');
+    if let Ok(prefix) = HeaderValue::from_str(&format!("{outer}/toolbox/{id}")) {
+        headers.insert(FORWARDED_PREFIX, prefix);
+    }
+    if route.starts_with("/proxy/") {
+        headers.remove(PREVIEW_TOKEN_HEADER);
+        if let Some(key) = state.auth.api_key.as_deref() {
+            let ours = headers
+                .get(header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes() == format!("Bearer {key}").as_bytes());
+            if ours {
+                headers.remove(header::AUTHORIZATION);
+            }
+        }
+    }
     let response = state
         .toolbox
         .clone()

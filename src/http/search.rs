@@ -3,20 +3,22 @@
 use std::path::{Path, PathBuf};
 
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{blocking, flag, required, Json, Query};
+use super::extract::{blocking, flag, required, required_path, Json, Query, QueryPath};
 use super::stream::{self, JsonArrayWriter};
+use super::wire;
 use crate::error::{Error, Result};
 use crate::search::{self, FindOptions, FindSink, Finder, GlobOptions, ReplaceOptions};
 use crate::state::AppState;
 
-/// Set to `true` when `maxResults` cut a result.
+/// Set to `true` when a result is not the whole answer: `maxResults` cut it, or (find) a file
+/// could not be searched to its end. A streamed find sends it as a trailer field.
 pub const TRUNCATED_HEADER: &str = "x-toolboxd-truncated";
 
 /// Routes of this module.
@@ -33,7 +35,8 @@ pub fn router() -> Router<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct FindQuery {
     /// Directory (or file) to search.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Text to find (literal unless `regex=true`).
     pub pattern: Option<String>,
     /// Treat `pattern` as a regular expression.
@@ -52,7 +55,8 @@ pub struct FindQuery {
 #[serde(rename_all = "camelCase")]
 pub struct SearchQuery {
     /// Directory to walk.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Glob: without `/` it matches base names; with `/` or `**` the path relative to `path`.
     pub pattern: Option<String>,
     /// Stop after N results (then `X-Toolboxd-Truncated: true`).
@@ -68,6 +72,10 @@ pub struct MatchDto {
     pub line: u64,
     /// The line.
     pub content: String,
+    /// Beyond Daytona, only for a path that is not valid UTF-8 (`file` then shows U+FFFD for
+    /// its other bytes): the path's bytes percent-encoded, to be put in a query as they are.
+    #[serde(rename = "rawFile", skip_serializing_if = "Option::is_none")]
+    pub raw_file: Option<String>,
 }
 
 /// `{files}`
@@ -110,15 +118,20 @@ pub struct ReplaceResultDto {
 /// come in walk order (files by path, lines ascending) and are streamed as they are found.
 /// With `maxResults` the answer is held until complete (memory up to 1 MiB, then an unlinked
 /// temp file), because `X-Toolboxd-Truncated` is a header and must be known before the body.
+///
+/// A file with a line longer than 64 MiB (or one whose read fails) cannot be searched to its
+/// end; its later matches are missing and the answer says so: `X-Toolboxd-Truncated: true` as a
+/// header with `maxResults`, else as a trailer field to a client that sent `TE: trailers`.
 #[utoipa::path(get, path = "/files/find", tag = "search", params(FindQuery),
-    responses((status = 200, body = [MatchDto], headers(("x-toolboxd-truncated" = String, description = "true when maxResults cut the result"))),
+    responses((status = 200, body = [MatchDto], headers(("x-toolboxd-truncated" = String, description = "true when maxResults cut the result or a file could not be searched to its end (without maxResults: a trailer field, sent when the request has TE: trailers)"))),
         (status = 400, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
         (status = 404, body = super::error::ErrorBody)))]
 pub async fn find_in_files(
     State(app): State<AppState>,
     Query(query): Query<FindQuery>,
+    request_headers: HeaderMap,
 ) -> Result<Response> {
-    let shown = required(&query.path, "path")?.to_string();
+    let shown = required_path(&query.path, "path")?.clone();
     let pattern = required(&query.pattern, "pattern")?.to_string();
     let options = FindOptions {
         regex: flag(&query.regex, "regex")?,
@@ -126,21 +139,51 @@ pub async fn find_in_files(
         gitignore: flag(&query.gitignore, "gitignore")?,
         max_results: max_results(&query.max_results)?,
     };
-    let root = app.files.resolve(&shown)?;
+    let root = app.files.resolve(shown.as_os_str())?;
     let limited = options.max_results.is_some();
     // The root is stat'ed and opened, and the pattern compiled, before the first byte.
-    let prepare = move || Finder::new(&root, Path::new(&shown), &pattern, options);
+    let prepare = move || Finder::new(&root, Path::new(shown.as_os_str()), &pattern, options);
     if limited {
         let (response, summary) =
             stream::held_json_array(prepare, |finder, out| finder.run(&mut MatchWriter(out)))
                 .await?;
-        Ok(with_truncation(response, summary.truncated))
+        Ok(with_truncation(
+            response,
+            summary.truncated || summary.incomplete,
+        ))
     } else {
-        stream::json_array(prepare, |finder, out| {
-            finder.run(&mut MatchWriter(out)).map(|_| ())
+        let mut response = stream::json_array(prepare, |finder, out| {
+            let summary = finder.run(&mut MatchWriter(out))?;
+            if summary.incomplete {
+                out.trailer(
+                    HeaderName::from_static(TRUNCATED_HEADER),
+                    HeaderValue::from_static("true"),
+                );
+            }
+            Ok(())
         })
-        .await
+        .await?;
+        if accepts_trailers(&request_headers) {
+            response
+                .headers_mut()
+                .insert(header::TRAILER, HeaderValue::from_static(TRUNCATED_HEADER));
+        }
+        Ok(response)
     }
+}
+
+/// True when the request says `TE: trailers` (hyper sends trailer fields only then).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            item.split(';')
+                .next()
+                .is_some_and(|name| name.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 /// Writes each match as a `MatchDto`, without building one.
@@ -153,11 +196,14 @@ impl FindSink for MatchWriter<'_> {
             file: &'a str,
             line: u64,
             content: &'a str,
+            #[serde(rename = "rawFile", skip_serializing_if = "Option::is_none")]
+            raw_file: Option<String>,
         }
         self.0.push(&MatchRef {
             file: &file.to_string_lossy(),
             line,
             content,
+            raw_file: wire::raw_path(file),
         })
     }
 
@@ -174,14 +220,14 @@ pub async fn search_files(
     State(app): State<AppState>,
     Query(query): Query<SearchQuery>,
 ) -> Result<Response> {
-    let shown = required(&query.path, "path")?.to_string();
+    let shown = required_path(&query.path, "path")?.clone();
     let pattern = required(&query.pattern, "pattern")?.to_string();
     let options = GlobOptions {
         max_results: max_results(&query.max_results)?,
     };
-    let root = app.files.resolve(&shown)?;
+    let root = app.files.resolve(shown.as_os_str())?;
     let outcome =
-        blocking(move || search::glob(&root, &PathBuf::from(shown), &pattern, &options)).await?;
+        blocking(move || search::glob(&root, &PathBuf::from(shown.0), &pattern, &options)).await?;
     let files = outcome
         .paths
         .into_iter()

@@ -13,12 +13,14 @@
 //! sends is ever lost or reordered.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -57,9 +59,9 @@ pub async fn serve(
 ) -> io::Result<()> {
     let connections = TaskTracker::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     accept_failed(&err, &token).await;
                     continue;
@@ -67,7 +69,12 @@ pub async fn serve(
             },
             () = token.cancelled() => break,
         };
-        connections.spawn(serve_connection(stream, router.clone(), token.clone()));
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            token.clone(),
+        ));
     }
     drop(listener);
     connections.close();
@@ -77,7 +84,7 @@ pub async fn serve(
 
 /// A failed accept: the client's own failure is skipped; anything else (out of descriptors) is
 /// logged and retried after a second, as axum does, rather than ending the listener.
-async fn accept_failed(err: &io::Error, token: &CancellationToken) {
+pub(crate) async fn accept_failed(err: &io::Error, token: &CancellationToken) {
     if matches!(
         err.kind(),
         io::ErrorKind::ConnectionRefused
@@ -93,15 +100,26 @@ async fn accept_failed(err: &io::Error, token: &CancellationToken) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, router: Router, token: CancellationToken) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    token: CancellationToken,
+) {
     // No Nagle: a WebSocket's small close frame after its last frame must not wait for the
     // client's delayed ACK (40 ms per interpreter run without this).
     let _ = stream.set_nodelay(true);
     let io = EdgeIo::new(stream);
     let verdict = io.verdict.clone();
-    let service = TowerToHyperService::new(
-        router.map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
-    );
+    // The client's address as axum's `ConnectInfo`: the preview proxy appends it to
+    // X-Forwarded-For.
+    let service = TowerToHyperService::new(router.map_request(
+        move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        },
+    ));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .max_headers(MAX_HEADERS)

@@ -7,19 +7,26 @@
 //! depends on the whole array (a header saying it was cut): it keeps the array, in memory up to
 //! [`HOLD_IN_MEMORY`] and beyond that in an unlinked temp file, and answers once it is complete.
 //!
+//! A streamed array can end with trailer fields ([`JsonArrayWriter::trailer`]), for what is known
+//! only at the end (hyper sends them to clients that asked with `TE: trailers`, when the
+//! response's `Trailer` header names them).
+//!
 //! Either way the producer's `prepare` step (open the directory, compile the pattern) runs
 //! first, on the same thread, and its error is an ordinary error response: nothing has been
 //! sent yet.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
+use hyper::body::Frame;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,11 +50,13 @@ pub struct JsonArrayWriter {
     /// Why the array cannot be completed (an item that would not encode, a full disk).
     error: Option<Error>,
     finished: bool,
+    /// Sent after the array when streaming.
+    trailers: HeaderMap,
 }
 
 enum Out {
     /// Chunks go to the response body as they fill.
-    Stream(mpsc::Sender<std::io::Result<Bytes>>),
+    Stream(mpsc::Sender<std::io::Result<Frame<Bytes>>>),
     /// Everything is kept until the array is complete.
     Hold {
         /// Set when the request is gone.
@@ -68,7 +77,14 @@ impl JsonArrayWriter {
             out,
             error: None,
             finished: false,
+            trailers: HeaderMap::new(),
         }
+    }
+
+    /// A trailer field sent after a streamed array (a held one has none: its head is sent
+    /// last, so the caller puts the field there).
+    pub fn trailer(&mut self, name: HeaderName, value: HeaderValue) {
+        self.trailers.insert(name, value);
     }
 
     /// Appends one item. False when the producer should stop: the reader went away or the
@@ -108,7 +124,9 @@ impl JsonArrayWriter {
             Out::Stream(sender) => {
                 let chunk =
                     std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 1024));
-                sender.blocking_send(Ok(Bytes::from(chunk))).is_ok()
+                sender
+                    .blocking_send(Ok(Frame::data(Bytes::from(chunk))))
+                    .is_ok()
             }
             Out::Hold { spill, spilled, .. } => {
                 if spill.is_none() && self.buf.len() < HOLD_IN_MEMORY {
@@ -145,7 +163,12 @@ impl JsonArrayWriter {
             return;
         }
         self.buf.push(b']');
-        self.flush();
+        if self.flush() && !self.trailers.is_empty() {
+            if let Out::Stream(sender) = &self.out {
+                let trailers = std::mem::take(&mut self.trailers);
+                let _ = sender.blocking_send(Ok(Frame::trailers(trailers)));
+            }
+        }
         self.finished = true;
     }
 
@@ -243,7 +266,22 @@ where
         Ok(Err(err)) => return Err(err),
         Err(_) => return Err(Error::internal("background task failed")),
     }
-    Ok(json_response(channel_body(receiver)))
+    Ok(json_response(Body::new(FrameBody(receiver))))
+}
+
+/// A response body fed by a blocking producer with frames: data, then perhaps trailers.
+struct FrameBody(mpsc::Receiver<std::io::Result<Frame<Bytes>>>);
+
+impl hyper::body::Body for FrameBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::io::Result<Frame<Bytes>>>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// Like [`json_array`], but the array is complete before the answer starts, so `produce` can

@@ -2,12 +2,18 @@
 //! index, streamed), `POST /files/upload-v2` (multipart `file` or a raw body) and the legacy
 //! `POST /files/upload`. Every file streams through a bounded channel to a blocking writer that
 //! owns an `AtomicFile`: memory stays flat whatever the size, and a cut connection leaves the old
-//! content and no temp file.
+//! content and no temp file. A written file is staged and renamed into place only once the whole
+//! request body has arrived, so a body that ends early commits nothing.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -20,9 +26,9 @@ use tokio::task::JoinHandle;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::extract::{blocking, required, Query};
+use super::extract::{blocking, required_path, Query, QueryPath};
 use crate::error::{Error, ErrorKind, Result};
-use crate::files::Files;
+use crate::files::{Files, StagedFile};
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -38,7 +44,8 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// Destination file.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Signed-URL expiry (checked by the platform's proxy, ignored here).
     #[allow(dead_code)]
     pub expires: Option<String>,
@@ -71,7 +78,8 @@ pub struct UploadFailureBody {
     /// The wire error (status from the first failure).
     #[serde(flatten)]
     pub error: ErrorBody,
-    /// Files stored before or despite the failure.
+    /// Files stored: empty, as a failed upload stores nothing, unless renaming the staged files
+    /// into place failed part way.
     pub files: Vec<UploadedFile>,
     /// One message per failure.
     pub errors: Vec<String>,
@@ -79,6 +87,11 @@ pub struct UploadFailureBody {
 
 /// Streams each `files[i].file` part to the path given in `files[i].path` (which must come
 /// first; pairs may be interleaved or all paths first). Parent directories are created.
+///
+/// Every file is staged beside its target and renamed into place only once the whole body has
+/// arrived (its closing delimiter, then the end its Content-Length or chunked encoding
+/// announces): a body that is cut or malformed stores nothing, and neither does a body with a
+/// file that cannot be written or a part that is wrong (all or nothing).
 #[utoipa::path(post, path = "/files/bulk-upload", tag = "files",
     request_body(content_type = "multipart/form-data", description = "fields files[i].path then files[i].file"),
     responses((status = 200, body = UploadFilesResponse), (status = 400, body = UploadFailureBody),
@@ -90,17 +103,20 @@ pub async fn bulk_upload(
     request: Request,
 ) -> Response {
     let mut report = Report::new(method, uri);
-    let mut multipart = match multipart_of(request) {
-        Ok(multipart) => multipart,
+    let (mut multipart, body) = match multipart_of(request) {
+        Ok(parts) => parts,
         Err(err) => return report.fail(err),
     };
+    let mut staging = Staging::default();
+    // Why the body is not a whole multipart body (then nothing is stored).
+    let mut broken: Option<String> = None;
     let mut paths: HashMap<String, String> = HashMap::new();
     loop {
         let mut field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(err) => {
-                report.error(Error::invalid_body(format!("reading part: {err}")));
+                broken = Some(format!("reading part: {err}"));
                 break;
             }
         };
@@ -111,9 +127,9 @@ pub async fn bulk_upload(
                     report.error(Error::invalid_path(format!("path[{idx}]: empty path")))
                 }
                 Ok(_) if paths.len() >= MAX_PENDING_PATHS => {
-                    report.error(Error::invalid_body(format!(
+                    broken = Some(format!(
                         "more than {MAX_PENDING_PATHS} files[i].path parts without their files[i].file parts"
-                    )));
+                    ));
                     break;
                 }
                 Ok(text) => {
@@ -121,7 +137,7 @@ pub async fn bulk_upload(
                 }
                 Err(StoreError::Write(err)) => report.error(err),
                 Err(StoreError::Body(err)) => {
-                    report.error(Error::invalid_body(format!("reading part: {err}")));
+                    broken = Some(format!("reading part: {err}"));
                     break;
                 }
             }
@@ -133,20 +149,26 @@ pub async fn bulk_upload(
                 continue;
             };
             let chunks = futures_util::stream::poll_fn(|cx| field.poll_next_unpin(cx));
-            match store(&app.files, &destination, chunks).await {
-                Ok(bytes) => report.files.push(UploadedFile {
-                    path: destination,
-                    bytes,
-                }),
+            match store(&app.files, OsStr::new(&destination), chunks).await {
+                Ok(staged) => staging.push(destination, staged),
                 Err(StoreError::Body(err)) => {
-                    report.error(Error::invalid_body(format!(
-                        "{destination}: reading part: {err}"
-                    )));
+                    broken = Some(format!("{destination}: reading part: {err}"));
                     break;
                 }
                 Err(StoreError::Write(err)) => report.error(prefixed(&destination, err)),
             }
         }
+    }
+    drop(multipart);
+    // Read to the end even after a malformed part, so the client gets the answer, not a reset.
+    // A body cut short is the reason, whatever the parser made of it.
+    let ended = body.finish().await;
+    if let Some(reason) = ended.err().or(broken) {
+        staging.discard().await;
+        report.error(Error::invalid_body(format!(
+            "{reason}; the body did not arrive whole, so nothing was stored"
+        )));
+        return report.finish();
     }
     let mut unpaired: Vec<_> = paths.into_iter().collect();
     unpaired.sort();
@@ -154,6 +176,21 @@ pub async fn bulk_upload(
         report.error(Error::invalid_body(format!(
             "files[{idx}].path ({destination}) has no files[{idx}].file part"
         )));
+    }
+    // All or nothing: an upload that failed for one file stores none of them.
+    if !report.errors.is_empty() {
+        staging.discard().await;
+        report.nothing_stored = true;
+        return report.finish();
+    }
+    for (destination, committed) in staging.commit().await {
+        match committed {
+            Ok(bytes) => report.files.push(UploadedFile {
+                path: destination,
+                bytes,
+            }),
+            Err(err) => report.error(prefixed(&destination, err)),
+        }
     }
     report.finish()
 }
@@ -171,16 +208,16 @@ pub async fn upload_v2(
     request: Request,
 ) -> Response {
     let mut report = Report::new(method, uri);
-    let destination = match required(&query.path, "path") {
-        Ok(path) => path.to_string(),
+    let destination = match required_path(&query.path, "path") {
+        Ok(path) => path.clone(),
         Err(err) => {
             drain(request.into_body().into_data_stream()).await;
             return report.fail(err);
         }
     };
-    match store_single(&app.files, &destination, request).await {
+    match store_single(&app.files, destination.as_os_str(), request).await {
         Ok(bytes) => report.files.push(UploadedFile {
-            path: destination,
+            path: destination.lossy(),
             bytes,
         }),
         Err(err) => report.error(err),
@@ -197,33 +234,143 @@ pub async fn upload_legacy(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> Result<StatusCode> {
-    let destination = required(&query.path, "path")?.to_string();
-    store_single(&app.files, &destination, request).await?;
+    let destination = required_path(&query.path, "path")?.clone();
+    store_single(&app.files, destination.as_os_str(), request).await?;
     Ok(StatusCode::OK)
 }
 
-/// Stores a single-file upload: multipart field `file`, or the raw body.
-async fn store_single(files: &Files, destination: &str, request: Request) -> Result<u64> {
+/// Stores a single-file upload: multipart field `file`, or the raw body. The file is renamed
+/// into place only once the whole body has arrived.
+async fn store_single(files: &Files, destination: &OsStr, request: Request) -> Result<u64> {
     if !is_multipart(request.headers()) {
+        // The stream ends (rather than failing) only once the body arrived whole.
         let chunks = request.into_body().into_data_stream();
-        return store(files, destination, chunks)
+        let staged = store(files, destination, chunks)
             .await
-            .map_err(StoreError::into_error);
+            .map_err(StoreError::into_error)?;
+        return commit_one(staged).await;
     }
-    let mut multipart = multipart_of(request)?;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|err| Error::invalid_body(format!("reading part: {err}")))?
-    {
-        if field.name() == Some("file") {
-            let chunks = futures_util::stream::poll_fn(|cx| field.poll_next_unpin(cx));
-            return store(files, destination, chunks)
-                .await
-                .map_err(StoreError::into_error);
+    let (mut multipart, body) = multipart_of(request)?;
+    let mut staged = None;
+    let mut failure = None;
+    // Every part is read, up to the closing delimiter; the first `file` is stored.
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(err) => {
+                failure = Some(Error::invalid_body(format!(
+                    "reading part: {err}; the body did not arrive whole, so nothing was stored"
+                )));
+                break;
+            }
+        };
+        if field.name() != Some("file") || staged.is_some() {
+            continue;
+        }
+        let chunks = futures_util::stream::poll_fn(|cx| field.poll_next_unpin(cx));
+        match store(files, destination, chunks).await {
+            Ok(file) => staged = Some(Staging::of(file)),
+            Err(StoreError::Write(err)) => {
+                failure = Some(err);
+                break;
+            }
+            Err(StoreError::Body(err)) => {
+                failure = Some(Error::invalid_body(format!(
+                    "reading body: {err}; the body did not arrive whole, so nothing was stored"
+                )));
+                break;
+            }
         }
     }
-    Err(Error::invalid_body("multipart body has no `file` field"))
+    drop(multipart);
+    // A body cut short is the reason, whatever the parser made of it.
+    let failure = match body.finish().await {
+        Err(reason) => Some(Error::invalid_body(format!(
+            "{reason}; the body did not arrive whole, so nothing was stored"
+        ))),
+        Ok(()) => failure,
+    };
+    match (staged, failure) {
+        (Some(staged), None) => staged.commit_one().await,
+        (None, None) => Err(Error::invalid_body("multipart body has no `file` field")),
+        (staged, Some(err)) => {
+            if let Some(staged) = staged {
+                staged.discard().await;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Publishes one staged file (off the async workers).
+async fn commit_one(staged: StagedFile) -> Result<u64> {
+    Staging::of(staged).commit_one().await
+}
+
+/// Files written whole and waiting for the request to end well (see [`StagedFile`]). Dropped
+/// uncommitted, their temp files are removed, on a blocking thread.
+#[derive(Default)]
+struct Staging {
+    files: Vec<(String, StagedFile)>,
+}
+
+impl Staging {
+    fn of(file: StagedFile) -> Staging {
+        let shown = file.target().to_string_lossy().into_owned();
+        Staging {
+            files: vec![(shown, file)],
+        }
+    }
+
+    fn push(&mut self, destination: String, file: StagedFile) {
+        self.files.push((destination, file));
+    }
+
+    /// Renames every staged file into place, in the order they arrived; each one's outcome.
+    async fn commit(mut self) -> Vec<(String, Result<u64>)> {
+        let files = std::mem::take(&mut self.files);
+        let committed = blocking(move || {
+            Ok(files
+                .into_iter()
+                .map(|(destination, file)| (destination, file.commit()))
+                .collect::<Vec<_>>())
+        })
+        .await;
+        committed.unwrap_or_else(|err| vec![(String::new(), Err(err))])
+    }
+
+    /// Removes the staged files (before the answer that says nothing was stored).
+    async fn discard(mut self) {
+        let files = std::mem::take(&mut self.files);
+        let _ = blocking(move || {
+            drop(files);
+            Ok(())
+        })
+        .await;
+    }
+
+    /// [`Staging::commit`] for a staging of one file.
+    async fn commit_one(self) -> Result<u64> {
+        match self.commit().await.pop() {
+            Some((_, committed)) => committed,
+            None => Err(Error::internal("nothing was staged")),
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let files = std::mem::take(&mut self.files);
+        if files.is_empty() {
+            return;
+        }
+        // Removing the temp files is file IO: not on an async worker.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(files))),
+            Err(_) => drop(files),
+        }
+    }
 }
 
 /// Why a store failed: the request body broke (stop reading) or the file could not be written.
@@ -241,21 +388,28 @@ impl StoreError {
     }
 }
 
-/// Streams `chunks` into `destination` through an atomic writer on a blocking thread.
-async fn store<S, E>(files: &Files, destination: &str, chunks: S) -> Result<u64, StoreError>
+/// Streams `chunks` into a temp file beside `destination` through an atomic writer on a blocking
+/// thread, and stages it (see [`StagedFile`]): the caller publishes it once the request is whole.
+async fn store<S, E>(
+    files: &Files,
+    destination: &OsStr,
+    chunks: S,
+) -> Result<StagedFile, StoreError>
 where
     S: Stream<Item = std::result::Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    if destination.ends_with('/') {
-        return Err(StoreError::Write(Error::invalid_path(format!(
-            "invalid file path: {destination} names a directory, not a file"
-        ))));
-    }
     let mut chunks = std::pin::pin!(chunks);
-    let started = match files.resolve(destination) {
-        Ok(target) => BackgroundWriter::start(files, target).await,
-        Err(err) => Err(err),
+    let started = if destination.as_bytes().ends_with(b"/") {
+        Err(Error::invalid_path(format!(
+            "invalid file path: {} names a directory, not a file",
+            destination.to_string_lossy()
+        )))
+    } else {
+        match files.resolve(destination) {
+            Ok(target) => BackgroundWriter::start(files, target).await,
+            Err(err) => Err(err),
+        }
     };
     let mut writer = match started {
         Ok(writer) => writer,
@@ -273,11 +427,14 @@ where
                     return Err(StoreError::Write(err));
                 }
             }
-            // Dropping the writer discards the temp file: the old content stays.
-            Err(err) => return Err(StoreError::Body(err.to_string())),
+            // The temp file goes (the old content stays) before the answer.
+            Err(err) => {
+                writer.abandon().await;
+                return Err(StoreError::Body(err.to_string()));
+            }
         }
     }
-    writer.commit().await.map_err(StoreError::Write)
+    writer.finish().await.map_err(StoreError::Write)
 }
 
 /// Reads and discards what is left of a body.
@@ -323,14 +480,14 @@ async fn read_path_part(
 
 enum WriteMessage {
     Data(Bytes),
-    Commit,
+    Finish,
 }
 
 /// An `AtomicFile` owned by a blocking task, fed through a bounded channel so network reads and
-/// disk writes overlap. Dropped without `commit`, the temp file is removed.
+/// disk writes overlap. Dropped without `finish`, the temp file is removed.
 struct BackgroundWriter {
     sender: mpsc::Sender<WriteMessage>,
-    task: JoinHandle<Result<u64>>,
+    task: JoinHandle<Result<StagedFile>>,
 }
 
 impl BackgroundWriter {
@@ -342,7 +499,7 @@ impl BackgroundWriter {
             while let Some(message) = receiver.blocking_recv() {
                 match message {
                     WriteMessage::Data(bytes) => atomic.write_all(&bytes)?,
-                    WriteMessage::Commit => return atomic.commit(),
+                    WriteMessage::Finish => return atomic.stage(),
                 }
             }
             Err(Error::invalid_body("upload ended before it was complete"))
@@ -362,12 +519,20 @@ impl BackgroundWriter {
         Ok(())
     }
 
-    async fn commit(mut self) -> Result<u64> {
-        let _ = self.sender.send(WriteMessage::Commit).await;
+    /// Stops the write and waits until the temp file is gone.
+    async fn abandon(self) {
+        let BackgroundWriter { sender, task } = self;
+        drop(sender);
+        let _ = task.await;
+    }
+
+    /// Ends the content and stages the file.
+    async fn finish(mut self) -> Result<StagedFile> {
+        let _ = self.sender.send(WriteMessage::Finish).await;
         self.outcome().await
     }
 
-    async fn outcome(&mut self) -> Result<u64> {
+    async fn outcome(&mut self) -> Result<StagedFile> {
         (&mut self.task)
             .await
             .map_err(|err| Error::internal(format!("writer task failed: {err}")))?
@@ -380,6 +545,8 @@ struct Report {
     uri: Uri,
     files: Vec<UploadedFile>,
     errors: Vec<Error>,
+    /// Files were staged and discarded because another part of the request failed.
+    nothing_stored: bool,
 }
 
 impl Report {
@@ -389,6 +556,7 @@ impl Report {
             uri,
             files: Vec::new(),
             errors: Vec::new(),
+            nothing_stored: false,
         }
     }
 
@@ -414,6 +582,9 @@ impl Report {
         let mut error = ErrorBody::new(first, self.uri.path(), self.method.as_str());
         if messages.len() > 1 {
             error.message = messages.join("; ");
+        }
+        if self.nothing_stored {
+            error.message.push_str("; nothing was stored");
         }
         (
             status,
@@ -441,7 +612,7 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/"))
 }
 
-fn multipart_of(request: Request) -> Result<multer::Multipart<'static>> {
+fn multipart_of(request: Request) -> Result<(multer::Multipart<'static>, SharedBody)> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -453,7 +624,54 @@ fn multipart_of(request: Request) -> Result<multer::Multipart<'static>> {
         ))
     })?;
     let body: Body = request.into_body();
-    Ok(multer::Multipart::new(body.into_data_stream(), boundary))
+    let shared = SharedBody(Arc::new(Mutex::new(BodyState {
+        stream: body.into_data_stream(),
+        end: None,
+    })));
+    Ok((multer::Multipart::new(shared.clone(), boundary), shared))
+}
+
+/// The request body, shared by the multipart parser and the handler: once the parser is done
+/// (at the closing delimiter, or at an error), the handler reads what is left, to learn whether
+/// the body ended as its Content-Length or chunked encoding says (hyper reports a body cut short
+/// as an error) and so that the client gets an answer rather than a reset.
+#[derive(Clone)]
+struct SharedBody(Arc<Mutex<BodyState>>);
+
+struct BodyState {
+    stream: BodyDataStream,
+    /// How the stream ended, once it did: `Err` with hyper's reason when cut short.
+    end: Option<std::result::Result<(), String>>,
+}
+
+impl Stream for SharedBody {
+    type Item = std::result::Result<Bytes, axum::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.end.is_some() {
+            return Poll::Ready(None);
+        }
+        let polled = state.stream.poll_next_unpin(cx);
+        match &polled {
+            Poll::Ready(None) => state.end = Some(Ok(())),
+            Poll::Ready(Some(Err(err))) => {
+                state.end = Some(Err(format!("the request body was cut short ({err})")))
+            }
+            _ => {}
+        }
+        polled
+    }
+}
+
+impl SharedBody {
+    /// Reads the rest of the body (the parser must be dropped first); `Ok` when it arrived
+    /// whole, else why not.
+    async fn finish(mut self) -> std::result::Result<(), String> {
+        while let Some(Ok(_)) = self.next().await {}
+        let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.end.clone().unwrap_or(Ok(()))
+    }
 }
 
 /// `files[<idx>]<suffix>` → `idx`.

@@ -1,6 +1,6 @@
 //! File watching routes: the WebSocket `GET /files/watch` and the long-poll form
 //! (`POST /files/watch`, `GET /files/watch/{id}/events`, `DELETE /files/watch/{id}`).
-//! Events are `{type, path, isDir, timestamp, oldPath?}`.
+//! Events are `{type, path, isDir, timestamp, oldPath?, coalesced?}`.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{blocking, flag, required, Json, Query};
+use super::extract::{blocking, flag, required_path, Json, Query, QueryPath};
 use super::wire::rfc3339_nano;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -37,7 +37,8 @@ type MaybeUpgrade =
 #[serde(rename_all = "camelCase")]
 pub struct WatchQuery {
     /// The file or directory to watch; relative to the work dir unless absolute.
-    pub path: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub path: Option<QueryPath>,
     /// Watch subdirectories too (default false).
     pub recursive: Option<String>,
     /// Report changes inside `.git` directories too (default false).
@@ -69,10 +70,11 @@ pub struct CreateWatcherResponse {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WatchEventDto {
-    /// `create`, `modify`, `remove`, `rename`, or `overflow` (events were lost: rescan).
+    /// `create`, `modify`, `remove`, `rename`, or `overflow` (events were lost, or a burst was
+    /// summed up: rescan the subtree at `path`).
     #[serde(rename = "type")]
     pub kind: String,
-    /// The path (the new one for a rename).
+    /// The path (the new one for a rename; for an overflow, the directory to rescan).
     pub path: String,
     /// The old path of a rename.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +83,10 @@ pub struct WatchEventDto {
     pub is_dir: bool,
     /// When toolboxd saw it (RFC 3339).
     pub timestamp: String,
+    /// On an overflow that sums up a burst (more than 256 events in a second): how many events
+    /// it stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<u64>,
 }
 
 impl WatchEventDto {
@@ -91,6 +97,7 @@ impl WatchEventDto {
             old_path: event.old_path.map(|p| p.to_string_lossy().into_owned()),
             is_dir: event.is_dir,
             timestamp: rfc3339_nano(event.timestamp),
+            coalesced: event.coalesced,
         }
     }
 }
@@ -145,7 +152,7 @@ pub struct PollResponse {
 
 async fn subscribe(
     app: &AppState,
-    path: &str,
+    path: &std::ffi::OsStr,
     recursive: bool,
     include_git: bool,
 ) -> Result<Subscription> {
@@ -167,7 +174,7 @@ pub async fn watch_socket(
     Query(query): Query<WatchQuery>,
     upgrade: MaybeUpgrade,
 ) -> Result<Response> {
-    let path = required(&query.path, "path")?;
+    let path = required_path(&query.path, "path")?.as_os_str();
     let recursive = flag(&query.recursive, "recursive")?;
     let include_git = flag(&query.include_git, "includeGit")?;
     let Ok(upgrade) = upgrade else {

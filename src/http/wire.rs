@@ -129,6 +129,27 @@ pub fn disposition_filenames(name: &str) -> String {
     )
 }
 
+/// Bytes a `rawPath` keeps as they are: RFC 3986's unreserved characters and `/`.
+const RAW_PATH_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// For a path that is not valid UTF-8 (so its JSON `path` had bytes replaced by U+FFFD), its
+/// bytes percent-encoded, ready to be put in a query as they are (`?path=<rawPath>`); `None` for
+/// every other path.
+pub fn raw_path(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.to_str().is_some() {
+        return None;
+    }
+    Some(
+        percent_encoding::percent_encode(path.as_os_str().as_bytes(), RAW_PATH_ESCAPES).to_string(),
+    )
+}
+
 /// The quoted-string form: `\` and `"` escaped, CR/LF/NUL dropped, other control characters and
 /// anything outside Latin-1 replaced by `_`. The result is pure ASCII so it is a valid header.
 fn latin1_quoted(name: &str) -> String {
@@ -191,5 +212,13 @@ mod tests {
             disposition_filenames("/tmp/a b\"é.txt"),
             "filename=\"/tmp/a b\\\"_.txt\"; filename*=utf-8''%2Ftmp%2Fa%20b%22%C3%A9.txt"
         );
+    }
+
+    #[test]
+    fn raw_paths_only_for_names_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(raw_path(std::path::Path::new("/w/é a.txt")), None);
+        let bad = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/w/bad\xff\xfe a+b.txt"));
+        assert_eq!(raw_path(bad).as_deref(), Some("/w/bad%FF%FE%20a%2Bb.txt"));
     }
 }

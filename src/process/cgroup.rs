@@ -27,17 +27,19 @@ fn detect() -> Option<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
     let dir = mount.join(path.trim_start_matches('/'));
-    let probe = dir.join(format!("toolboxd-probe-{}", std::process::id()));
+    let probe = dir.join(format!("toolboxd-{}-probe", std::process::id()));
     std::fs::create_dir(&probe).ok()?;
     let usable = probe.join("cgroup.procs").exists();
     let _ = std::fs::remove_dir(&probe);
     if !usable {
         return None;
     }
-    // Leaves a previous toolboxd left behind, now empty.
+    // Leaves a previous toolboxd left behind, now empty. Never those of another toolboxd that
+    // is alive in the same cgroup (test suites run many): removing a leaf between its making and
+    // the clone into it fails that start.
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("toolboxd-") {
+            if stale_leaf(&entry.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_dir(entry.path());
             }
         }
@@ -47,7 +49,27 @@ fn detect() -> Option<PathBuf> {
 }
 
 fn leaf(marker: &str) -> Option<PathBuf> {
-    Some(base()?.join(format!("toolboxd-{marker}")))
+    Some(base()?.join(format!("toolboxd-{}-{marker}", std::process::id())))
+}
+
+/// Whether `name` is a leaf of a toolboxd that is gone: `toolboxd-<pid>-…` of a pid that no
+/// longer runs or is this process's own (a previous toolboxd with the same pid), or a name of
+/// an older layout.
+fn stale_leaf(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("toolboxd-") else {
+        return false;
+    };
+    let owner = rest
+        .split('-')
+        .next()
+        .and_then(|pid| pid.parse::<i32>().ok());
+    match owner {
+        Some(pid) if pid > 0 && pid as u32 != std::process::id() => {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        }
+        _ => true,
+    }
 }
 
 /// A leaf a child is to start in: its directory (for `clone3`'s `CLONE_INTO_CGROUP`) and its
@@ -139,4 +161,23 @@ pub fn remove_when_empty(marker: &str) {
             }
             remove(&marker);
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stale_leaf;
+
+    #[test]
+    fn only_leaves_of_gone_toolboxds_are_stale() {
+        let own = std::process::id();
+        // A live process that is not this one: the parent (the test harness or a shell).
+        let parent = nix::unistd::getppid().as_raw();
+        assert!(!stale_leaf(&format!("toolboxd-{parent}-0123abcd")));
+        assert!(!stale_leaf(&format!("toolboxd-{parent}-probe")));
+        assert!(stale_leaf(&format!("toolboxd-{own}-0123abcd")));
+        // Older layout, and a pid beyond pid_max.
+        assert!(stale_leaf("toolboxd-0123abcdef"));
+        assert!(stale_leaf("toolboxd-2147483646-x"));
+        assert!(!stale_leaf("other-cgroup"));
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tokio::net::unix::pipe;
+use tokio_util::sync::CancellationToken;
 
 use super::output::{Output, Stream};
 use super::{cgroup, tree, Io, Process, Spawn};
@@ -32,6 +33,9 @@ pub struct ExecRequest {
     pub envs: BTreeMap<String, String>,
     /// Kill the tree and fail after this long.
     pub timeout: Option<Duration>,
+    /// Kill the tree and fail with `Cancelled` once this is cancelled (or once the call's future
+    /// is dropped before the command ended). `None`: the command runs to its end.
+    pub cancel: Option<CancellationToken>,
 }
 
 /// How it went.
@@ -61,6 +65,9 @@ pub struct Program {
     /// Give the child a private pipe: its write end is fd 3, named by `TOOLBOXD_CHART_FD=3`;
     /// what arrives comes back as `ExecOutcome::side` (capped like the output).
     pub side_channel: bool,
+    /// Kill the tree and fail with `Cancelled` once this is cancelled, or once the call's future
+    /// is dropped before the program ended (see `ExecRequest::cancel`).
+    pub cancel: Option<CancellationToken>,
 }
 
 /// The environment variable naming the side channel's fd in the child.
@@ -104,6 +111,7 @@ impl Process {
                 envs: request.envs,
                 timeout: request.timeout,
                 side_channel: false,
+                cancel: request.cancel,
             })
             .await;
         drop(script_file);
@@ -124,8 +132,9 @@ impl Process {
             .envs(&program.envs)
             .env(tree::MARKER_VAR, &marker)
             .stdio(Io::Null, Io::Piped, Io::Piped);
-        // Only a command with a timeout is ever killed as a tree, so only it pays for a cgroup
-        // leaf (which needs a fork: the others keep posix_spawn).
+        // Only a command with a timeout pays for a cgroup leaf (which needs a fork: the others
+        // keep posix_spawn). A cancelled one is killed by process group, /proc descendants and
+        // marker: cancelling is MCP's everyday stop, and its commands keep posix_spawn's speed.
         if program.timeout.is_some() {
             spawn = spawn.cgroup(&marker);
         }
@@ -146,6 +155,18 @@ impl Process {
         let pid = child.pid;
         // Until this returns: shutdown ends the tree and answers the request.
         let _registered = self.trees.register(pid, &marker);
+        // A cancellable caller that goes away (its future dropped) takes the tree with it.
+        let mut dropped = KillOnDrop {
+            armed: program.cancel.is_some(),
+            pid,
+            marker: marker.clone(),
+        };
+        let cancelled = async {
+            match &program.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let closing = self.trees.closing();
         tokio::pin!(closing);
         // The pipes are read here, by this task, as they become readable: no thread per pipe.
@@ -184,6 +205,7 @@ impl Process {
             }
         };
         tokio::pin!(waited);
+        tokio::pin!(cancelled);
         let mut status = None;
         // Set once the command exited: a background job may keep a pipe open, its later output
         // is not waited for past this.
@@ -202,12 +224,25 @@ impl Process {
                 biased;
                 // The registry ends the tree (SIGTERM, grace, SIGKILL): that end is no exit.
                 () = &mut closing => return Err(super::shutting_down()),
+                () = &mut cancelled, if status.is_none() => {
+                    dropped.armed = false;
+                    tree::signal_tree(pid, &marker, Signal::SIGKILL);
+                    cgroup::remove_when_empty(&marker);
+                    return Err(Error::new(
+                        ErrorKind::Cancelled,
+                        "cancelled: the command's process tree was killed",
+                    ));
+                }
                 waited = &mut waited, if status.is_none() => match waited {
                     Some(exited) => {
+                        // The program ended: what it left running in the background is not
+                        // killed on drop.
+                        dropped.armed = false;
                         status = Some(exited);
                         grace.as_mut().reset(tokio::time::Instant::now() + OUTPUT_GRACE);
                     }
                     None => {
+                        dropped.armed = false;
                         let limit = program.timeout.unwrap_or_default();
                         tree::signal_tree(pid, &marker, Signal::SIGKILL);
                         cgroup::remove_when_empty(&marker);
@@ -256,6 +291,22 @@ impl Process {
                 "cwd does not exist: {}",
                 path.display()
             ))),
+        }
+    }
+}
+
+/// Kills a cancellable program's tree when `Process::run` is dropped before the program ended.
+struct KillOnDrop {
+    armed: bool,
+    pid: i32,
+    marker: String,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            tree::signal_tree(self.pid, &self.marker, Signal::SIGKILL);
+            cgroup::remove_when_empty(&self.marker);
         }
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod cgroup;
 mod exec;
 mod output;
+mod piped;
 mod reaper;
 mod session;
 mod spawn;
@@ -20,11 +21,12 @@ pub use exec::{
     validate_env, ExecOutcome, ExecRequest, Program, ENV_BUDGET, MAX_ENV_STRING, SIDE_CHANNEL_VAR,
 };
 pub use output::{Cursor, Output, Pieces, Stream};
+pub use piped::{PipedChild, PipedControl};
 pub use reaper::{ExitStatus, ExitWatch, Reaper};
 pub use session::{
     strip_markers, CommandInfo, CommandLogs, ExecOptions, ExitCause, History, LogFollower,
-    LogFormat, MarkerStripper, SessionExecOutcome, SessionInfo, Sessions, ENTRYPOINT_COMMAND,
-    ENTRYPOINT_SESSION,
+    LogFormat, LogSlice, MarkerStripper, SessionExecOutcome, SessionInfo, Sessions,
+    ENTRYPOINT_COMMAND, ENTRYPOINT_SESSION,
 };
 pub use spawn::{Child, Io, Spawn};
 pub use tree::{descendants_of, marked_with, signal_marked, signal_tree, MARKER_VAR};

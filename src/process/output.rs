@@ -118,7 +118,7 @@ impl Output {
                 Origin::Empty => return None,
                 Origin::Runs { first, lengths } => {
                     let length = *lengths.get(cursor.run)? as usize;
-                    let from = if cursor.run % 2 == 0 {
+                    let from = if cursor.run.is_multiple_of(2) {
                         *first
                     } else {
                         first.other()

@@ -7,14 +7,16 @@
 //! client, at most 8 MiB each (`output.rs`); a writer thread types what clients send, in order;
 //! a supervisor task waits for the shell's exit, gives its output a moment to drain, kills what
 //! is left of its tree (a PTY's whole tree dies with it), publishes the exit and forgets the
-//! PTY.
+//! PTY, leaving a tombstone for its id.
 //!
 //! `Ptys` is the registry of named PTYs (the `/process/pty` API) and of unlisted ones (one per
-//! web-terminal connection).
+//! web-terminal connection). The ids of named PTYs whose shell ended by itself are kept
+//! (`ENDED_IDS` at most, oldest evicted first) until the id is used again, so a request for one
+//! says it has terminated (410, as Daytona answers a resize), not that it never existed (404).
 
 mod output;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -30,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use output::{Attachment, PtyEvent, PtyInput, CLIENT_QUEUE, SCROLLBACK};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::process::{self, Process, Spawn, MARKER_VAR};
 
 /// Columns and rows when none are given.
@@ -50,6 +52,8 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How long a kill waits for the PTY to end before it answers anyway.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Ids of ended PTYs remembered (a tombstone each; at most 256 bytes per id).
+pub const ENDED_IDS: usize = 1024;
 
 /// What a new PTY is.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +70,11 @@ pub struct PtyOptions {
     pub rows: Option<u16>,
     /// Start the shell when the first client attaches rather than now.
     pub lazy_start: bool,
+    /// Run this command (`shell -c COMMAND`) instead of a login shell.
+    pub command: Option<std::ffi::OsString>,
+    /// Only its creator attaches (an SSH session): output waits for that client instead of
+    /// dropping it when it falls behind, as a program waits on a slow terminal.
+    pub exclusive: bool,
 }
 
 /// A PTY as listed.
@@ -118,15 +127,49 @@ impl PtyExit {
 #[derive(Debug, Clone)]
 pub struct Ptys {
     process: Process,
-    named: Arc<Mutex<HashMap<String, Arc<Pty>>>>,
+    named: Arc<Mutex<Named>>,
     unlisted: Arc<Mutex<HashMap<u64, Arc<Pty>>>>,
     next_unlisted: Arc<AtomicU64>,
+}
+
+/// The named PTYs: the live ones, and the ids of those that ended by themselves.
+#[derive(Debug, Default)]
+struct Named {
+    live: HashMap<String, Arc<Pty>>,
+    ended: HashSet<String>,
+    /// `ended`, oldest first.
+    ended_order: VecDeque<String>,
+}
+
+impl Named {
+    /// Remembers that `id` ended, evicting the oldest tombstone past `ENDED_IDS`.
+    fn bury(&mut self, id: &str) {
+        if self.ended.insert(id.to_string()) {
+            self.ended_order.push_back(id.to_string());
+        }
+        while self.ended_order.len() > ENDED_IDS {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+    }
+
+    /// Forgets `id`'s tombstone (the id is used again, or deleted); whether there was one.
+    fn unbury(&mut self, id: &str) -> bool {
+        if !self.ended.remove(id) {
+            return false;
+        }
+        self.ended_order.retain(|old| old != id);
+        true
+    }
 }
 
 /// One PTY.
 #[derive(Debug)]
 pub struct Pty {
     id: String,
+    /// The shell's arguments: a login shell, or `-c COMMAND`.
+    args: Vec<std::ffi::OsString>,
     /// Its key among the unlisted PTYs, if it is one.
     unlisted: Option<u64>,
     cwd: PathBuf,
@@ -185,13 +228,14 @@ impl Ptys {
         let pty = self.describe(options, None)?;
         {
             let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
-            if named.contains_key(&pty.id) {
+            if named.live.contains_key(&pty.id) {
                 return Err(Error::conflict(format!(
                     "pty session {} already exists",
                     pty.id
                 )));
             }
-            named.insert(pty.id.clone(), pty.clone());
+            named.unbury(&pty.id);
+            named.live.insert(pty.id.clone(), pty.clone());
         }
         if !pty.lazy_start {
             if let Err(err) = self.start(&pty) {
@@ -227,7 +271,7 @@ impl Ptys {
 
     /// Attaches to a named PTY, starting a lazy one. Blocking (it may spawn).
     pub fn attach(&self, id: &str) -> Result<Attachment> {
-        let pty = self.named(id)?;
+        let pty = self.named(id, "is no longer available")?;
         self.start(&pty)?;
         pty.subscribe()
     }
@@ -238,6 +282,7 @@ impl Ptys {
             .named
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .live
             .values()
             .map(|pty| pty.info())
             .collect();
@@ -247,20 +292,29 @@ impl Ptys {
 
     /// One named PTY.
     pub fn get(&self, id: &str) -> Result<PtyInfo> {
-        Ok(self.named(id)?.info())
+        Ok(self.named(id, "is no longer available")?.info())
     }
 
     /// Sets a named PTY's size (the shell gets SIGWINCH); a lazy one starts with it.
     pub fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<PtyInfo> {
-        let pty = self.named(id)?;
+        check_size(cols, rows)?;
+        let pty = self.named(id, "cannot be resized")?;
         pty.resize(cols, rows)?;
         Ok(pty.info())
     }
 
     /// Kills a named PTY's whole tree (SIGKILL) and forgets it; waits (a few seconds at most)
-    /// until its clients have been told.
+    /// until its clients have been told. A PTY that already ended is only forgotten (Daytona's
+    /// delete of a terminated PTY succeeds too).
     pub async fn kill(&self, id: &str) -> Result<()> {
-        let pty = self.named(id)?;
+        let pty = {
+            let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+            match named.live.get(id).cloned() {
+                Some(pty) => pty,
+                None if named.unbury(id) => return Ok(()),
+                None => return Err(not_found(id)),
+            }
+        };
         self.forget(&pty);
         pty.kill(Signal::SIGKILL).await;
         pty.ended(KILL_WAIT).await;
@@ -274,6 +328,7 @@ impl Ptys {
             .named
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .live
             .drain()
             .map(|(_, pty)| pty)
             .collect();
@@ -291,13 +346,27 @@ impl Ptys {
         while tasks.join_next().await.is_some() {}
     }
 
-    fn named(&self, id: &str) -> Result<Arc<Pty>> {
-        self.named
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("pty session {id} not found")))
+    /// The live named PTY `id`; for an id that ended, a 410 whose message ends in `what`.
+    fn named(&self, id: &str, what: &str) -> Result<Arc<Pty>> {
+        let named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        match named.live.get(id) {
+            Some(pty) => Ok(pty.clone()),
+            None if named.ended.contains(id) => Err(ended(id, what)),
+            None => Err(not_found(id)),
+        }
+    }
+
+    /// Removes `pty`, whose shell ended, from the registry and keeps a tombstone for its id,
+    /// unless the id now names another PTY or was deleted.
+    fn retire(&self, pty: &Arc<Pty>) {
+        if pty.unlisted.is_some() {
+            return self.forget(pty);
+        }
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if named.live.get(&pty.id).is_some_and(|p| Arc::ptr_eq(p, pty)) {
+            named.live.remove(&pty.id);
+            named.bury(&pty.id);
+        }
     }
 
     /// Removes `pty` from the registry, unless its id now names another PTY.
@@ -311,8 +380,8 @@ impl Ptys {
             }
             None => {
                 let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
-                if named.get(&pty.id).is_some_and(|p| Arc::ptr_eq(p, pty)) {
-                    named.remove(&pty.id);
+                if named.live.get(&pty.id).is_some_and(|p| Arc::ptr_eq(p, pty)) {
+                    named.live.remove(&pty.id);
                 }
             }
         }
@@ -331,8 +400,13 @@ impl Ptys {
         let mut envs = options.envs;
         envs.entry("TERM".to_string())
             .or_insert_with(|| TERM.to_string());
+        let args: Vec<std::ffi::OsString> = match options.command {
+            Some(command) => vec!["-c".into(), command],
+            None => vec!["-l".into(), "-i".into()],
+        };
         Ok(Arc::new(Pty {
             id: options.id,
+            args,
             unlisted,
             cwd,
             envs,
@@ -343,7 +417,7 @@ impl Ptys {
                 rows,
                 phase: Phase::Waiting,
             }),
-            output: output::Output::new(),
+            output: output::Output::new(options.exclusive),
             exit: watch::channel(None).0,
         }))
     }
@@ -395,7 +469,7 @@ impl Ptys {
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let shell = self.process.shell();
         let spawn = Spawn::new(shell, &pty.cwd)
-            .args(["-l", "-i"])
+            .args(&pty.args)
             .envs(self.process.env_snapshot())
             .envs(&pty.envs)
             .env(MARKER_VAR, &marker)
@@ -461,7 +535,7 @@ impl Ptys {
             pty.finish(PtyExit {
                 code: status.code(),
             });
-            ptys.forget(&pty);
+            ptys.retire(&pty);
             drop(registered);
         });
         Ok(())
@@ -510,7 +584,7 @@ impl Pty {
                     .map_err(|err| Error::internal(format!("cannot resize the pty: {err:#}")))?;
             }
             Phase::Waiting => {}
-            Phase::Ended => return Err(self.ended_error()),
+            Phase::Ended => return Err(ended(&self.id, "cannot be resized")),
         }
         state.cols = cols;
         state.rows = rows;
@@ -580,11 +654,21 @@ impl Pty {
     }
 
     fn ended_error(&self) -> Error {
-        Error::not_found(format!(
-            "pty session {} has terminated and is no longer available",
-            self.id
-        ))
+        ended(&self.id, "is no longer available")
     }
+}
+
+/// The 404 for a PTY id that names nothing.
+fn not_found(id: &str) -> Error {
+    Error::not_found(format!("pty session {id} not found"))
+}
+
+/// The 410 for a PTY whose shell ended: `pty session ID has terminated and WHAT`.
+fn ended(id: &str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Ended,
+        format!("pty session {id} has terminated and {what}"),
+    )
 }
 
 /// An id must be usable as a path segment.
@@ -723,6 +807,22 @@ mod tests {
         assert_eq!(reason(137).as_deref(), Some("SIGKILL"));
         assert_eq!(reason(143).as_deref(), Some("SIGTERM"));
         assert_eq!(reason(129).as_deref(), Some("signal 1"));
+    }
+
+    #[test]
+    fn tombstones_are_bounded_and_end_when_an_id_is_used_again() {
+        let mut named = Named::default();
+        for i in 0..ENDED_IDS + 10 {
+            named.bury(&format!("p{i}"));
+        }
+        named.bury("p20");
+        assert_eq!(named.ended.len(), ENDED_IDS);
+        assert_eq!(named.ended_order.len(), ENDED_IDS);
+        assert!(!named.ended.contains("p9"));
+        assert!(named.ended.contains("p10") && named.ended.contains("p20"));
+        assert!(named.unbury("p20"));
+        assert!(!named.unbury("p20"));
+        assert_eq!(named.ended_order.len(), ENDED_IDS - 1);
     }
 
     #[test]

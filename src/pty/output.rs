@@ -2,9 +2,14 @@
 //! one queue per attached client, bounded in bytes. The reader thread publishes into both under
 //! one lock and never waits: a client whose queue is full is dropped (it can attach again and
 //! gets the scrollback), so a slow client slows neither the others nor the program.
+//!
+//! An exclusive PTY (an SSH session's: one client, its creator) is the exception: there the
+//! reader waits while the client's queue is full, so the program blocks on its terminal as it
+//! would on a slow real one, and no output is ever dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
@@ -23,6 +28,23 @@ const BOUNDARY_WINDOW: usize = 4096;
 #[derive(Debug)]
 pub(super) struct Output {
     inner: Mutex<Inner>,
+    /// Set for an exclusive PTY: publishing waits here for room in the client's queue.
+    room: Option<Arc<Room>>,
+}
+
+/// Where the reader of an exclusive PTY waits for its client to take output. The client takes
+/// the lock before it signals, and the reader checks and waits under it, so no wake-up is lost.
+#[derive(Debug, Default)]
+pub(super) struct Room {
+    lock: Mutex<()>,
+    taken: Condvar,
+}
+
+impl Room {
+    fn signal(&self) {
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.taken.notify_all();
+    }
 }
 
 #[derive(Debug)]
@@ -46,19 +68,27 @@ pub(super) struct Queue {
     receiver: mpsc::UnboundedReceiver<Bytes>,
     queued: Arc<AtomicUsize>,
     slow: Arc<AtomicBool>,
+    room: Option<Arc<Room>>,
 }
 
 impl Queue {
     async fn recv(&mut self) -> Option<Bytes> {
         let chunk = self.receiver.recv().await?;
-        self.queued.fetch_sub(chunk.len(), Ordering::SeqCst);
+        self.took(chunk.len());
         Some(chunk)
     }
 
     fn try_recv(&mut self) -> Option<Bytes> {
         let chunk = self.receiver.try_recv().ok()?;
-        self.queued.fetch_sub(chunk.len(), Ordering::SeqCst);
+        self.took(chunk.len());
         Some(chunk)
+    }
+
+    fn took(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::SeqCst);
+        if let Some(room) = &self.room {
+            room.signal();
+        }
     }
 
     /// Whether this client was dropped for falling behind.
@@ -67,14 +97,50 @@ impl Queue {
     }
 }
 
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // A reader waiting for this client's room must see that it left.
+        self.receiver.close();
+        if let Some(room) = &self.room {
+            room.signal();
+        }
+    }
+}
+
 impl Output {
-    pub(super) fn new() -> Output {
+    /// The output of a PTY; `exclusive` for one whose only client is its creator, whose reader
+    /// waits for room instead of dropping the client.
+    pub(super) fn new(exclusive: bool) -> Output {
         Output {
             inner: Mutex::new(Inner {
                 ring: Ring::new(SCROLLBACK),
                 clients: Vec::new(),
                 ended: false,
             }),
+            room: exclusive.then(Arc::default),
+        }
+    }
+
+    /// Exclusive PTYs: waits (on the reader thread) until every client has room for `len` more
+    /// bytes or has gone.
+    fn wait_for_room(&self, room: &Room, len: usize) {
+        let mut guard = room.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let full = self.lock().clients.iter().any(|client| {
+                client.queued.load(Ordering::SeqCst) + len > CLIENT_QUEUE
+                    && client.queued.load(Ordering::SeqCst) > 0
+                    && !client.sender.is_closed()
+            });
+            if !full {
+                return;
+            }
+            // The timeout only bounds a wait whose signal was missed by a client that never
+            // takes the lock (none does).
+            guard = room
+                .taken
+                .wait_timeout(guard, Duration::from_secs(1))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -85,11 +151,15 @@ impl Output {
     /// Appends `data` to the scrollback and queues it for every client; a client whose queue is
     /// full is marked slow and dropped, one that went away is forgotten.
     pub(super) fn publish(&self, data: &[u8]) {
+        if let Some(room) = &self.room {
+            self.wait_for_room(room, data.len());
+        }
         let chunk = Bytes::copy_from_slice(data);
         let mut inner = self.lock();
         inner.ring.push(data);
+        let exclusive = self.room.is_some();
         inner.clients.retain(|client| {
-            if client.queued.load(Ordering::SeqCst) + chunk.len() > CLIENT_QUEUE {
+            if !exclusive && client.queued.load(Ordering::SeqCst) + chunk.len() > CLIENT_QUEUE {
                 client.slow.store(true, Ordering::SeqCst);
                 return false;
             }
@@ -123,6 +193,7 @@ impl Output {
                 receiver,
                 queued,
                 slow,
+                room: self.room.clone(),
             },
         ))
     }
@@ -338,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_only_that_client() {
-        let output = Output::new();
+        let output = Output::new(false);
         let (_, mut fast) = output.subscribe().unwrap();
         let (_, stalled) = output.subscribe().unwrap();
         let chunk = vec![b'x'; 64 * 1024];
@@ -355,9 +426,45 @@ mod tests {
         assert_eq!(output.lock().clients.len(), 1);
     }
 
+    #[test]
+    fn an_exclusive_pty_waits_for_its_client_instead_of_dropping_it() {
+        let output = Arc::new(Output::new(true));
+        let (_, mut queue) = output.subscribe().unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..CLIENT_QUEUE / chunk.len() {
+            output.publish(&chunk);
+        }
+        let (done, published) = std::sync::mpsc::channel();
+        let publisher = output.clone();
+        std::thread::spawn(move || {
+            publisher.publish(b"y");
+            done.send(()).unwrap();
+        });
+        // Full: the reader waits rather than dropping the client.
+        assert!(published
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        assert!(!queue.slow());
+        assert_eq!(queue.try_recv().unwrap().len(), chunk.len());
+        published
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("room was made");
+        let mut total = 0;
+        while let Some(taken) = queue.try_recv() {
+            total += taken.len();
+        }
+        assert_eq!(total, CLIENT_QUEUE - chunk.len() + 1);
+        // A client that goes away releases a waiting reader too.
+        for _ in 0..CLIENT_QUEUE / chunk.len() {
+            output.publish(&chunk);
+        }
+        drop(queue);
+        output.publish(b"z");
+    }
+
     #[tokio::test]
     async fn queued_chunks_are_joined_up_to_the_limit_in_order() {
-        let output = Output::new();
+        let output = Output::new(false);
         let (replay, queue) = output.subscribe().unwrap();
         let (_, exit) = watch::channel(None);
         let (input, _typed) = mpsc::channel(1);
@@ -382,7 +489,7 @@ mod tests {
 
     #[test]
     fn a_late_joiner_gets_the_scrollback_then_the_rest_without_a_gap() {
-        let output = Output::new();
+        let output = Output::new(false);
         output.publish(b"before ");
         let (replay, mut queue) = output.subscribe().unwrap();
         output.publish(b"after");

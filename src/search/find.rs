@@ -56,6 +56,9 @@ pub struct FindSummary {
     pub matches: usize,
     /// True when more matches existed than `max_results`.
     pub truncated: bool,
+    /// True when a file handed out could not be searched to its end (a line longer than
+    /// [`MAX_LINE_BYTES`], a read that failed): matches in the rest of it are missing.
+    pub incomplete: bool,
 }
 
 /// A search whose inputs were checked: the pattern compiles and the root can be read. Run it
@@ -272,9 +275,16 @@ struct Job {
 /// A run of files as the caller's thread waits for it.
 type Queued = (Arc<Vec<PathBuf>>, Receiver<Chunk>);
 
-/// Some of a run's matching lines, in order: `(index of the file in the run, 1-based line
-/// number, content)`.
-type Chunk = Vec<(u32, u64, String)>;
+/// Some of a run's findings, in order.
+type Chunk = Vec<Found>;
+
+/// What a searcher found in a run; files are named by their index in the run.
+enum Found {
+    /// A matching line: the file, its 1-based line number, its content.
+    Line(u32, u64, String),
+    /// The search of this file stopped before its end.
+    Cut,
+}
 
 impl Finder {
     /// The caller's side: takes the runs in walk order and hands their matches to `sink`.
@@ -287,6 +297,7 @@ impl Finder {
         let mut summary = FindSummary {
             matches: 0,
             truncated: false,
+            incomplete: false,
         };
         loop {
             if sink.cancelled() {
@@ -307,7 +318,14 @@ impl Finder {
                     // The run is done.
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
-                for (idx, line, content) in &chunk {
+                for found in &chunk {
+                    let (idx, line, content) = match found {
+                        Found::Line(idx, line, content) => (idx, line, content),
+                        Found::Cut => {
+                            summary.incomplete = true;
+                            continue;
+                        }
+                    };
                     if summary.matches == limit {
                         summary.truncated = true;
                         return summary;
@@ -374,8 +392,12 @@ fn search_text_file(
         inner: (&head[..n_head]).chain(file),
         stop,
     };
-    // A read error ends this file's search; what was found before it stands.
-    let _ = searcher.search_reader(matcher, reader, sink);
+    // A read error, or a line longer than the searcher may hold (its heap limit), ends this
+    // file's search: what was found before it stands, and the answer says it is incomplete.
+    if let Err(err) = searcher.search_reader(matcher, reader, &mut *sink) {
+        tracing::debug!(path = %path.display(), "search of a file cut short: {err}");
+        sink.lines.push(Found::Cut);
+    }
 }
 
 /// A reader that ends (EOF) once `stop` is set, so a large file without matches does not keep
@@ -444,7 +466,7 @@ impl Sink for ChunkSink<'_> {
             }
             self.bytes += content.len();
             self.lines
-                .push((self.file, line_number + idx as u64, content));
+                .push(Found::Line(self.file, line_number + idx as u64, content));
         }
         if self.bytes >= CHUNK_BYTES {
             self.send();
@@ -614,6 +636,28 @@ mod tests {
             },
         );
         assert_eq!(bad.unwrap_err().kind, crate::error::ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn a_line_past_the_limit_makes_the_result_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "needle\n").unwrap();
+        let mut long = vec![b'x'; MAX_LINE_BYTES + 1024];
+        long.extend_from_slice(b"needle\n");
+        std::fs::write(dir.path().join("b.txt"), long).unwrap();
+        std::fs::write(dir.path().join("c.txt"), "needle\n").unwrap();
+        let (found, summary) = find(dir.path(), Path::new(""), "needle", FindOptions::default());
+        let files: Vec<_> = found.iter().map(|(file, _, _)| file.as_str()).collect();
+        assert_eq!(files, ["a.txt", "c.txt"]);
+        assert!(summary.incomplete);
+        assert!(!summary.truncated);
+        let (_, summary) = find(
+            &dir.path().join("a.txt"),
+            Path::new("a.txt"),
+            "needle",
+            FindOptions::default(),
+        );
+        assert!(!summary.incomplete);
     }
 
     #[test]

@@ -7,8 +7,19 @@
 //! Raw events go from notify's thread to the hub thread over a channel; the hub thread pairs
 //! renames, filters each watcher's view (its root, depth, `.git`), and coalesces per path within
 //! `COALESCE` before delivering, so a burst of writes to one file is one event.
+//!
+//! A burst over many paths (a `git checkout` of 10,000 files) is bounded per watcher: past
+//! `BURST_LIMIT` events within `BURST_WINDOW`, the watcher is in a burst, and instead of events
+//! it gets summaries: one `overflow` per directory under which something changed (its `path`
+//! is the directory, `coalesced` how many events it stands for), meaning "rescan that
+//! subtree". Such a directory is the parent of a changed path, so every change lies below one;
+//! a directory whose ancestor is also reported is left out, and past `BURST_SUMMARIES`
+//! directories the deepest are replaced by their parents, up to the watched root. Summaries go
+//! out `BURST_WINDOW` after the burst began, then at intervals that double up to
+//! `BURST_MAX_INTERVAL` while it lasts, and once it has been quiet for `BURST_WINDOW`, which
+//! ends it: events are exact again from then on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,6 +34,15 @@ use crate::error::{Error, ErrorKind, Result};
 pub const COALESCE: Duration = Duration::from_millis(50);
 /// Events a watcher may have undelivered before it gets an `overflow` instead.
 const QUEUE: usize = 16 * 1024;
+/// Exact events a watcher gets per `BURST_WINDOW`; more, and it is in a burst.
+pub const BURST_LIMIT: usize = 256;
+/// The window of `BURST_LIMIT`; the first interval of a burst's summaries, and the quiet that
+/// ends a burst.
+pub const BURST_WINDOW: Duration = Duration::from_secs(1);
+/// The longest interval between a burst's summaries.
+pub const BURST_MAX_INTERVAL: Duration = Duration::from_secs(8);
+/// Most summaries sent for one window of a burst.
+pub const BURST_SUMMARIES: usize = 64;
 /// How long a rename's first half waits for its second before it counts as a removal.
 const RENAME_PAIRING: Duration = Duration::from_millis(50);
 
@@ -37,7 +57,8 @@ pub enum Change {
     Remove,
     /// Renamed within the watched tree (`old_path` is set).
     Rename,
-    /// Events were lost (the kernel queue or the watcher's queue overflowed): rescan.
+    /// Events were lost (the kernel queue or the watcher's queue overflowed), or a burst was
+    /// summed up (`coalesced` is set): rescan the subtree at `path`.
     Overflow,
 }
 
@@ -59,7 +80,8 @@ impl Change {
 pub struct WatchEvent {
     /// What happened.
     pub change: Change,
-    /// The path it happened to (the new path of a rename; the root for an overflow).
+    /// The path it happened to (the new path of a rename; for an overflow, the subtree to
+    /// rescan).
     pub path: PathBuf,
     /// The old path of a rename.
     pub old_path: Option<PathBuf>,
@@ -67,6 +89,8 @@ pub struct WatchEvent {
     pub is_dir: bool,
     /// When toolboxd saw it.
     pub timestamp: SystemTime,
+    /// For a burst's summary (an overflow): how many events it stands for.
+    pub coalesced: Option<u64>,
 }
 
 /// Why a watcher ended.
@@ -88,8 +112,24 @@ struct Sub {
     index: HashMap<PathBuf, usize>,
     first: Option<Instant>,
     overflowed: bool,
+    /// Exact events sent within the last `BURST_WINDOW`: when, and how many (one entry per
+    /// flush, so at most about `BURST_WINDOW / COALESCE` of them).
+    sent: VecDeque<(Instant, usize)>,
+    /// Set while the watcher is in a burst.
+    burst: Option<Burst>,
     sender: mpsc::Sender<WatchEvent>,
     end: Arc<Mutex<Option<EndReason>>>,
+}
+
+/// A burst in progress: the directories under which something changed since `since` (when
+/// the burst began or summaries last went out), with the number of events each stands for.
+struct Burst {
+    since: Instant,
+    /// How long after `since` the next summaries go out.
+    interval: Duration,
+    /// When events last arrived.
+    last: Instant,
+    dirty: HashMap<PathBuf, u64>,
 }
 
 impl Sub {
@@ -180,31 +220,182 @@ impl Sub {
 
     /// Delivers what is pending; `force` ignores the window.
     fn flush(&mut self, now: Instant, force: bool) {
-        match self.first {
-            Some(first) if force || now.duration_since(first) >= COALESCE => {}
-            _ => return,
+        if self.burst.is_some() {
+            self.flush_burst(now, force);
+        } else if self
+            .first
+            .is_some_and(|first| force || now.duration_since(first) >= COALESCE)
+        {
+            self.first = None;
+            self.index.clear();
+            let events: Vec<WatchEvent> = std::mem::take(&mut self.pending)
+                .into_iter()
+                .flatten()
+                .collect();
+            while self
+                .sent
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) >= BURST_WINDOW)
+            {
+                self.sent.pop_front();
+            }
+            let recent: usize = self.sent.iter().map(|(_, count)| count).sum();
+            if recent + events.len() > BURST_LIMIT {
+                let mut burst = Burst {
+                    since: now,
+                    interval: BURST_WINDOW,
+                    last: now,
+                    dirty: HashMap::new(),
+                };
+                for event in &events {
+                    self.note(&mut burst, event);
+                }
+                self.burst = Some(burst);
+                if force {
+                    self.flush_burst(now, true);
+                }
+            } else {
+                self.sent.push_back((now, events.len()));
+                for event in events {
+                    self.send(event);
+                }
+            }
         }
+        if self.overflowed {
+            self.send_overflow();
+        }
+    }
+
+    /// During a burst: notes what is pending, and sends the summaries when they are due (or
+    /// `force`); a burst quiet for `BURST_WINDOW` (or forced) ends with them.
+    fn flush_burst(&mut self, now: Instant, force: bool) {
+        let Some(mut burst) = self.burst.take() else {
+            return;
+        };
         self.first = None;
         self.index.clear();
         for event in std::mem::take(&mut self.pending).into_iter().flatten() {
-            if self.overflowed {
-                let overflow = WatchEvent {
-                    change: Change::Overflow,
-                    path: self.root.clone(),
-                    old_path: None,
-                    is_dir: self.root_is_dir,
-                    timestamp: SystemTime::now(),
-                };
-                if self.sender.try_send(overflow).is_err() {
-                    continue;
-                }
-                self.overflowed = false;
-            }
-            if self.sender.try_send(event).is_err() {
-                self.overflowed = true;
-            }
+            self.note(&mut burst, &event);
+            burst.last = now;
+        }
+        let ended = force || now.duration_since(burst.last) >= BURST_WINDOW;
+        if !ended && now.duration_since(burst.since) < burst.interval {
+            self.burst = Some(burst);
+            return;
+        }
+        let timestamp = SystemTime::now();
+        for (dir, count) in summaries(std::mem::take(&mut burst.dirty)) {
+            let is_dir = dir != self.root || self.root_is_dir;
+            self.send(WatchEvent {
+                change: Change::Overflow,
+                path: dir,
+                old_path: None,
+                is_dir,
+                timestamp,
+                coalesced: Some(count),
+            });
+        }
+        if ended {
+            self.sent.clear();
+        } else {
+            burst.since = now;
+            burst.interval = (burst.interval * 2).min(BURST_MAX_INTERVAL);
+            self.burst = Some(burst);
         }
     }
+
+    /// Adds `event` to a burst: the directory (or directories, for a rename) whose entries it
+    /// changed.
+    fn note(&self, burst: &mut Burst, event: &WatchEvent) {
+        for path in std::iter::once(&event.path).chain(event.old_path.as_ref()) {
+            let dir = match path.parent() {
+                Some(parent) if self.root_is_dir && parent.starts_with(&self.root) => parent,
+                _ => &self.root,
+            };
+            *burst.dirty.entry(dir.to_path_buf()).or_insert(0) += 1;
+        }
+    }
+
+    /// Sends `event`, after the overflow owed for events lost before it (a full queue drops
+    /// the event and owes an overflow).
+    fn send(&mut self, event: WatchEvent) {
+        if self.overflowed && !self.send_overflow() {
+            return;
+        }
+        if self.sender.try_send(event).is_err() {
+            self.overflowed = true;
+        }
+    }
+
+    /// Sends the owed overflow for the whole root; whether it went.
+    fn send_overflow(&mut self) -> bool {
+        let overflow = WatchEvent {
+            change: Change::Overflow,
+            path: self.root.clone(),
+            old_path: None,
+            is_dir: self.root_is_dir,
+            timestamp: SystemTime::now(),
+            coalesced: None,
+        };
+        if self.sender.try_send(overflow).is_err() {
+            return false;
+        }
+        self.overflowed = false;
+        true
+    }
+
+    /// When this watcher next needs a flush, if it does.
+    fn next_flush(&self, now: Instant) -> Option<Duration> {
+        if let Some(burst) = &self.burst {
+            let due = burst
+                .interval
+                .saturating_sub(now.duration_since(burst.since));
+            let quiet = BURST_WINDOW.saturating_sub(now.duration_since(burst.last));
+            return Some(due.min(quiet));
+        }
+        if self.overflowed {
+            return Some(COALESCE);
+        }
+        self.first
+            .map(|first| COALESCE.saturating_sub(now.duration_since(first)))
+    }
+}
+
+/// A burst's directories as summaries: without those under another one (the subtree covers
+/// them; their counts are added to it), and at most `BURST_SUMMARIES`, the deepest replaced by
+/// their parents until they fit.
+fn summaries(dirty: HashMap<PathBuf, u64>) -> Vec<(PathBuf, u64)> {
+    let merge = |mut dirs: Vec<(PathBuf, u64)>| {
+        // Sorted by components, a directory comes right before everything below it.
+        dirs.sort();
+        let mut kept: Vec<(PathBuf, u64)> = Vec::with_capacity(dirs.len());
+        for (dir, count) in dirs {
+            match kept.last_mut() {
+                Some((top, total)) if dir.starts_with(&*top) => *total += count,
+                _ => kept.push((dir, count)),
+            }
+        }
+        kept
+    };
+    let mut kept = merge(dirty.into_iter().collect());
+    while kept.len() > BURST_SUMMARIES {
+        let deepest = kept
+            .iter()
+            .map(|(dir, _)| dir.components().count())
+            .max()
+            .unwrap_or(0);
+        kept = merge(
+            kept.into_iter()
+                .map(|(dir, count)| match dir.parent() {
+                    Some(parent) if dir.components().count() == deepest => {
+                        (parent.to_path_buf(), count)
+                    }
+                    _ => (dir, count),
+                })
+                .collect(),
+        );
+    }
+    kept
 }
 
 enum Msg {
@@ -315,6 +506,8 @@ impl Hub {
             index: HashMap::new(),
             first: None,
             overflowed: false,
+            sent: VecDeque::new(),
+            burst: None,
             sender,
             end: end.clone(),
         };
@@ -519,6 +712,7 @@ impl Hub {
                 old_path: old_path.map(Path::to_path_buf),
                 is_dir,
                 timestamp: now,
+                coalesced: None,
             });
         }
     }
@@ -580,6 +774,7 @@ impl Hub {
                         old_path: None,
                         is_dir: entry.file_type().is_dir(),
                         timestamp: now,
+                        coalesced: None,
                     });
                 }
             }
@@ -604,6 +799,7 @@ impl Hub {
                 old_path: old.map(Path::to_path_buf),
                 is_dir,
                 timestamp: now,
+                coalesced: None,
             };
             match (saw_from, sees_to) {
                 (true, true) => sub.push(event(Change::Rename, Some(from), to)),
@@ -657,8 +853,8 @@ impl Hub {
         let mut next = Duration::from_secs(1);
         for sub in state.subs.values_mut() {
             sub.flush(now, false);
-            if let Some(first) = sub.first {
-                next = next.min(COALESCE.saturating_sub(now.duration_since(first)));
+            if let Some(wait) = sub.next_flush(now) {
+                next = next.min(wait);
             }
         }
         if !state.renames.is_empty() {
@@ -762,6 +958,8 @@ mod tests {
             index: HashMap::new(),
             first: None,
             overflowed: false,
+            sent: VecDeque::new(),
+            burst: None,
             sender,
             end: Arc::new(Mutex::new(None)),
         };
@@ -775,6 +973,7 @@ mod tests {
             old_path: old.map(PathBuf::from),
             is_dir: false,
             timestamp: SystemTime::UNIX_EPOCH,
+            coalesced: None,
         }
     }
 
@@ -809,6 +1008,98 @@ mod tests {
         assert_eq!(
             flushed(&mut sub, &mut receiver),
             vec![(Change::Create, "/w/t".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_burst_becomes_one_overflow_per_directory() {
+        let (mut sub, mut receiver) = sub();
+        let received = |receiver: &mut mpsc::Receiver<WatchEvent>| {
+            std::iter::from_fn(|| receiver.try_recv().ok())
+                .map(|e| {
+                    assert_eq!((e.change, e.is_dir), (Change::Overflow, true));
+                    (e.path.display().to_string(), e.coalesced.unwrap())
+                })
+                .collect::<Vec<(String, u64)>>()
+        };
+        let second = BURST_WINDOW;
+        // Small batches are exact.
+        for i in 0..5 {
+            sub.push(event(Change::Create, &format!("/w/a/{i}"), None));
+        }
+        let start = Instant::now() + COALESCE;
+        sub.flush(start, false);
+        assert_eq!(std::iter::from_fn(|| receiver.try_recv().ok()).count(), 5);
+        // Past the limit within a second: nothing at once.
+        for i in 0..BURST_LIMIT {
+            sub.push(event(Change::Create, &format!("/w/a/{i}"), None));
+            sub.push(event(Change::Modify, &format!("/w/b/c/{i}"), None));
+        }
+        sub.push(event(Change::Rename, "/w/d/x", Some("/w/e/x")));
+        let t = start + COALESCE;
+        sub.flush(t, false);
+        assert!(received(&mut receiver).is_empty());
+        sub.push(event(Change::Modify, "/w/b/top", None));
+        sub.flush(t + second / 2, false);
+        assert!(received(&mut receiver).is_empty());
+        // A second after it began, the summaries: `/w/b/c` is inside `/w/b`; a rename marks
+        // both of its directories.
+        sub.flush(t + second, false);
+        assert_eq!(
+            received(&mut receiver),
+            vec![
+                ("/w/a".to_string(), BURST_LIMIT as u64),
+                ("/w/b".to_string(), BURST_LIMIT as u64 + 1),
+                ("/w/d".to_string(), 1),
+                ("/w/e".to_string(), 1),
+            ]
+        );
+        // While it lasts, the next ones come two seconds later (not one).
+        for at in [second * 3 / 2, second * 2, second * 5 / 2] {
+            sub.push(event(Change::Create, "/w/a/late", None));
+            sub.flush(t + at, false);
+            assert!(received(&mut receiver).is_empty());
+        }
+        sub.flush(t + second * 3, false);
+        assert_eq!(received(&mut receiver), vec![("/w/a".to_string(), 3)]);
+        // A second of quiet ends it: the rest goes out, and events are exact again.
+        sub.push(event(Change::Create, "/w/a/last", None));
+        sub.flush(t + second * 7 / 2, false);
+        assert!(received(&mut receiver).is_empty());
+        sub.flush(t + second * 9 / 2, false);
+        assert_eq!(received(&mut receiver), vec![("/w/a".to_string(), 1)]);
+        assert!(sub.burst.is_none());
+        sub.push(event(Change::Create, "/w/a/exact", None));
+        sub.flush(t + second * 5, false);
+        let exact = receiver.try_recv().unwrap();
+        assert_eq!(
+            (exact.change, exact.path.as_path()),
+            (Change::Create, Path::new("/w/a/exact"))
+        );
+    }
+
+    #[test]
+    fn summaries_are_bounded_by_cutting_the_deepest_directories() {
+        let mut dirty = HashMap::new();
+        for i in 0..BURST_SUMMARIES * 2 {
+            dirty.insert(PathBuf::from(format!("/w/deep/{i}/x")), 1);
+        }
+        dirty.insert(PathBuf::from("/w/other"), 5);
+        let kept = summaries(dirty.clone());
+        assert!(kept.len() <= BURST_SUMMARIES, "{kept:?}");
+        assert_eq!(
+            kept,
+            vec![
+                (PathBuf::from("/w/deep"), BURST_SUMMARIES as u64 * 2),
+                (PathBuf::from("/w/other"), 5)
+            ]
+        );
+        for i in 0..BURST_SUMMARIES * 2 {
+            dirty.insert(PathBuf::from(format!("/w/d{i}")), 1);
+        }
+        assert_eq!(
+            summaries(dirty),
+            vec![(PathBuf::from("/w"), BURST_SUMMARIES as u64 * 4 + 5)]
         );
     }
 

@@ -1,5 +1,5 @@
 //! File watching: `hub` (one inotify instance, shared reference-counted directory watches,
-//! coalescing) and the long-poll watchers (`POST /files/watch`): a watcher whose events wait in a
+//! coalescing, burst summaries) and the long-poll watchers (`POST /files/watch`): a watcher whose events wait in a
 //! bounded buffer until polled by cursor, ended when unpolled for `POLLER_IDLE`.
 
 mod hub;

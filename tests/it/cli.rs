@@ -17,6 +17,14 @@ fn help_documents_every_option_and_env_var() {
         "TOOLBOXD_TOOLBOX_ADDR",
         "--terminal-addr",
         "TOOLBOXD_TERMINAL_ADDR",
+        "--ssh-addr",
+        "TOOLBOXD_SSH_ADDR",
+        "--ssh-host-key",
+        "TOOLBOXD_SSH_HOST_KEY",
+        "--ssh-authorized-keys",
+        "TOOLBOXD_SSH_AUTHORIZED_KEYS",
+        "--ssh-insecure-accept-any-key",
+        "--ssh-idle-timeout",
         "--workdir",
         "TOOLBOXD_WORKDIR",
         "--sdk-api-addr",
@@ -205,4 +213,49 @@ fn the_terminal_address_is_host_port_or_off_and_a_taken_port_is_an_error() {
         stderr.contains(&taken) && stderr.contains("terminal"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_ssh_address_is_host_port_or_off_and_a_taken_port_is_an_error() {
+    let output = Command::new(binary())
+        .args(["--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "off"])
+        .args(["--ssh-addr", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("neither HOST:PORT nor `off`"), "{stderr}");
+    let daemon = Toolboxd::start();
+    let taken = daemon.base.trim_start_matches("http://").to_string();
+    let output = Command::new(binary())
+        .args(["--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "off"])
+        .args(["--ssh-addr", &taken])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&taken) && stderr.contains("ssh"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_host_key_file_that_is_not_a_key_stops_the_start_and_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("host_key");
+    std::fs::write(&key, "not a key").unwrap();
+    let output = Command::new(binary())
+        .args(["--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "off"])
+        .args(["--ssh-addr", "127.0.0.1:0", "--ssh-host-key"])
+        .arg(&key)
+        .arg("--workdir")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not an OpenSSH private key"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), "not a key");
 }

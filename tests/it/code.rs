@@ -78,7 +78,7 @@ fn javascript_runs_with_daytonas_argv_and_exit_code() {
     );
     assert_eq!(out["exitCode"], 1);
     assert!(
-        out["result"].as_str().unwrap().contains("code.js:3"),
+        out["result"].as_str().unwrap().contains("/[code].js:3"),
         "{out}"
     );
 }
@@ -114,11 +114,11 @@ fn javascript_and_typescript_errors_show_the_users_code_and_positions() {
         "const n = 1; null.x\nconsole.log('never')",
     );
     assert!(
-        result.contains("code.js:1\nconst n = 1; null.x\n                  ^\n"),
+        result.contains("/[code].js:1\nconst n = 1; null.x\n                  ^\n"),
         "{result}"
     );
     assert!(
-        result.contains("at Object.<anonymous> (") && result.contains("code.js:1:19)"),
+        result.contains("at Object.<anonymous> (") && result.contains("/[code].js:1:19)"),
         "{result}"
     );
     // Frames of the user's functions, down to the top level and no further.
@@ -132,16 +132,17 @@ fn javascript_and_typescript_errors_show_the_users_code_and_positions() {
         .filter(|line| line.trim_start().starts_with("at "))
         .collect();
     assert_eq!(frames.len(), 3, "{result}");
-    for (frame, place) in frames
-        .iter()
-        .zip(["code.js:1:26)", "code.js:2:20)", "code.js:3:1)"])
+    for (frame, place) in
+        frames
+            .iter()
+            .zip(["/[code].js:1:26)", "/[code].js:2:20)", "/[code].js:3:1)"])
     {
         assert!(frame.ends_with(place), "{frame} in {result}");
     }
     // A syntax error: the line and caret, no compiler frames.
     let result = failed_node_run(&daemon, "javascript", "let x = ;");
     assert!(
-        result.contains("code.js:1\nlet x = ;\n        ^") && result.contains("SyntaxError"),
+        result.contains("/[code].js:1\nlet x = ;\n        ^") && result.contains("SyntaxError"),
         "{result}"
     );
     // A caught error's stack is trimmed the same way, and argv is still Daytona's.
@@ -162,6 +163,180 @@ fn javascript_and_typescript_errors_show_the_users_code_and_positions() {
         "{result}"
     );
     assert!(result.contains("code.ts:1:36)"), "{result}");
+}
+
+/// Puts a helper module in the work dir (and another in `sub/`) and a package in its
+/// `node_modules`, as a user's project would have them.
+pub(crate) fn node_project(daemon: &Toolboxd) {
+    let write = |path: &str, text: &str| {
+        let path = daemon.path(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("helper.js", "exports.who = 'helper';\n");
+    write("sub/helper.js", "exports.who = 'sub/helper';\n");
+    write(
+        "node_modules/fakepkg/package.json",
+        r#"{"name": "fakepkg", "main": "main.js"}"#,
+    );
+    write(
+        "node_modules/fakepkg/main.js",
+        "exports.name = 'fakepkg';\n",
+    );
+}
+
+/// Follow-up 1, item 1: the code ran from a private temp directory, so `require('./helper')`
+/// and `require('fakepkg')` (installed in the work dir) were not found; Daytona's `node -`
+/// resolves both from the working directory.
+#[test]
+fn javascript_resolves_modules_from_the_working_directory() {
+    let daemon = Toolboxd::start();
+    node_project(&daemon);
+    let code = "const { who } = require('./helper');\n\
+        const { name } = require('fakepkg');\n\
+        Promise.all([import('./helper.js'), import('fakepkg')]).then(([h, p]) => {\n\
+          console.log(who, name, h.default.who, p.default.name, process.argv.slice(1).join('|'));\n\
+          console.log(__dirname === process.cwd(), require.resolve('./helper'));\n\
+        });\n";
+    let out = run(
+        &daemon,
+        json!({"language": "javascript", "code": code, "argv": ["a b", "c"]}),
+    );
+    assert_eq!(out["exitCode"], 0, "{out}");
+    assert_eq!(
+        out["result"],
+        format!(
+            "helper fakepkg helper fakepkg a b|c\ntrue {}\n",
+            daemon.path("helper.js").display()
+        )
+    );
+    // From the request's cwd: its own helper, and packages from the directories above.
+    let out = run(
+        &daemon,
+        json!({"language": "javascript", "code": code, "cwd": "sub"}),
+    );
+    assert_eq!(out["exitCode"], 0, "{out}");
+    assert!(
+        out["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("sub/helper fakepkg sub/helper fakepkg \ntrue "),
+        "{out}"
+    );
+    // Nothing is written into the working directory.
+    let mut names: Vec<String> = std::fs::read_dir(&daemon.workdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["helper.js", "node_modules", "sub"]);
+    // Errors still show the user's lines and columns, under the name the code ran as.
+    let result = failed_node_run(
+        &daemon,
+        "javascript",
+        "const { who } = require('./helper');\nfunction f() { null.x }\nf()",
+    );
+    let name = daemon.path("[code].js").display().to_string();
+    assert!(
+        result.contains(&format!("{name}:2\nfunction f() {{ null.x }}\n")),
+        "{result}"
+    );
+    let frames: Vec<&str> = result
+        .lines()
+        .filter(|line| line.trim_start().starts_with("at "))
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            format!("    at f ({name}:2:21)"),
+            format!("    at Object.<anonymous> ({name}:3:1)")
+        ],
+        "{result}"
+    );
+    // A module that is not there is the user's error, said the way Node says it.
+    let out = run(
+        &daemon,
+        json!({"language": "javascript", "code": "require('./nothing')"}),
+    );
+    assert_eq!(out["exitCode"], 1, "{out}");
+    assert!(
+        out["result"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot find module './nothing'"),
+        "{out}"
+    );
+    assert_error(
+        daemon.post_json(
+            "/process/code-run",
+            &json!({"language": "javascript", "code": "1", "cwd": "nowhere"}),
+        ),
+        400,
+        "BAD_REQUEST",
+    );
+}
+
+/// TypeScript code importing the same modules (`import` statements and `import()`).
+const TS_IMPORTS: &str = "import { who } from './helper';\n\
+    import { name } from 'fakepkg';\n\
+    const n: number = 2;\n\
+    import('./helper.js').then((h: any) => console.log(who, name, n, h.who, process.argv.slice(1).join('|')));\n";
+
+#[test]
+fn typescript_resolves_modules_from_the_working_directory() {
+    let daemon = daemon_with_path(&[node_bin("tsx")]);
+    node_project(&daemon);
+    let out = run(
+        &daemon,
+        json!({"language": "typescript", "code": TS_IMPORTS, "argv": ["x"]}),
+    );
+    assert_eq!(out["exitCode"], 0, "{out}");
+    assert_eq!(out["result"], "helper fakepkg 2 helper x\n");
+    let out = run(
+        &daemon,
+        json!({"language": "typescript", "code": TS_IMPORTS, "cwd": "sub"}),
+    );
+    assert_eq!(out["result"], "sub/helper fakepkg 2 sub/helper \n", "{out}");
+    // Positions are still the user's (tsx maps them back to the source).
+    let result = failed_node_run(
+        &daemon,
+        "typescript",
+        "import { who } from './helper';\nconst n: number = 1; (null as any).x",
+    );
+    assert!(result.contains("code.ts:2:36)"), "{result}");
+}
+
+#[test]
+fn typescript_through_ts_node_resolves_modules_from_the_working_directory() {
+    if node_strips_types() {
+        eprintln!("SKIP: this node strips types itself, so ts-node is never the fallback");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(which("node"), dir.path().join("node")).unwrap();
+    std::os::unix::fs::symlink(
+        node_bin("ts-node").join("ts-node"),
+        dir.path().join("ts-node"),
+    )
+    .unwrap();
+    let daemon = Toolboxd::start_with(StartOptions {
+        env: vec![("PATH".into(), dir.path().display().to_string())],
+        ..StartOptions::default()
+    });
+    node_project(&daemon);
+    let out = run(
+        &daemon,
+        json!({"language": "typescript", "code": TS_IMPORTS, "argv": ["x"]}),
+    );
+    assert_eq!(out["exitCode"], 0, "{out}");
+    assert_eq!(out["result"], "helper fakepkg 2 helper x\n");
+    // ts-node's source maps still apply: the user's line and column.
+    let result = failed_node_run(
+        &daemon,
+        "typescript",
+        "import { who } from './helper';\nconst n: number = 1; (null as any).x",
+    );
+    assert!(result.contains("code.ts:2:36)"), "{result}");
 }
 
 /// Issue 12, item 9: `/process/execute` says `truncated`, code-run said nothing.

@@ -477,3 +477,83 @@ fn a_trailing_slash_insists_on_a_directory() {
         true
     );
 }
+
+#[test]
+fn names_that_are_not_utf8_are_listed_with_a_raw_path_and_reachable() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let daemon = Toolboxd::start();
+    let dir = daemon.workdir.join(OsStr::from_bytes(b"raw\xff"));
+    let file = dir.join(OsStr::from_bytes(b"bad\xff\xfe.txt"));
+    write(&file, "needle\n");
+    write(&dir.join("plain.txt"), "plain\n");
+    write(&daemon.path("plain.txt"), "plain\n");
+    let workdir = daemon.workdir.to_str().unwrap();
+
+    // The listing keeps `name` and `path` as text and adds the bytes, percent-encoded, where
+    // the path is not UTF-8.
+    let listing = json(daemon.get("/files?path=."), 200);
+    let entries = listing.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{listing}");
+    assert_eq!(entries[0]["name"], "plain.txt", "{listing}");
+    assert!(entries[0].get("rawPath").is_none(), "{listing}");
+    assert_eq!(entries[1]["name"], "raw\u{fffd}", "{listing}");
+    assert_eq!(
+        entries[1]["rawPath"],
+        format!("{}/raw%FF", q(workdir)),
+        "{listing}"
+    );
+    let listing = json(daemon.get("/files?path=raw%FF"), 200);
+    let entries = listing.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{listing}");
+    let bad = &entries[0];
+    assert_eq!(bad["name"], "bad\u{fffd}\u{fffd}.txt", "{bad}");
+    let raw = bad["rawPath"].as_str().unwrap();
+    assert_eq!(raw, format!("{}/raw%FF/bad%FF%FE.txt", q(workdir)), "{bad}");
+
+    // What the listing gives fetches the file; so do the bytes percent-encoded by hand.
+    let response = daemon.get(&format!("/files/download?path={raw}"));
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().unwrap(), "needle\n");
+    let info = json(daemon.get("/files/info?path=raw%FF/bad%FF%FE.txt"), 200);
+    assert_eq!(info["size"], 7, "{info}");
+    assert_eq!(info["rawPath"], raw, "{info}");
+
+    // find and search take the bytes too; find's matches carry them.
+    let found = json(daemon.get("/files/find?path=raw%FF&pattern=needle"), 200);
+    assert_eq!(found[0]["rawFile"], "raw%FF/bad%FF%FE.txt", "{found}");
+    let searched = json(daemon.get("/files/search?path=raw%FF&pattern=*.txt"), 200);
+    assert_eq!(searched["files"].as_array().unwrap().len(), 2, "{searched}");
+
+    // Writes, moves and deletes reach the same bytes.
+    let upload = daemon
+        .client
+        .post(daemon.url("/files/upload-v2?path=raw%FF/up%FE.txt"))
+        .body("uploaded")
+        .send()
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(OsStr::from_bytes(b"up\xfe.txt"))).unwrap(),
+        "uploaded"
+    );
+    let moved = daemon.post("/files/move?source=raw%FF/up%FE.txt&destination=raw%FF/moved%FD.txt");
+    assert_eq!(moved.status(), 200);
+    assert!(dir.join(OsStr::from_bytes(b"moved\xfd.txt")).exists());
+    assert_eq!(
+        daemon.delete("/files?path=raw%FF/bad%FF%FE.txt").status(),
+        204
+    );
+    assert!(!file.exists());
+
+    // Other parameters must be text.
+    let body = assert_error(
+        daemon.get("/files/find?path=raw%FF&pattern=%FF"),
+        400,
+        "BAD_REQUEST",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("`pattern`"),
+        "{body}"
+    );
+}

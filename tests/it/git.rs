@@ -923,3 +923,23 @@ fn routes_answer_404_outside_a_repository_and_400_without_a_path() {
     assert_bad_request(daemon.post_json("/git/add", &json!({"files": ["."]})));
     assert_bad_request(daemon.post_json("/git/commit", &json!({"path": "plain"})));
 }
+
+#[test]
+fn a_repository_path_that_is_not_utf8_reaches_the_repository() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixtures::new();
+    let daemon = start_daemon(&fx);
+    let repo = daemon.workdir.join(OsStr::from_bytes(b"repo\xff"));
+    std::fs::create_dir(&repo).unwrap();
+    fx.git(&repo, &["init", "-q"]);
+    fx.commit(&repo, &[("a.txt", "a")], "first");
+    let status = json(daemon.get("/git/status?path=repo%FF"), 200);
+    assert_eq!(status["currentBranch"], "main", "{status}");
+    let branches = json(daemon.get("/git/branches?path=repo%FF"), 200);
+    assert_eq!(branches["branches"], json!(["main"]), "{branches}");
+    let history = json(daemon.get("/git/history?path=repo%FF&limit=5"), 200);
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    let remotes = json(daemon.get("/git/remotes?path=repo%FF"), 200);
+    assert_eq!(remotes["remotes"], json!([]), "{remotes}");
+}

@@ -28,6 +28,10 @@ pub struct StartOptions {
     pub entrypoint: Vec<String>,
     /// Also serve the web terminal (on 127.0.0.1:0; otherwise `--terminal-addr off`).
     pub terminal: bool,
+    /// Also serve SSH (on 127.0.0.1:0; otherwise `--ssh-addr off`).
+    pub ssh: bool,
+    /// Extra arguments before the entrypoint.
+    pub args: Vec<String>,
 }
 
 /// A running daemon.
@@ -39,6 +43,8 @@ pub struct Toolboxd {
     pub sdk_base: Option<String>,
     /// `http://127.0.0.1:PORT` of the web terminal, when started.
     pub terminal_base: Option<String>,
+    /// The SSH port, when started.
+    pub ssh_port: Option<u16>,
     /// The work dir (relative paths resolve here).
     pub workdir: PathBuf,
     /// HOME of the daemon.
@@ -97,6 +103,10 @@ impl Toolboxd {
         } else {
             "off"
         });
+        command
+            .arg("--ssh-addr")
+            .arg(if options.ssh { "127.0.0.1:0" } else { "off" });
+        command.args(&options.args);
         if !options.entrypoint.is_empty() {
             command.arg("--").args(&options.entrypoint);
         }
@@ -119,10 +129,14 @@ impl Toolboxd {
                 }
             }
         });
-        let wanted = 1 + usize::from(options.sdk_api) + usize::from(options.terminal);
+        let wanted = 1
+            + usize::from(options.sdk_api)
+            + usize::from(options.terminal)
+            + usize::from(options.ssh);
         let mut base = None;
         let mut sdk_base = None;
         let mut terminal_base = None;
+        let mut ssh_port = None;
         for _ in 0..wanted {
             let line = receiver
                 .recv_timeout(Duration::from_secs(20))
@@ -134,6 +148,8 @@ impl Toolboxd {
                 sdk_base = Some(url);
             } else if line.starts_with("toolboxd: terminal listening on ") {
                 terminal_base = Some(url);
+            } else if line.starts_with("toolboxd: ssh listening on ") {
+                ssh_port = Some(url.rsplit(':').next().unwrap().parse().unwrap());
             } else {
                 panic!("unexpected stdout line: {line}");
             }
@@ -152,6 +168,7 @@ impl Toolboxd {
             base: base.expect("toolbox address"),
             sdk_base,
             terminal_base,
+            ssh_port,
             workdir,
             home,
             client,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-use crate::code::{charts_bin, daemon_with_path};
+use crate::code::{charts_bin, daemon_with_path, node_project};
 use crate::harness::*;
 
 /// What one execute WebSocket returned.
@@ -764,4 +764,46 @@ fn shutdown_answers_running_and_queued_jobs() {
         .wait_exit(Duration::from_secs(20))
         .expect("toolboxd exited");
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// `require` and `import()` in a JavaScript context resolve from the context's working
+/// directory (the worker's own `require` resolved from toolboxd's temp dir, so neither the
+/// project's `./helper` nor its `node_modules` were found).
+#[test]
+fn javascript_contexts_resolve_modules_from_their_working_directory() {
+    let daemon = Toolboxd::start();
+    node_project(&daemon);
+    let context = json(
+        daemon.post_json(
+            "/process/interpreter/context",
+            &json!({"language": "javascript"}),
+        ),
+        200,
+    );
+    let id = context["id"].as_str().unwrap();
+    let run = execute(
+        &daemon,
+        &json!({"contextId": id, "code": "console.log(require('./helper').who, require('fakepkg').name)"}),
+    );
+    assert_eq!(run.text("stdout"), "helper fakepkg\n", "{run:?}");
+    let run = execute(
+        &daemon,
+        &json!({"contextId": id, "code": "Promise.all([import('./helper.js'), import('fakepkg')]).then(([h, p]) => console.log(h.default.who, p.default.name))"}),
+    );
+    assert_eq!(run.text("stdout"), "helper fakepkg\n", "{run:?}");
+    // No loader warning among the user's output.
+    assert_eq!(run.text("stderr"), "", "{run:?}");
+    // A context in a subdirectory resolves from there.
+    let sub = json(
+        daemon.post_json(
+            "/process/interpreter/context",
+            &json!({"language": "javascript", "cwd": daemon.path("sub")}),
+        ),
+        200,
+    );
+    let run = execute(
+        &daemon,
+        &json!({"contextId": sub["id"], "code": "console.log(require('./helper').who)"}),
+    );
+    assert_eq!(run.text("stdout"), "sub/helper\n", "{run:?}");
 }

@@ -229,12 +229,111 @@ fn create_connect_echoes_and_reports_exit_0() {
         client.controls.last().unwrap(),
         &json!({"type": "control", "status": "exited", "exitCode": 0})
     );
-    // An ended PTY is forgotten: its id is free again.
+    // An ended PTY is taken off the list (its id says it ended: see below).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.get("/process/pty/echo").status() != 404 {
+    while daemon.get("/process/pty/echo").status() != 410 {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Follow-up 1, item 3: resizing a PTY whose shell had exited answered 404 (the id was forgotten
+/// at once); Daytona answers 410 Gone, which the SDKs raise as `DaytonaGoneError`.
+#[test]
+fn an_ended_pty_answers_410_until_its_id_is_used_again() {
+    let daemon = Toolboxd::start();
+    let mut client = PtyClient::open(
+        &daemon.base,
+        "/process/pty/create-connect?id=brief",
+        &[EXIT_CONTROL],
+    );
+    client.type_text("exit 0\n");
+    assert_eq!(client.read_to_close().0, 1000);
+    // (The end is published to the client just before the PTY is taken off the list.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.get("/process/pty/brief").status() == 200 {
+        assert!(Instant::now() < deadline, "the ended PTY is still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        json(daemon.get("/process/pty"), 200),
+        json!({"sessions": []})
+    );
+    let body = assert_error(
+        daemon.post_json(
+            "/process/pty/brief/resize",
+            &json!({"cols": 90, "rows": 20}),
+        ),
+        410,
+        "GONE",
+    );
+    assert_eq!(
+        body["message"],
+        "pty session brief has terminated and cannot be resized"
+    );
+    assert_error(daemon.get("/process/pty/brief"), 410, "GONE");
+    // A bad size is still a 400, and an id that never existed still a 404.
+    assert_error(
+        daemon.post_json("/process/pty/brief/resize", &json!({"cols": 0, "rows": 20})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_error(
+        daemon.post_json(
+            "/process/pty/never/resize",
+            &json!({"cols": 90, "rows": 20}),
+        ),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(daemon.get("/process/pty/never"), 404, "NOT_FOUND");
+    // Connecting says it ended, in band.
+    let mut late = PtyClient::open(&daemon.base, "/process/pty/brief/connect", &[EXIT_CONTROL]);
+    assert_eq!(late.read_to_close().0, 1008);
+    assert!(
+        late.controls[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("has terminated"),
+        "{:?}",
+        late.controls
+    );
+    // The id can be used again: then it names the new PTY.
+    create(&daemon, json!({"id": "brief"}));
+    json(
+        daemon.post_json(
+            "/process/pty/brief/resize",
+            &json!({"cols": 90, "rows": 20}),
+        ),
+        200,
+    );
+    let deleted = json(daemon.delete("/process/pty/brief"), 200);
+    assert_eq!(deleted, json!({"message": "PTY session deleted"}));
+    // A deleted PTY is gone without a trace (404), as before.
+    assert_error(
+        daemon.post_json(
+            "/process/pty/brief/resize",
+            &json!({"cols": 90, "rows": 20}),
+        ),
+        404,
+        "NOT_FOUND",
+    );
+    // Deleting one that ended by itself succeeds (Daytona's does) and forgets it.
+    let mut client = PtyClient::open(
+        &daemon.base,
+        "/process/pty/create-connect?id=brief",
+        &[EXIT_CONTROL],
+    );
+    client.type_text("exit 3\n");
+    assert_eq!(client.read_to_close().0, 1011);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.get("/process/pty/brief").status() != 410 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    json(daemon.delete("/process/pty/brief"), 200);
+    assert_error(daemon.delete("/process/pty/brief"), 404, "NOT_FOUND");
+    assert_error(daemon.get("/process/pty/brief"), 404, "NOT_FOUND");
 }
 
 #[test]

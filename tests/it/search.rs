@@ -275,3 +275,85 @@ fn find_on_a_file_names_the_file_as_given() {
     );
     assert_eq!(found[0]["file"], root.to_str().unwrap());
 }
+
+#[test]
+fn find_with_a_file_as_path_names_the_file_without_a_trailing_slash() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("srch/sub/t.txt"), "hello\n");
+    for path in ["srch/sub/t.txt", "./srch/sub/t.txt"] {
+        let found = json(
+            daemon.get(&format!("/files/find?path={}&pattern=hello", q(path))),
+            200,
+        );
+        assert_eq!(
+            found,
+            json!([{"file": "srch/sub/t.txt", "line": 1, "content": "hello"}]),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn find_says_when_a_line_was_too_long_to_search() {
+    use std::io::{Read, Write};
+    let daemon = Toolboxd::start();
+    write(&daemon.path("long/a.txt"), "needle\n");
+    // One line past the 64 MiB a searcher may hold: the match on it cannot be seen.
+    let mut long = vec![b'x'; 64 * 1024 * 1024 + 1024];
+    long.extend_from_slice(b"needle\n");
+    write(&daemon.path("long/b.txt"), &long);
+    drop(long);
+    write(&daemon.path("long/c.txt"), "needle\n");
+    let expected = json!([
+        {"file": "long/a.txt", "line": 1, "content": "needle"},
+        {"file": "long/c.txt", "line": 1, "content": "needle"}
+    ]);
+
+    // With maxResults the answer is held: a header.
+    let response = daemon.get("/files/find?path=long&pattern=needle&maxResults=100");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-toolboxd-truncated")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    assert_eq!(json(response, 200), expected);
+
+    // Streamed: a trailer field, to a client that accepts them.
+    let address = daemon.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let request = format!(
+        "GET /files/find?path=long&pattern=needle HTTP/1.1\r\nHost: {address}\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(head.contains("trailer: x-toolboxd-truncated"), "{head}");
+    let (chunks, trailers) = body.split_once("\r\n0\r\n").expect("the last chunk");
+    assert!(
+        trailers
+            .to_ascii_lowercase()
+            .contains("x-toolboxd-truncated: true"),
+        "{trailers:?}"
+    );
+    let mut array = String::new();
+    let mut rest = chunks;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        array.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    assert_eq!(serde_json::from_str::<Value>(&array).unwrap(), expected);
+
+    // Without a long line there is no such field.
+    let response = daemon.get("/files/find?path=long/a.txt&pattern=needle&maxResults=100");
+    assert!(response.headers().get("x-toolboxd-truncated").is_none());
+}

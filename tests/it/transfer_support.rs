@@ -16,8 +16,9 @@ use crate::harness::*;
 /// The boundary of the multipart bodies this file sends.
 pub(crate) const UPLOAD_BOUNDARY: &str = "toolboxd-test-boundary-7f3a9c";
 
-/// The boundary Daytona's bulk download uses.
-pub(crate) const DAYTONA_BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
+/// The fixed boundary toolboxd's bulk download used to send (Daytona's): a file that contained
+/// it came back cut short.
+pub(crate) const OLD_BOUNDARY: &str = "DAYTONA-FILE-BOUNDARY";
 
 /// One part of a multipart request body.
 pub(crate) enum Part<'a> {
@@ -262,6 +263,14 @@ pub(crate) fn parse_multipart(body: &[u8], boundary: &str) -> Vec<ResponsePart> 
 
 /// POSTs `/files/bulk-download` and parses the multipart answer (checking its boundary).
 pub(crate) fn bulk_download(daemon: &Toolboxd, paths: &[&str]) -> Vec<ResponsePart> {
+    let (boundary, body) = bulk_download_raw(daemon, paths);
+    parse_multipart(&body, &boundary)
+}
+
+/// POSTs `/files/bulk-download`; returns the boundary of its Content-Type and the raw body,
+/// after checking that the boundary is fresh-looking (`toolboxd-` and 32 hex digits: 128 random
+/// bits, a valid RFC 2046 boundary) and that the body ends with the closing delimiter.
+pub(crate) fn bulk_download_raw(daemon: &Toolboxd, paths: &[&str]) -> (String, Vec<u8>) {
     let response = daemon
         .client
         .post(daemon.url("/files/bulk-download"))
@@ -282,15 +291,21 @@ pub(crate) fn bulk_download(daemon: &Toolboxd, paths: &[&str]) -> Vec<ResponsePa
         .expect("boundary parameter")
         .trim_matches('"')
         .to_string();
-    assert_eq!(boundary, DAYTONA_BOUNDARY);
-    let body = response.bytes().unwrap();
-    let closing = format!("--{DAYTONA_BOUNDARY}--");
+    let random = boundary
+        .strip_prefix("toolboxd-")
+        .unwrap_or_else(|| panic!("boundary {boundary:?} does not start with toolboxd-"));
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "boundary {boundary:?} does not end in 32 hex digits"
+    );
+    let body = response.bytes().unwrap().to_vec();
+    let closing = format!("\r\n--{boundary}--");
     let trimmed = body.strip_suffix(b"\r\n").unwrap_or(&body);
     assert!(
         trimmed.ends_with(closing.as_bytes()),
         "no closing boundary at the end"
     );
-    parse_multipart(&body, &boundary)
+    (boundary, body)
 }
 
 /// The `host:port` of the toolbox API.

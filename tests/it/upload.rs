@@ -642,8 +642,50 @@ fn a_path_part_without_its_file_part_is_reported() {
         body["errors"][0].as_str().unwrap().contains("files[1]"),
         "{body}"
     );
-    assert_eq!(body["files"][0]["path"], "a.txt");
-    assert_eq!(std::fs::read_to_string(daemon.path("a.txt")).unwrap(), "A");
+    // All or nothing: the file that had its part is not stored either.
+    assert_eq!(body["files"], json!([]), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("nothing was stored"),
+        "{body}"
+    );
+    assert!(!daemon.path("a.txt").exists());
+    assert_eq!(std::fs::read_dir(&daemon.workdir).unwrap().count(), 0);
+}
+
+#[test]
+fn a_file_that_cannot_be_written_stores_none_of_the_others() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("b.txt"), "old b");
+    let body = multipart_body(&[
+        Part::Field("files[0].path", "a.txt"),
+        Part::File("files[0].file", "a.txt", b"A"),
+        // Its parent is a file: this one cannot be written, as root or not.
+        Part::Field("files[1].path", "b.txt/x.txt"),
+        Part::File("files[1].file", "x.txt", b"X"),
+        Part::Field("files[2].path", "b.txt"),
+        Part::File("files[2].file", "b.txt", b"new b"),
+    ]);
+    let response = post_multipart(&daemon, "/files/bulk-upload", body);
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("b.txt/x.txt"),
+        "{body}"
+    );
+    assert_eq!(body["files"], json!([]), "{body}");
+    assert!(!daemon.path("a.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("b.txt")).unwrap(),
+        "old b"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&daemon.workdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temp files: {leftovers:?}");
 }
 
 #[test]
@@ -683,4 +725,166 @@ fn a_bind_mounted_file_is_rewritten_in_place() {
     assert_eq!(std::fs::read_to_string(&source).unwrap(), "new hosts");
     let leftovers = temp_files(&daemon.workdir);
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. A body that did not arrive whole commits nothing
+// ---------------------------------------------------------------------------------------------
+
+/// A whole `files[0]` pair (path and file parts) for `path`, and the delimiter that opens the
+/// next part: a body that a cut leaves looking complete up to there.
+fn whole_first_pair(path: &str, content: &str) -> String {
+    format!(
+        "--{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].path\"\r\n\r\n{path}\r\n\
+         --{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files[0].file\"; filename=\"a.txt\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n{content}\r\n\
+         --{UPLOAD_BOUNDARY}\r\n"
+    )
+}
+
+#[test]
+fn a_bulk_upload_cut_after_a_whole_part_commits_nothing() {
+    let daemon = Toolboxd::start();
+    let dir = daemon.path("cut14");
+    let target = dir.join("a.txt");
+    write(&target, "old content");
+    let body = whole_first_pair("cut14/a.txt", "new content");
+    let mut stream = TcpStream::connect(address(&daemon)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let head = format!(
+        "POST /files/bulk-upload HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        address(&daemon),
+        multipart_type(),
+        body.len() + 1000
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    // The file part is whole: it is written (staged) at once, or, before the fix, committed.
+    assert!(
+        wait_for(Duration::from_secs(10), || !temp_files(&dir).is_empty()
+            || std::fs::read_to_string(&target).unwrap() != "old content"),
+        "the daemon never wrote the part"
+    );
+    stream.shutdown(Shutdown::Both).unwrap();
+    drop(stream);
+    assert!(
+        wait_for(Duration::from_secs(10), || temp_files(&dir).is_empty()),
+        "temp files left after the cut: {:?}",
+        temp_files(&dir)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "old content",
+        "a body cut short committed a file"
+    );
+    // A new file the cut body named is not created either.
+    let body = whole_first_pair("cut14/new.txt", "new file");
+    let mut stream = TcpStream::connect(address(&daemon)).unwrap();
+    let head = format!(
+        "POST /files/bulk-upload HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        address(&daemon),
+        multipart_type(),
+        body.len() + 1000
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || !temp_files(&dir).is_empty()
+            || dir.join("new.txt").exists()),
+        "the daemon never wrote the part"
+    );
+    drop(stream);
+    assert!(wait_for(Duration::from_secs(10), || temp_files(&dir).is_empty()));
+    assert!(
+        !dir.join("new.txt").exists(),
+        "a body cut short created a file"
+    );
+    assert_eq!(daemon.get("/version").status(), 200);
+}
+
+#[test]
+fn a_bulk_upload_without_its_closing_delimiter_commits_nothing() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("a.txt"), "old content");
+    // Content-Length matches what is sent: the body ends cleanly, but not as a multipart body.
+    let body = whole_first_pair("a.txt", "new content");
+    let response = post_multipart(&daemon, "/files/bulk-upload", body.into_bytes());
+    let body = assert_error(response, 400, "INVALID_REQUEST_BODY");
+    assert_eq!(body["files"], json!([]), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was stored"),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("a.txt")).unwrap(),
+        "old content"
+    );
+    assert!(temp_files(&daemon.workdir).is_empty());
+
+    // upload-v2 with a multipart body: the same.
+    let single = format!(
+        "--{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nnew content\r\n"
+    );
+    let response = post_multipart(
+        &daemon,
+        &format!("/files/upload-v2?path={}", q("a.txt")),
+        single.into_bytes(),
+    );
+    let body = assert_error(response, 400, "INVALID_REQUEST_BODY");
+    assert_eq!(body["files"], json!([]), "{body}");
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("a.txt")).unwrap(),
+        "old content"
+    );
+    assert!(temp_files(&daemon.workdir).is_empty());
+}
+
+#[test]
+fn a_chunked_bulk_upload_without_its_last_chunk_commits_nothing() {
+    let daemon = Toolboxd::start();
+    write(&daemon.path("a.txt"), "old content");
+    // A whole multipart body, closing delimiter included, but the chunked body never ends.
+    let body = multipart_body(&[
+        Part::Field("files[0].path", "a.txt"),
+        Part::File("files[0].file", "a.txt", b"new content"),
+    ]);
+    let mut stream = TcpStream::connect(address(&daemon)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST /files/bulk-upload HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        address(&daemon),
+        multipart_type()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .write_all(format!("{:x}\r\n", body.len()).as_bytes())
+        .unwrap();
+    stream.write_all(&body).unwrap();
+    stream.write_all(b"\r\n").unwrap();
+    // No `0\r\n\r\n`: the client stops sending.
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let response = parse_raw_response(&raw);
+    let text = String::from_utf8_lossy(&response.body);
+    assert_eq!(response.status, 400, "{text}");
+    assert!(
+        text.contains("cut short") && text.contains("nothing was stored"),
+        "{text}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || temp_files(&daemon.workdir)
+            .is_empty()),
+        "temp files left: {:?}",
+        temp_files(&daemon.workdir)
+    );
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("a.txt")).unwrap(),
+        "old content"
+    );
 }

@@ -374,3 +374,144 @@ fn the_long_poll_form_reports_events_by_cursor() {
     assert_error(daemon.get(&url(cursor, 0.0)), 404, "NOT_FOUND");
     wait_for_watches(&daemon, 0);
 }
+
+/// Every event a long-poll watcher gets until nothing comes for `quiet`.
+fn poll_until_quiet(daemon: &Toolboxd, id: &str, cursor: &mut u64, quiet: f64) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let poll = json(
+            daemon.get(&format!(
+                "/files/watch/{id}/events?cursor={cursor}&timeout={quiet}"
+            )),
+            200,
+        );
+        assert_eq!(poll["dropped"], false, "{poll}");
+        *cursor = poll["cursor"].as_u64().unwrap();
+        let got = poll["events"].as_array().unwrap();
+        if got.is_empty() {
+            return events;
+        }
+        events.extend(got.iter().cloned());
+    }
+}
+
+/// Checks that `events` (from one burst) are few and tell about every file in `files`: each has
+/// an event of its own of `kind`, or lies in a directory an overflow says to rescan.
+fn assert_bounded_and_covering(events: &[Value], files: &[std::path::PathBuf], kind: &str) {
+    assert!(
+        events.len() <= 300,
+        "{} events for {} files",
+        events.len(),
+        files.len()
+    );
+    let exact: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let rescan: Vec<std::path::PathBuf> = events
+        .iter()
+        .filter(|e| e["type"] == "overflow")
+        .map(|e| {
+            assert_eq!(e["isDir"], true, "{e}");
+            std::path::PathBuf::from(e["path"].as_str().unwrap())
+        })
+        .collect();
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "overflow")
+            .any(|e| e["coalesced"].as_u64().unwrap_or(0) > 0),
+        "no burst summary in {events:?}"
+    );
+    for file in files {
+        assert!(
+            exact.contains(file.to_str().unwrap()) || rescan.iter().any(|d| file.starts_with(d)),
+            "nothing tells about {} in {events:?}",
+            file.display()
+        );
+    }
+}
+
+/// Five files made at once (empty: one inotify event each that matters) arrive as five exact
+/// `create` events, on the socket and by long poll.
+fn assert_small_burst_is_exact(
+    daemon: &Toolboxd,
+    socket: &mut Socket,
+    id: &str,
+    cursor: &mut u64,
+    tag: &str,
+) {
+    let files: Vec<_> = (0..5)
+        .map(|i| daemon.path(&format!("burst/d0/{tag}-{i}")))
+        .collect();
+    for file in &files {
+        std::fs::File::create(file).unwrap();
+    }
+    let expected: Vec<(String, String)> = files
+        .iter()
+        .map(|f| ("create".to_string(), f.display().to_string()))
+        .collect();
+    let pairs = |events: Vec<Value>| -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_string(),
+                    e["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let mut seen = until(socket, |e| is(e, "create", &files[4]));
+    seen.extend(drain(socket, Duration::from_millis(300)));
+    assert_eq!(pairs(seen), expected);
+    assert_eq!(pairs(poll_until_quiet(daemon, id, cursor, 0.5)), expected);
+}
+
+/// Follow-up 1, item 2 (issue 14): a burst touching 10,000 files reached a watcher as 10,000
+/// events. Now past 256 events in a second a watcher gets one `overflow` per directory that
+/// changed (with `coalesced`), once a second; small bursts stay exact.
+#[test]
+fn a_burst_over_many_files_is_summed_up_per_directory() {
+    let daemon = Toolboxd::start();
+    let dirs: Vec<_> = (0..4)
+        .map(|i| daemon.path(&format!("burst/d{i}")))
+        .collect();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let mut socket = connect(&daemon, "path=burst&recursive=true");
+    let created = json(
+        daemon.post_json("/files/watch", &json!({"path": "burst", "recursive": true})),
+        201,
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut cursor = 0;
+    wait_for_watches(&daemon, 5);
+    assert_small_burst_is_exact(&daemon, &mut socket, &id, &mut cursor, "before");
+
+    let files: Vec<_> = (0..10_000)
+        .map(|i| dirs[i % dirs.len()].join(format!("f{i}.txt")))
+        .collect();
+    for file in &files {
+        std::fs::write(file, "one").unwrap();
+    }
+    // Summaries go out once a second: a quiet of 2.5 s means the burst is over.
+    let quiet = Duration::from_millis(2500);
+    let events = drain(&mut socket, quiet);
+    assert_bounded_and_covering(&events, &files, "create");
+    let polled = poll_until_quiet(&daemon, &id, &mut cursor, 2.5);
+    assert_bounded_and_covering(&polled, &files, "create");
+
+    for file in &files {
+        std::fs::write(file, "two").unwrap();
+    }
+    let events = drain(&mut socket, quiet);
+    assert_bounded_and_covering(&events, &files, "modify");
+    let polled = poll_until_quiet(&daemon, &id, &mut cursor, 2.5);
+    assert_bounded_and_covering(&polled, &files, "modify");
+
+    // Once a burst is over, small ones are exact again.
+    assert_small_burst_is_exact(&daemon, &mut socket, &id, &mut cursor, "after");
+}

@@ -5,6 +5,15 @@
 //
 // - removes the script path from `process.argv`, Daytona's convention: the first argument is
 //   `process.argv[1]`;
+// - makes `require()` and `import()` resolve from the working directory, as for Daytona's
+//   `node -` (code on stdin): relative paths against it, bare names in its `node_modules` and
+//   those above. The code is compiled under a name in that directory, `<cwd>/[code].js` (or
+//   `.ts`), which exists nowhere: no file is written there. That name is the module's
+//   `filename`, `__filename` and the referrer of `import()`, so Node's own resolution (and
+//   tsx's, which hooks it) starts from the directory, for CommonJS and for ES modules alike.
+//   Under ts-node the code keeps its real name, since ts-node finds its source maps by that
+//   name; ts-node compiles `import()` to `require()` (module CommonJS), which resolves from the
+//   module's `filename` and `paths`, and those are set the same way;
 // - trims the stack traces the program shows to the user's frames: Node's internal frames
 //   (`node:internal/…`), this file's, and every frame below the last one in the user's file (the
 //   runner that called it) are left out. Source-mapped positions (tsx) stay mapped: the trimmed
@@ -15,6 +24,7 @@
 
 const fs = require('fs');
 const Module = require('module');
+const path = require('path');
 
 const self = __filename;
 const real = (file) => {
@@ -43,7 +53,22 @@ Module.prototype._compile = function (content, filename) {
   if (process.argv.length > 1 && filename === real(process.argv[1])) {
     Module.prototype._compile = compile;
     process.argv.splice(1, 1);
-    trimStacks(filename);
+    const args = Array.from(arguments);
+    let dir;
+    try {
+      dir = process.cwd();
+    } catch {
+      // The working directory was removed: resolve from the file's.
+    }
+    if (dir !== undefined) {
+      const name = path.join(dir, `[code]${path.extname(filename)}`);
+      this.filename = name;
+      this.path = dir;
+      this.paths = Module._nodeModulePaths(dir);
+      if (!process[Symbol.for('ts-node.register.instance')]) args[1] = name;
+    }
+    trimStacks(args[1]);
+    return compile.apply(this, args);
   }
   return compile.apply(this, arguments);
 };

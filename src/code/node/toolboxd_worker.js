@@ -10,6 +10,8 @@
 'use strict';
 
 const fs = require('fs');
+const Module = require('module');
+const path = require('path');
 const readline = require('readline');
 const vm = require('vm');
 
@@ -27,7 +29,17 @@ process.on('unhandledRejection', (reason) => {
   process.stderr.write(`Unhandled promise rejection: ${reason && reason.stack ? reason.stack : reason}\n`);
 });
 
-globalThis.require = require;
+// The user's `require` and `import()` resolve from the context's working directory (its
+// `./helper.js`, its `node_modules`), as `node -` there would, never from this file's temp dir.
+globalThis.require = Module.createRequire(path.join(process.cwd(), '[interpreter].js'));
+// Node's own loader for `import()` in a script (it resolves from the working directory); Node
+// 20 calls it experimental and warns once: that warning is not the user's output.
+const importModuleDynamically = vm.constants && vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+const emitWarning = process.emitWarning;
+process.emitWarning = function (warning, ...rest) {
+  if (String(warning && warning.message ? warning.message : warning).includes('USE_MAIN_CONTEXT_DEFAULT_LOADER')) return;
+  return emitWarning.call(process, warning, ...rest);
+};
 
 // The stack down to the user's code: the worker's own frames and node:vm's are cut.
 const userStack = (stack) => {
@@ -54,7 +66,7 @@ async function run(job) {
     interrupted = () => resolve('interrupted');
   });
   try {
-    const script = new vm.Script(job.code || '', { filename: '<stdin>' });
+    const script = new vm.Script(job.code || '', { filename: '<stdin>', importModuleDynamically });
     let result = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
     if (result && typeof result.then === 'function') {
       const outcome = await Promise.race([Promise.resolve(result).then(() => 'completed'), stop]);

@@ -142,6 +142,20 @@ pub struct CommandLogs {
     pub stderr: Vec<u8>,
 }
 
+/// A piece of a command's log read from an offset (`Sessions::read_log`).
+#[derive(Debug, Clone)]
+pub struct LogSlice {
+    /// Both streams in arrival order, without stream markers.
+    pub output: Vec<u8>,
+    /// The offset (in the marker-framed `output.log`) to read on from.
+    pub next_offset: u64,
+    /// More of the log was there already (the read stopped at its size limit).
+    pub more: bool,
+    /// The command as it was before the read: once it has an exit code, a read that reaches
+    /// the end of the log has everything.
+    pub command: CommandInfo,
+}
+
 /// How to run a session command.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExecOptions {
@@ -520,6 +534,57 @@ impl Sessions {
             file: Some(file),
             command,
             follow,
+        })
+    }
+
+    /// Blocking. Up to `max` bytes of a command's `output.log` from byte `offset`, stream
+    /// markers removed. The slice never ends inside a marker or (unless the log ends there) a
+    /// UTF-8 character: `next_offset` is where the next read starts.
+    pub fn read_log(&self, id: &str, cmd_id: &str, offset: u64, max: usize) -> Result<LogSlice> {
+        let command = self.session(id)?.command(cmd_id)?;
+        // Completion first: whatever was written before the exit was published is read below.
+        let info = command.info();
+        let path = command.dir.join("output.log");
+        let mut file = File::open(&path).map_err(|err| Error::io("open", &path, &err))?;
+        let size = file
+            .metadata()
+            .map_err(|err| Error::io("stat", &path, &err))?
+            .len();
+        if offset > size {
+            return Err(Error::bad_request(format!(
+                "offset {offset} is past the end of the log ({size} bytes so far)"
+            )));
+        }
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
+            .map_err(|err| Error::io("seek", &path, &err))?;
+        let wanted = usize::try_from(size - offset)
+            .unwrap_or(usize::MAX)
+            .min(max);
+        let mut raw = Vec::with_capacity(wanted);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, wanted as u64), &mut raw)
+            .map_err(|err| Error::io("read", &path, &err))?;
+        let at_end = offset + raw.len() as u64 >= size;
+        let mut stripper = MarkerStripper::default();
+        let mut output = stripper.feed(&raw);
+        let held = stripper.finish();
+        let mut consumed = raw.len();
+        if info.exit_code.is_some() && at_end {
+            // The log is complete: a lone 1 or 2 byte at its end is data.
+            output.extend_from_slice(&held);
+        } else {
+            consumed -= held.len();
+            // A character cut by the size limit (or still being written) is read next time.
+            let cut = incomplete_utf8_tail(&output);
+            if cut > 0 && raw[..consumed].ends_with(&output[output.len() - cut..]) {
+                output.truncate(output.len() - cut);
+                consumed -= cut;
+            }
+        }
+        Ok(LogSlice {
+            output,
+            next_offset: offset + consumed as u64,
+            more: !at_end,
+            command: info,
         })
     }
 
@@ -1051,6 +1116,24 @@ impl LogFollower {
     }
 }
 
+/// How many bytes at the end of `bytes` start a UTF-8 character that is not complete.
+fn incomplete_utf8_tail(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if byte & 0b1100_0000 == 0b1000_0000 {
+            continue;
+        }
+        let length = match byte {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if length > back { back } else { 0 };
+    }
+    0
+}
+
 /// Single-quotes a word for the shell unless it is plainly safe.
 fn quote_word(word: &str) -> String {
     let safe = !word.is_empty()
@@ -1072,6 +1155,17 @@ fn quote(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incomplete_utf8_tails() {
+        assert_eq!(incomplete_utf8_tail(b"abc"), 0);
+        assert_eq!(incomplete_utf8_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_utf8_tail(&"é".as_bytes()[..1]), 1);
+        assert_eq!(incomplete_utf8_tail(&"€".as_bytes()[..2]), 2);
+        assert_eq!(incomplete_utf8_tail(&"a😀".as_bytes()[..4]), 3);
+        assert_eq!(incomplete_utf8_tail("a😀".as_bytes()), 0);
+        assert_eq!(incomplete_utf8_tail(b""), 0);
+    }
 
     #[test]
     fn quotes_single_quotes() {

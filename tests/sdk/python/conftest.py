@@ -2,10 +2,10 @@
 
 The daemon binary is `$TOOLBOXD_BIN`, or `<repo>/target/debug/toolboxd`.
 It is started with `--toolbox-addr 127.0.0.1:0 --sdk-api-addr 127.0.0.1:0
---terminal-addr 127.0.0.1:0 --workdir <tmp>/work`, HOME set to `<tmp>/home`, the directory of the running
+--terminal-addr 127.0.0.1:0 --ssh-addr 127.0.0.1:0 --workdir <tmp>/work`, HOME set to `<tmp>/home`, the directory of the running
 Python (the venv, which has matplotlib) first on PATH, and its cwd set to `<tmp>`
 (not the workdir, so relative paths only land in the workdir if the daemon
-resolves them against --workdir). The two listener URLs are parsed from the
+resolves them against --workdir). The listener addresses are parsed from the
 lines it prints on stdout. `start_daemon(prefix, entrypoint=[...])` appends
 `-- CMD...`, which toolboxd runs as the hidden session `entrypoint`; the
 `entrypoint_daemon`/`entrypoint_sandbox` fixtures are a separate daemon and
@@ -44,7 +44,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-LISTEN_RE = re.compile(r"toolboxd: (toolbox|sdk-api) listening on (http://\S+)")
+LISTEN_RE = re.compile(r"toolboxd: (toolbox|sdk-api|ssh) listening on ((?:http|ssh)://\S+)")
 STARTUP_TIMEOUT_S = float(os.environ.get("TOOLBOXD_STARTUP_TIMEOUT", "30"))
 
 
@@ -67,6 +67,7 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     toolbox_url: str = ""
     sdk_api_url: str = ""
+    ssh_port: int = 0
     # Trailing `-- CMD...`: the image's own command, run as session `entrypoint`.
     entrypoint: list[str] | None = None
     _reader: threading.Thread | None = None
@@ -105,8 +106,10 @@ class Daemon:
                 "127.0.0.1:0",
                 "--sdk-api-addr",
                 "127.0.0.1:0",
-                # Never the default 22222: suites run side by side.
+                # Never the default 22222 or 22220: suites run side by side.
                 "--terminal-addr",
+                "127.0.0.1:0",
+                "--ssh-addr",
                 "127.0.0.1:0",
                 "--workdir",
                 str(self.workdir),
@@ -135,7 +138,7 @@ class Daemon:
         self._reader.start()
 
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not (self.toolbox_url and self.sdk_api_url):
+        while not (self.toolbox_url and self.sdk_api_url and self.ssh_port):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.stop()
@@ -152,6 +155,8 @@ class Daemon:
             if m:
                 if m.group(1) == "toolbox":
                     self.toolbox_url = m.group(2).rstrip("/")
+                elif m.group(1) == "ssh":
+                    self.ssh_port = int(m.group(2).rsplit(":", 1)[1])
                 else:
                     self.sdk_api_url = m.group(2).rstrip("/")
         return self

@@ -476,11 +476,11 @@ def test_javascript_code_run_errors_show_the_users_positions(lang_daytona):
         params=CodeRunParams(argv=["a"]),
     )
     assert res.exit_code == 1
-    assert "code.js:1\nfunction f() { null.x }\n                    ^\n" in res.result, res.result
+    assert "/[code].js:1\nfunction f() { null.x }\n                    ^\n" in res.result, res.result
     frames = [line.strip() for line in res.result.splitlines() if line.strip().startswith("at ")]
     assert len(frames) == 2, res.result
-    assert frames[0].startswith("at f (") and frames[0].endswith("code.js:1:21)"), res.result
-    assert frames[1].endswith("code.js:2:1)"), res.result
+    assert frames[0].startswith("at f (") and frames[0].endswith("/[code].js:1:21)"), res.result
+    assert frames[1].endswith("/[code].js:2:1)"), res.result
     for ours in ("process.argv.splice", "node:internal", "toolboxd_run"):
         assert ours not in res.result
 

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import re
+import socket
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
@@ -256,6 +257,71 @@ def test_download_file_stream_missing(sandbox, wd):
     with pytest.raises(DaytonaFileNotFoundError):
         for _ in sandbox.fs.download_file_stream(wd.p("nope.bin")):
             pass
+
+
+# Bytes that a multipart parser could take for framing: the boundary toolboxd used to send on
+# every bulk download (a file holding it came back cut short, with no error), a closing
+# delimiter, the start of the boundary it sends now, CRLFs and NULs.
+OLD_BOUNDARY = b"DAYTONA-FILE-BOUNDARY"
+
+
+def framing_payloads() -> dict[str, bytes]:
+    fake_part = (
+        b"\r\n--" + OLD_BOUNDARY + b"\r\nContent-Disposition: form-data; name=\"file\"; "
+        b"filename=\"evil\"\r\nContent-Length: 4\r\n\r\nevil"
+    )
+    closing = b"\r\n--" + OLD_BOUNDARY + b"--\r\n"
+    # The report's file: 1,064,960 bytes, then a closing delimiter and a tail (1,064,996 bytes).
+    report = os.urandom(1_064_960) + closing + b"trailer"
+    assert len(report) == 1_064_996
+    return {
+        "report.bin": report,
+        "fake-part.bin": os.urandom(300_000) + fake_part + os.urandom(300_000) + fake_part,
+        # Right after the part headers' CRLF CRLF, a file that starts with `--BOUNDARY` makes
+        # `CRLF--BOUNDARY` with the headers' last CRLF.
+        "starts-with-delimiter.bin": b"--" + OLD_BOUNDARY + b"--\r\n" + os.urandom(1000) + closing,
+        "crlf-nul.bin": (b"\r\n" * 5000 + b"\0" * 5000 + b"\r\n--\r\n\r\n--toolboxd-\r\n--\0") * 20,
+        "only-closing.bin": closing,
+    }
+
+
+def test_download_file_keeps_bytes_that_look_like_multipart_framing(sandbox, wd, local_tmp):
+    for name, content in framing_payloads().items():
+        (wd / name).write_bytes(content)
+        want = hashlib.sha256(content).hexdigest()
+        got = sandbox.fs.download_file(wd.p(name))
+        assert (len(got), hashlib.sha256(got).hexdigest()) == (len(content), want), name
+        local = local_tmp / name
+        assert sandbox.fs.download_file(wd.p(name), str(local)) is None
+        assert (local.stat().st_size, sha256_file(local)) == (len(content), want), name
+        streamed = b"".join(sandbox.fs.download_file_stream(wd.p(name)))
+        assert hashlib.sha256(streamed).hexdigest() == want, name
+
+
+def test_download_files_keeps_bytes_that_look_like_multipart_framing(sandbox, wd, local_tmp):
+    payloads = framing_payloads()
+    # Every file twice in one bulk download: once to memory, once to a local path (under two
+    # names: the SDK matches parts to requests by source path).
+    for name, content in payloads.items():
+        (wd / f"mem-{name}").write_bytes(content)
+        (wd / f"disk-{name}").write_bytes(content)
+    names = list(payloads)
+    reqs = [FileDownloadRequest(source=wd.p(f"mem-{n}")) for n in names] + [
+        FileDownloadRequest(source=wd.p(f"disk-{n}"), destination=str(local_tmp / n)) for n in names
+    ]
+    res = sandbox.fs.download_files(reqs)
+    assert [r.source for r in res] == [r.source for r in reqs]
+    for n, r in zip(names, res[: len(names)]):
+        assert r.error is None, (n, r.error)
+        assert isinstance(r.result, bytes), (n, r.result)
+        assert (len(r.result), hashlib.sha256(r.result).hexdigest()) == (
+            len(payloads[n]),
+            hashlib.sha256(payloads[n]).hexdigest(),
+        ), n
+    for n, r in zip(names, res[len(names) :]):
+        assert r.error is None, (n, r.error)
+        assert r.result == str(local_tmp / n)
+        assert sha256_file(local_tmp / n) == hashlib.sha256(payloads[n]).hexdigest(), n
 
 
 # ---------------------------------------------------------------- list / info
@@ -646,3 +712,56 @@ def test_awkward_names_bulk(sandbox, wd):
     res = sandbox.fs.download_files([FileDownloadRequest(source=missing)])
     assert res[0].result is None and res[0].error
     assert res[0].error_details is not None and res[0].error_details.code == "FILE_NOT_FOUND"
+
+
+# --------------------------------------------------------------------------
+# Sockets, files whose size the kernel does not report, names that are not UTF-8
+# --------------------------------------------------------------------------
+
+
+def test_download_proc_files_whole_and_a_socket_as_bad_request(sandbox, wd):
+    # procfs reports 0 bytes: the daemon's own status arrives whole.
+    status = sandbox.fs.download_file("/proc/self/status")
+    assert status.startswith(b"Name:\ttoolboxd"), status[:40]
+    assert b"\nPid:\t" in status
+    big = Path("/proc/kallsyms")
+    expected = big.read_bytes() if big.exists() else b""
+    if len(expected) > MiB:
+        # More than the daemon reads ahead: streamed whole without a length.
+        assert sandbox.fs.download_file(str(big)) == expected
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(wd / "sock"))
+    try:
+        with pytest.raises(DaytonaBadRequestError) as ei:
+            sandbox.fs.download_file(wd.p("sock"))
+        assert ei.value.status_code == 400
+        res = sandbox.fs.download_files(
+            [
+                FileDownloadRequest(source="/proc/cpuinfo"),
+                FileDownloadRequest(source=wd.p("sock")),
+                FileDownloadRequest(source="/proc/self/status"),
+            ]
+        )
+    finally:
+        sock.close()
+    cpuinfo, sock_res, status_res = res
+    assert cpuinfo.error is None and cpuinfo.result
+    assert sock_res.result is None and sock_res.error_details is not None
+    assert sock_res.error_details.status_code == 400
+    assert sock_res.error_details.code == "INVALID_FILE_PATH"
+    assert status_res.error is None and status_res.result.startswith(b"Name:\ttoolboxd")
+
+
+def test_list_files_with_a_name_that_is_not_utf8(sandbox, wd):
+    raw = os.fsencode(str(wd.abs)) + b"/bad\xff\xfe.txt"
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    (wd / "ok.txt").write_bytes(b"ok")
+    entries = {e.name: e for e in sandbox.fs.list_files(str(wd.abs))}
+    assert set(entries) == {"bad\ufffd\ufffd.txt", "ok.txt"}
+    bad = entries["bad\ufffd\ufffd.txt"]
+    assert bad.size == 1
+    # The extra field reaches the SDK user as an additional property.
+    assert bad.additional_properties["rawPath"].endswith("/bad%FF%FE.txt")
+    assert "rawPath" not in entries["ok.txt"].additional_properties

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from daytona.common.errors import DaytonaError
+from daytona.common.errors import DaytonaError, DaytonaGoneError
 from daytona.common.pty import PtySize
 
 
@@ -80,6 +80,9 @@ def test_exit_0_and_the_id_is_free_again(sandbox):
     while pid in {s.id for s in sandbox.process.list_pty_sessions()}:
         assert time.monotonic() < deadline, "the ended PTY is still listed"
         time.sleep(0.05)
+    # Its id says it ended (410, as Daytona answers a resize), until the id is used again.
+    with pytest.raises(DaytonaGoneError, match="has terminated and cannot be resized"):
+        sandbox.process.resize_pty_session(pid, PtySize(rows=20, cols=90))
     sandbox.process.create_pty_session(pid).kill()
 
 

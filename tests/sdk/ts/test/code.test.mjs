@@ -138,6 +138,28 @@ describe('code (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary no
     assert.equal(res.result, '["x y",""]\nnode\n');
   });
 
+  test('codeRun resolves require and import from the working directory', async () => {
+    // A helper module and a package installed in the work dir, as in a user's project.
+    const work = ctx.daemon.workdir;
+    fs.writeFileSync(path.join(work, 'coderun-helper.js'), "exports.who = 'helper';\n");
+    fs.mkdirSync(path.join(work, 'node_modules', 'coderun-pkg'), { recursive: true });
+    fs.writeFileSync(path.join(work, 'node_modules', 'coderun-pkg', 'index.js'), "exports.name = 'pkg';\n");
+    const js = await ctx.daytona.create({ language: 'javascript' }, { timeout: 60 });
+    let res = await js.process.codeRun(
+      "const { who } = require('./coderun-helper');\nconst { name } = require('coderun-pkg');\n" +
+        "import('./coderun-helper.js').then((m) => console.log(who, name, m.default.who, process.argv.slice(1)));",
+      { argv: ['x'] },
+    );
+    assert.equal(res.exitCode, 0, res.result);
+    assert.equal(res.result, "helper pkg helper [ 'x' ]\n");
+    const ts = await ctx.daytona.create({ language: 'typescript' }, { timeout: 60 });
+    res = await ts.process.codeRun(
+      "import { who } from './coderun-helper';\nimport { name } from 'coderun-pkg';\nconst n: number = 1;\nconsole.log(who, name, n);",
+    );
+    assert.equal(res.exitCode, 0, res.result);
+    assert.equal(res.result, 'helper pkg 1\n');
+  });
+
   test('codeRun errors in JavaScript and TypeScript show the user\'s code and positions only', async () => {
     // No line of ours shifts a column (Daytona injects `process.argv.splice(1, 1);`), and no
     // frame of Node's internals or of the runner follows the user's.
@@ -150,11 +172,11 @@ describe('code (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary no
     const js = await ctx.daytona.create({ language: 'javascript' }, { timeout: 60 });
     let res = await js.process.codeRun('function f() { null.x }\nf()', { argv: ['a'] });
     assert.equal(res.exitCode, 1);
-    assert.ok(res.result.includes('code.js:1\nfunction f() { null.x }\n                    ^\n'), res.result);
+    assert.ok(res.result.includes('/[code].js:1\nfunction f() { null.x }\n                    ^\n'), res.result);
     let frames = clean(res.result);
     assert.equal(frames.length, 2, res.result);
-    assert.match(frames[0], /^\s*at f \(.*code\.js:1:21\)$/);
-    assert.match(frames[1], /code\.js:2:1\)$/);
+    assert.match(frames[0], /^\s*at f \(.*\[code\]\.js:1:21\)$/);
+    assert.match(frames[1], /\[code\]\.js:2:1\)$/);
     const ts = await ctx.daytona.create({ language: 'typescript' }, { timeout: 60 });
     res = await ts.process.codeRun('const n: number = 1; (null as any).x', { argv: ['a'] });
     assert.equal(res.exitCode, 1);

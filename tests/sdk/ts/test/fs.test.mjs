@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -26,6 +27,30 @@ const sha = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
 const perm = (p) => fs.statSync(p).mode & 0o777;
 
 const AWKWARD = ['with space.txt', 'plus+sign.txt', 'both + and space.txt', 'é日本.txt', "q'uote&amp=1%20.txt"];
+
+// Bytes that a multipart parser could take for framing: the boundary toolboxd used to send on
+// every bulk download (a file holding it came back cut short, with no error), a closing
+// delimiter, the start of the boundary it sends now, CRLFs and NULs.
+const OLD_BOUNDARY = 'DAYTONA-FILE-BOUNDARY';
+function framingPayloads() {
+  const fakePart = Buffer.from(
+    `\r\n--${OLD_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="evil"\r\nContent-Length: 4\r\n\r\nevil`,
+  );
+  const closing = Buffer.from(`\r\n--${OLD_BOUNDARY}--\r\n`);
+  // The report's file: 1,064,960 bytes, then a closing delimiter and a tail (1,064,996 bytes).
+  const report = Buffer.concat([crypto.randomBytes(1_064_960), closing, Buffer.from('trailer')]);
+  assert.equal(report.length, 1_064_996);
+  const crlfNul = Buffer.concat([Buffer.from('\r\n'.repeat(5000)), Buffer.alloc(5000), Buffer.from('\r\n--\r\n\r\n--toolboxd-\r\n--\0')]);
+  return {
+    'report.bin': report,
+    'fake-part.bin': Buffer.concat([crypto.randomBytes(300_000), fakePart, crypto.randomBytes(300_000), fakePart]),
+    // Right after the part headers' CRLF CRLF, a file that starts with `--BOUNDARY` makes
+    // `CRLF--BOUNDARY` with the headers' last CRLF.
+    'starts-with-delimiter.bin': Buffer.concat([Buffer.from(`--${OLD_BOUNDARY}--\r\n`), crypto.randomBytes(1000), closing]),
+    'crlf-nul.bin': Buffer.concat(Array(20).fill(crlfNul)),
+    'only-closing.bin': closing,
+  };
+}
 
 describe('fs (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary not built' }, () => {
   let ctx;
@@ -132,6 +157,55 @@ describe('fs (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary not 
     assert.equal(sha(Buffer.concat(chunks)), sha(content));
     assert.equal(received, content.length);
     assert.equal(total, content.length, 'part Content-Length becomes totalBytes');
+  });
+
+  test('downloadFile, downloadFileStream: bytes that look like multipart framing come back whole', async () => {
+    const d = testDir(ctx, 'download-framing');
+    const payloads = framingPayloads();
+    for (const [name, content] of Object.entries(payloads)) {
+      fs.writeFileSync(path.join(d, name), content);
+      const want = [content.length, sha(content)];
+      const buf = await sb.fs.downloadFile(path.join(d, name));
+      assert.deepEqual([buf.length, sha(buf)], want, name);
+      const localDst = path.join(local, 'framing', name);
+      await sb.fs.downloadFile(path.join(d, name), localDst);
+      const copy = fs.readFileSync(localDst);
+      assert.deepEqual([copy.length, sha(copy)], want, name);
+      const chunks = [];
+      for await (const c of await sb.fs.downloadFileStream(path.join(d, name))) chunks.push(c);
+      const streamed = Buffer.concat(chunks);
+      assert.deepEqual([streamed.length, sha(streamed)], want, name);
+    }
+  });
+
+  test('downloadFiles: bytes that look like multipart framing come back whole', async () => {
+    const d = testDir(ctx, 'download-many-framing');
+    const payloads = framingPayloads();
+    const names = Object.keys(payloads);
+    // Every file twice in one bulk download: to memory and to a local path (under two names:
+    // the SDK matches parts to requests by source path).
+    for (const name of names) {
+      fs.writeFileSync(path.join(d, `mem-${name}`), payloads[name]);
+      fs.writeFileSync(path.join(d, `disk-${name}`), payloads[name]);
+    }
+    const res = await sb.fs.downloadFiles([
+      ...names.map((n) => ({ source: path.join(d, `mem-${n}`) })),
+      ...names.map((n) => ({ source: path.join(d, `disk-${n}`), destination: path.join(local, 'framing-many', n) })),
+    ]);
+    assert.equal(res.length, 2 * names.length);
+    const bySource = new Map(res.map((r) => [r.source, r]));
+    for (const n of names) {
+      const want = [payloads[n].length, sha(payloads[n])];
+      const mem = bySource.get(path.join(d, `mem-${n}`));
+      assert.equal(mem.error, undefined, `${n}: ${mem.error}`);
+      const got = Buffer.from(mem.result);
+      assert.deepEqual([got.length, sha(got)], want, n);
+      const disk = bySource.get(path.join(d, `disk-${n}`));
+      assert.equal(disk.error, undefined, `${n}: ${disk.error}`);
+      assert.equal(disk.result, path.join(local, 'framing-many', n));
+      const copy = fs.readFileSync(disk.result);
+      assert.deepEqual([copy.length, sha(copy)], want, n);
+    }
   });
 
   test('downloadFiles: several, one missing', async () => {
@@ -318,5 +392,39 @@ describe('fs (TypeScript SDK)', { skip: !binaryExists() && 'toolboxd binary not 
       return true;
     });
     await assert.rejects(sb.fs.listFiles(path.join(d, 'nope')), (e) => e instanceof DaytonaNotFoundError);
+  });
+
+  test('downloadFile of /proc files arrives whole; a socket is a 400; a name that is not UTF-8 lists with rawPath', async () => {
+    const status = await sb.fs.downloadFile('/proc/self/status');
+    assert.ok(status.toString('latin1').startsWith('Name:\ttoolboxd'), status.subarray(0, 40).toString('latin1'));
+    const kallsyms = fs.existsSync('/proc/kallsyms') ? fs.readFileSync('/proc/kallsyms') : Buffer.alloc(0);
+    if (kallsyms.length > MiB) {
+      // More than the daemon reads ahead: streamed whole without a length.
+      assert.equal(sha(await sb.fs.downloadFile('/proc/kallsyms')), sha(kallsyms));
+    }
+
+    const d = testDir(ctx, 'pseudo-and-raw');
+    const sockPath = path.join(d, 'sock');
+    const server = net.createServer();
+    await new Promise((resolve) => server.listen(sockPath, resolve));
+    try {
+      await assert.rejects(sb.fs.downloadFile(sockPath), (e) => {
+        assert.ok(e instanceof DaytonaError, `${e?.constructor?.name}: ${e?.message}`);
+        assert.equal(e.statusCode, 400);
+        return true;
+      });
+      const results = await sb.fs.downloadFiles([{ source: '/proc/cpuinfo' }, { source: sockPath }]);
+      assert.ok(results[0].result && results[0].result.length > 0, JSON.stringify(results[0].error));
+      assert.equal(results[1].errorDetails?.statusCode, 400);
+      assert.equal(results[1].errorDetails?.code, 'INVALID_FILE_PATH');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${d}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]), 'x');
+    const listed = await sb.fs.listFiles(d);
+    const bad = listed.find((f) => f.name === 'bad\ufffd\ufffd.txt');
+    assert.ok(bad, JSON.stringify(listed.map((f) => f.name)));
+    assert.ok(bad.rawPath.endsWith('/bad%FF%FE.txt'), bad.rawPath);
   });
 });

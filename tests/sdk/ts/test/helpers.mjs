@@ -91,8 +91,9 @@ export async function startDaemon(prefix = 'ts') {
 
   const child = spawn(
     toolboxdBin(),
-    // The terminal on a free port too (never the default 22222: suites run side by side).
-    ['--toolbox-addr', '127.0.0.1:0', '--sdk-api-addr', '127.0.0.1:0', '--terminal-addr', '127.0.0.1:0', '--workdir', workdir],
+    // The terminal and SSH on free ports too (never the defaults 22222 and 22220: suites run
+    // side by side).
+    ['--toolbox-addr', '127.0.0.1:0', '--sdk-api-addr', '127.0.0.1:0', '--terminal-addr', '127.0.0.1:0', '--ssh-addr', '127.0.0.1:0', '--workdir', workdir],
     { cwd: root, env, stdio: ['ignore', 'pipe', log], detached: true },
   );
   fs.closeSync(log);
