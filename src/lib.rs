@@ -86,7 +86,13 @@ pub async fn run(
         None => None,
     };
     let sandbox_id = config.sandbox_id.clone();
-    let sdk_api_key = config.sdk_api_key.clone();
+    // The token is local SDK mode's API key unless --sdk-api-key names another one.
+    let sdk_api_key = config.sdk_api_key.clone().or_else(|| {
+        config
+            .token
+            .as_ref()
+            .map(|token| token.expose().to_string())
+    });
     let entrypoint = config.entrypoint.clone();
     let state = state::AppState::new(config);
     let sessions = state.sessions.clone();

@@ -1,12 +1,14 @@
 //! The HTTP edge: one router per capability merged here, plus the layers every route shares
-//! (error rendering, panic catching, request tracing). Handlers extract, call a capability,
+//! (token auth, error rendering, panic catching, request tracing). Handlers extract, call a capability,
 //! convert; only this folder knows axum and the wire shapes.
 
+pub mod auth;
 pub mod download;
 pub mod error;
 pub mod extract;
 pub mod files;
 pub mod git;
+pub mod health;
 pub mod info;
 pub mod interpreter;
 pub mod lsp;
@@ -35,9 +37,11 @@ use crate::state::AppState;
 
 /// The toolbox API (port 2280).
 pub fn router(state: AppState) -> Router {
+    let guard = auth::Guard::toolbox(state.config.token.clone());
     Router::new()
         .merge(mcp::router(&state))
         .merge(info::router())
+        .merge(health::router())
         .merge(files::router())
         .merge(download::router())
         .merge(upload::router())
@@ -56,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(guard, auth::require))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())

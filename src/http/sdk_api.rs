@@ -125,8 +125,8 @@ async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> R
         if bearer != Some(key) && !signed_url && !preview {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
-                "missing or wrong API key: send Authorization: Bearer <TOOLBOXD_SDK_API_KEY> \
-                 (or a preview link's X-Daytona-Preview-Token)",
+                "missing or wrong API key: send Authorization: Bearer <--sdk-api-key, else \
+                 --token> (or a preview link's X-Daytona-Preview-Token)",
             ));
         }
     }
@@ -471,6 +471,9 @@ async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Re
             }
         }
     }
+    // The guard checked this request (API key, signed URL or preview token): the toolbox
+    // router's token check (`--token`) lets it in.
+    request.extensions_mut().insert(super::auth::Authenticated);
     let response = state
         .toolbox
         .clone()
