@@ -79,6 +79,13 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
+    /// Accept the SDKs' signed file URLs (`expires` + `signature`, HMAC-SHA256 under this key) on
+    /// `GET /files/download` and `POST /files/upload-v2` in place of the token. In local SDK mode
+    /// it is also the key the control plane serves (and rotates). Default: no signed URLs outside
+    /// local SDK mode.
+    #[arg(long, env = "TOOLBOXD_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+
     /// Read the token from this file (surrounding whitespace dropped), so it stays out of the
     /// process list and the environment.
     #[arg(long, env = "TOOLBOXD_TOKEN_FILE")]
@@ -295,6 +302,8 @@ pub struct Config {
     pub ssh: SshSettings,
     /// The token every listener requires (`--token`, `--token-file`), if any.
     pub token: Option<Secret>,
+    /// The key of signed file URLs on the toolbox listener (`--signing-key`), if any.
+    pub signing_key: Option<Secret>,
 }
 
 /// How the SSH server authenticates and how long it keeps idle connections.
@@ -409,6 +418,11 @@ impl Config {
             public_url: parse_public_url(cli.public_url.as_deref())?,
             ssh,
             token,
+            signing_key: cli
+                .signing_key
+                .as_deref()
+                .filter(|key| !key.is_empty())
+                .map(Secret::new),
         })
     }
 
@@ -431,6 +445,7 @@ impl Config {
             public_url: None,
             ssh,
             token: None,
+            signing_key: None,
         }
     }
 }

@@ -121,6 +121,7 @@ pub async fn run(
         }
         _ => None,
     };
+    let signing_key = state.signing_key.clone();
     let toolbox = http::router(state);
     let trigger = token.clone();
     let teardown = tokio::spawn(async move {
@@ -149,7 +150,7 @@ pub async fn run(
         let store = sdk_api::SandboxStore::new(sandbox_id);
         servers.spawn(serve(
             listener,
-            http::sdk_api::router(store, sdk_api_key, toolbox),
+            http::sdk_api::router(store, sdk_api_key, signing_key, toolbox),
             token.clone(),
         ));
     }

@@ -6,7 +6,10 @@
 //! browser's first visit: the answer then sets the cookie, HttpOnly and SameSite=Strict, so the
 //! page's own requests and sockets carry it). Every comparison is in constant time. A request
 //! local SDK mode's control plane already authenticated (its API key, a signed file URL, a
-//! preview link's token) carries `Authenticated` and is let in. Without a token configured,
+//! preview link's token) carries `Authenticated` and is let in. With `--signing-key`, a signed
+//! file URL (`expires` + `signature`, as the SDKs make them) stands in for the token on
+//! `GET /files/download` and `POST /files/upload-v2`; a `signature` that does not verify is a 401
+//! even when the token is there too. Without a token configured,
 //! everything is let in. The paths in `Guard::open` (`GET /version`, `GET /healthz`) are always
 //! open, for probes. Anything else answers 401 `UNAUTHORIZED` with the wire error body.
 
@@ -19,6 +22,7 @@ use axum::response::Response;
 
 use crate::config::Secret;
 use crate::error::{Error, ErrorKind, Result};
+use crate::sdk_api::{verify_query, SigningKey};
 
 /// The header that carries the token where `Authorization` is taken (e.g. by a proxied app).
 pub const TOKEN_HEADER: &str = "x-toolboxd-token";
@@ -44,15 +48,19 @@ pub struct Guard {
     pub cookie: &'static str,
     /// Paths a `GET`/`HEAD` reaches without the token.
     pub open: &'static [&'static str],
+    /// The key of signed file URLs (`--signing-key`): a valid one stands in for the token on
+    /// the routes that can be signed.
+    pub signing: Option<SigningKey>,
 }
 
 impl Guard {
     /// The toolbox listener's guard: `/version` and `/healthz` stay open.
-    pub fn toolbox(token: Option<Secret>) -> Arc<Guard> {
+    pub fn toolbox(token: Option<Secret>, signing: Option<SigningKey>) -> Arc<Guard> {
         Arc::new(Guard {
             token,
             cookie: TOOLBOX_COOKIE,
             open: &["/version", "/healthz"],
+            signing,
         })
     }
 
@@ -62,6 +70,7 @@ impl Guard {
             token,
             cookie: TERMINAL_COOKIE,
             open: &[],
+            signing: None,
         })
     }
 }
@@ -88,6 +97,16 @@ pub async fn require(
         && guard.open.contains(&request.uri().path());
     if open || request.extensions().get::<Authenticated>().is_some() {
         return Ok(next.run(request).await);
+    }
+    if let Some(key) = &guard.signing {
+        let (method, path, query) = (
+            request.method().as_str(),
+            request.uri().path(),
+            request.uri().query(),
+        );
+        if verify_query(key, method, path, query)? {
+            return Ok(next.run(request).await);
+        }
     }
     match shown(
         token,

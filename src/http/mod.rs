@@ -37,7 +37,12 @@ use crate::state::AppState;
 
 /// The toolbox API (port 2280).
 pub fn router(state: AppState) -> Router {
-    let guard = auth::Guard::toolbox(state.config.token.clone());
+    let signing = state
+        .config
+        .signing_key
+        .is_some()
+        .then(|| state.signing_key.clone());
+    let guard = auth::Guard::toolbox(state.config.token.clone(), signing);
     Router::new()
         .merge(mcp::router(&state))
         .merge(info::router())

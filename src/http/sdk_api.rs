@@ -46,7 +46,12 @@ const PREVIEW_TOKEN_HEADER: &str = "x-daytona-preview-token";
 /// The control plane plus the toolbox proxy, in front of `toolbox`. With `api_key`, every request
 /// must carry `Authorization: Bearer api_key` (a signed file URL carries its own authorization,
 /// a preview link its token).
-pub fn router(store: SandboxStore, api_key: Option<String>, toolbox: Router) -> Router {
+pub fn router(
+    store: SandboxStore,
+    api_key: Option<String>,
+    key: SigningKey,
+    toolbox: Router,
+) -> Router {
     let auth = Arc::new(Auth {
         api_key,
         preview_token: uuid::Uuid::new_v4().simple().to_string(),
@@ -75,7 +80,7 @@ pub fn router(store: SandboxStore, api_key: Option<String>, toolbox: Router) -> 
         .method_not_allowed_fallback(wrong_method)
         .with_state(SdkState {
             store,
-            signing_key: SigningKey::default(),
+            signing_key: key,
             auth: auth.clone(),
             toolbox,
         })
@@ -372,55 +377,6 @@ async fn rotate_signing_key(
     Ok(Json(state.signing_key.rotate()))
 }
 
-/// A request carrying `signature` must be a valid, unexpired signed URL for its route. A query
-/// that cannot be read, or names `signature` twice, fails closed.
-fn verify_signed_url(
-    key: &SigningKey,
-    method: &str,
-    route: &str,
-    query: Option<&str>,
-) -> Result<()> {
-    let Some(query) = query.filter(|q| q.contains("signature")) else {
-        return Ok(());
-    };
-    let refuse = |why: &str| {
-        Error::new(
-            ErrorKind::Unauthorized,
-            format!("signed URL refused: {why}"),
-        )
-    };
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).map_err(|_| refuse("unreadable query string"))?;
-    let value = |name: &str| {
-        let mut values = pairs
-            .iter()
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str());
-        match (values.next(), values.next()) {
-            (Some(_), Some(_)) => Err(refuse(&format!("`{name}` given twice"))),
-            (first, _) => Ok(first),
-        }
-    };
-    let Some(signature) = value("signature")? else {
-        return Ok(());
-    };
-    let signed_method = match route {
-        "/files/download" if method == "GET" || method == "HEAD" => "GET",
-        "/files/upload-v2" if method == "POST" => "POST",
-        _ => {
-            return Err(refuse(&format!(
-                "{method} {route} cannot be used with a signed URL"
-            )))
-        }
-    };
-    key.verify(
-        signed_method,
-        value("path")?.unwrap_or(""),
-        value("expires")?.unwrap_or(""),
-        signature,
-    )
-}
-
 /// `/toolbox/{sandboxId}/{route…}` → `/{route…}` on the toolbox router, raw encoding kept, with
 /// `/toolbox/{sandboxId}` added to `X-Forwarded-Prefix` (the preview proxy passes it on).
 /// Signed file URLs (`signature=`) are verified against the signing key first. A preview
@@ -438,7 +394,7 @@ async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Re
             "sandbox {id} not found (this toolboxd is {sandbox_id})"
         )));
     }
-    verify_signed_url(
+    crate::sdk_api::verify_query(
         &state.signing_key,
         request.method().as_str(),
         route,

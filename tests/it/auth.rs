@@ -480,3 +480,129 @@ fn token_flags_are_checked_at_start() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 }
+
+fn sign(key: &str, method: &str, path: &str, expires: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("v1:files:{method}:{path}:{expires}").as_bytes());
+    format!(
+        "v1_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+const SIGNING_KEY: &str = "signing-key-for-tests";
+
+/// `route?path=…&expires=…&signature=…` signed for `method` and `signed_path`, asking for `path`.
+fn signed(route: &str, method: &str, signed_path: &str, path: &str, expires: &str) -> String {
+    format!(
+        "{route}?path={}&expires={expires}&signature={}",
+        form(path),
+        sign(SIGNING_KEY, method, signed_path, expires)
+    )
+}
+
+#[test]
+fn signed_urls_stand_in_for_the_token_on_download_and_upload() {
+    let daemon = start(StartOptions {
+        args: vec!["--signing-key".into(), SIGNING_KEY.into()],
+        ..StartOptions::default()
+    });
+    write(&daemon.path("a b.txt"), "signed");
+    let path = daemon.path("a b.txt").to_str().unwrap().to_string();
+    let other = daemon.path("other.txt").to_str().unwrap().to_string();
+    write(&daemon.path("other.txt"), "other");
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600)
+        .to_string();
+    let client = &daemon.client;
+    // Valid: a download (expiring and not), and an upload.
+    for expires in ["0", later.as_str()] {
+        let url = daemon.url(&signed("/files/download", "GET", &path, &path, expires));
+        let response = client.get(url).send().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "expires={expires}");
+        assert_eq!(response.text().unwrap(), "signed");
+    }
+    let upload = client
+        .post(daemon.url(&signed("/files/upload-v2", "POST", &path, &path, &later)))
+        .body("uploaded")
+        .send()
+        .unwrap();
+    assert_eq!(upload.status().as_u16(), 200);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "uploaded");
+    // Expired.
+    assert_unauthorized(
+        client
+            .get(daemon.url(&signed("/files/download", "GET", &path, &path, "1")))
+            .send()
+            .unwrap(),
+        "expired",
+    );
+    // Wrong path: signed for one file, asking for another.
+    assert_unauthorized(
+        client
+            .get(daemon.url(&signed("/files/download", "GET", &path, &other, "0")))
+            .send()
+            .unwrap(),
+        "wrong path",
+    );
+    // Wrong method: a download's signature used for an upload, and the reverse.
+    assert_unauthorized(
+        client
+            .post(daemon.url(&signed("/files/upload-v2", "GET", &path, &path, "0")))
+            .body("x")
+            .send()
+            .unwrap(),
+        "GET signature on an upload",
+    );
+    assert_unauthorized(
+        client
+            .get(daemon.url(&signed("/files/download", "POST", &path, &path, "0")))
+            .send()
+            .unwrap(),
+        "POST signature on a download",
+    );
+    // A route that cannot be signed.
+    assert_unauthorized(
+        client
+            .get(daemon.url(&signed("/files/info", "GET", &path, &path, "0")))
+            .send()
+            .unwrap(),
+        "signed /files/info",
+    );
+    // Tampered: the expiry changed after signing, or the signature itself.
+    let tampered = signed("/files/download", "GET", &path, &path, "0")
+        .replace("expires=0", "expires=9999999999");
+    assert_unauthorized(
+        client.get(daemon.url(&tampered)).send().unwrap(),
+        "tampered expires",
+    );
+    let mut url = signed("/files/download", "GET", &path, &path, "0");
+    let last = url.pop().unwrap();
+    url.push(if last == 'A' { 'B' } else { 'A' });
+    assert_unauthorized(
+        client.get(daemon.url(&url)).send().unwrap(),
+        "tampered signature",
+    );
+    // Nothing was written by the refused upload.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "uploaded");
+}
+
+#[test]
+fn without_a_signing_key_a_signed_url_does_not_open_the_toolbox() {
+    let daemon = start(StartOptions::default());
+    write(&daemon.path("f.txt"), "x");
+    let path = daemon.path("f.txt").to_str().unwrap().to_string();
+    assert_unauthorized(
+        daemon
+            .client
+            .get(daemon.url(&signed("/files/download", "GET", &path, &path, "0")))
+            .send()
+            .unwrap(),
+        "no --signing-key",
+    );
+}
