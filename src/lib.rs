@@ -15,6 +15,7 @@ pub mod http;
 pub mod interpreter;
 pub mod lsp;
 pub mod mcp;
+pub mod metrics;
 pub mod ports;
 pub mod process;
 pub mod proxy;

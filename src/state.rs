@@ -51,6 +51,8 @@ pub struct AppState {
     /// The key of signed file URLs: `--signing-key`, else a fresh one (local SDK mode serves and
     /// rotates it; the toolbox listener accepts signed URLs only with `--signing-key`).
     pub signing_key: SigningKey,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
             ports: Ports::default(),
             proxy: Proxy::new(),
             signing_key,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 }

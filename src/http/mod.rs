@@ -1,5 +1,5 @@
 //! The HTTP edge: one router per capability merged here, plus the layers every route shares
-//! (token auth, error rendering, panic catching, request tracing). Handlers extract, call a capability,
+//! (request ids and metrics, token auth, error rendering, panic catching, request tracing). Handlers extract, call a capability,
 //! convert; only this folder knows axum and the wire shapes.
 
 pub mod auth;
@@ -13,9 +13,11 @@ pub mod info;
 pub mod interpreter;
 pub mod lsp;
 pub mod mcp;
+pub mod observe;
 pub mod openapi;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod pty;
 pub mod sdk_api;
@@ -43,10 +45,12 @@ pub fn router(state: AppState) -> Router {
         .is_some()
         .then(|| state.signing_key.clone());
     let guard = auth::Guard::toolbox(state.config.token.clone(), signing);
+    let metrics = Some(state.metrics.clone());
     Router::new()
         .merge(mcp::router(&state))
         .merge(info::router())
         .merge(health::router())
+        .merge(prometheus::router())
         .merge(files::router())
         .merge(download::router())
         .merge(upload::router())
@@ -69,4 +73,5 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(metrics, observe::observe))
 }

@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::{
-    download, files, git, health, info, interpreter, lsp, mcp, ports, process, proxy, pty, search,
-    session, system, upload, watch,
+    download, files, git, health, info, interpreter, lsp, mcp, ports, process, prometheus, proxy,
+    pty, search, session, system, upload, watch,
 };
 use crate::state::AppState;
 
@@ -21,7 +21,7 @@ use crate::state::AppState;
         license(name = "Apache-2.0")
     ),
     paths(
-        info::version, health::healthz, info::init, info::user_home_dir, info::project_dir, info::work_dir,
+        info::version, health::healthz, prometheus::metrics, info::init, info::user_home_dir, info::project_dir, info::work_dir,
         files::list_files, files::file_info, files::create_folder, files::delete_file,
         files::move_file, files::set_permissions,
         download::download_file, download::bulk_download,

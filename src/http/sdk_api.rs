@@ -86,6 +86,10 @@ pub fn router(
         })
         .layer(middleware::from_fn_with_state(auth, guard))
         .layer(middleware::from_fn(render_errors))
+        .layer(middleware::from_fn_with_state(
+            None,
+            super::observe::observe,
+        ))
 }
 
 /// Local SDK mode serves a developer's files: it only answers requests addressed to this

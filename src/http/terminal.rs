@@ -53,6 +53,10 @@ pub fn router(state: AppState, local: bool) -> Router {
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(
+            None,
+            super::observe::observe,
+        ))
 }
 
 /// In local SDK mode: a request for another host name (DNS rebinding) or from a page on a

@@ -97,6 +97,7 @@ impl Reaper {
         let prepared = spawn.prepare()?;
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let child = prepared.start()?;
+        crate::metrics::PROCESSES_STARTED.inc();
         let (sender, receiver) = oneshot::channel();
         waiters.insert(child.pid, sender);
         Ok((child, ExitWatch(receiver)))
@@ -123,8 +124,14 @@ impl Reaper {
                 // Stopped/continued children are not gone; keep reaping the rest.
                 Ok(_) => continue,
             };
-            if let Some(sender) = waiters.remove(&pid.as_raw()) {
-                let _ = sender.send(status);
+            crate::metrics::PROCESSES_REAPED.inc();
+            match waiters.remove(&pid.as_raw()) {
+                Some(sender) => {
+                    let _ = sender.send(status);
+                }
+                None => {
+                    crate::metrics::ORPHANS_REAPED.inc();
+                }
             }
         }
     }

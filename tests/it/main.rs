@@ -16,6 +16,7 @@ mod git_support;
 mod interpreter;
 mod lsp;
 mod mcp;
+mod observe;
 mod openapi;
 mod ports;
 mod process;
