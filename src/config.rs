@@ -139,6 +139,13 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// toolboxd's own oom_score_adj (-1000..=1000), so the kernel's OOM killer picks user code
+    /// first when memory runs out; every child starts back at 0. 0 leaves it alone. Lowering
+    /// needs CAP_SYS_RESOURCE (root in a sandbox); without it, it is left alone with a warning.
+    #[arg(long, env = "TOOLBOXD_OOM_SCORE_ADJ", default_value_t = -900, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub oom_score_adj: i32,
+
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

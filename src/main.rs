@@ -41,6 +41,7 @@ fn main() -> ExitCode {
     };
     tune_allocator();
     init_logging(cli.log_format);
+    protect_from_oom(cli.oom_score_adj);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -204,6 +205,18 @@ fn tune_allocator() {
             .map(|n| n.get())
             .unwrap_or(2);
         libc::mallopt(libc::M_ARENA_MAX, (2 * cores) as i32);
+    }
+}
+
+/// Lowers toolboxd's own oom_score_adj (children start back at 0: `process::oom`).
+fn protect_from_oom(value: i32) {
+    match toolboxd::process::oom::protect_self(value) {
+        Ok(true) => tracing::debug!(oom_score_adj = value, "oom_score_adj set"),
+        Ok(false) => {}
+        Err(err) => tracing::info!(
+            oom_score_adj = value,
+            "cannot set oom_score_adj (left as it is): {err}"
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod cgroup;
 mod exec;
+pub mod oom;
 mod piped;
 mod reaper;
 mod session;

@@ -96,7 +96,8 @@ impl Reaper {
     pub fn spawn(&self, spawn: Spawn) -> std::io::Result<(Child, ExitWatch)> {
         let prepared = spawn.prepare()?;
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let child = prepared.start()?;
+        // The child starts at oom_score_adj 0, not toolboxd's own (see `oom`).
+        let child = super::oom::for_child(|| prepared.start())?;
         crate::metrics::PROCESSES_STARTED.inc();
         let (sender, receiver) = oneshot::channel();
         waiters.insert(child.pid, sender);

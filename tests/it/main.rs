@@ -17,6 +17,7 @@ mod interpreter;
 mod lsp;
 mod mcp;
 mod observe;
+mod oom;
 mod openapi;
 mod ports;
 mod process;
