@@ -182,6 +182,72 @@ pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item =
     })
 }
 
+/// Documents token auth in the OpenAPI document: the two ways to send the token as security
+/// schemes (either one, or none when no token is configured), and a 401 on every operation but
+/// the open ones.
+pub struct Documented;
+
+impl utoipa::Modify for Documented {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "token_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Toolboxd-Token"))),
+        );
+        // Alternatives: the bearer header, X-Toolboxd-Token, or nothing (no --token configured).
+        openapi.security = Some(vec![
+            SecurityRequirement::new("token", Vec::<String>::new()),
+            SecurityRequirement::new("token_header", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+        let unauthorized = ResponseBuilder::new()
+            .description(
+                "--token is set and the request carries no valid token (code UNAUTHORIZED)",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let open = ["/version", "/healthz"].contains(&path.as_str());
+            let operations = [
+                (&mut item.get, open),
+                (&mut item.put, false),
+                (&mut item.post, false),
+                (&mut item.delete, false),
+                (&mut item.options, false),
+                (&mut item.head, open),
+                (&mut item.patch, false),
+                (&mut item.trace, false),
+            ];
+            for (operation, open) in operations {
+                let Some(operation) = operation else { continue };
+                if open {
+                    operation.security = Some(vec![SecurityRequirement::default()]);
+                } else {
+                    operation
+                        .responses
+                        .responses
+                        .entry("401".to_string())
+                        .or_insert_with(|| unauthorized.clone().into());
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

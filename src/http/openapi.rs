@@ -5,6 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
+use super::auth::Documented as TokenAuth;
 use super::{
     download, files, git, health, info, interpreter, lsp, mcp, ports, process, prometheus, proxy,
     pty, search, session, system, upload, watch,
@@ -20,6 +21,7 @@ use crate::state::AppState;
                        ErrorBody everywhere; `source` is always DAYTONA_DAEMON.",
         license(name = "Apache-2.0")
     ),
+    modifiers(&TokenAuth),
     paths(
         info::version, health::healthz, prometheus::metrics, info::init, info::user_home_dir, info::project_dir, info::work_dir,
         files::list_files, files::file_info, files::create_folder, files::delete_file,
