@@ -67,6 +67,30 @@ pub struct Cli {
     #[arg(long, env = "TOOLBOXD_SDK_API_KEY", hide_env_values = true)]
     pub sdk_api_key: Option<String>,
 
+    /// Require this token on every listener: `Authorization: Bearer TOKEN` or `X-Toolboxd-Token:
+    /// TOKEN` on HTTP (browsers may pass `?token=TOKEN` once and get a cookie), the password over
+    /// SSH, and the API key in local SDK mode unless --sdk-api-key is given. Only `GET /version`
+    /// and `GET /healthz` stay open. Default: no token (nothing is authenticated).
+    #[arg(
+        long,
+        env = "TOOLBOXD_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+
+    /// Accept the SDKs' signed file URLs (`expires` + `signature`, HMAC-SHA256 under this key) on
+    /// `GET /files/download` and `POST /files/upload-v2` in place of the token. In local SDK mode
+    /// it is also the key the control plane serves (and rotates). Default: no signed URLs outside
+    /// local SDK mode.
+    #[arg(long, env = "TOOLBOXD_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+
+    /// Read the token from this file (surrounding whitespace dropped), so it stays out of the
+    /// process list and the environment.
+    #[arg(long, env = "TOOLBOXD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// Shell that runs commands. Default: bash from PATH, else sh.
     #[arg(long, env = "TOOLBOXD_SHELL")]
     pub shell: Option<PathBuf>,
@@ -114,6 +138,13 @@ pub struct Cli {
     /// http://127.0.0.1:2280 over stdio.
     #[arg(long, env = "TOOLBOXD_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// toolboxd's own oom_score_adj (-1000..=1000), so the kernel's OOM killer picks user code
+    /// first when memory runs out; every child starts back at 0. 0 leaves it alone. Lowering
+    /// needs CAP_SYS_RESOURCE (root in a sandbox); without it, it is left alone with a warning.
+    #[arg(long, env = "TOOLBOXD_OOM_SCORE_ADJ", default_value_t = -900, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub oom_score_adj: i32,
 
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TOOLBOXD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -276,6 +307,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The SSH server's settings.
     pub ssh: SshSettings,
+    /// The token every listener requires (`--token`, `--token-file`), if any.
+    pub token: Option<Secret>,
+    /// The key of signed file URLs on the toolbox listener (`--signing-key`), if any.
+    pub signing_key: Option<Secret>,
 }
 
 /// How the SSH server authenticates and how long it keeps idle connections.
@@ -288,8 +323,7 @@ pub struct SshSettings {
     pub authorized_keys: Vec<PathBuf>,
     /// Any public key is accepted (`--ssh-insecure-accept-any-key`).
     pub accept_any_key: bool,
-    /// The password SSH accepts: the sandbox's token once token auth exists. `None` today, so
-    /// password logins are refused.
+    /// The password SSH accepts: the token (`--token`), if any; `None` refuses password logins.
     pub password: Option<Secret>,
     /// How long a connection may stay without an open channel (`None`: no limit).
     pub idle_timeout: Option<std::time::Duration>,
@@ -316,6 +350,11 @@ impl Secret {
     /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
+    }
+
+    /// The secret itself, for a place that must hand it on (local SDK mode's API key).
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 
     /// Whether `candidate` is the secret, in time that depends only on the lengths.
@@ -361,7 +400,9 @@ impl Config {
             .ok()
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| "local".to_string());
-        let ssh = ssh_settings(cli, &home);
+        let token = read_token(cli)?;
+        let mut ssh = ssh_settings(cli, &home);
+        ssh.password = token.clone();
         Ok(Config {
             workdir,
             home,
@@ -383,6 +424,12 @@ impl Config {
             max_watches: cli.max_watches,
             public_url: parse_public_url(cli.public_url.as_deref())?,
             ssh,
+            token,
+            signing_key: cli
+                .signing_key
+                .as_deref()
+                .filter(|key| !key.is_empty())
+                .map(Secret::new),
         })
     }
 
@@ -404,8 +451,41 @@ impl Config {
             max_watches: 100_000,
             public_url: None,
             ssh,
+            token: None,
+            signing_key: None,
         }
     }
+}
+
+/// `--token` (empty: none) or the content of `--token-file` (must not be empty).
+fn read_token(cli: &Cli) -> Result<Option<Secret>, String> {
+    if let Some(path) = &cli.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("--token-file {}: {err}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!(
+                "--token-file {}: the file is empty",
+                path.display()
+            ));
+        }
+        return check_token(token).map(Some);
+    }
+    match cli.token.as_deref().filter(|token| !token.is_empty()) {
+        Some(token) => check_token(token).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A token must fit in a header and a cookie: visible ASCII, no `;` or `,`.
+fn check_token(token: &str) -> Result<Secret, String> {
+    let fits = token
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b';' && b != b',' && b != b'"' && b != b'\\');
+    if !fits {
+        return Err("the token must be visible ASCII without ; , \" or \\".to_string());
+    }
+    Ok(Secret::new(token))
 }
 
 /// `--public-url`: an http(s) URL; a trailing `/` is dropped.

@@ -16,6 +16,7 @@ pub mod interpreter;
 pub mod lsp;
 pub mod mcp;
 pub mod memory;
+pub mod metrics;
 pub mod ports;
 pub mod process;
 pub mod proxy;
@@ -88,7 +89,13 @@ pub async fn run(
         None => None,
     };
     let sandbox_id = config.sandbox_id.clone();
-    let sdk_api_key = config.sdk_api_key.clone();
+    // The token is local SDK mode's API key unless --sdk-api-key names another one.
+    let sdk_api_key = config.sdk_api_key.clone().or_else(|| {
+        config
+            .token
+            .as_ref()
+            .map(|token| token.expose().to_string())
+    });
     let entrypoint = config.entrypoint.clone();
     let state = state::AppState::new(config);
     let sessions = state.sessions.clone();
@@ -117,6 +124,7 @@ pub async fn run(
         }
         _ => None,
     };
+    let signing_key = state.signing_key.clone();
     let toolbox = http::router(state);
     let trigger = token.clone();
     let teardown = tokio::spawn(async move {
@@ -145,7 +153,7 @@ pub async fn run(
         let store = sdk_api::SandboxStore::new(sandbox_id);
         servers.spawn(serve(
             listener,
-            http::sdk_api::router(store, sdk_api_key, toolbox),
+            http::sdk_api::router(store, sdk_api_key, signing_key, toolbox),
             token.clone(),
         ));
     }

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
     };
     toolboxd::memory::tune();
     init_logging(cli.log_format);
+    protect_from_oom(cli.oom_score_adj);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_keep_alive(toolboxd::memory::BLOCKING_KEEP_ALIVE)
@@ -187,6 +188,18 @@ async fn wait_for_signal(
             tracing::info!("SIGINT: shutting down");
             Some(Signal::SIGINT)
         }
+    }
+}
+
+/// Lowers toolboxd's own oom_score_adj (children start back at 0: `process::oom`).
+fn protect_from_oom(value: i32) {
+    match toolboxd::process::oom::protect_self(value) {
+        Ok(true) => tracing::debug!(oom_score_adj = value, "oom_score_adj set"),
+        Ok(false) => {}
+        Err(err) => tracing::info!(
+            oom_score_adj = value,
+            "cannot set oom_score_adj (left as it is): {err}"
+        ),
     }
 }
 

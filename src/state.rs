@@ -12,6 +12,7 @@ use crate::ports::Ports;
 use crate::process::{Process, Sessions};
 use crate::proxy::Proxy;
 use crate::pty::Ptys;
+use crate::sdk_api::SigningKey;
 use crate::system::System;
 use crate::watch::Watch;
 
@@ -47,11 +48,20 @@ pub struct AppState {
     pub ports: Ports,
     /// The preview proxy and its connection pool.
     pub proxy: Proxy,
+    /// The key of signed file URLs: `--signing-key`, else a fresh one (local SDK mode serves and
+    /// rotates it; the toolbox listener accepts signed URLs only with `--signing-key`).
+    pub signing_key: SigningKey,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
     /// Builds every capability from the configuration.
     pub fn new(config: Config) -> AppState {
+        let signing_key = match &config.signing_key {
+            Some(key) => SigningKey::fixed(key.expose()),
+            None => SigningKey::default(),
+        };
         let files = Files::new(config.workdir.clone(), config.umask);
         let process = Process::start(
             config.shell.clone(),
@@ -85,6 +95,8 @@ impl AppState {
             shutdown: tokio_util::sync::CancellationToken::new(),
             ports: Ports::default(),
             proxy: Proxy::new(),
+            signing_key,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 }

@@ -126,9 +126,9 @@ fn authority(url: &str) -> &str {
     authority.rsplit('@').next().unwrap_or(authority)
 }
 
-/// The hook for toolbox authentication: every request to `/mcp` passes here, so when token auth
-/// exists for the toolbox routes it is enforced for MCP by the same check. Today there is none
-/// (the toolbox port is reached through Daytona's authenticated proxy), so every request passes.
+/// A hook for MCP-specific authorization: every request to `/mcp` passes here. The token
+/// (`--token`) is checked before, by `http::auth` in front of every toolbox route, so nothing
+/// more is checked here.
 fn authorize(_headers: &HeaderMap) -> Result<()> {
     Ok(())
 }

@@ -1,20 +1,24 @@
 //! The HTTP edge: one router per capability merged here, plus the layers every route shares
-//! (error rendering, panic catching, request tracing). Handlers extract, call a capability,
+//! (request ids and metrics, token auth, error rendering, panic catching, request tracing). Handlers extract, call a capability,
 //! convert; only this folder knows axum and the wire shapes.
 
+pub mod auth;
 pub mod download;
 pub mod error;
 pub mod extract;
 pub mod files;
 pub mod git;
+pub mod health;
 pub mod info;
 pub mod interpreter;
 pub mod lsp;
 pub mod mcp;
+pub mod observe;
 pub mod openapi;
 pub mod output;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod pty;
 pub mod sdk_api;
@@ -44,9 +48,18 @@ use crate::state::AppState;
 
 /// The toolbox API (port 2280).
 pub fn router(state: AppState) -> Router {
+    let signing = state
+        .config
+        .signing_key
+        .is_some()
+        .then(|| state.signing_key.clone());
+    let guard = auth::Guard::toolbox(state.config.token.clone(), signing);
+    let metrics = Some(state.metrics.clone());
     Router::new()
         .merge(mcp::router(&state))
         .merge(info::router())
+        .merge(health::router())
+        .merge(prometheus::router())
         .merge(files::router())
         .merge(download::router())
         .merge(upload::router())
@@ -65,9 +78,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(guard, auth::require))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(metrics, observe::observe))
         .layer(middleware::from_fn(busy))
 }
 

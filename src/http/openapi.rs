@@ -5,9 +5,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
+use super::auth::Documented as TokenAuth;
 use super::{
-    download, files, git, info, interpreter, lsp, mcp, ports, process, proxy, pty, search, session,
-    system, upload, watch,
+    download, files, git, health, info, interpreter, lsp, mcp, ports, process, prometheus, proxy,
+    pty, search, session, system, upload, watch,
 };
 use crate::state::AppState;
 
@@ -20,8 +21,9 @@ use crate::state::AppState;
                        ErrorBody everywhere; `source` is always DAYTONA_DAEMON.",
         license(name = "Apache-2.0")
     ),
+    modifiers(&TokenAuth),
     paths(
-        info::version, info::init, info::user_home_dir, info::project_dir, info::work_dir,
+        info::version, health::healthz, prometheus::metrics, info::init, info::user_home_dir, info::project_dir, info::work_dir,
         files::list_files, files::file_info, files::create_folder, files::delete_file,
         files::move_file, files::set_permissions,
         download::download_file, download::bulk_download,

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 
 use crate::error::Result;
 use crate::ports::parse_port;
-use crate::proxy::{BoxError, Target};
+use crate::proxy::{BoxError, Credentials, Target};
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -69,6 +69,12 @@ pub async fn forward(State(app): State<AppState>, request: Request) -> Result<Re
         path_and_query,
         prefix: format!("/proxy/{port}"),
         client,
+        credentials: app.config.token.clone().map(|token| Credentials {
+            token,
+            headers: &[super::auth::TOKEN_HEADER],
+            cookies: &[super::auth::TOOLBOX_COOKIE, super::auth::TERMINAL_COOKIE],
+            param: super::auth::TOKEN_PARAM,
+        }),
     };
     let request = request.map(|body| body.map_err(BoxError::from).boxed_unsync());
     let response = app.proxy.forward(target, request).await?;

@@ -46,7 +46,12 @@ const PREVIEW_TOKEN_HEADER: &str = "x-daytona-preview-token";
 /// The control plane plus the toolbox proxy, in front of `toolbox`. With `api_key`, every request
 /// must carry `Authorization: Bearer api_key` (a signed file URL carries its own authorization,
 /// a preview link its token).
-pub fn router(store: SandboxStore, api_key: Option<String>, toolbox: Router) -> Router {
+pub fn router(
+    store: SandboxStore,
+    api_key: Option<String>,
+    key: SigningKey,
+    toolbox: Router,
+) -> Router {
     let auth = Arc::new(Auth {
         api_key,
         preview_token: uuid::Uuid::new_v4().simple().to_string(),
@@ -75,12 +80,16 @@ pub fn router(store: SandboxStore, api_key: Option<String>, toolbox: Router) -> 
         .method_not_allowed_fallback(wrong_method)
         .with_state(SdkState {
             store,
-            signing_key: SigningKey::default(),
+            signing_key: key,
             auth: auth.clone(),
             toolbox,
         })
         .layer(middleware::from_fn_with_state(auth, guard))
         .layer(middleware::from_fn(render_errors))
+        .layer(middleware::from_fn_with_state(
+            None,
+            super::observe::observe,
+        ))
 }
 
 /// Local SDK mode serves a developer's files: it only answers requests addressed to this
@@ -125,8 +134,8 @@ async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> R
         if bearer != Some(key) && !signed_url && !preview {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
-                "missing or wrong API key: send Authorization: Bearer <TOOLBOXD_SDK_API_KEY> \
-                 (or a preview link's X-Daytona-Preview-Token)",
+                "missing or wrong API key: send Authorization: Bearer <--sdk-api-key, else \
+                 --token> (or a preview link's X-Daytona-Preview-Token)",
             ));
         }
     }
@@ -372,55 +381,6 @@ async fn rotate_signing_key(
     Ok(Json(state.signing_key.rotate()))
 }
 
-/// A request carrying `signature` must be a valid, unexpired signed URL for its route. A query
-/// that cannot be read, or names `signature` twice, fails closed.
-fn verify_signed_url(
-    key: &SigningKey,
-    method: &str,
-    route: &str,
-    query: Option<&str>,
-) -> Result<()> {
-    let Some(query) = query.filter(|q| q.contains("signature")) else {
-        return Ok(());
-    };
-    let refuse = |why: &str| {
-        Error::new(
-            ErrorKind::Unauthorized,
-            format!("signed URL refused: {why}"),
-        )
-    };
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).map_err(|_| refuse("unreadable query string"))?;
-    let value = |name: &str| {
-        let mut values = pairs
-            .iter()
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str());
-        match (values.next(), values.next()) {
-            (Some(_), Some(_)) => Err(refuse(&format!("`{name}` given twice"))),
-            (first, _) => Ok(first),
-        }
-    };
-    let Some(signature) = value("signature")? else {
-        return Ok(());
-    };
-    let signed_method = match route {
-        "/files/download" if method == "GET" || method == "HEAD" => "GET",
-        "/files/upload-v2" if method == "POST" => "POST",
-        _ => {
-            return Err(refuse(&format!(
-                "{method} {route} cannot be used with a signed URL"
-            )))
-        }
-    };
-    key.verify(
-        signed_method,
-        value("path")?.unwrap_or(""),
-        value("expires")?.unwrap_or(""),
-        signature,
-    )
-}
-
 /// `/toolbox/{sandboxId}/{route…}` → `/{route…}` on the toolbox router, raw encoding kept, with
 /// `/toolbox/{sandboxId}` added to `X-Forwarded-Prefix` (the preview proxy passes it on).
 /// Signed file URLs (`signature=`) are verified against the signing key first. A preview
@@ -438,7 +398,7 @@ async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Re
             "sandbox {id} not found (this toolboxd is {sandbox_id})"
         )));
     }
-    verify_signed_url(
+    crate::sdk_api::verify_query(
         &state.signing_key,
         request.method().as_str(),
         route,
@@ -471,6 +431,9 @@ async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Re
             }
         }
     }
+    // The guard checked this request (API key, signed URL or preview token): the toolbox
+    // router's token check (`--token`) lets it in.
+    request.extensions_mut().insert(super::auth::Authenticated);
     let response = state
         .toolbox
         .clone()

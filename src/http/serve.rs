@@ -240,6 +240,7 @@ impl AsyncRead for EdgeIo {
         ready!(this.poll_release(cx))?;
         let before = buf.filled().len();
         ready!(Pin::new(this.stream()?).poll_read(cx, buf))?;
+        crate::metrics::BYTES_IN.inc_by((buf.filled().len() - before) as u64);
         if !this.wrote && this.sample.len() < HEAD_SAMPLE {
             let fresh = &buf.filled()[before..];
             let room = HEAD_SAMPLE - this.sample.len();
@@ -269,6 +270,7 @@ impl AsyncWrite for EdgeIo {
             None => buf,
         };
         let written = ready!(Pin::new(this.stream()?).poll_write(cx, buf))?;
+        crate::metrics::BYTES_OUT.inc_by(written as u64);
         this.note_written();
         Poll::Ready(Ok(written))
     }
@@ -291,6 +293,7 @@ impl AsyncWrite for EdgeIo {
             _ => bufs,
         };
         let written = ready!(Pin::new(this.stream()?).poll_write_vectored(cx, bufs))?;
+        crate::metrics::BYTES_OUT.inc_by(written as u64);
         this.note_written();
         Poll::Ready(Ok(written))
     }

@@ -5,7 +5,9 @@
 //! In local SDK mode (a developer's machine) it answers only requests addressed to this machine
 //! by IP or `localhost` from pages on a local origin, like the control plane: a WebSocket is not
 //! subject to CORS, and any web page could otherwise open a shell. In a sandbox, the platform's
-//! proxy in front of it authenticates, as for Daytona's.
+//! proxy in front of it authenticates, as for Daytona's. With `--token`, every request (page,
+//! files, socket) needs the token (`http::auth`; a browser opens `/?token=…` once and keeps a
+//! cookie).
 
 use std::sync::{Arc, OnceLock};
 
@@ -35,6 +37,7 @@ const MAX_INPUT_FRAME: usize = 1024 * 1024;
 
 /// The terminal listener's router. `local`: local SDK mode (see the module docs).
 pub fn router(state: AppState, local: bool) -> Router {
+    let token_guard = super::auth::Guard::terminal(state.config.token.clone());
     Router::new()
         .route("/", get(file))
         .route("/ws", get(socket))
@@ -42,10 +45,18 @@ pub fn router(state: AppState, local: bool) -> Router {
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            token_guard,
+            super::auth::require,
+        ))
         .layer(middleware::from_fn_with_state(local, guard))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(
+            None,
+            super::observe::observe,
+        ))
 }
 
 /// In local SDK mode: a request for another host name (DNS rebinding) or from a page on a

@@ -4,6 +4,7 @@
 
 pub(crate) mod cgroup;
 mod exec;
+pub mod oom;
 mod output;
 mod piped;
 mod reaper;

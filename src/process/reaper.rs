@@ -96,7 +96,9 @@ impl Reaper {
     pub fn spawn(&self, spawn: Spawn) -> std::io::Result<(Child, ExitWatch)> {
         let prepared = spawn.prepare()?;
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let child = prepared.start()?;
+        // The child starts at oom_score_adj 0, not toolboxd's own (see `oom`).
+        let child = super::oom::for_child(|| prepared.start())?;
+        crate::metrics::PROCESSES_STARTED.inc();
         let (sender, receiver) = oneshot::channel();
         waiters.insert(child.pid, sender);
         Ok((child, ExitWatch(receiver)))
@@ -123,8 +125,14 @@ impl Reaper {
                 // Stopped/continued children are not gone; keep reaping the rest.
                 Ok(_) => continue,
             };
-            if let Some(sender) = waiters.remove(&pid.as_raw()) {
-                let _ = sender.send(status);
+            crate::metrics::PROCESSES_REAPED.inc();
+            match waiters.remove(&pid.as_raw()) {
+                Some(sender) => {
+                    let _ = sender.send(status);
+                }
+                None => {
+                    crate::metrics::ORPHANS_REAPED.inc();
+                }
             }
         }
     }

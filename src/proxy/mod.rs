@@ -23,6 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use crate::config::Secret;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Any body error, boxed.
@@ -53,6 +54,21 @@ pub struct Target {
     pub prefix: String,
     /// The client's address, appended to `X-Forwarded-For`.
     pub client: Option<IpAddr>,
+    /// toolboxd's own credentials, taken out of the request before it is forwarded.
+    pub credentials: Option<Credentials>,
+}
+
+/// toolboxd's token and where a client may carry it: the app behind the proxy never sees it.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The token (`--token`).
+    pub token: Secret,
+    /// Headers that carry only the token (`X-Toolboxd-Token`): always removed.
+    pub headers: &'static [&'static str],
+    /// Cookies that carry only the token: removed from `Cookie`.
+    pub cookies: &'static [&'static str],
+    /// The query parameter that carries the token (`token`): removed when it holds the token.
+    pub param: &'static str,
 }
 
 /// The proxy: one pooled client shared by every request.
@@ -106,10 +122,14 @@ impl Proxy {
             parts.headers.insert(header::UPGRADE, protocol);
         }
         set_forwarded(&mut parts.headers, &target, host);
+        let mut path_and_query = target.path_and_query.clone();
+        if let Some(credentials) = &target.credentials {
+            strip_credentials(&mut parts.headers, &mut path_and_query, credentials);
+        }
         parts.uri = Uri::builder()
             .scheme("http")
             .authority(format!("localhost:{}", target.port))
-            .path_and_query(target.path_and_query.as_str())
+            .path_and_query(path_and_query.as_str())
             .build()
             .map_err(|err| {
                 Error::bad_request(format!(
@@ -199,6 +219,76 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .filter(|token| !token.is_empty())
+}
+
+/// Takes toolboxd's token out of a request: its headers, `Authorization` when it is
+/// `Bearer TOKEN` (an app's own credentials stay), its cookies, and the query parameter when it
+/// holds the token (the rest of the query is kept byte for byte).
+fn strip_credentials(
+    headers: &mut HeaderMap,
+    path_and_query: &mut String,
+    credentials: &Credentials,
+) {
+    for name in credentials.headers {
+        headers.remove(*name);
+    }
+    let authorization: Vec<HeaderValue> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .cloned()
+        .collect();
+    if !authorization.is_empty() {
+        headers.remove(header::AUTHORIZATION);
+        for value in authorization {
+            let ours = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|text| text.split_once(' '))
+                .is_some_and(|(scheme, rest)| {
+                    scheme.eq_ignore_ascii_case("bearer") && credentials.token.matches(rest.trim())
+                });
+            if !ours {
+                headers.append(header::AUTHORIZATION, value);
+            }
+        }
+    }
+    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if !cookies.is_empty() {
+        headers.remove(header::COOKIE);
+        for value in cookies {
+            let Ok(text) = value.to_str() else {
+                headers.append(header::COOKIE, value);
+                continue;
+            };
+            let kept: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| {
+                    let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
+                    !pair.is_empty() && !credentials.cookies.contains(&name)
+                })
+                .collect();
+            if let (false, Ok(value)) = (kept.is_empty(), HeaderValue::from_str(&kept.join("; "))) {
+                headers.append(header::COOKIE, value);
+            }
+        }
+    }
+    if let Some((path, query)) = path_and_query.split_once('?') {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned();
+                !(name == credentials.param && credentials.token.matches(&value))
+            })
+            .collect();
+        *path_and_query = if kept.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{}", kept.join("&"))
+        };
+    }
 }
 
 /// Drops the headers that describe one connection rather than the message (RFC 9110 §7.6.1):
@@ -350,12 +440,42 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_stripped_and_the_rest_kept() {
+        let credentials = Credentials {
+            token: Secret::new("tok"),
+            headers: &["x-toolboxd-token"],
+            cookies: &["toolboxd_token"],
+            param: "token",
+        };
+        let mut map = headers(&[
+            ("x-toolboxd-token", "tok"),
+            ("authorization", "Bearer tok"),
+            ("cookie", "a=1; toolboxd_token=tok; b=2"),
+            ("cookie", "toolboxd_token=tok"),
+        ]);
+        let mut path = "/p?x=1&token=tok&token=other&y".to_string();
+        strip_credentials(&mut map, &mut path, &credentials);
+        assert_eq!(path, "/p?x=1&token=other&y");
+        assert!(map.get("x-toolboxd-token").is_none());
+        assert!(map.get("authorization").is_none());
+        let cookies: Vec<_> = map.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
+
+        let mut map = headers(&[("authorization", "Bearer app-own")]);
+        let mut path = "/?token=tok".to_string();
+        strip_credentials(&mut map, &mut path, &credentials);
+        assert_eq!(path, "/");
+        assert_eq!(map["authorization"], "Bearer app-own");
+    }
+
+    #[test]
     fn forwarded_headers_extend_what_a_proxy_in_front_said() {
         let target = Target {
             port: 3000,
             path_and_query: "/".into(),
             prefix: "/proxy/3000".into(),
             client: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            credentials: None,
         };
         let mut plain = HeaderMap::new();
         set_forwarded(

@@ -3,7 +3,7 @@
 
 mod signing;
 
-pub use signing::SigningKey;
+pub use signing::{verify_query, SigningKey};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

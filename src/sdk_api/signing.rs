@@ -27,6 +27,13 @@ impl Default for SigningKey {
 }
 
 impl SigningKey {
+    /// A key that starts as `key` (`--signing-key`).
+    pub fn fixed(key: &str) -> SigningKey {
+        SigningKey {
+            key: Arc::new(Mutex::new(key.to_string())),
+        }
+    }
+
     /// The key.
     pub fn current(&self) -> String {
         self.key.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -72,6 +79,59 @@ impl SigningKey {
         }
         Ok(())
     }
+}
+
+/// Checks the signed-URL parameters of a request for `method route?query` (`route` without any
+/// prefix, e.g. `/files/download`): `Ok(false)` when it carries no `signature`, `Ok(true)` when
+/// it is a valid, unexpired signed URL for that method and route, else 401. Only
+/// `GET`/`HEAD /files/download` and `POST /files/upload-v2` can be signed. A query that cannot
+/// be read, or names `signature`, `path` or `expires` twice, fails closed.
+pub fn verify_query(
+    key: &SigningKey,
+    method: &str,
+    route: &str,
+    query: Option<&str>,
+) -> Result<bool> {
+    let Some(query) = query.filter(|q| q.contains("signature")) else {
+        return Ok(false);
+    };
+    let refuse = |why: &str| {
+        Error::new(
+            ErrorKind::Unauthorized,
+            format!("signed URL refused: {why}"),
+        )
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|_| refuse("unreadable query string"))?;
+    let value = |name: &str| {
+        let mut values = pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str());
+        match (values.next(), values.next()) {
+            (Some(_), Some(_)) => Err(refuse(&format!("`{name}` given twice"))),
+            (first, _) => Ok(first),
+        }
+    };
+    let Some(signature) = value("signature")? else {
+        return Ok(false);
+    };
+    let signed_method = match route {
+        "/files/download" if method == "GET" || method == "HEAD" => "GET",
+        "/files/upload-v2" if method == "POST" => "POST",
+        _ => {
+            return Err(refuse(&format!(
+                "{method} {route} cannot be used with a signed URL"
+            )))
+        }
+    };
+    key.verify(
+        signed_method,
+        value("path")?.unwrap_or(""),
+        value("expires")?.unwrap_or(""),
+        signature,
+    )?;
+    Ok(true)
 }
 
 fn signature(key: &str, method: &str, path: &str, expires: &str) -> String {

@@ -204,6 +204,15 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    crate::metrics::SSH_CONNECTIONS.inc();
+    // Counted down however the connection ends.
+    struct Open;
+    impl Drop for Open {
+        fn drop(&mut self) {
+            crate::metrics::SSH_CONNECTIONS.dec();
+        }
+    }
+    let _open = Open;
     let local = stream.local_addr().unwrap_or(peer);
     let closing = CancellationToken::new();
     let cut = CancellationToken::new();

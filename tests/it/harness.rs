@@ -32,6 +32,8 @@ pub struct StartOptions {
     pub ssh: bool,
     /// Extra arguments before the entrypoint.
     pub args: Vec<String>,
+    /// Write the daemon's stderr (its logs) to this file.
+    pub stderr_file: Option<PathBuf>,
 }
 
 /// A running daemon.
@@ -116,7 +118,9 @@ impl Toolboxd {
         for key in &options.env_remove {
             command.env_remove(key);
         }
-        if std::env::var_os("TOOLBOXD_TEST_LOG").is_none() {
+        if let Some(path) = &options.stderr_file {
+            command.stderr(std::fs::File::create(path).expect("create the stderr file"));
+        } else if std::env::var_os("TOOLBOXD_TEST_LOG").is_none() {
             command.stderr(Stdio::null());
         }
         let mut child = command.spawn().expect("spawn toolboxd");

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod auth;
 mod cli;
 mod code;
 mod download;
@@ -16,6 +17,8 @@ mod interpreter;
 mod lsp;
 mod mcp;
 mod memory;
+mod observe;
+mod oom;
 mod openapi;
 mod ports;
 mod process;

@@ -70,6 +70,8 @@ class Daemon:
     ssh_port: int = 0
     # Trailing `-- CMD...`: the image's own command, run as session `entrypoint`.
     entrypoint: list[str] | None = None
+    # Extra flags (e.g. `--token T`).
+    args: list[str] | None = None
     _reader: threading.Thread | None = None
     _stdout_lines: list[str] = field(default_factory=list)
 
@@ -113,6 +115,7 @@ class Daemon:
                 "127.0.0.1:0",
                 "--workdir",
                 str(self.workdir),
+                *(self.args or []),
                 *(["--", *self.entrypoint] if self.entrypoint else []),
             ],
             cwd=str(self.root),
@@ -190,14 +193,21 @@ class Daemon:
             self._reader.join(timeout=5)
 
 
-def start_daemon(prefix: str, entrypoint: list[str] | None = None) -> Daemon:
+def start_daemon(
+    prefix: str, entrypoint: list[str] | None = None, args: list[str] | None = None
+) -> Daemon:
     root = Path(tempfile.mkdtemp(prefix=f"toolboxd-sdk-{prefix}-")).resolve()
     workdir = root / "work"
     home = root / "home"
     workdir.mkdir()
     home.mkdir()
     return Daemon(
-        root=root, workdir=workdir, home=home, log_path=root / "toolboxd.log", entrypoint=entrypoint
+        root=root,
+        workdir=workdir,
+        home=home,
+        log_path=root / "toolboxd.log",
+        entrypoint=entrypoint,
+        args=args,
     ).start()
 
 

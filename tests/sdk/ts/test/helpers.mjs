@@ -73,7 +73,7 @@ export function reportNon2xx(label) {
 
 // ---------------------------------------------------------------- daemon
 
-export async function startDaemon(prefix = 'ts') {
+export async function startDaemon(prefix = 'ts', extraArgs = []) {
   const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `toolboxd-sdk-${prefix}-`)));
   const workdir = path.join(root, 'work');
   const home = path.join(root, 'home');
@@ -93,7 +93,7 @@ export async function startDaemon(prefix = 'ts') {
     toolboxdBin(),
     // The terminal and SSH on free ports too (never the defaults 22222 and 22220: suites run
     // side by side).
-    ['--toolbox-addr', '127.0.0.1:0', '--sdk-api-addr', '127.0.0.1:0', '--terminal-addr', '127.0.0.1:0', '--ssh-addr', '127.0.0.1:0', '--workdir', workdir],
+    ['--toolbox-addr', '127.0.0.1:0', '--sdk-api-addr', '127.0.0.1:0', '--terminal-addr', '127.0.0.1:0', '--ssh-addr', '127.0.0.1:0', '--workdir', workdir, ...extraArgs],
     { cwd: root, env, stdio: ['ignore', 'pipe', log], detached: true },
   );
   fs.closeSync(log);

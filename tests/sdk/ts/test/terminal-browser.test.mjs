@@ -156,3 +156,33 @@ describe('web terminal in headless Chromium', { skip }, () => {
     await exercise(browser, url, 'proxy');
   });
 });
+
+describe('web terminal in headless Chromium with a token (--token)', { skip }, () => {
+  const TOKEN = 'browser-token-1234';
+  let daemon;
+  let browser;
+
+  before(async () => {
+    daemon = await startDaemon('ts-browser-token', ['--token', TOKEN]);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await daemon?.stop();
+  });
+
+  test('without the token the page is a 401', async () => {
+    const r = await fetch(`${daemon.terminalUrl}/`);
+    assert.equal(r.status, 401);
+    assert.equal((await r.json()).code, 'UNAUTHORIZED');
+  });
+
+  test('?token= once: the cookie carries the page, its files and its socket', async () => {
+    await exercise(browser, `${daemon.terminalUrl}/?token=${TOKEN}`, 'token');
+  });
+});

@@ -1,0 +1,104 @@
+//! Request ids and request metrics, the outermost layer of every router.
+//!
+//! Each request gets an id: the client's `X-Request-Id` when it sends a sane one (1–128
+//! characters of `A-Z a-z 0-9 - _ . : / + =`), else a fresh UUID. It is put back on the request
+//! (so the preview proxy and local SDK mode's in-process hop pass it on), sent back in the
+//! answer's `X-Request-Id`, and is the `id` field of the `request` span every log line of the
+//! request is written in. On the toolbox router the answer is also counted in `Metrics` by route
+//! template (axum's `MatchedPath`; `unmatched` when no route serves the path), method and status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::metrics::Metrics;
+
+/// The request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The longest client-given request id kept.
+const MAX_ID_LEN: usize = 128;
+
+/// Middleware: the request id, its span and (with `metrics`) the request's metrics.
+pub async fn observe(
+    State(metrics): State<Option<Arc<Metrics>>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| sane(id))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let header = HeaderValue::from_str(&id).ok();
+    if let Some(value) = &header {
+        request.headers_mut().insert(REQUEST_ID, value.clone());
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let method = method_label(request.method());
+    let span = tracing::info_span!("request", id = %id);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span).await;
+    if let Some(metrics) = metrics {
+        metrics.observe(
+            &route,
+            method,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    if let Some(value) = header {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Whether a client's request id may be kept (and logged) as it is.
+fn sane(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+}
+
+/// The method as a metric label: the standard ones by name, any other as `OTHER` (a client must
+/// not be able to make new series at will).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_are_kept() {
+        assert!(sane("abc-123_4.5:6/7+8="));
+        assert!(sane(&"a".repeat(128)));
+        assert!(!sane(&"a".repeat(129)));
+        assert!(!sane(""));
+        assert!(!sane("a b"));
+        assert!(!sane("a\"b"));
+        assert!(!sane("é"));
+    }
+}

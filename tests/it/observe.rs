@@ -1,0 +1,168 @@
+//! Request ids (`X-Request-Id` on every answer and in every log line of the request) and the
+//! Prometheus metrics at `GET /metrics`.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn every_answer_has_a_request_id_and_a_client_sane_one_is_kept() {
+    let daemon = Toolboxd::start();
+    let id = |response: Response| {
+        response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let fresh = id(daemon.get("/version"));
+    assert_eq!(fresh.len(), 36, "{fresh}");
+    assert_ne!(fresh, id(daemon.get("/version")));
+    // Errors too, from a route and from the fallback.
+    assert_eq!(id(daemon.get("/files/info?path=nope")).len(), 36);
+    assert_eq!(id(daemon.get("/no/such/route")).len(), 36);
+    let kept = daemon
+        .client
+        .get(daemon.url("/version"))
+        .header("x-request-id", "client-id_1.2:3")
+        .send()
+        .unwrap();
+    assert_eq!(id(kept), "client-id_1.2:3");
+    for insane in ["has space", "quote\"d", &"x".repeat(129)] {
+        let response = daemon
+            .client
+            .get(daemon.url("/version"))
+            .header("x-request-id", insane)
+            .send()
+            .unwrap();
+        let given = id(response);
+        assert_ne!(given, insane);
+        assert_eq!(given.len(), 36);
+    }
+}
+
+#[test]
+fn log_lines_of_a_request_carry_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let daemon = Toolboxd::start_with(StartOptions {
+        args: vec!["--log-format".into(), "json".into()],
+        env: vec![("RUST_LOG".into(), "debug".into())],
+        stderr_file: Some(log.clone()),
+        ..StartOptions::default()
+    });
+    let response = daemon
+        .client
+        .get(daemon.url("/files/info?path=no-such-file-here"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    drop(daemon);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.contains("no-such-file-here") && line.contains("FILE_NOT_FOUND"))
+        .unwrap_or_else(|| panic!("no log line of the error:\n{text}"));
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    // The outermost span of the line is the request's, with its id.
+    assert_eq!(value["spans"][0]["id"], "trace-me-42", "{line}");
+    assert_eq!(value["spans"][0]["name"], "request", "{line}");
+}
+
+/// The value of the series `name` (exact, labels included) in `text`.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_status_behind_the_token() {
+    let daemon = Toolboxd::start_with(StartOptions {
+        args: vec!["--token".into(), "metrics-token".into()],
+        ..StartOptions::default()
+    });
+    let get = |path: &str| {
+        daemon
+            .client
+            .get(daemon.url(path))
+            .bearer_auth("metrics-token")
+            .send()
+            .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(get("/files?path=.").status().as_u16(), 200);
+    }
+    assert_eq!(get("/files/info?path=nope").status().as_u16(), 404);
+    assert_eq!(get("/no/such/route").status().as_u16(), 404);
+    assert_eq!(daemon.get("/files?path=.").status().as_u16(), 401);
+    let exec = daemon
+        .client
+        .post(daemon.url("/process/execute"))
+        .bearer_auth("metrics-token")
+        .json(&json!({"command": "true"}))
+        .send()
+        .unwrap();
+    assert_eq!(exec.status().as_u16(), 200);
+    let session = daemon
+        .client
+        .post(daemon.url("/process/session"))
+        .bearer_auth("metrics-token")
+        .json(&json!({"sessionId": "m1"}))
+        .send()
+        .unwrap();
+    assert!(session.status().is_success());
+
+    // Behind the token.
+    assert_error(daemon.get("/metrics"), 401, "UNAUTHORIZED");
+    let response = get("/metrics");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = response.text().unwrap();
+    let series = |s: &str| value(&text, s).unwrap_or_else(|| panic!("no {s} in:\n{text}"));
+    assert_eq!(
+        series(r#"toolboxd_http_requests_total{route="/files",method="GET",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        series(r#"toolboxd_http_requests_total{route="/files",method="GET",status="401"}"#),
+        1.0
+    );
+    assert_eq!(
+        series(r#"toolboxd_http_requests_total{route="/files/info",method="GET",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        series(r#"toolboxd_http_requests_total{route="unmatched",method="GET",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        series(r#"toolboxd_http_requests_total{route="/metrics",method="GET",status="401"}"#),
+        1.0
+    );
+    assert_eq!(
+        series(r#"toolboxd_http_request_duration_seconds_count{route="/files"}"#),
+        4.0
+    );
+    assert!(series(r#"toolboxd_http_request_duration_seconds_sum{route="/files"}"#) > 0.0);
+    assert_eq!(
+        series(r#"toolboxd_http_request_duration_seconds_bucket{le="+Inf",route="/files"}"#),
+        4.0
+    );
+    assert_eq!(series("toolboxd_sessions"), 1.0);
+    assert_eq!(series("toolboxd_ptys"), 0.0);
+    assert_eq!(series("toolboxd_interpreter_contexts"), 0.0);
+    assert_eq!(series("toolboxd_lsp_servers"), 0.0);
+    assert_eq!(series("toolboxd_watched_directories"), 0.0);
+    assert_eq!(series("toolboxd_ssh_connections"), 0.0);
+    // The execute's shell and the session's shell.
+    assert!(series("toolboxd_processes_started_total") >= 2.0);
+    assert!(series("toolboxd_processes_reaped_total") >= 1.0);
+    assert!(value(&text, "toolboxd_orphans_reaped_total").is_some());
+    assert!(series("toolboxd_http_received_bytes_total") > 500.0);
+    assert!(series("toolboxd_http_sent_bytes_total") > 500.0);
+    assert!(text.ends_with("# EOF\n"));
+}

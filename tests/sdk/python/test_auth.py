@@ -1,0 +1,62 @@
+"""Token auth (`--token`): with a token set, the SDK works when its api_key is the token (control
+plane, toolbox calls, signed URLs, preview links, SSH password) and is refused with any other."""
+
+import asyncio
+
+import asyncssh
+import httpx
+import pytest
+
+from conftest import start_daemon, stop_daemon
+
+TOKEN = "sdk-token-7f3a"
+
+
+@pytest.fixture(scope="module")
+def token_daemon():
+    daemon = start_daemon("auth", args=["--token", TOKEN])
+    yield daemon
+    stop_daemon(daemon)
+
+
+def test_the_sdk_works_with_the_token_as_its_api_key(token_daemon):
+    from daytona import Daytona, DaytonaConfig
+
+    daytona = Daytona(DaytonaConfig(api_url=token_daemon.api_url, api_key=TOKEN))
+    sandbox = daytona.create()
+    sandbox.fs.upload_file(b"hello token", "auth.txt")
+    assert sandbox.fs.download_file("auth.txt") == b"hello token"
+    assert sandbox.process.exec("echo $((6*7))").result.strip() == "42"
+    # A signed URL needs no key at all.
+    assert httpx.get(sandbox.download_url("auth.txt")).content == b"hello token"
+    # The toolbox listener itself: the token opens it, nothing else does.
+    r = httpx.get(f"{token_daemon.toolbox_url}/work-dir")
+    assert r.status_code == 401 and r.json()["code"] == "UNAUTHORIZED"
+    r = httpx.get(f"{token_daemon.toolbox_url}/work-dir", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200
+    assert httpx.get(f"{token_daemon.toolbox_url}/healthz").status_code == 200
+
+
+def test_another_api_key_is_refused(token_daemon):
+    from daytona import Daytona, DaytonaConfig
+    from daytona.common.errors import DaytonaAuthenticationError
+
+    daytona = Daytona(DaytonaConfig(api_url=token_daemon.api_url, api_key="not-the-token"))
+    with pytest.raises(DaytonaAuthenticationError):
+        daytona.get("local")
+
+
+def test_ssh_takes_the_token_as_a_password(token_daemon):
+    async def main():
+        options = dict(known_hosts=None, username="sandbox", agent_path=None, client_keys=None)
+        async with asyncssh.connect(
+            "127.0.0.1", port=token_daemon.ssh_port, password=TOKEN, **options
+        ) as conn:
+            result = await conn.run("echo in")
+            assert result.stdout == "in\n"
+        with pytest.raises(asyncssh.PermissionDenied):
+            await asyncssh.connect(
+                "127.0.0.1", port=token_daemon.ssh_port, password="wrong", **options
+            )
+
+    asyncio.run(asyncio.wait_for(main(), 120))
