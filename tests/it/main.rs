@@ -13,6 +13,7 @@ mod files_remove;
 mod git;
 mod git_support;
 mod interpreter;
+mod json_bodies;
 mod lsp;
 mod mcp;
 mod openapi;
