@@ -3,7 +3,9 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{Content, Ref, RefOr, Response};
+use utoipa::{Modify, OpenApi};
 
 use super::{
     download, files, git, info, interpreter, lsp, mcp, ports, process, proxy, pty, search, session,
@@ -55,9 +57,158 @@ use crate::state::AppState;
         (name = "lsp", description = "Language servers (python, typescript, javascript) and the LSP relay"),
         (name = "mcp", description = "The sandbox's tools over the Model Context Protocol (Streamable HTTP)"),
         (name = "ports", description = "Listening ports and the preview proxy"),
-    )
+    ),
+    modifiers(&Statuses)
 )]
 pub struct ApiDoc;
+
+/// Adds the error statuses the annotations leave out, so every operation lists every status it
+/// can answer, each with the `ErrorBody` schema: those of every route (500; 503 while shutting
+/// down or out of descriptors), 400 and 413 where there are parameters or a body, and those of a
+/// family of routes (`route_statuses`). An empty description gets the status's standard one.
+struct Statuses;
+
+impl Modify for Statuses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("options", &mut item.options),
+                ("head", &mut item.head),
+                ("patch", &mut item.patch),
+            ];
+            for (method, operation) in operations {
+                if let Some(operation) = operation {
+                    add_statuses(method, path, operation);
+                }
+            }
+        }
+    }
+}
+
+fn add_statuses(method: &str, path: &str, operation: &mut Operation) {
+    if path == "/openapi.json" {
+        return;
+    }
+    let mut statuses = vec![500, 503];
+    let has_parameters = operation
+        .parameters
+        .as_ref()
+        .is_some_and(|parameters| !parameters.is_empty());
+    let upgrade = operation.responses.responses.contains_key("101");
+    if has_parameters || operation.request_body.is_some() || upgrade {
+        statuses.push(400);
+    }
+    let json_body = operation
+        .request_body
+        .as_ref()
+        .is_some_and(|body| body.content.contains_key("application/json"));
+    if json_body {
+        statuses.push(413);
+    }
+    statuses.extend(route_statuses(method, path));
+    let responses = &mut operation.responses.responses;
+    for status in statuses {
+        let response = responses
+            .entry(status.to_string())
+            .or_insert_with(|| RefOr::T(Response::new("")));
+        if let RefOr::T(response) = response {
+            if response.description.is_empty() {
+                response.description = standard_description(status).to_string();
+            }
+            response
+                .content
+                .entry("application/json".to_string())
+                .or_insert_with(|| Content::new(Some(Ref::from_schema_name("ErrorBody"))));
+        }
+    }
+    for (status, response) in responses.iter_mut() {
+        if let (Ok(code @ 400..=599), RefOr::T(response)) = (status.parse::<u16>(), response) {
+            if response.description.is_empty() {
+                response.description = standard_description(code).to_string();
+            }
+        }
+    }
+}
+
+/// The statuses a family of routes can answer beyond those of every route, from the
+/// `ErrorKind`s its capability returns (`crate::error::ErrorKind::status`).
+fn route_statuses(method: &str, path: &str) -> Vec<u16> {
+    let writes = method != "get";
+    let mut statuses = Vec::new();
+    if path.starts_with("/files/watch") {
+        // The watched path: missing, unreadable; inotify out of watches.
+        statuses.extend([403, 404, 507]);
+    } else if path == "/files/bulk-download" {
+        // Per-file errors are parts of the 200 answer.
+    } else if path.starts_with("/files") {
+        // Paths: unreadable, missing; writes: in the way, disk full.
+        statuses.extend([403, 404]);
+        if writes {
+            statuses.extend([409, 507]);
+        }
+    } else if path.starts_with("/git") {
+        // The repository's files; writes: conflicts and a full disk; the network routes: the
+        // remote's answer.
+        statuses.extend([403, 404]);
+        if writes {
+            statuses.extend([409, 507]);
+        }
+        if matches!(path, "/git/clone" | "/git/pull" | "/git/push") {
+            statuses.extend([401, 502]);
+        }
+    } else if path.starts_with("/process/session/") {
+        statuses.push(404);
+    } else if path.starts_with("/process/pty/{session_id}") {
+        statuses.extend([404, 410]);
+    } else if path.starts_with("/lsp") {
+        // The server: not started, not answering, failed.
+        statuses.extend([404, 408, 502]);
+    } else if matches!(path, "/process/execute" | "/process/code-run") {
+        // The working directory.
+        statuses.extend([403, 404]);
+    } else if path == "/mcp" {
+        // The Origin check, the session, the Accept and Content-Type checks.
+        statuses.extend([403, 404, 406]);
+        if method == "post" {
+            statuses.push(415);
+        }
+    } else if path == "/process/interpreter/context" && writes {
+        statuses.extend([403, 404]);
+    }
+    statuses
+}
+
+/// What a status means on this API.
+fn standard_description(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "Bad request: a missing, malformed or out-of-range parameter or body \
+                (`BAD_REQUEST`, `INVALID_REQUEST_BODY`, `INVALID_FILE_PATH`)"
+        }
+        401 => "The remote refused the credentials (`GIT_AUTH_FAILED`)",
+        403 => "Permission denied (`FILE_ACCESS_DENIED`, `FORBIDDEN`)",
+        404 => "Not found",
+        408 => "Timed out",
+        409 => "Conflicts with what exists",
+        410 => "The process has ended",
+        412 => "A precondition (`If-Match`, `If-Unmodified-Since`) does not hold",
+        413 => "The body is too large (`PAYLOAD_TOO_LARGE`; JSON bodies: 16 MiB)",
+        416 => "The range is not satisfiable (`RANGE_NOT_SATISFIABLE`)",
+        422 => "The remote rejected the update (`GIT_REMOTE_REJECTED`)",
+        500 => "Internal error (`INTERNAL_SERVER_ERROR`, `FILE_READ_FAILED`)",
+        502 => "The upstream failed",
+        503 => {
+            "toolboxd is shutting down (`SHUTTING_DOWN`) or out of file descriptors or memory \
+                (`SERVICE_UNAVAILABLE`)"
+        }
+        507 => "No space left on device (`INSUFFICIENT_STORAGE`)",
+        _ => "Error",
+    }
+}
 
 /// The document as pretty JSON with a trailing newline (the checked-in form).
 pub fn document() -> String {
