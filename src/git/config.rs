@@ -169,12 +169,19 @@ impl Git {
     }
 }
 
-/// A config key must be `section.name` (or `section.sub.name`).
+/// What git accepts as a config key: `section.name` or `section.subsection.name`; the section
+/// of letters, digits and `-`, the subsection anything but a newline or NUL, the name a letter
+/// then letters, digits and `-`. The OpenAPI document declares the same pattern.
+pub const CONFIG_KEY_PATTERN: &str = r"^[A-Za-z0-9-]+(\.[^\n\x00]*)?\.[A-Za-z][A-Za-z0-9-]*$";
+
+/// A config key must be `section.name` (or `section.sub.name`), as [`CONFIG_KEY_PATTERN`] says.
 fn check_key(key: &str) -> Result<()> {
+    static KEY: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(CONFIG_KEY_PATTERN).expect("valid pattern"));
     if key.trim().is_empty() {
         return Err(Error::missing("key"));
     }
-    if !key.contains('.') || key.starts_with('.') || key.ends_with('.') {
+    if !KEY.is_match(key) {
         return Err(Error::bad_request(format!(
             "invalid config key {key:?}: expected section.name"
         )));

@@ -149,6 +149,18 @@ fn git_error(err: git2::Error, secrets: &[&str]) -> Error {
         (_, ErrorClass::Os) if message.contains("ENOSPC") || message.contains("No space") => {
             ErrorKind::InsufficientStorage
         }
+        // Something of the wrong kind in the way (`.git/config` a directory, a file where a
+        // directory should be): the request conflicts with what is there.
+        (_, ErrorClass::Os)
+            if message.contains("Is a directory") || message.contains("Not a directory") =>
+        {
+            ErrorKind::Conflict
+        }
+        (_, ErrorClass::Os) if message.contains("Permission denied") => ErrorKind::AccessDenied,
+        // Another request holds the file (`~/.gitconfig.lock`): try again.
+        _ if message.contains("failed to lock file") => ErrorKind::Conflict,
+        // git2 refuses a string with a NUL byte before libgit2 sees it.
+        _ if message.contains("nul byte") => ErrorKind::BadRequest,
         _ if message.contains("unexpected http status code: 401")
             || message.contains("authentication") =>
         {

@@ -386,6 +386,38 @@ pub fn required_path<'a>(value: &'a Option<QueryPath>, name: &str) -> Result<&'a
     }
 }
 
+/// A boolean query flag: `true` or `false` (any case), `1` or `0`; empty is false.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)?$")]
+#[allow(dead_code)]
+pub struct Flag(String);
+
+/// Text without NUL bytes (`value_type = Vec<NoNul>` for lists of paths).
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[^\x00]*$")]
+#[allow(dead_code)]
+pub struct NoNul(String);
+
+/// The schema of environment variables given as a map (`schema_with = env_map`): names of
+/// letters, digits and `_`, not starting with a digit; values without NUL.
+pub fn env_map() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::SchemaType;
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z_][A-Za-z0-9_]*$")),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\x00]*$")),
+        ))
+        .build()
+}
+
 /// A boolean query flag: `true`/`1` (any case) is true, absent/`false`/`0` false, else 400.
 pub fn flag(value: &Option<String>, name: &str) -> Result<bool> {
     match value.as_deref().map(str::to_ascii_lowercase).as_deref() {

@@ -48,6 +48,7 @@ use crate::state::AppState;
         ports::list_ports, ports::port_in_use, proxy::forward,
         openapi_json,
     ),
+    components(schemas(super::extract::Flag, super::extract::NoNul)),
     tags(
         (name = "info", description = "Version, init, directories"),
         (name = "files", description = "File system"),
@@ -92,6 +93,12 @@ impl Modify for Statuses {
 fn add_statuses(method: &str, path: &str, operation: &mut Operation) {
     if path == "/openapi.json" {
         return;
+    }
+    // A single upload may be empty: no body stores an empty file.
+    if matches!(path, "/files/upload" | "/files/upload-v2") {
+        if let Some(body) = operation.request_body.as_mut() {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
     }
     let mut statuses = vec![500, 503];
     let has_parameters = operation

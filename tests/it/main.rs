@@ -10,6 +10,7 @@ mod entrypoint;
 mod errors;
 mod files;
 mod files_remove;
+mod fuzz_findings;
 mod git;
 mod git_support;
 mod interpreter;

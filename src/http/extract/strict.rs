@@ -32,13 +32,56 @@ macro_rules! forward {
     )*};
 }
 
+/// JSON Schema's `integer` takes `182.0`: an integer type reads a float without a fraction as
+/// that integer (any other float stays the type error it was).
+macro_rules! integer {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method(Integral(visitor))
+        }
+    )*};
+}
+
+/// A visitor of an integer type that also takes integral floats.
+struct Integral<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Integral<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<V::Value, E> {
+        self.0.visit_i64(value)
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<V::Value, E> {
+        self.0.visit_u64(value)
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<V::Value, E> {
+        if value.fract() == 0.0 && (0.0..18446744073709551616.0).contains(&value) {
+            self.0.visit_u64(value as u64)
+        } else if value.fract() == 0.0 && (-9223372036854775808.0..0.0).contains(&value) {
+            self.0.visit_i64(value as i64)
+        } else {
+            self.0.visit_f64(value)
+        }
+    }
+}
+
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
     type Error = D::Error;
 
+    integer! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
+        deserialize_u16 deserialize_u32 deserialize_u64
+    }
+
     forward! {
-        deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
-        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
-        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
+        deserialize_any deserialize_bool deserialize_i128 deserialize_u128 deserialize_f32
+        deserialize_f64 deserialize_char
         deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
         deserialize_option deserialize_unit deserialize_seq deserialize_map
         deserialize_identifier deserialize_ignored_any
