@@ -67,6 +67,7 @@ pub struct ApiDoc;
 /// can answer, each with the `ErrorBody` schema: those of every route (500; 503 while shutting
 /// down or out of descriptors), 400 and 413 where there are parameters or a body, and those of a
 /// family of routes (`route_statuses`). An empty description gets the status's standard one.
+/// It also marks the single uploads' bodies optional (no body stores an empty file).
 struct Statuses;
 
 impl Modify for Statuses {
