@@ -497,7 +497,7 @@ pub struct GitInitRequest {
 }
 
 /// Creates a repository (re-initialising one is harmless).
-#[utoipa::path(post, path = "/git/init", tag = "git", request_body = GitInitRequest,
+#[utoipa::path(post, path = "/git/init", tag = "git", operation_id = "git_init", request_body = GitInitRequest,
     responses((status = 201, description = "initialised"), (status = 400, body = super::error::ErrorBody)))]
 pub async fn init(
     State(app): State<AppState>,

@@ -146,7 +146,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// (`completed`, or `interrupted` when the code interrupted itself) and close 1000 at the end;
 /// on timeout no `control` frame, close 4008; at shutdown an `error` frame named `SHUTTING_DOWN`
 /// and close 1011.
-#[utoipa::path(get, path = "/process/interpreter/execute", tag = "process",
+#[utoipa::path(get, path = "/process/interpreter/execute", tag = "process", operation_id = "interpreter_execute",
     responses((status = 101, description = "WebSocket: JSON frames, close 1000 (done, after a `control` frame), 4008 (timeout, no `control` frame), 1008 (bad request), 1011 (worker failed; or toolboxd is shutting down, after an `error` frame named `SHUTTING_DOWN`)")))]
 pub async fn execute(
     State(app): State<AppState>,

@@ -72,6 +72,27 @@ struct Statuses;
 
 impl Modify for Statuses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // One handler for several methods (the preview proxy) gives them one operationId;
+        // generated clients need one per operation, so those get the method appended.
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        for item in openapi.paths.paths.values() {
+            for operation in [
+                &item.get,
+                &item.put,
+                &item.post,
+                &item.delete,
+                &item.options,
+                &item.head,
+                &item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(id) = &operation.operation_id {
+                    *seen.entry(id.clone()).or_default() += 1;
+                }
+            }
+        }
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 ("get", &mut item.get),
@@ -84,6 +105,11 @@ impl Modify for Statuses {
             ];
             for (method, operation) in operations {
                 if let Some(operation) = operation {
+                    if let Some(id) = operation.operation_id.as_mut() {
+                        if seen.get(id.as_str()).is_some_and(|count| *count > 1) {
+                            *id = format!("{id}_{method}");
+                        }
+                    }
                     add_statuses(method, path, operation);
                 }
             }

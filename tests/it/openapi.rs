@@ -33,11 +33,15 @@ fn checked_in_openapi_is_current() {
 }
 
 #[test]
-fn every_error_status_is_documented_with_the_error_body() {
+fn every_error_status_is_documented_with_the_error_body_and_ids_are_unique() {
     let spec: Value =
         serde_json::from_str(&std::fs::read_to_string(checked_in()).unwrap()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
     for (path, operations) in spec["paths"].as_object().unwrap() {
         for (method, operation) in operations.as_object().unwrap() {
+            // Generated clients name a function per operationId: each is unique.
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_string()), "operationId {id} is used twice");
             if path == "/openapi.json" {
                 continue;
             }
