@@ -121,6 +121,7 @@ fn add_statuses(method: &str, path: &str, operation: &mut Operation) {
     if path == "/openapi.json" {
         return;
     }
+    describe_websocket(path, operation);
     // A single upload may be empty: no body stores an empty file.
     if matches!(path, "/files/upload" | "/files/upload-v2") {
         if let Some(body) = operation.request_body.as_mut() {
@@ -166,6 +167,89 @@ fn add_statuses(method: &str, path: &str, operation: &mut Operation) {
             }
         }
     }
+}
+
+/// A WebSocket route (one that answers 101): the 101 says how to ask for the upgrade, and the
+/// operation gets `x-websocket` with the subprotocols and the frames each side sends, so a
+/// reader (or a tool) can tell it from a plain route. The proxy passes any upgrade through.
+fn describe_websocket(path: &str, operation: &mut Operation) {
+    let Some(RefOr::T(upgrade)) = operation.responses.responses.get_mut("101") else {
+        return;
+    };
+    const HOW: &str = "Switching Protocols: a WebSocket (RFC 6455). Ask with `Connection: Upgrade`, \
+                       `Upgrade: websocket`, `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`; \
+                       a plain request is a 400 with the error body. ";
+    if !upgrade.description.starts_with("Switching Protocols") {
+        upgrade.description = format!("{HOW}{}", upgrade.description);
+    }
+    let sdk_version = serde_json::json!({
+        "name": "X-Daytona-SDK-Version~<version>",
+        "meaning": "the SDK's version; echoed when offered (and, on a PTY, when exit control is not)",
+    });
+    let spec = match path {
+        "/process/pty/{session_id}/connect" | "/process/pty/create-connect" => {
+            let mut subprotocols = vec![
+                serde_json::json!({
+                    "name": super::pty::EXIT_CONTROL_PROTOCOL,
+                    "meaning": "send an `exited` control frame before the close; echoed when offered",
+                }),
+                sdk_version,
+            ];
+            if path.ends_with("create-connect") {
+                subprotocols.push(serde_json::json!({
+                    "name": "X-Daytona-Pty-Envs~<base64url of a JSON object of strings>",
+                    "meaning": "the environment of the new PTY; never echoed",
+                }));
+            }
+            serde_json::json!({
+                "subprotocols": subprotocols,
+                "client": "any frame, text or binary: input to the terminal",
+                "server": [
+                    "text {\"type\":\"control\",\"status\":\"connected\"} first",
+                    "binary frames: the scrollback, then live output",
+                    "text {\"type\":\"control\",\"status\":\"exited\",\"exitCode\":N,\"exitReason\"?} at the end (exit control only)",
+                    "text {\"type\":\"control\",\"status\":\"error\",\"error\":…} for a missing or ended PTY",
+                ],
+                "close": "1000 exit 0; 1011 otherwise, reason {\"exitCode\":N,\"exitReason\"?}; 1008 slow consumer",
+            })
+        }
+        "/process/interpreter/execute" => serde_json::json!({
+            "subprotocols": [],
+            "client": "one text frame {code, contextId?, timeout?, envs?}",
+            "server": "text frames {type: stdout|stderr|error|chart|control, text?, name?, value?, traceback?}",
+            "close": "1000 after a `control` frame; 4008 timeout; 1008 bad request; 1002 not JSON; 1011 worker failed or shutting down",
+        }),
+        "/process/session/{session_id}/command/{command_id}/logs"
+        | "/process/session/entrypoint/logs" => serde_json::json!({
+            "subprotocols": [sdk_version],
+            "client": "nothing (frames are ignored)",
+            "server": "binary frames: the log's bytes with Daytona's stdout/stderr markers, from `offset`; live while `follow=true`",
+            "close": "1000 at the end",
+        }),
+        "/files/watch" => serde_json::json!({
+            "subprotocols": [],
+            "client": "nothing (frames are ignored)",
+            "server": "text frames, one JSON event each (as `GET /files/watch/{id}/events` lists them)",
+            "close": "1000 when the watched path is removed; 1011 when the watcher fails",
+        }),
+        "/lsp/ws" => serde_json::json!({
+            "subprotocols": [],
+            "client": "text frames, one JSON-RPC message each (no Content-Length header)",
+            "server": "text frames, one JSON-RPC message each",
+            "close": "1000 after `exit`; 1001 when the server is stopped; 1011 when it exits",
+        }),
+        _ => serde_json::json!({
+            "subprotocols": "passed through",
+            "client": "passed through to the upstream",
+            "server": "passed through from the upstream",
+        }),
+    };
+    let extensions = operation.extensions.get_or_insert_with(Default::default);
+    extensions.merge(
+        utoipa::openapi::extensions::ExtensionsBuilder::new()
+            .add("x-websocket", spec)
+            .build(),
+    );
 }
 
 /// The statuses a family of routes can answer beyond those of every route, from the

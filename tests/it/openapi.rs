@@ -46,6 +46,23 @@ fn every_error_status_is_documented_with_the_error_body_and_ids_are_unique() {
                 continue;
             }
             let responses = operation["responses"].as_object().unwrap();
+            // A WebSocket route says so: how to upgrade, its subprotocols and frames.
+            if let Some(upgrade) = responses.get("101") {
+                assert!(
+                    upgrade["description"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("Switching Protocols: a WebSocket"),
+                    "{method} {path}"
+                );
+                let websocket = &operation["x-websocket"];
+                for key in ["subprotocols", "client", "server"] {
+                    assert!(
+                        !websocket[key].is_null(),
+                        "{method} {path}: x-websocket.{key}"
+                    );
+                }
+            }
             let has_input = operation.get("parameters").is_some()
                 || operation.get("requestBody").is_some()
                 || responses.contains_key("101");
