@@ -85,7 +85,7 @@ fn ok(status: StatusCode) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitCloneRequest {
     /// Remote URL (https, http or file).
-    #[schema(pattern = r"\S")]
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub url: String,
     /// Target directory (must not exist or be empty).
     #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
@@ -279,7 +279,7 @@ pub struct GitCheckoutRequest {
     #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// A local branch, a remote branch name, a remote-tracking ref or a commit.
-    #[schema(pattern = r"\S")]
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub branch: String,
 }
 
@@ -628,10 +628,10 @@ pub struct GitAddRemoteRequest {
     #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Remote name.
-    #[schema(pattern = r"\S")]
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub name: String,
     /// URL.
-    #[schema(pattern = r"\S")]
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub url: String,
     /// Fetch right away.
     pub fetch: Option<bool>,

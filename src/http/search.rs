@@ -293,7 +293,7 @@ pub async fn replace_in_files(
 
 fn max_results(value: &Option<String>) -> Result<Option<usize>> {
     match value.as_deref() {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(text) => text.parse::<u32>().map(|n| Some(n as usize)).map_err(|_| {
             Error::bad_request(format!(
                 "invalid maxResults {text:?}: expected a non-negative integer"

@@ -45,6 +45,22 @@ fn git_init_over_a_directory_named_config_is_a_409() {
 }
 
 #[test]
+fn damaged_repositories_are_409s_not_500s() {
+    let daemon = Toolboxd::start();
+    // `.git/HEAD` a directory: init cannot write it (a 4xx, whichever libgit2 trips on first).
+    std::fs::create_dir_all(daemon.workdir.join("a/.git/HEAD")).unwrap();
+    let status = daemon
+        .post_json("/git/init", &json!({"path": "a"}))
+        .status()
+        .as_u16();
+    assert!((400..500).contains(&status), "{status}");
+    // A HEAD that is not a reference.
+    json(daemon.post_json("/git/init", &json!({"path": "b"})), 201);
+    std::fs::write(daemon.workdir.join("b/.git/HEAD"), "garbage").unwrap();
+    assert_error(daemon.get("/git/status?path=b"), 409, "CONFLICT");
+}
+
+#[test]
 fn config_keys_are_what_git_accepts() {
     let daemon = Toolboxd::start();
     for key in ["user.name", "remote.origin.url", "a.sub section.b-1"] {
@@ -83,7 +99,12 @@ fn query_values_outside_the_documented_range_are_400s() {
     let daemon = Toolboxd::start();
     // `depth` is an integer >= 1: empty is not one.
     assert_error(daemon.get("/files?depth="), 400, "BAD_REQUEST");
-    // `maxResults` and `limit` are at most 4294967295.
+    // `maxResults` is an integer too (empty was taken as absent), at most 4294967295.
+    assert_error(
+        daemon.get("/files/find?path=.&pattern=x&maxResults="),
+        400,
+        "BAD_REQUEST",
+    );
     assert_error(
         daemon.get("/files/search?path=.&pattern=*&maxResults=4294967296"),
         400,

@@ -50,7 +50,7 @@ def before_call(context, case, kwargs):  # noqa: ARG001
 # git's scope `local` without the repository. The wire answer for these is Daytona's 400
 # (`INVALID_FILE_PATH`, `BAD_REQUEST`), which the SDKs expect; a schema cannot say "valid unless
 # the path is a directory", so schemathesis's positive-data check reports them. (So is a commit
-# when nothing is staged.) Only these
+# when nothing is staged, and a work-tree operation on a bare repository.) Only these
 # messages are let through; any other 400 to a valid request still fails the run.
 STATE_REFUSALS = (
     "path points to a directory",
@@ -59,6 +59,7 @@ STATE_REFUSALS = (
     "nothing to change: give at least one of mode, owner, group",
     "scope local needs the repository path",
     "nothing to commit",
+    "the repository is bare",
     "group not found",
     "user not found",
 )
