@@ -65,6 +65,7 @@ impl Git {
         path: Option<&str>,
     ) -> Result<Option<String>> {
         check_key(key)?;
+        let _serial = config_lock();
         let config = self.config_at(scope, path)?;
         match config.get_string(key) {
             Ok(value) => Ok(Some(value)),
@@ -82,6 +83,7 @@ impl Git {
         path: Option<&str>,
     ) -> Result<()> {
         check_key(key)?;
+        let _serial = config_lock();
         let mut config = self.config_at(scope, path)?;
         config.set_str(key, value).map_err(|err| {
             let mapped = git_error(err, &[]);
@@ -159,6 +161,7 @@ impl Git {
             ));
         }
         CredentialStore::new(self.home()).store(protocol, host, username, password)?;
+        let _serial = config_lock();
         let mut config = self.config_at(ConfigScope::Global, None)?;
         if config.get_string("credential.helper").is_err() {
             config
@@ -167,6 +170,15 @@ impl Git {
         }
         Ok(())
     }
+}
+
+/// Config reads and writes one at a time: libgit2 rewrites a config file through a `.lock`
+/// file and a rename, and a reader or a second writer meanwhile fails (`could not read`,
+/// `failed to lock file`), which concurrent requests made 500s and 409s.
+fn config_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What git accepts as a config key: `section.name` or `section.subsection.name`; the section

@@ -158,7 +158,10 @@ fn git_error(err: git2::Error, secrets: &[&str]) -> Error {
         }
         // A repository left damaged (a ref file that is not one, a config git cannot write):
         // what is there is the problem, not the server.
-        _ if message.contains("corrupted") || message.contains("configuration is read-only") => {
+        _ if message.contains("corrupted")
+            || message.contains("configuration is read-only")
+            || message.contains("failed to parse config file") =>
+        {
             ErrorKind::Conflict
         }
         (_, ErrorClass::Os) if message.contains("Permission denied") => ErrorKind::AccessDenied,
