@@ -169,6 +169,8 @@ fn git_error(err: git2::Error, secrets: &[&str]) -> Error {
         _ if message.contains("failed to lock file") || message.contains("locked file") => {
             ErrorKind::Conflict
         }
+        // A path the index cannot hold (inside a nested `.git`, a repository's own directory).
+        _ if message.starts_with("invalid path") => ErrorKind::InvalidPath,
         // git2 refuses a string with a NUL byte before libgit2 sees it.
         _ if message.contains("nul byte") => ErrorKind::BadRequest,
         _ if message.contains("unexpected http status code: 401")
