@@ -73,7 +73,7 @@ pub struct LogsQuery {
 pub struct CreateSessionRequest {
     /// The new session's id (`entrypoint` is reserved).
     #[schema(
-        pattern = r"^(?!\s*$)(?!\.\.?$)(?!entrypoint$)[^/\x00]+$",
+        pattern = r"^(?!\s*$)(?!\.\.?$)(?!entrypoint$)[^/\x00-\x1f\x7f-\x9f]+$",
         max_length = 255
     )]
     pub session_id: String,

@@ -125,3 +125,20 @@ fn query_values_outside_the_documented_range_are_400s() {
         201
     );
 }
+
+#[test]
+fn session_ids_with_control_characters_are_refused() {
+    // Created, then not found by its own id (schemathesis' stateful check): such ids are 400s.
+    let daemon = Toolboxd::start();
+    assert_error(
+        daemon.post_json("/process/session", &json!({"sessionId": ";\u{89}5\u{4}"})),
+        400,
+        "BAD_REQUEST",
+    );
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "plain-id"}))
+            .status(),
+        201
+    );
+}
