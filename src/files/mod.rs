@@ -465,13 +465,21 @@ fn rename_no_replace(source: &Path, destination: &Path) -> std::io::Result<()> {
 
 /// Parses an octal mode such as `755`, `0644` or `0o700`.
 pub fn parse_mode(text: &str) -> Result<u32> {
-    let digits = text.trim().trim_start_matches("0o");
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if !digits.is_empty() && mode <= 0o7777 => Ok(mode),
-        _ => Err(Error::bad_request(format!(
-            "invalid mode format: {text:?} (expected octal such as 755 or 0644)"
-        ))),
+    // Exactly what the documented pattern `^(0o)?0*[0-7]{1,4}$` allows: no sign, no spaces.
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let octal = !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(digits.trim_start_matches('0'), 8) {
+        _ if !octal => Err(invalid_mode(text)),
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        Err(_) if digits.trim_start_matches('0').is_empty() => Ok(0),
+        _ => Err(invalid_mode(text)),
     }
+}
+
+fn invalid_mode(text: &str) -> Error {
+    Error::bad_request(format!(
+        "invalid mode format: {text:?} (expected octal such as 755 or 0644)"
+    ))
 }
 
 /// The directory a path lives in (`.`-free: a bare name lives in itself's parent or `/`).
@@ -515,6 +523,11 @@ mod tests {
         assert!(parse_mode("").is_err());
         assert!(parse_mode("rwx").is_err());
         assert!(parse_mode("77777").is_err());
+        assert_eq!(parse_mode("000755").unwrap(), 0o755);
+        assert_eq!(parse_mode("0").unwrap(), 0);
+        assert!(parse_mode("+755").is_err());
+        assert!(parse_mode(" 755").is_err());
+        assert!(parse_mode("0o").is_err());
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl Git {
         path: Option<&str>,
     ) -> Result<Option<String>> {
         check_key(key)?;
+        let _serial = config_lock();
         let config = self.config_at(scope, path)?;
         match config.get_string(key) {
             Ok(value) => Ok(Some(value)),
@@ -82,6 +83,7 @@ impl Git {
         path: Option<&str>,
     ) -> Result<()> {
         check_key(key)?;
+        let _serial = config_lock();
         let mut config = self.config_at(scope, path)?;
         config.set_str(key, value).map_err(|err| {
             let mapped = git_error(err, &[]);
@@ -159,6 +161,7 @@ impl Git {
             ));
         }
         CredentialStore::new(self.home()).store(protocol, host, username, password)?;
+        let _serial = config_lock();
         let mut config = self.config_at(ConfigScope::Global, None)?;
         if config.get_string("credential.helper").is_err() {
             config
@@ -169,12 +172,28 @@ impl Git {
     }
 }
 
-/// A config key must be `section.name` (or `section.sub.name`).
+/// Config reads and writes one at a time: libgit2 rewrites a config file through a `.lock`
+/// file and a rename, and a reader or a second writer meanwhile fails (`could not read`,
+/// `failed to lock file`), which concurrent requests made 500s and 409s.
+fn config_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What git accepts as a config key: `section.name` or `section.subsection.name`; the section
+/// of letters, digits and `-`, the subsection anything but a newline or NUL, the name a letter
+/// then letters, digits and `-`. The OpenAPI document declares the same pattern.
+pub const CONFIG_KEY_PATTERN: &str = r"^[A-Za-z0-9-]+(\.[^\n\x00]*)?\.[A-Za-z][A-Za-z0-9-]*$";
+
+/// A config key must be `section.name` (or `section.sub.name`), as [`CONFIG_KEY_PATTERN`] says.
 fn check_key(key: &str) -> Result<()> {
+    static KEY: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(CONFIG_KEY_PATTERN).expect("valid pattern"));
     if key.trim().is_empty() {
         return Err(Error::missing("key"));
     }
-    if !key.contains('.') || key.starts_with('.') || key.ends_with('.') {
+    if !KEY.is_match(key) {
         return Err(Error::bad_request(format!(
             "invalid config key {key:?}: expected section.name"
         )));

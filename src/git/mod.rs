@@ -149,6 +149,30 @@ fn git_error(err: git2::Error, secrets: &[&str]) -> Error {
         (_, ErrorClass::Os) if message.contains("ENOSPC") || message.contains("No space") => {
             ErrorKind::InsufficientStorage
         }
+        // Something of the wrong kind in the way (`.git/config` a directory, a file where a
+        // directory should be): the request conflicts with what is there.
+        _ if message.to_ascii_lowercase().contains("is a directory")
+            || message.contains("Not a directory") =>
+        {
+            ErrorKind::Conflict
+        }
+        // A repository left damaged (a ref file that is not one, a config git cannot write):
+        // what is there is the problem, not the server.
+        _ if message.contains("corrupted")
+            || message.contains("configuration is read-only")
+            || message.contains("failed to parse config file") =>
+        {
+            ErrorKind::Conflict
+        }
+        (_, ErrorClass::Os) if message.contains("Permission denied") => ErrorKind::AccessDenied,
+        // Another request holds the file (`~/.gitconfig.lock`): try again.
+        _ if message.contains("failed to lock file") || message.contains("locked file") => {
+            ErrorKind::Conflict
+        }
+        // A path the index cannot hold (inside a nested `.git`, a repository's own directory).
+        _ if message.starts_with("invalid path") => ErrorKind::InvalidPath,
+        // git2 refuses a string with a NUL byte before libgit2 sees it.
+        _ if message.contains("nul byte") => ErrorKind::BadRequest,
         _ if message.contains("unexpected http status code: 401")
             || message.contains("authentication") =>
         {

@@ -469,6 +469,10 @@ fn pathspecs(root: &Path, files: &[String]) -> Result<Vec<String>> {
     files
         .iter()
         .map(|file| {
+            // git2 panics on a pathspec with a NUL byte (it cannot become a C string).
+            if file.contains('\0') {
+                return Err(Error::invalid_path(format!("{file:?} contains a NUL byte")));
+            }
             let file = file.trim_end_matches('/');
             if file.is_empty() || file == "." || file == "*" {
                 return Ok(".".to_string());

@@ -44,6 +44,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct FilesDownloadRequest {
     /// Files to send, in this order.
+    #[schema(min_items = 1)]
     pub paths: Vec<String>,
 }
 

@@ -20,6 +20,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
 
+mod strict;
+
 /// A query string decoded into `T`.
 #[derive(Debug)]
 pub struct Query<T>(pub T);
@@ -295,25 +297,26 @@ fn too_large(limit: usize) -> Error {
     )
 }
 
-/// Decodes a whole JSON document into `T`. A failure says where: the field path when serde
+/// Decodes a whole JSON document into `T`; objects are objects only (see [`strict`]). A failure says where: the field path when serde
 /// knows it (field `files[0]`), "the body" when the top-level value is of the wrong type, and
 /// otherwise the line and column serde_json reports (syntax errors, a body cut short, trailing
 /// characters).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = known_path(err.path());
-        let inner = err.into_inner();
-        let detail = plain_json_error(&inner);
-        let message = match (path, inner.classify()) {
-            (Some(path), _) => format!("invalid JSON body: field `{path}`: {detail}"),
-            (None, serde_json::error::Category::Data) => {
-                format!("invalid JSON body: the body: {detail}")
-            }
-            (None, _) => format!("invalid JSON body: {detail}"),
-        };
-        Error::invalid_body(message)
-    })?;
+    let value =
+        serde_path_to_error::deserialize(strict::Strict(&mut deserializer)).map_err(|err| {
+            let path = known_path(err.path());
+            let inner = err.into_inner();
+            let detail = plain_json_error(&inner);
+            let message = match (path, inner.classify()) {
+                (Some(path), _) => format!("invalid JSON body: field `{path}`: {detail}"),
+                (None, serde_json::error::Category::Data) => {
+                    format!("invalid JSON body: the body: {detail}")
+                }
+                (None, _) => format!("invalid JSON body: {detail}"),
+            };
+            Error::invalid_body(message)
+        })?;
     deserializer.end().map_err(|err| {
         Error::invalid_body(format!(
             "invalid JSON body: {}: only one JSON value is expected",
@@ -381,6 +384,38 @@ pub fn required_path<'a>(value: &'a Option<QueryPath>, name: &str) -> Result<&'a
         Some(path) if !path.0.is_empty() => Ok(path),
         _ => Err(Error::missing(name)),
     }
+}
+
+/// A boolean query flag: `true` or `false` (any case), `1` or `0`; empty is false.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)?$")]
+#[allow(dead_code)]
+pub struct Flag(String);
+
+/// Text without NUL bytes (`value_type = Vec<NoNul>` for lists of paths).
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[^\x00]*$")]
+#[allow(dead_code)]
+pub struct NoNul(String);
+
+/// The schema of environment variables given as a map (`schema_with = env_map`): names of
+/// letters, digits and `_`, not starting with a digit; values without NUL.
+pub fn env_map() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::SchemaType;
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z_][A-Za-z0-9_]*$")),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\x00]*$")),
+        ))
+        .build()
 }
 
 /// A boolean query flag: `true`/`1` (any case) is true, absent/`false`/`0` false, else 400.

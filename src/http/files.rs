@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{blocking, flag, required_path, Query, QueryPath};
+use super::extract::{blocking, flag, required_path, Flag, Query, QueryPath};
 use super::{stream, wire};
 use crate::error::{Error, Result};
 use crate::files::{FileInfo, PermissionsChange};
@@ -81,9 +81,10 @@ impl FileInfoDto {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Directory to list (default `.`, the work dir).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = r"^[^\x00]*$")]
     pub path: Option<QueryPath>,
     /// Levels to descend, 1 (default) = children only.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295_i64)]
     pub depth: Option<String>,
 }
 
@@ -92,7 +93,7 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 pub struct PathQuery {
     /// A file or directory; relative to the work dir unless absolute.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
 }
 
@@ -101,9 +102,10 @@ pub struct PathQuery {
 #[into_params(parameter_in = Query)]
 pub struct FolderQuery {
     /// The directory to create (parents too).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
     /// Octal mode, default `0755`.
+    #[param(pattern = r"^((0o)?0*[0-7]{1,4})?$")]
     pub mode: Option<String>,
 }
 
@@ -112,9 +114,10 @@ pub struct FolderQuery {
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// What to delete.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
     /// `true` to delete a directory tree.
+    #[param(value_type = Option<Flag>)]
     pub recursive: Option<String>,
 }
 
@@ -123,10 +126,10 @@ pub struct DeleteQuery {
 #[into_params(parameter_in = Query)]
 pub struct MoveQuery {
     /// What to move.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub source: Option<QueryPath>,
     /// Where to; must not exist.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub destination: Option<QueryPath>,
 }
 
@@ -135,9 +138,10 @@ pub struct MoveQuery {
 #[into_params(parameter_in = Query)]
 pub struct PermissionsQuery {
     /// The file or directory.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
     /// Octal mode.
+    #[param(pattern = r"^((0o)?0*[0-7]{1,4})?$")]
     pub mode: Option<String>,
     /// User name or uid.
     pub owner: Option<String>,
@@ -160,7 +164,7 @@ pub async fn list_files(
         .filter(|p| !p.0.is_empty())
         .unwrap_or_else(|| QueryPath(".".into()));
     let depth = match query.depth.as_deref() {
-        None | Some("") => 1,
+        None => 1,
         Some(text) => match text.parse::<u32>() {
             Ok(depth) if depth >= 1 => depth,
             _ => {

@@ -50,7 +50,7 @@ pub struct PathQuery {
 #[derive(Debug, Deserialize)]
 pub struct HistoryQuery {
     path: Option<QueryPath>,
-    limit: Option<usize>,
+    limit: Option<u32>,
 }
 
 /// `?key=&scope=&path=`
@@ -85,8 +85,10 @@ fn ok(status: StatusCode) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitCloneRequest {
     /// Remote URL (https, http or file).
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub url: String,
     /// Target directory (must not exist or be empty).
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Clone only this branch and check it out.
     pub branch: Option<String>,
@@ -184,7 +186,7 @@ pub struct GitStatus {
 }
 
 /// Work tree and index status, with ahead/behind against the upstream (no git CLI needed).
-#[utoipa::path(get, path = "/git/status", tag = "git", params(("path" = String, Query)),
+#[utoipa::path(get, path = "/git/status", tag = "git", params(("path" = String, Query, min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")),
     responses((status = 200, body = GitStatus), (status = 400, body = super::error::ErrorBody),
         (status = 404, description = "GIT_REPO_NOT_FOUND", body = super::error::ErrorBody)))]
 pub async fn status(
@@ -223,7 +225,7 @@ pub struct ListBranchResponse {
 }
 
 /// Local branches.
-#[utoipa::path(get, path = "/git/branches", tag = "git", params(("path" = String, Query)),
+#[utoipa::path(get, path = "/git/branches", tag = "git", params(("path" = String, Query, min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")),
     responses((status = 200, body = ListBranchResponse), (status = 404, body = super::error::ErrorBody)))]
 pub async fn list_branches(
     State(app): State<AppState>,
@@ -238,6 +240,7 @@ pub async fn list_branches(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitBranchRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// The branch.
     pub name: String,
@@ -273,8 +276,10 @@ pub async fn delete_branch(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitCheckoutRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// A local branch, a remote branch name, a remote-tracking ref or a commit.
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub branch: String,
 }
 
@@ -295,8 +300,10 @@ pub async fn checkout(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitAddRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Paths to stage; `.` is everything (deletions included).
+    #[schema(min_items = 1, value_type = Vec<super::extract::NoNul>)]
     pub files: Vec<String>,
 }
 
@@ -315,6 +322,7 @@ pub async fn add(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitCommitRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// The message.
     pub message: String,
@@ -357,6 +365,7 @@ pub async fn commit(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitPushRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Default `origin`.
     pub remote: Option<String>,
@@ -398,6 +407,7 @@ pub async fn push(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitPullRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Default: the upstream's remote, else `origin`.
     pub remote: Option<String>,
@@ -448,14 +458,18 @@ pub struct GitCommitInfo {
 
 /// The history from HEAD, newest first.
 #[utoipa::path(get, path = "/git/history", tag = "git",
-    params(("path" = String, Query), ("limit" = Option<usize>, Query, description = "at most this many")),
+    params(("path" = String, Query, min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$"), ("limit" = Option<i64>, Query, minimum = 0, maximum = 4294967295_i64, description = "at most this many")),
     responses((status = 200, body = [GitCommitInfo]), (status = 404, body = super::error::ErrorBody)))]
 pub async fn history(
     State(app): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<axum::Json<Vec<GitCommitInfo>>> {
     let path = required_repo(query.path)?;
-    let commits = blocking(move || app.git.history(&path, query.limit)).await?;
+    let commits = blocking(move || {
+        app.git
+            .history(&path, query.limit.map(|limit| limit as usize))
+    })
+    .await?;
     Ok(axum::Json(
         commits
             .into_iter()
@@ -474,6 +488,7 @@ pub async fn history(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitInitRequest {
     /// Where.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Without a work tree.
     pub bare: Option<bool>,
@@ -482,7 +497,7 @@ pub struct GitInitRequest {
 }
 
 /// Creates a repository (re-initialising one is harmless).
-#[utoipa::path(post, path = "/git/init", tag = "git", request_body = GitInitRequest,
+#[utoipa::path(post, path = "/git/init", tag = "git", operation_id = "git_init", request_body = GitInitRequest,
     responses((status = 201, description = "initialised"), (status = 400, body = super::error::ErrorBody)))]
 pub async fn init(
     State(app): State<AppState>,
@@ -503,12 +518,17 @@ pub async fn init(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitResetRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// soft, mixed (default), hard, merge or keep.
+    #[schema(
+        pattern = r"^\s*([Ss][Oo][Ff][Tt]|[Mm][Ii][Xx][Ee][Dd]|[Hh][Aa][Rr][Dd]|[Mm][Ee][Rr][Gg][Ee]|[Kk][Ee][Ee][Pp])?\s*$"
+    )]
     pub mode: Option<String>,
     /// Revision (default HEAD).
     pub target: Option<String>,
     /// Only these paths (mixed only).
+    #[schema(value_type = Option<Vec<super::extract::NoNul>>)]
     pub files: Option<Vec<String>>,
 }
 
@@ -537,8 +557,10 @@ pub async fn reset(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitRestoreRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Paths to restore.
+    #[schema(min_items = 1, value_type = Vec<super::extract::NoNul>)]
     pub files: Vec<String>,
     /// Take content from this revision.
     pub source: Option<String>,
@@ -583,7 +605,7 @@ pub struct ListRemotesResponse {
 }
 
 /// The remotes.
-#[utoipa::path(get, path = "/git/remotes", tag = "git", params(("path" = String, Query)),
+#[utoipa::path(get, path = "/git/remotes", tag = "git", params(("path" = String, Query, min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")),
     responses((status = 200, body = ListRemotesResponse), (status = 404, body = super::error::ErrorBody)))]
 pub async fn list_remotes(
     State(app): State<AppState>,
@@ -603,10 +625,13 @@ pub async fn list_remotes(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitAddRemoteRequest {
     /// The repository.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$")]
     pub path: String,
     /// Remote name.
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub name: String,
     /// URL.
+    #[schema(pattern = r"^[^\x00]*[^\x00\s][^\x00]*$")]
     pub url: String,
     /// Fetch right away.
     pub fetch: Option<bool>,
@@ -643,7 +668,7 @@ pub struct GitConfigResponse {
 
 /// A config value at a scope (global by default).
 #[utoipa::path(get, path = "/git/config", tag = "git",
-    params(("key" = String, Query), ("scope" = Option<String>, Query, description = "global (default), local or system"),
+    params(("key" = String, Query, pattern = r"^[A-Za-z0-9-]+(\.[^\n\x00]*)?\.[A-Za-z][A-Za-z0-9-]*$"), ("scope" = Option<String>, Query, pattern = r"^\s*([Gg][Ll][Oo][Bb][Aa][Ll]|[Ll][Oo][Cc][Aa][Ll]|[Ss][Yy][Ss][Tt][Ee][Mm])?\s*$", description = "global (default), local or system"),
         ("path" = Option<String>, Query, description = "the repository, for scope local")),
     responses((status = 200, body = GitConfigResponse), (status = 400, body = super::error::ErrorBody)))]
 pub async fn get_config(
@@ -660,10 +685,15 @@ pub async fn get_config(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitSetConfigRequest {
     /// `section.name`.
+    #[schema(pattern = r"^[A-Za-z0-9-]+(\.[^\n\x00]*)?\.[A-Za-z][A-Za-z0-9-]*$")]
     pub key: String,
     /// The value.
+    #[schema(pattern = r"^[^\x00]*$")]
     pub value: String,
     /// global (default), local or system.
+    #[schema(
+        pattern = r"^\s*([Gg][Ll][Oo][Bb][Aa][Ll]|[Ll][Oo][Cc][Aa][Ll]|[Ss][Yy][Ss][Tt][Ee][Mm])?\s*$"
+    )]
     pub scope: Option<String>,
     /// The repository, for scope local.
     pub path: Option<String>,
@@ -689,10 +719,15 @@ pub async fn set_config(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitConfigureUserRequest {
     /// user.name
+    #[schema(pattern = r"^[^\x00]*$")]
     pub name: String,
     /// user.email
+    #[schema(pattern = r"^[^\x00]*$")]
     pub email: String,
     /// global (default), local or system.
+    #[schema(
+        pattern = r"^\s*([Gg][Ll][Oo][Bb][Aa][Ll]|[Ll][Oo][Cc][Aa][Ll]|[Ss][Yy][Ss][Tt][Ee][Mm])?\s*$"
+    )]
     pub scope: Option<String>,
     /// The repository, for scope local.
     pub path: Option<String>,
@@ -721,12 +756,16 @@ pub async fn configure_user(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GitAuthenticateRequest {
     /// User name.
+    #[schema(min_length = 1)]
     pub username: String,
     /// Password or token.
+    #[schema(min_length = 1)]
     pub password: String,
     /// Host (and port); default github.com.
+    #[schema(pattern = r"^[^/@ \n]*$")]
     pub host: Option<String>,
     /// Scheme; default https.
+    #[schema(pattern = r"^[^:/ \n]*$")]
     pub protocol: Option<String>,
 }
 

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::extract::Json;
 use super::wire;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::interpreter::{ContextInfo, Job, JobEnd};
 use crate::state::AppState;
 
@@ -146,10 +146,19 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// (`completed`, or `interrupted` when the code interrupted itself) and close 1000 at the end;
 /// on timeout no `control` frame, close 4008; at shutdown an `error` frame named `SHUTTING_DOWN`
 /// and close 1011.
-#[utoipa::path(get, path = "/process/interpreter/execute", tag = "process",
+#[utoipa::path(get, path = "/process/interpreter/execute", tag = "process", operation_id = "interpreter_execute",
     responses((status = 101, description = "WebSocket: JSON frames, close 1000 (done, after a `control` frame), 4008 (timeout, no `control` frame), 1008 (bad request), 1011 (worker failed; or toolboxd is shutting down, after an `error` frame named `SHUTTING_DOWN`)")))]
-pub async fn execute(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| run(app, socket))
+pub async fn execute(
+    State(app): State<AppState>,
+    upgrade: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response> {
+    let upgrade = upgrade.map_err(|_| {
+        Error::bad_request("this route is a WebSocket: send an Upgrade: websocket request")
+    })?;
+    Ok(upgrade.on_upgrade(move |socket| run(app, socket)))
 }
 
 async fn run(app: AppState, mut socket: WebSocket) {

@@ -42,8 +42,10 @@ pub fn router() -> Router<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct LspServerRequest {
     /// `python`, `typescript` or `javascript`.
+    #[schema(pattern = "^(python|typescript|javascript)$")]
     pub language_id: String,
     /// The project root: absolute, or relative to the work dir.
+    #[schema(min_length = 1)]
     pub path_to_project: String,
 }
 
@@ -52,10 +54,13 @@ pub struct LspServerRequest {
 #[serde(rename_all = "camelCase")]
 pub struct LspDocumentRequest {
     /// `python`, `typescript` or `javascript`.
+    #[schema(pattern = "^(python|typescript|javascript)$")]
     pub language_id: String,
     /// The project root.
+    #[schema(min_length = 1)]
     pub path_to_project: String,
     /// `file://` + the path (absolute, or relative to the project).
+    #[schema(min_length = 1)]
     pub uri: String,
 }
 
@@ -83,10 +88,13 @@ pub struct LspCompletionContext {
 #[serde(rename_all = "camelCase")]
 pub struct LspCompletionParams {
     /// `python`, `typescript` or `javascript`.
+    #[schema(pattern = "^(python|typescript|javascript)$")]
     pub language_id: String,
     /// The project root.
+    #[schema(min_length = 1)]
     pub path_to_project: String,
     /// `file://` + the path.
+    #[schema(min_length = 1)]
     pub uri: String,
     /// Where to complete.
     pub position: LspPosition,
@@ -152,6 +160,7 @@ pub struct LspRangeDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LspLocationDto {
     /// The file's URI.
+    #[schema(min_length = 1)]
     pub uri: String,
     /// Where in it.
     pub range: LspRangeDto,
@@ -178,10 +187,13 @@ pub struct LspSymbolDto {
 #[serde(rename_all = "camelCase")]
 pub struct DocumentQuery {
     /// `python`, `typescript` or `javascript`.
+    #[param(value_type = String, pattern = "^(python|typescript|javascript)$")]
     pub language_id: Option<String>,
     /// The project root.
+    #[param(value_type = String, min_length = 1)]
     pub path_to_project: Option<String>,
     /// `file://` + the path.
+    #[param(value_type = String, min_length = 1)]
     pub uri: Option<String>,
 }
 
@@ -193,8 +205,10 @@ pub struct WorkspaceQuery {
     /// What to look for (empty: everything the server lists).
     pub query: Option<String>,
     /// `python`, `typescript` or `javascript`.
+    #[param(value_type = String, pattern = "^(python|typescript|javascript)$")]
     pub language_id: Option<String>,
     /// The project root.
+    #[param(value_type = String, min_length = 1)]
     pub path_to_project: Option<String>,
 }
 
@@ -204,10 +218,13 @@ pub struct WorkspaceQuery {
 #[serde(rename_all = "camelCase")]
 pub struct DiagnosticsQuery {
     /// `python`, `typescript` or `javascript`.
+    #[param(value_type = String, pattern = "^(python|typescript|javascript)$")]
     pub language_id: Option<String>,
     /// The project root.
+    #[param(value_type = String, min_length = 1)]
     pub path_to_project: Option<String>,
     /// `file://` + the path.
+    #[param(value_type = String, min_length = 1)]
     pub uri: Option<String>,
     /// Seconds to wait for diagnostics newer than the file's last change (default 5, most 60).
     pub timeout: Option<f64>,
@@ -218,6 +235,7 @@ pub struct DiagnosticsQuery {
 #[serde(rename_all = "camelCase")]
 pub struct DiagnosticsDto {
     /// The file's URI.
+    #[schema(min_length = 1)]
     pub uri: String,
     /// The document version they are for, when the server said.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,8 +253,10 @@ pub struct DiagnosticsDto {
 #[serde(rename_all = "camelCase")]
 pub struct RelayQuery {
     /// `python`, `typescript` or `javascript`.
+    #[param(value_type = String, pattern = "^(python|typescript|javascript)$")]
     pub language_id: Option<String>,
     /// The project root.
+    #[param(value_type = String, min_length = 1)]
     pub path_to_project: Option<String>,
 }
 

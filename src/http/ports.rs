@@ -46,7 +46,7 @@ pub async fn list_ports(State(app): State<AppState>) -> Result<Json<PortList>> {
 
 /// Whether a TCP socket listens on `port` (1–65535; Daytona accepts only 3000–9999).
 #[utoipa::path(get, path = "/port/{port}/in-use", tag = "ports",
-    params(("port" = u16, Path, description = "1-65535")),
+    params(("port" = u16, Path, minimum = 1, maximum = 65535, description = "1-65535")),
     responses((status = 200, body = IsPortInUse), (status = 400, body = super::error::ErrorBody)))]
 pub async fn port_in_use(State(app): State<AppState>, uri: Uri) -> Result<Json<IsPortInUse>> {
     // The raw segment: a percent-encoded or non-UTF-8 one is a 400 like any other bad port.

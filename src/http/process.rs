@@ -31,6 +31,7 @@ pub struct ExecuteRequest {
     /// Working directory, relative to the work dir unless absolute.
     pub cwd: Option<String>,
     /// Extra environment variables.
+    #[schema(schema_with = super::extract::env_map)]
     pub envs: Option<BTreeMap<String, String>>,
     /// Seconds before the command's whole process tree is killed (408); 0 or absent: no limit.
     pub timeout: Option<u64>,
@@ -91,6 +92,7 @@ pub struct CodeRunBody {
     /// Arguments, each passed as one argument.
     pub argv: Option<Vec<String>>,
     /// Extra environment variables.
+    #[schema(schema_with = super::extract::env_map)]
     pub envs: Option<BTreeMap<String, String>>,
     /// Working directory (relative to the work dir); default the work dir. JavaScript and
     /// TypeScript resolve `require`/`import()` of relative paths and packages from it.

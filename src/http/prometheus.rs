@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 /// (`toolboxd_http_request_duration_seconds`), bytes in and out, child processes started and
 /// reaped, and live sessions, PTYs, language servers, interpreter contexts, watched directories
 /// and SSH connections.
-#[utoipa::path(get, path = "/metrics", tag = "info",
+#[utoipa::path(get, path = "/metrics", tag = "info", operation_id = "prometheus_metrics",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let live = Live {

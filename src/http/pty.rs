@@ -64,14 +64,21 @@ type MaybeUpgrade =
 #[serde(rename_all = "camelCase")]
 pub struct PtyCreateRequest {
     /// The id, unique among PTYs; not empty, no `/`.
+    #[schema(
+        pattern = r"^(?!create-connect$)[^/\x00-\x1f\x7f-\x9f]+$",
+        max_length = 256
+    )]
     pub id: String,
     /// Working directory (relative to the work dir); default the work dir.
     pub cwd: Option<String>,
     /// Environment on top of the sandbox's; `TERM` defaults to xterm-256color.
+    #[schema(schema_with = super::extract::env_map)]
     pub envs: Option<BTreeMap<String, String>>,
     /// Columns, 1–1000 (default 80).
+    #[schema(minimum = 1, maximum = 1000)]
     pub cols: Option<u16>,
     /// Rows, 1–1000 (default 24).
+    #[schema(minimum = 1, maximum = 1000)]
     pub rows: Option<u16>,
     /// Start the shell on the first connect instead of now.
     pub lazy_start: Option<bool>,
@@ -133,8 +140,10 @@ pub struct PtyListResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PtyResizeRequest {
     /// Columns, 1–1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub cols: u16,
     /// Rows, 1–1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub rows: u16,
 }
 
@@ -278,7 +287,9 @@ pub async fn connect_pty(
 /// `X-Daytona-Pty-Envs~<base64url JSON>` subprotocol). Bad input is a 400 and a taken id a 409,
 /// before the upgrade.
 #[utoipa::path(get, path = "/process/pty/create-connect", tag = "process",
-    params(("id" = String, Query), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query),
+    params(("id" = String, Query, pattern = r"^(?!create-connect$)[^/\x00-\x1f\x7f-\x9f]+$", max_length = 256),
+        ("cols" = Option<u16>, Query, minimum = 1, maximum = 1000),
+        ("rows" = Option<u16>, Query, minimum = 1, maximum = 1000),
         ("cwd" = Option<String>, Query)),
     responses((status = 101, description = "WebSocket, as /process/pty/{session_id}/connect"),
         (status = 400, body = super::error::ErrorBody),

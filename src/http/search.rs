@@ -10,7 +10,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{blocking, flag, required, required_path, Json, Query, QueryPath};
+use super::extract::{blocking, flag, required, required_path, Flag, Json, Query, QueryPath};
 use super::stream::{self, JsonArrayWriter};
 use super::wire;
 use crate::error::{Error, Result};
@@ -35,17 +35,22 @@ pub fn router() -> Router<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct FindQuery {
     /// Directory (or file) to search.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
     /// Text to find (literal unless `regex=true`).
+    #[param(value_type = String, min_length = 1)]
     pub pattern: Option<String>,
     /// Treat `pattern` as a regular expression.
+    #[param(value_type = Option<Flag>)]
     pub regex: Option<String>,
     /// Ignore case.
+    #[param(value_type = Option<Flag>)]
     pub case_insensitive: Option<String>,
     /// Honour .gitignore/.ignore files and skip `.git`.
+    #[param(value_type = Option<Flag>)]
     pub gitignore: Option<String>,
     /// Stop after N matches (then `X-Toolboxd-Truncated: true`).
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub max_results: Option<String>,
 }
 
@@ -55,11 +60,13 @@ pub struct FindQuery {
 #[serde(rename_all = "camelCase")]
 pub struct SearchQuery {
     /// Directory to walk.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
     /// Glob: without `/` it matches base names; with `/` or `**` the path relative to `path`.
+    #[param(value_type = String, min_length = 1)]
     pub pattern: Option<String>,
     /// Stop after N results (then `X-Toolboxd-Truncated: true`).
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub max_results: Option<String>,
 }
 
@@ -90,10 +97,13 @@ pub struct SearchFilesResponse {
 #[serde(rename_all = "camelCase")]
 pub struct ReplaceRequest {
     /// Files to rewrite.
+    #[schema(min_items = 1)]
     pub files: Vec<String>,
     /// Text to replace (literal unless `regex`).
+    #[schema(min_length = 1)]
     pub pattern: String,
     /// Replacement (`""` allowed; `$1` refers to groups when `regex`).
+    #[schema(value_type = String, required = true)]
     pub new_value: Option<String>,
     /// Treat `pattern` as a regular expression.
     #[serde(default)]
@@ -283,8 +293,8 @@ pub async fn replace_in_files(
 
 fn max_results(value: &Option<String>) -> Result<Option<usize>> {
     match value.as_deref() {
-        None | Some("") => Ok(None),
-        Some(text) => text.parse::<usize>().map(Some).map_err(|_| {
+        None => Ok(None),
+        Some(text) => text.parse::<u32>().map(|n| Some(n as usize)).map_err(|_| {
             Error::bad_request(format!(
                 "invalid maxResults {text:?}: expected a non-negative integer"
             ))

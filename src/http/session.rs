@@ -11,7 +11,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{flag, Json, Query};
+use super::extract::{flag, Flag, Json, Query};
 use crate::error::{Error, Result};
 use crate::process::{
     strip_markers, CommandInfo, ExecOptions, LogFollower, LogFormat, MarkerStripper, SessionInfo,
@@ -72,6 +72,10 @@ pub struct LogsQuery {
 #[serde(rename_all = "camelCase")]
 pub struct CreateSessionRequest {
     /// The new session's id (`entrypoint` is reserved).
+    #[schema(
+        pattern = r"^(?!\s*$)(?!\.\.?$)(?!entrypoint$)[^/\x00-\x1f\x7f-\x9f]+$",
+        max_length = 255
+    )]
     pub session_id: String,
 }
 
@@ -158,6 +162,7 @@ pub struct SessionCommandLogsResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SessionSendInputRequest {
     /// Text for the command's stdin (a newline is added if missing).
+    #[schema(min_length = 1)]
     pub data: String,
 }
 
@@ -308,7 +313,7 @@ pub async fn get_command(
 /// get `text/plain` as Daytona's daemon gives them (see the README).
 #[utoipa::path(get, path = "/process/session/{session_id}/command/{command_id}/logs", tag = "process",
     params(("session_id" = String, Path), ("command_id" = String, Path),
-        ("follow" = Option<bool>, Query, description = "WebSocket only: stream until the command ends"),
+        ("follow" = Option<Flag>, Query, description = "WebSocket only: stream until the command ends"),
         ("offset" = Option<u64>, Query, description = "WebSocket only: start at this byte of the log")),
     responses((status = 200, body = SessionCommandLogsResponse),
         (status = 101, description = "WebSocket: binary frames of the marker-framed log, close 1000 at the end"),
@@ -328,7 +333,7 @@ pub async fn command_logs(
 
 /// The entrypoint command's logs (as `…/command/entrypoint_command/logs`).
 #[utoipa::path(get, path = "/process/session/entrypoint/logs", tag = "process",
-    params(("follow" = Option<bool>, Query, description = "WebSocket only: stream until the entrypoint ends"),
+    params(("follow" = Option<Flag>, Query, description = "WebSocket only: stream until the entrypoint ends"),
         ("offset" = Option<u64>, Query, description = "WebSocket only: start at this byte of the log")),
     responses((status = 200, body = SessionCommandLogsResponse),
         (status = 101, description = "WebSocket: binary frames of the marker-framed log, close 1000 at the end"),

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct UpdateEnvRequest {
     /// Variables to set.
+    #[schema(schema_with = super::extract::env_map)]
     pub set: Option<BTreeMap<String, String>>,
     /// Variables to remove (before `set`).
     pub unset: Option<Vec<String>>,

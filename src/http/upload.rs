@@ -44,7 +44,7 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// Destination file.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
     /// Signed-URL expiry (checked by the platform's proxy, ignored here).
     #[allow(dead_code)]
@@ -225,9 +225,18 @@ pub async fn upload_v2(
     report.finish()
 }
 
+/// The form of the legacy single upload: one part, `file`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The file's bytes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 /// The legacy single upload (multipart field `file`); answers 200 with an empty body.
 #[utoipa::path(post, path = "/files/upload", tag = "files", params(UploadQuery),
-    request_body(content_type = "multipart/form-data", description = "field `file`"),
+    request_body(content = UploadForm, content_type = "multipart/form-data", description = "field `file`"),
     responses((status = 200), (status = 400, body = ErrorBody)))]
 pub async fn upload_legacy(
     State(app): State<AppState>,

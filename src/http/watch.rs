@@ -13,7 +13,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{blocking, flag, required_path, Json, Query, QueryPath};
+use super::extract::{blocking, flag, required_path, Flag, Json, Query, QueryPath};
 use super::wire::rfc3339_nano;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -37,11 +37,13 @@ type MaybeUpgrade =
 #[serde(rename_all = "camelCase")]
 pub struct WatchQuery {
     /// The file or directory to watch; relative to the work dir unless absolute.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: Option<QueryPath>,
     /// Watch subdirectories too (default false).
+    #[param(value_type = Option<Flag>)]
     pub recursive: Option<String>,
     /// Report changes inside `.git` directories too (default false).
+    #[param(value_type = Option<Flag>)]
     pub include_git: Option<String>,
 }
 
@@ -50,6 +52,7 @@ pub struct WatchQuery {
 #[serde(rename_all = "camelCase")]
 pub struct CreateWatcherRequest {
     /// The file or directory to watch.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub path: String,
     /// Watch subdirectories too.
     #[serde(default)]
@@ -133,6 +136,7 @@ pub struct PollQuery {
     /// The `cursor` of the previous answer (absent: from the oldest event kept).
     pub cursor: Option<u64>,
     /// Seconds to wait for an event when there is none (default 30, most 60).
+    #[param(minimum = 0)]
     pub timeout: Option<f64>,
 }
 

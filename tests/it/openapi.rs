@@ -33,6 +33,67 @@ fn checked_in_openapi_is_current() {
 }
 
 #[test]
+fn every_error_status_is_documented_with_the_error_body_and_ids_are_unique() {
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(checked_in()).unwrap()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            // Generated clients name a function per operationId: each is unique.
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_string()), "operationId {id} is used twice");
+            if path == "/openapi.json" {
+                continue;
+            }
+            let responses = operation["responses"].as_object().unwrap();
+            // A WebSocket route says so: how to upgrade, its subprotocols and frames.
+            if let Some(upgrade) = responses.get("101") {
+                assert!(
+                    upgrade["description"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("Switching Protocols: a WebSocket"),
+                    "{method} {path}"
+                );
+                let websocket = &operation["x-websocket"];
+                for key in ["subprotocols", "client", "server"] {
+                    assert!(
+                        !websocket[key].is_null(),
+                        "{method} {path}: x-websocket.{key}"
+                    );
+                }
+            }
+            let has_input = operation.get("parameters").is_some()
+                || operation.get("requestBody").is_some()
+                || responses.contains_key("101");
+            let mut expected = vec!["500", "503"];
+            if has_input {
+                expected.push("400");
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+            for (status, response) in responses {
+                // A 412 to a conditional GET has no body.
+                if status.as_str() >= "400" && status != "412" {
+                    // ErrorBody, or a body that extends it (UploadFailureBody).
+                    assert!(
+                        response["content"]["application/json"]["schema"]["$ref"]
+                            .as_str()
+                            .is_some_and(|name| name.ends_with("Body")),
+                        "{method} {path} {status}: {response}"
+                    );
+                    assert_ne!(response["description"], "", "{method} {path} {status}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn every_documented_route_is_served() {
     let spec: Value =
         serde_json::from_str(&std::fs::read_to_string(checked_in()).unwrap()).unwrap();
@@ -56,6 +117,18 @@ fn every_documented_route_is_served() {
                 !body.contains("no such route"),
                 "{method} {path} is documented but not routed: {body}"
             );
+            // What a bare request gets is a documented status, and an error is the wire body.
+            assert!(
+                operations[method.as_str().to_lowercase()]["responses"]
+                    .get(status.to_string())
+                    .is_some(),
+                "{method} {path} answered {status}, which it does not document: {body}"
+            );
+            if status >= 400 && method != reqwest::Method::HEAD {
+                let error: Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|_| panic!("{method} {path}: {status} is not JSON: {body}"));
+                assert_eq!(error["statusCode"], status, "{method} {path}: {body}");
+            }
             checked += 1;
         }
     }

@@ -1053,9 +1053,14 @@ fn validate_id(id: &str, what: &str) -> Result<()> {
             "bad request: provided session ID is reserved for the entrypoint session",
         ));
     }
-    if id.contains('/') || id.contains('\0') || id == "." || id == ".." || id.len() > 255 {
+    if id.contains('/')
+        || id.chars().any(char::is_control)
+        || id == "."
+        || id == ".."
+        || id.len() > 255
+    {
         return Err(Error::bad_request(format!(
-            "invalid {what} id {id:?}: no '/', NUL, '.' or '..', at most 255 bytes"
+            "invalid {what} id {id:?}: no '/', control characters, '.' or '..', at most 255 bytes"
         )));
     }
     Ok(())

@@ -1,0 +1,105 @@
+"""schemathesis over the OpenAPI document, all checks on, against a daemon in a temp dir.
+
+The daemon runs with its work dir and HOME in a fresh temp dir, as `nobody` when the tests run
+as root, and `fuzz/hooks.py` rewrites every generated path to a relative one without `..`, so
+the destructive routes (delete, move, chmod, upload, git) only ever touch that work dir.
+
+Left out, and why:
+- routes that run programs the fuzzer would write: `/process/execute`, `/process/code-run`,
+  `/process/session/{id}/exec`, the interpreter (`/process/interpreter/…`: each context is a
+  Python worker), `POST /process/pty` and the PTY WebSockets (a shell each);
+- routes that reach out: `/git/clone`, `/git/pull`, `/git/push` (the network), `/proxy/…`
+  (other services on this machine's loopback);
+- `/lsp/…` (each start is a language server), `/mcp` (JSON-RPC whose tools run commands);
+- `/files/watch` (its GET is a WebSocket only, and schemathesis speaks plain HTTP, which gets a
+  400; the path filter takes both methods); polling and deleting watchers are in.
+Requests that are valid but refused because of what is on disk (a directory where a file is
+needed…) are let through by `fuzz/hooks.py`, by their exact messages.
+The Rust integration tests cover those.
+
+`FUZZ_MAX_EXAMPLES` (default 25 per operation) and `FUZZ_MAX_TIME` (seconds, default 150) size
+the run, `FUZZ_SEED` (default 18, so CI runs the same cases; other seeds explore further) picks
+the cases. The run must send at least 2,000 requests and find nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import toolboxd_bin
+
+HERE = Path(__file__).resolve().parent
+EXCLUDED = (
+    r"^/(process/(execute|code-run|interpreter/.*|session/[^/]+/exec|pty"
+    r"|pty/create-connect|pty/[^/]+/connect)|files/watch|git/(clone|pull|push)|proxy/.*|lsp/.*"
+    r"|mcp)$"
+)
+MIN_REQUESTS = int(os.environ.get("FUZZ_MIN_REQUESTS", "2000"))
+
+
+def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    home, work = root / "home", root / "work"
+    home.mkdir()
+    work.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "nobody", "nogroup")
+        for path in (home, work):
+            shutil.chown(path, "nobody", "nogroup")
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    env = {**os.environ, "HOME": str(home)}
+    proc = subprocess.Popen(
+        [*prefix, str(toolboxd_bin()), "--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "off",
+         "--ssh-addr", "off", "--workdir", str(work)],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        match = re.search(rb"toolbox listening on (http://\S+)", line)
+        if match:
+            return proc, match.group(1).decode()
+    proc.kill()
+    raise RuntimeError("toolboxd did not start")
+
+
+def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
+    st = Path(sys.executable).with_name("st")
+    if not st.exists():
+        pytest.skip("schemathesis is not installed (tests/sdk/python/requirements.txt)")
+    root = Path(tempfile.mkdtemp(prefix="toolboxd-fuzz-"))
+    proc, base = start_daemon(root)
+    report = tmp_path / "report.ndjson"
+    try:
+        result = subprocess.run(
+            [str(st), "run", f"{base}/openapi.json", "--checks", "all",
+             "--max-examples", os.environ.get("FUZZ_MAX_EXAMPLES", "25"),
+             "--max-time", os.environ.get("FUZZ_MAX_TIME", "150"),
+             "--seed", os.environ.get("FUZZ_SEED", "18"),
+             "--workers", "2", "--no-color", "--request-timeout", "30",
+             "--generation-database", "none", "--exclude-path-regex", EXCLUDED,
+             "--report", "ndjson", "--report-ndjson-path", str(report)],
+            env={**os.environ, "SCHEMATHESIS_HOOKS": "hooks",
+                 "PYTHONPATH": str(HERE / "fuzz")},
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+    output = result.stdout + result.stderr
+    if os.environ.get("FUZZ_OUTPUT"):
+        Path(os.environ["FUZZ_OUTPUT"]).write_text(output)
+    summary = output[output.rfind("SUMMARY"):] if "SUMMARY" in output else output[-4000:]
+    generated = re.search(r"(\d+) generated", output)
+    assert generated, summary
+    assert int(generated.group(1)) >= MIN_REQUESTS, summary
+    assert result.returncode == 0, output[-20000:]
