@@ -1282,6 +1282,27 @@ def ssh_sessions_section(data: dict) -> str:
     ])
 
 
+def fuzz_section(data: dict) -> str:
+    requests = data.get("requests") or 0
+    ok = bool(data.get("passed")) and requests >= data.get("min_requests", 20000)
+    row = [f"schemathesis, all checks, seed {data['seed']}, {data['examples_per_operation']} examples per operation",
+           f"{requests} requests in {data['seconds']:.0f} s", f"{data['failures']} failures",
+           f"0 failures, ≥ {data.get('min_requests', 20000)} requests",
+           verdict("schemathesis over the OpenAPI document: 0 failures in ≥ 20 000 requests", ok,
+                   f"{requests} requests, {data['failures']} failures")]
+    return "\n".join([
+        "## 25. schemathesis over the OpenAPI document",
+        "",
+        "`tests/sdk/python/test_openapi_fuzz.py` at bench size: the daemon in a temp work dir and HOME (as "
+        "`nobody` when run as root), routes that run programs or reach out left out (see the test's docstring), "
+        "every check on (server errors, status codes and bodies against the document, content types, "
+        "headers, negative data refused, positive data accepted).",
+        "",
+        table(["run", "requests", "found", "goal", "result"], [row]),
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -1293,6 +1314,7 @@ def main() -> None:
     listing = load("listing")
     ptydata = load("pty")
     memdata = load("memory")
+    fuzzdata = load("fuzz")
     mcpdata = load("mcp")
     proxy = load("proxy")
     sshdata = load("ssh")
@@ -1350,6 +1372,8 @@ def main() -> None:
 
     if memdata:
         sections.append(memory_section(memdata))
+    if fuzzdata:
+        sections.append(fuzz_section(fuzzdata))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -1386,7 +1410,7 @@ def main() -> None:
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
                                               ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata), ("mcp", mcpdata),
                                               ("proxy", proxy),
-                                              ("ssh", sshdata), ("memory", memdata))
+                                              ("ssh", sshdata), ("memory", memdata), ("fuzz", fuzzdata))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1408,6 +1432,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/proxy.py      # 19-20: preview proxy 1 GiB each way, added latency",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/ssh.py        # 21-23: ssh host true, scp 1 GiB, 50 sessions vs OpenSSH's sshd",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/memory.py     # 24: RSS after ten 64 MiB-capped executes and a 150 s find load",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/fuzz.py       # 25: schemathesis over openapi/toolbox.json, >= 20 000 requests",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",

@@ -15,6 +15,7 @@
 #   BENCH_MEMORY_CAPPED_RUNS=10 BENCH_MEMORY_FIND_SECONDS=150 BENCH_MEMORY_FIND_CLIENTS=4  # memory.py, ~4 min
 #   BENCH_MCP_RUNS=1000 BENCH_MCP_WARMUP=100  # mcp.py, ~1 min
 #   BENCH_PROXY_TRIALS=5 BENCH_PROXY_RUNS=2000                # proxy.py, ~1 min
+#   BENCH_FUZZ_EXAMPLES=300 BENCH_FUZZ_SECONDS=900 BENCH_FUZZ_SEED=  # fuzz.py (schemathesis), ~15 min
 #   BENCH_SSH_RUNS=50 BENCH_SSH_MIB=1024 BENCH_SSH_TRIALS=3 BENCH_SSH_SESSIONS=50  # ssh.py vs sshd, ~3 min
 #
 # All traffic goes to 127.0.0.1. Takes about 7 minutes once the build and the data exist, plus
@@ -109,6 +110,8 @@ run ssh
 # git.py builds its 100 000-commit repository once (DATA/git/big.git, about 4 minutes) and the
 # libgit2 file:// clones take minutes each: a longer timeout of its own.
 BENCH_STEP_TIMEOUT=${BENCH_GIT_STEP_TIMEOUT:-3600} run git
+# schemathesis at bench size (≥ 20 000 requests, up to 15 minutes); needs the SDK venv.
+BENCH_STEP_TIMEOUT=${BENCH_FUZZ_STEP_TIMEOUT:-1500} run fuzz
 
 python3 - "$BENCH_RESULTS/meta.json" <<EOF
 import json, sys

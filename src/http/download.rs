@@ -48,6 +48,12 @@ pub struct FilesDownloadRequest {
     pub paths: Vec<String>,
 }
 
+/// A file's bytes, as they are on disk (documented as a binary string, so generated clients
+/// hand back bytes rather than parse a body).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBytes(#[allow(dead_code)] Vec<u8>);
+
 /// Sends one file. Honours `Range` (one range; 206/416), `If-None-Match`, `If-Modified-Since`,
 /// `If-Match`, `If-Unmodified-Since` and `If-Range`. `expires` and `signature` (signed URLs) are
 /// accepted and ignored: the platform's proxy checks them.
@@ -57,8 +63,8 @@ pub struct FilesDownloadRequest {
 /// any file), else streamed without one and whole (a `Range` is ignored: 200). Such a file has
 /// no `ETag` or `Last-Modified`, since its content changes without its metadata.
 #[utoipa::path(get, path = "/files/download", tag = "files", params(PathQuery),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "the requested range"), (status = 304), (status = 412),
+    responses((status = 200, content_type = "application/octet-stream", body = FileBytes),
+        (status = 206, content_type = "application/octet-stream", body = FileBytes, description = "the requested range"), (status = 304), (status = 412),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
 pub async fn download_file(
     State(app): State<AppState>,
