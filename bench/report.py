@@ -1286,7 +1286,9 @@ def fuzz_section(data: dict) -> str:
     requests = data.get("requests") or 0
     ok = bool(data.get("passed")) and requests >= data.get("min_requests", 20000)
     row = [f"schemathesis, all checks, seed {data['seed']}, {data['examples_per_operation']} examples per operation",
-           f"{requests} requests in {data['seconds']:.0f} s", f"{data['failures']} failures",
+           f"{requests} requests in {data['seconds']:.0f} s",
+           f"{data['failures']} failures" + (f" ({data['tool_errors']} errors inside schemathesis itself)"
+                                             if data.get("tool_errors") else ""),
            f"0 failures, ≥ {data.get('min_requests', 20000)} requests",
            verdict("schemathesis over the OpenAPI document: 0 failures in ≥ 20 000 requests", ok,
                    f"{requests} requests, {data['failures']} failures")]
