@@ -359,13 +359,18 @@ impl Secret {
 
     /// Whether `candidate` is the secret, in time that depends only on the lengths.
     pub fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        let mut diff = a.len() ^ b.len();
-        for (i, byte) in a.iter().enumerate() {
-            diff |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
-        }
-        diff == 0
+        constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
     }
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths (for secrets and
+/// signatures).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, byte) in a.iter().enumerate() {
+        diff |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
 }
 
 impl std::fmt::Debug for Secret {

@@ -187,6 +187,17 @@ impl Project {
     /// Makes sure the server has `path` open with what is on disk now (`didOpen` the first time,
     /// `didChange` when the file changed); `rest` marks it opened through the REST routes.
     pub async fn sync(&self, server: &Server, path: &Path, rest: bool) -> Result<Url> {
+        // A document a relay client owns has the editor's text, not the disk's: nothing to read.
+        if let Some(doc) = self
+            .docs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(path)
+            .filter(|doc| doc.relay_owner.is_some())
+        {
+            doc.rest_open |= rest;
+            return Ok(doc.uri.clone());
+        }
         let owned = path.to_path_buf();
         let text = tokio::task::spawn_blocking(move || {
             std::fs::read(&owned)

@@ -29,7 +29,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub(crate) use crate::http::extract::blocking;
 use crate::state::AppState;
 
 pub use output::MAX_TEXT;
@@ -199,17 +200,6 @@ fn server_config(app: &AppState) -> ServerConfig {
         app.config.workdir.display(),
         MAX_TEXT / 1024
     ))
-}
-
-/// Runs blocking work (file IO, walks, libgit2) off the async workers.
-async fn blocking<T, F>(work: F) -> Result<T>
-where
-    F: FnOnce() -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| Error::internal(format!("background task failed: {err}")))?
 }
 
 #[rmcp::tool_handler(router = self.tools.router)]

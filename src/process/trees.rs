@@ -133,7 +133,8 @@ impl Trees {
         }
         signal_all(&tree::descendants_of(me), Signal::SIGTERM);
         let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && tree::descendants_of(me).into_iter().any(is_alive) {
+        while Instant::now() < deadline && tree::descendants_of(me).into_iter().any(tree::is_alive)
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Trees registered meanwhile (a start that passed `check_open` just before) too.
@@ -164,16 +165,6 @@ pub fn shutting_down() -> Error {
 fn signal_all(pids: &[i32], signal: Signal) {
     for &pid in pids {
         let _ = kill(Pid::from_raw(pid), signal);
-    }
-}
-
-fn is_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
     }
 }
 

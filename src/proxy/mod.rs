@@ -276,11 +276,15 @@ fn strip_credentials(
         let kept: Vec<&str> = query
             .split('&')
             .filter(|pair| {
+                // Name and value decoded as the token check decodes them (form encoding), so
+                // `to%6Ben=…` cannot pass the check and still reach the app.
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned();
-                !(name == credentials.param && credentials.token.matches(&value))
+                let decode = |text: &str| {
+                    percent_encoding::percent_decode_str(&text.replace('+', " "))
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
+                !(decode(name) == credentials.param && credentials.token.matches(&decode(value)))
             })
             .collect();
         *path_and_query = if kept.is_empty() {
@@ -466,6 +470,11 @@ mod tests {
         strip_credentials(&mut map, &mut path, &credentials);
         assert_eq!(path, "/");
         assert_eq!(map["authorization"], "Bearer app-own");
+
+        // An encoded name is the same parameter to the token check: stripped too.
+        let mut path = "/?to%6Ben=tok&a=1".to_string();
+        strip_credentials(&mut HeaderMap::new(), &mut path, &credentials);
+        assert_eq!(path, "/?a=1");
     }
 
     #[test]

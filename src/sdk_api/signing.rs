@@ -150,7 +150,7 @@ fn fresh_key() -> String {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::config::constant_time_eq(a, b)
 }
 
 #[cfg(test)]

@@ -70,10 +70,7 @@ impl Limiter {
 
 /// IPv4-mapped IPv6 addresses count as their IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
+    ip.to_canonical()
 }
 
 #[cfg(test)]

@@ -272,12 +272,7 @@ fn grant_of(entry: &Entry) -> Result<Grant, String> {
 
 /// Whether `ip` is a loopback address (IPv4-mapped IPv6 included).
 pub fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
+    ip.to_canonical().is_loopback()
 }
 
 #[cfg(test)]

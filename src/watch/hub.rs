@@ -142,15 +142,13 @@ impl Sub {
             return false;
         };
         let mut components = relative.components();
-        let Some(first) = components.next() else {
+        if components.next().is_none() {
             return false;
-        };
+        }
         if !self.recursive && components.next().is_some() {
             return false;
         }
-        self.include_git
-            || (first.as_os_str() != ".git"
-                && !relative.components().any(|c| c.as_os_str() == ".git"))
+        self.include_git || !relative.components().any(|c| c.as_os_str() == ".git")
     }
 
     /// Whether the directory `dir` (inside the root) should be watched for this watcher.

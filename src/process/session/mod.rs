@@ -1013,7 +1013,7 @@ fn terminate(pid: Option<i32>, marker: &str, grace: Duration) {
             pids.push(pid);
             pids.extend(tree::descendants_of(pid));
         }
-        pids.into_iter().any(is_alive)
+        pids.into_iter().any(tree::is_alive)
     };
     let signal_all = |signal: Signal| match pid {
         Some(pid) => tree::signal_tree(pid, marker, signal),
@@ -1032,16 +1032,6 @@ fn terminate(pid: Option<i32>, marker: &str, grace: Duration) {
         signal_all(Signal::SIGKILL);
     }
     crate::process::cgroup::remove_when_empty(marker);
-}
-
-fn is_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
 }
 
 fn validate_id(id: &str, what: &str) -> Result<()> {
