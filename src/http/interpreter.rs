@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{delete, get};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::Json;
-use super::wire;
+use super::{wire, ws};
 use crate::error::{Error, Result};
 use crate::interpreter::{ContextInfo, Job, JobEnd};
 use crate::state::AppState;
@@ -166,7 +166,9 @@ async fn run(app: AppState, mut socket: WebSocket) {
         match socket.recv().await {
             Some(Ok(Message::Text(text))) => break serde_json::from_str::<ExecuteRequest>(&text),
             Some(Ok(Message::Binary(bytes))) => break serde_json::from_slice(&bytes),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                return ws::finish(&mut socket).await
+            }
             Some(Ok(_)) => continue,
         }
     };
@@ -226,7 +228,7 @@ async fn run(app: AppState, mut socket: WebSocket) {
         }
     };
     if !connected {
-        return;
+        return ws::finish(&mut socket).await;
     }
     // A timeout is the 4008 close alone, never a `control` frame before it: the TS SDK settles
     // on `interrupted` as a success and would not see the close.
@@ -251,20 +253,5 @@ async fn run(app: AppState, mut socket: WebSocket) {
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &str) {
-    let reason: String = reason.chars().take(120).collect();
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
-    // Let the client answer the close before the connection drops.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(message)) = socket.recv().await {
-            if matches!(message, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
+    ws::close(&mut socket, ws::close_frame(code, reason)).await;
 }

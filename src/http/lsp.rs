@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{blocking, required, Json, Query};
+use super::ws;
 use crate::error::{Error, Result};
 use crate::lsp::{position, Language, RelayOut};
 use crate::state::AppState;
@@ -587,12 +588,8 @@ async fn run_relay(
         }
     };
     relay.close().await;
-    if let Some((code, reason)) = close {
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.chars().take(120).collect::<String>().into(),
-            })))
-            .await;
+    match close {
+        Some((code, reason)) => ws::close(&mut socket, ws::close_frame(code, &reason)).await,
+        None => ws::finish(&mut socket).await,
     }
 }

@@ -31,6 +31,7 @@ pub mod terminal;
 pub mod upload;
 pub mod watch;
 pub mod wire;
+pub mod ws;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -22,7 +22,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::extract::{blocking, Json, Query};
-use super::wire;
+use super::{wire, ws};
 use crate::error::{Error, Result};
 use crate::pty::{Attachment, PtyEvent, PtyExit, PtyInfo, PtyOptions};
 use crate::state::AppState;
@@ -406,6 +406,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
     let (mut sink, mut incoming) = socket.split();
     let connected = json!({"type": "control", "status": "connected"}).to_string();
     if sink.send(Message::Text(connected.into())).await.is_err() {
+        ws::finish(&mut sink).await;
         return;
     }
     let replay = std::mem::take(&mut attachment.replay);
@@ -415,6 +416,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
             .await
             .is_err()
         {
+            ws::finish(&mut sink).await;
             return;
         }
     }
@@ -438,6 +440,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
             event = attachment.next(MAX_OUTPUT_FRAME) => match event {
                 PtyEvent::Output(bytes) => {
                     if sink.send(Message::Binary(bytes)).await.is_err() {
+                        ws::finish(&mut sink).await;
                         typing.abort();
                         return;
                     }
@@ -446,6 +449,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
                     if exit_control {
                         let frame = exited_frame(exit).to_string();
                         if sink.send(Message::Text(frame.into())).await.is_err() {
+                            ws::finish(&mut sink).await;
                             typing.abort();
                             return;
                         }
@@ -456,8 +460,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
             },
             // The client closed or went away: it detaches, the PTY goes on.
             _ = &mut typing => {
-                // Sends the reply to the client's close frame.
-                let _ = sink.close().await;
+                ws::finish(&mut sink).await;
                 return;
             }
         }
@@ -465,7 +468,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
     let _ = sink.send(Message::Close(Some(close))).await;
     let _ = sink.flush().await;
     // Give the client a moment to answer the close before the connection drops.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut typing).await;
+    let _ = tokio::time::timeout(ws::CLOSE_GRACE, &mut typing).await;
     typing.abort();
 }
 
@@ -491,37 +494,40 @@ fn exit_close(exit: PtyExit) -> CloseFrame {
 }
 
 /// Reports a failed connect in band, as Daytona does (its SDKs read the message from there).
+/// `{"error":…}` as a close reason: the message is shortened (with `…`) until the JSON fits the
+/// 123 bytes a close reason holds, so it stays valid JSON.
+fn error_reason(message: &str) -> String {
+    let mut keep = message.chars().count();
+    let mut reason = json!({ "error": message }).to_string();
+    while reason.len() > 123 && keep > 0 {
+        keep -= 1;
+        let short: String = message.chars().take(keep).chain(['…']).collect();
+        reason = json!({ "error": short }).to_string();
+    }
+    reason
+}
+
 async fn refuse(mut socket: WebSocket, message: &str) {
     let frame = json!({"type": "control", "status": "error", "error": message}).to_string();
     if socket.send(Message::Text(frame.into())).await.is_err() {
+        ws::finish(&mut socket).await;
         return;
     }
-    let mut reason = json!({ "error": message }).to_string();
-    if reason.len() > 123 {
-        // A close reason holds at most 123 bytes: shorten the message, keep the JSON valid.
-        let mut short: String = message.chars().take(80).collect();
-        short.push('…');
-        reason = json!({ "error": short }).to_string();
-    }
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: 1008,
-            reason: reason.into(),
-        })))
-        .await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        while let Some(Ok(message)) = socket.recv().await {
-            if matches!(message, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
+    ws::close(&mut socket, ws::close_frame(1008, &error_reason(message))).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_refusals_stay_valid_json_within_a_close_reason() {
+        let reason = error_reason(&"ü".repeat(200));
+        assert!(reason.len() <= 123, "{}", reason.len());
+        let value: serde_json::Value = serde_json::from_str(&reason).unwrap();
+        assert!(value["error"].as_str().unwrap().ends_with('…'));
+        assert_eq!(error_reason("no such pty"), r#"{"error":"no such pty"}"#);
+    }
 
     #[test]
     fn exit_frames_and_close_reasons() {

@@ -1,7 +1,7 @@
 //! Session routes: `/process/session…` (create, list, get, delete, exec, command, logs, input),
 //! the log WebSocket (`follow=true`), and the entrypoint's `/process/session/entrypoint/logs`.
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{flag, Flag, Json, Query};
+use super::ws;
 use crate::error::{Error, Result};
 use crate::process::{
     strip_markers, CommandInfo, ExecOptions, LogFollower, LogFormat, MarkerStripper, SessionInfo,
@@ -487,6 +488,7 @@ async fn stream_log(
                         continue;
                     }
                     if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                        ws::finish(&mut sink).await;
                         reader.abort();
                         return;
                     }
@@ -494,6 +496,7 @@ async fn stream_log(
                 Ok(None) => {
                     let rest = stripper.as_mut().map(MarkerStripper::finish).unwrap_or_default();
                     if !rest.is_empty() && sink.send(Message::Binary(rest.into())).await.is_err() {
+                        ws::finish(&mut sink).await;
                         reader.abort();
                         return;
                     }
@@ -505,18 +508,18 @@ async fn stream_log(
                 }
             },
             // The client closed or went away.
-            _ = &mut reader => return,
+            _ = &mut reader => {
+                ws::finish(&mut sink).await;
+                return;
+            }
         }
     };
     let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: "".into(),
-        })))
+        .send(Message::Close(Some(ws::close_frame(code, ""))))
         .await;
     let _ = sink.flush().await;
     // Give the client a moment to answer the close before the connection drops.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
+    let _ = tokio::time::timeout(ws::CLOSE_GRACE, reader).await;
 }
 
 /// Queues input for a running async command's stdin (410 once it completed). The answer comes

@@ -27,6 +27,7 @@ use super::error;
 use super::extract::{blocking, Query};
 use super::pty::MAX_OUTPUT_FRAME;
 use super::sdk_api::{is_ip_host, is_local_host};
+use super::ws;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pty::{Pty, PtyEvent};
 use crate::state::AppState;
@@ -181,12 +182,7 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
         Err(err) => {
             let text = format!("\r\ntoolboxd: cannot start a shell: {}\r\n", err.message);
             let _ = socket.send(Message::Binary(text.into_bytes().into())).await;
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1011,
-                    reason: "cannot start a shell".into(),
-                })))
-                .await;
+            ws::close(&mut socket, ws::close_frame(1011, "cannot start a shell")).await;
             return;
         }
     };
@@ -198,6 +194,7 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
     let (mut sink, mut incoming) = socket.split();
     let replay = std::mem::take(&mut attachment.replay);
     if !replay.is_empty() && sink.send(Message::Binary(replay.into())).await.is_err() {
+        ws::finish(&mut sink).await;
         return;
     }
     let input = attachment.input();
@@ -223,6 +220,7 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
             event = attachment.next(MAX_OUTPUT_FRAME) => match event {
                 PtyEvent::Output(bytes) => {
                     if sink.send(Message::Binary(bytes)).await.is_err() {
+                        ws::finish(&mut sink).await;
                         typing.abort();
                         return;
                     }
@@ -235,13 +233,13 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
             },
             // The page closed or went away.
             _ = &mut typing => {
-                let _ = sink.close().await;
+                ws::finish(&mut sink).await;
                 return;
             }
         }
     };
     let _ = sink.send(Message::Close(Some(close))).await;
     let _ = sink.flush().await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut typing).await;
+    let _ = tokio::time::timeout(ws::CLOSE_GRACE, &mut typing).await;
     typing.abort();
 }

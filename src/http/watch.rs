@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{blocking, flag, required_path, Flag, Json, Query, QueryPath};
 use super::wire::rfc3339_nano;
+use super::ws;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::watch::{EndReason, Subscription, WatchEvent};
@@ -220,22 +221,9 @@ async fn stream(mut subscription: Subscription, mut socket: WebSocket) {
     // Release the kernel watches before anything else (off the async workers: the hub's lock
     // may be held while it walks a new directory tree).
     let _ = tokio::task::spawn_blocking(move || drop(subscription)).await;
-    if let Some((code, reason)) = close {
-        let reason: String = reason.chars().take(120).collect();
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(message)) = socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+    match close {
+        Some((code, reason)) => ws::close(&mut socket, ws::close_frame(code, &reason)).await,
+        None => ws::finish(&mut socket).await,
     }
 }
 

@@ -463,6 +463,27 @@ fn two_clients_see_the_same_output_and_both_can_type() {
     second.read_until("still-6");
 }
 
+/// A client that leaves while output streams gets the reply to its close frame: the server's
+/// next write fails once the client closed, and the reply it owes still goes out (once, CI saw
+/// the connection drop "without closing handshake").
+#[test]
+fn a_client_that_closes_while_output_streams_gets_the_closing_handshake() {
+    let daemon = Toolboxd::start();
+    create(&daemon, json!({"id": "busy"}));
+    let mut writer = PtyClient::open(&daemon.base, "/process/pty/busy/connect", &[EXIT_CONTROL]);
+    writer.type_text("yes busy-$((6*7))\n");
+    writer.read_until("busy-42\r\nbusy-42\r\n");
+    for _ in 0..20 {
+        let mut client =
+            PtyClient::open(&daemon.base, "/process/pty/busy/connect", &[EXIT_CONTROL]);
+        client.read_until("busy-42\r\nbusy-42\r\n");
+        // Panics on a connection that ends without the server's close frame.
+        client.close();
+    }
+    let info = json(daemon.get("/process/pty/busy"), 200);
+    assert_eq!(info["active"], true, "{info}");
+}
+
 #[test]
 fn a_late_joiner_gets_the_scrollback_first() {
     let daemon = Toolboxd::start();

@@ -1063,3 +1063,47 @@ fn history_is_bounded_and_evicted_commands_say_so() {
         1_000_000
     );
 }
+
+/// A follower that leaves while a command streams gets the reply to its close frame (the
+/// server's next write fails once the client closed; the reply it owes still goes out).
+#[test]
+fn a_follower_that_closes_mid_stream_gets_the_closing_handshake() {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
+    let daemon = Toolboxd::start();
+    create(&daemon, "busy");
+    let cmd = exec_async(
+        &daemon,
+        "busy",
+        json!({"command": "yes streaming", "runAsync": true}),
+    );
+    let url = format!(
+        "{}/process/session/busy/command/{cmd}/logs?follow=true",
+        daemon.base.replacen("http://", "ws://", 1)
+    );
+    for _ in 0..20 {
+        let request = url.as_str().into_client_request().unwrap();
+        let (mut socket, _) = tungstenite::connect(request).expect("websocket handshake");
+        let mut seen = 0;
+        while seen < 3 {
+            if let Message::Binary(_) = socket.read().unwrap() {
+                seen += 1;
+            }
+        }
+        socket.close(None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut answered = false;
+        loop {
+            assert!(Instant::now() < deadline, "no end to the connection");
+            match socket.read() {
+                Ok(Message::Close(_)) => answered = true,
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed) => break,
+                Err(err) => panic!("websocket error: {err}"),
+            }
+        }
+        assert!(answered, "no close frame from the server");
+    }
+    let response = daemon.delete("/process/session/busy");
+    assert!(response.status().is_success(), "{:?}", response.text());
+}
