@@ -125,6 +125,7 @@ pub async fn run(
         _ => None,
     };
     let signing_key = state.signing_key.clone();
+    let metrics = state.metrics.clone();
     let toolbox = http::router(state);
     let trigger = token.clone();
     let teardown = tokio::spawn(async move {
@@ -153,7 +154,7 @@ pub async fn run(
         let store = sdk_api::SandboxStore::new(sandbox_id);
         servers.spawn(serve(
             listener,
-            http::sdk_api::router(store, sdk_api_key, signing_key, toolbox),
+            http::sdk_api::router(store, sdk_api_key, signing_key, toolbox, metrics),
             token.clone(),
         ));
     }

@@ -143,7 +143,7 @@ pub async fn download_file(
         Extent::Open(head) => {
             // Its size is known only at its end: the whole file, chunked.
             let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
-            tokio::task::spawn_blocking(move || {
+            super::observe::spawn_blocking(move || {
                 if sender.blocking_send(Ok(Bytes::from(head))).is_ok() {
                     send_to_end(&sender, file, &shown);
                 }
@@ -190,7 +190,7 @@ pub async fn download_file(
         return Ok((status, headers, Body::from(bytes)).into_response());
     }
     let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
+    super::observe::spawn_blocking(move || {
         let mut file = file;
         if start > 0 {
             if let Err(err) = file.seek(SeekFrom::Start(start)) {
@@ -294,7 +294,9 @@ pub async fn bulk_download(
     let content_type = format!("multipart/form-data; boundary={boundary}");
     let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(4);
     // One blocking thread produces the whole body: opens, stats and reads are all blocking.
-    tokio::task::spawn_blocking(move || write_parts(&app.files, request.paths, &boundary, &sender));
+    super::observe::spawn_blocking(move || {
+        write_parts(&app.files, request.paths, &boundary, &sender)
+    });
     Ok((
         [(header::CONTENT_TYPE, content_type)],
         channel_body(receiver),

@@ -429,13 +429,13 @@ pub fn flag(value: &Option<String>, name: &str) -> Result<bool> {
     }
 }
 
-/// Runs blocking work (filesystem walks, greps) off the async workers.
+/// Runs blocking work (filesystem walks, greps) off the async workers, in the request's span.
 pub async fn blocking<T, F>(work: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
+    super::observe::spawn_blocking(work)
         .await
         .map_err(|err| Error::internal(format!("background task failed: {err}")))?
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::Json;
+use super::observe::in_request;
 use super::{wire, ws};
 use crate::error::{Error, Result};
 use crate::interpreter::{ContextInfo, Job, JobEnd};
@@ -158,7 +159,7 @@ pub async fn execute(
     let upgrade = upgrade.map_err(|_| {
         Error::bad_request("this route is a WebSocket: send an Upgrade: websocket request")
     })?;
-    Ok(upgrade.on_upgrade(move |socket| run(app, socket)))
+    Ok(upgrade.on_upgrade(in_request(move |socket| run(app, socket))))
 }
 
 async fn run(app: AppState, mut socket: WebSocket) {
@@ -196,7 +197,8 @@ async fn run(app: AppState, mut socket: WebSocket) {
         envs: request.envs.unwrap_or_default(),
         timeout,
     };
-    let mut running = tokio::spawn(async move { interpreters.execute(context, job, sender).await });
+    let mut running =
+        super::observe::spawn(async move { interpreters.execute(context, job, sender).await });
     let mut connected = true;
     let end = loop {
         tokio::select! {

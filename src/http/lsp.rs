@@ -19,6 +19,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{blocking, required, Json, Query};
+use super::observe::in_request;
 use super::ws;
 use crate::error::{Error, Result};
 use crate::lsp::{position, Language, RelayOut};
@@ -550,7 +551,7 @@ pub async fn relay(
     };
     let (relay, outgoing) = app.lsp.relay(language, &root).await?;
     Ok(upgrade
-        .on_upgrade(move |socket| run_relay(relay, outgoing, socket))
+        .on_upgrade(in_request(move |socket| run_relay(relay, outgoing, socket)))
         .into_response())
 }
 

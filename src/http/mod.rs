@@ -55,7 +55,10 @@ pub fn router(state: AppState) -> Router {
         .is_some()
         .then(|| state.signing_key.clone());
     let guard = auth::Guard::toolbox(state.config.token.clone(), signing);
-    let metrics = Some(state.metrics.clone());
+    let metrics = Some(observe::Counted {
+        metrics: state.metrics.clone(),
+        listener: "toolbox",
+    });
     Router::new()
         .merge(mcp::router(&state))
         .merge(info::router())

@@ -4,8 +4,11 @@
 //! characters of `A-Z a-z 0-9 - _ . : / + =`), else a fresh UUID. It is put back on the request
 //! (so the preview proxy and local SDK mode's in-process hop pass it on), sent back in the
 //! answer's `X-Request-Id`, and is the `id` field of the `request` span every log line of the
-//! request is written in. On the toolbox router the answer is also counted in `Metrics` by route
-//! template (axum's `MatchedPath`; `unmatched` when no route serves the path), method and status.
+//! request is written in, also where the request's work moves to another thread or task
+//! (`spawn`, `spawn_blocking`, `in_request` and `http::extract::blocking` carry the span there).
+//! On every HTTP listener (toolbox, web terminal, local SDK mode's control plane) the answer is
+//! also counted in `Metrics` by listener, route template (axum's `MatchedPath`; `unmatched` when
+//! no route serves the path), method and status.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,9 +27,18 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// The longest client-given request id kept.
 const MAX_ID_LEN: usize = 128;
 
+/// Where a listener's requests are counted, and the listener's name in the metrics' labels.
+#[derive(Clone)]
+pub struct Counted {
+    /// The daemon's metrics.
+    pub metrics: Arc<Metrics>,
+    /// `toolbox`, `terminal` or `sdk_api`.
+    pub listener: &'static str,
+}
+
 /// Middleware: the request id, its span and (with `metrics`) the request's metrics.
 pub async fn observe(
-    State(metrics): State<Option<Arc<Metrics>>>,
+    State(counted): State<Option<Counted>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -49,8 +61,9 @@ pub async fn observe(
     let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span).await;
-    if let Some(metrics) = metrics {
+    if let Some(Counted { metrics, listener }) = counted {
         metrics.observe(
+            listener,
             &route,
             method,
             response.status().as_u16(),
@@ -61,6 +74,38 @@ pub async fn observe(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// `tokio::spawn` in the current span: the task's log lines carry the request's id.
+pub(crate) fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(task.in_current_span())
+}
+
+/// `tokio::task::spawn_blocking` in the current span.
+pub(crate) fn spawn_blocking<F, T>(work: F) -> tokio::task::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+}
+
+/// Wraps a WebSocket's `on_upgrade` callback so that the connection, which axum serves in a
+/// task of its own, stays in the span of the request that opened it.
+pub(crate) fn in_request<A, F, Fut>(
+    callback: F,
+) -> impl FnOnce(A) -> tracing::instrument::Instrumented<Fut>
+where
+    F: FnOnce(A) -> Fut,
+    Fut: std::future::Future,
+{
+    let span = tracing::Span::current();
+    move |argument| callback(argument).instrument(span)
 }
 
 /// Whether a client's request id may be kept (and logged) as it is.

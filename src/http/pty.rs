@@ -22,6 +22,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::extract::{blocking, Json, Query};
+use super::observe::in_request;
 use super::{wire, ws};
 use crate::error::{Error, Result};
 use crate::pty::{Attachment, PtyEvent, PtyExit, PtyInfo, PtyOptions};
@@ -275,12 +276,12 @@ pub async fn connect_pty(
     let exit_control = offered.exit_control;
     Ok(offered
         .select(upgrade)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(in_request(move |socket| async move {
             match attached {
                 Ok(attachment) => serve(socket, attachment, exit_control).await,
                 Err(err) => refuse(socket, &err.message).await,
             }
-        }))
+        })))
 }
 
 /// Creates a PTY and attaches in one WebSocket upgrade (`?id=&cols=&rows=&cwd=`, envs in the
@@ -315,7 +316,9 @@ pub async fn create_connect(
     let exit_control = offered.exit_control;
     Ok(offered
         .select(upgrade)
-        .on_upgrade(move |socket| serve(socket, attachment, exit_control)))
+        .on_upgrade(in_request(move |socket| {
+            serve(socket, attachment, exit_control)
+        })))
 }
 
 fn not_a_websocket() -> Error {
@@ -421,7 +424,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
         }
     }
     let input = attachment.input();
-    let mut typing = tokio::spawn(async move {
+    let mut typing = super::observe::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
             let data = match message {
                 Message::Text(text) => axum::body::Bytes::from(text),
@@ -465,11 +468,7 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
             }
         }
     };
-    let _ = sink.send(Message::Close(Some(close))).await;
-    let _ = sink.flush().await;
-    // Give the client a moment to answer the close before the connection drops.
-    let _ = tokio::time::timeout(ws::CLOSE_GRACE, &mut typing).await;
-    typing.abort();
+    ws::close_split(&mut sink, &mut typing, close).await;
 }
 
 /// `{"type":"control","status":"exited","exitCode":N[,"exitReason":…]}`

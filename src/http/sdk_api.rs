@@ -51,6 +51,7 @@ pub fn router(
     api_key: Option<String>,
     key: SigningKey,
     toolbox: Router,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Router {
     let auth = Arc::new(Auth {
         api_key,
@@ -87,7 +88,10 @@ pub fn router(
         .layer(middleware::from_fn_with_state(auth, guard))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(
-            None,
+            Some(super::observe::Counted {
+                metrics,
+                listener: "sdk_api",
+            }),
             super::observe::observe,
         ))
 }

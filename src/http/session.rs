@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{flag, Flag, Json, Query};
+use super::observe::in_request;
 use super::ws;
 use crate::error::{Error, Result};
 use crate::process::{
@@ -404,7 +405,9 @@ async fn logs_response(
         None => upgrade,
     };
     let stripper = (format == LogFormat::Combined).then(MarkerStripper::default);
-    Ok(upgrade.on_upgrade(move |socket| stream_log(socket, follower, stripper)))
+    Ok(upgrade.on_upgrade(in_request(move |socket| {
+        stream_log(socket, follower, stripper)
+    })))
 }
 
 /// The SDK version a client announced, and the WebSocket subprotocol it announced it in.
@@ -469,7 +472,7 @@ async fn stream_log(
 ) {
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut incoming) = socket.split();
-    let mut reader = tokio::spawn(async move {
+    let mut reader = super::observe::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
             if matches!(message, Message::Close(_)) {
                 break;
@@ -514,12 +517,7 @@ async fn stream_log(
             }
         }
     };
-    let _ = sink
-        .send(Message::Close(Some(ws::close_frame(code, ""))))
-        .await;
-    let _ = sink.flush().await;
-    // Give the client a moment to answer the close before the connection drops.
-    let _ = tokio::time::timeout(ws::CLOSE_GRACE, reader).await;
+    ws::close_split(&mut sink, &mut reader, ws::close_frame(code, "")).await;
 }
 
 /// Queues input for a running async command's stdin (410 once it completed). The answer comes

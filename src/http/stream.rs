@@ -245,7 +245,7 @@ where
 {
     let (ready, is_ready) = oneshot::channel::<Result<()>>();
     let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
-    tokio::task::spawn_blocking(move || {
+    super::observe::spawn_blocking(move || {
         let prepared = match prepare() {
             Ok(prepared) => prepared,
             Err(err) => {
@@ -310,7 +310,7 @@ where
         HeldBody::Memory(bytes) => json_response(Body::from(bytes)),
         HeldBody::File(file, len) => {
             let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
-            tokio::task::spawn_blocking(move || send_file(file, &sender));
+            super::observe::spawn_blocking(move || send_file(file, &sender));
             let mut response = json_response(channel_body(receiver));
             response
                 .headers_mut()

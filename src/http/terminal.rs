@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use super::error;
 use super::extract::{blocking, Query};
+use super::observe::in_request;
 use super::pty::MAX_OUTPUT_FRAME;
 use super::sdk_api::{is_ip_host, is_local_host};
 use super::ws;
@@ -39,6 +40,10 @@ const MAX_INPUT_FRAME: usize = 1024 * 1024;
 /// The terminal listener's router. `local`: local SDK mode (see the module docs).
 pub fn router(state: AppState, local: bool) -> Router {
     let token_guard = super::auth::Guard::terminal(state.config.token.clone());
+    let counted = super::observe::Counted {
+        metrics: state.metrics.clone(),
+        listener: "terminal",
+    };
     Router::new()
         .route("/", get(file))
         .route("/ws", get(socket))
@@ -55,7 +60,7 @@ pub fn router(state: AppState, local: bool) -> Router {
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn_with_state(
-            None,
+            Some(counted),
             super::observe::observe,
         ))
 }
@@ -159,7 +164,7 @@ async fn socket(
     // The shell starts once the connection is a WebSocket, so a failed upgrade leaves nothing.
     Ok(upgrade
         .max_message_size(MAX_INPUT_FRAME)
-        .on_upgrade(move |socket| serve(app, socket, cols, rows)))
+        .on_upgrade(in_request(move |socket| serve(app, socket, cols, rows))))
 }
 
 /// Hangs the shell up when the connection's task ends, however it ends.
@@ -198,7 +203,7 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
         return;
     }
     let input = attachment.input();
-    let mut typing = tokio::spawn(async move {
+    let mut typing = super::observe::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
             let data = match message {
                 Message::Text(text) => match terminal::classify(&text) {
@@ -238,8 +243,5 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
             }
         }
     };
-    let _ = sink.send(Message::Close(Some(close))).await;
-    let _ = sink.flush().await;
-    let _ = tokio::time::timeout(ws::CLOSE_GRACE, &mut typing).await;
-    typing.abort();
+    ws::close_split(&mut sink, &mut typing, close).await;
 }

@@ -504,7 +504,7 @@ impl BackgroundWriter {
         let files = files.clone();
         let mut atomic = blocking(move || files.create_atomic(&target)).await?;
         let (sender, mut receiver) = mpsc::channel::<WriteMessage>(16);
-        let task = tokio::task::spawn_blocking(move || {
+        let task = super::observe::spawn_blocking(move || {
             while let Some(message) = receiver.blocking_recv() {
                 match message {
                     WriteMessage::Data(bytes) => atomic.write_all(&bytes)?,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{blocking, flag, required_path, Flag, Json, Query, QueryPath};
+use super::observe::in_request;
 use super::wire::rfc3339_nano;
 use super::ws;
 use crate::error::{Error, Result};
@@ -189,7 +190,7 @@ pub async fn watch_socket(
     };
     let subscription = subscribe(&app, path, recursive, include_git).await?;
     Ok(upgrade
-        .on_upgrade(move |socket| stream(subscription, socket))
+        .on_upgrade(in_request(move |socket| stream(subscription, socket)))
         .into_response())
 }
 
@@ -220,7 +221,7 @@ async fn stream(mut subscription: Subscription, mut socket: WebSocket) {
     };
     // Release the kernel watches before anything else (off the async workers: the hub's lock
     // may be held while it walks a new directory tree).
-    let _ = tokio::task::spawn_blocking(move || drop(subscription)).await;
+    let _ = super::observe::spawn_blocking(move || drop(subscription)).await;
     match close {
         Some((code, reason)) => ws::close(&mut socket, ws::close_frame(code, &reason)).await,
         None => ws::finish(&mut socket).await,

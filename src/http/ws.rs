@@ -23,6 +23,7 @@ pub(crate) async fn finish<S>(sink: &mut S)
 where
     S: Sink<Message> + Unpin,
 {
+    tracing::debug!("the client left; closing the WebSocket");
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
@@ -41,6 +42,7 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> CloseFrame {
 /// Closes from the server's side: sends `frame`, then reads on (within [`CLOSE_GRACE`]) until the
 /// client answers, so that the connection does not drop before the client has read the close.
 pub(crate) async fn close(socket: &mut WebSocket, frame: CloseFrame) {
+    tracing::debug!(code = frame.code, reason = %frame.reason, "closing the WebSocket");
     if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
@@ -52,6 +54,23 @@ pub(crate) async fn close(socket: &mut WebSocket, frame: CloseFrame) {
         }
     })
     .await;
+}
+
+/// Closes a split socket from the server's side: sends `frame` through `sink`, then gives the
+/// task reading the other half (`reader`, which ends at the client's close frame) [`CLOSE_GRACE`]
+/// to see the answer, and ends it: a client that never answers holds nothing.
+pub(crate) async fn close_split<S>(
+    sink: &mut S,
+    reader: &mut tokio::task::JoinHandle<()>,
+    frame: CloseFrame,
+) where
+    S: Sink<Message> + Unpin,
+{
+    tracing::debug!(code = frame.code, reason = %frame.reason, "closing the WebSocket");
+    if sink.send(Message::Close(Some(frame))).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_GRACE, &mut *reader).await;
+    }
+    reader.abort();
 }
 
 #[cfg(test)]

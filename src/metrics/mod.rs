@@ -32,14 +32,16 @@ pub static SSH_CONNECTIONS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 /// The labels of a served request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
+    listener: &'static str,
     route: String,
     method: String,
     status: u16,
 }
 
-/// The label of a route.
+/// The labels of a route.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
+    listener: &'static str,
     route: String,
 }
 
@@ -87,13 +89,13 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
-            "HTTP requests answered, by route template, method and status",
+            "HTTP requests answered, by listener, route template, method and status",
             requests.clone(),
         );
         let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
         registry.register(
             "http_request_duration_seconds",
-            "Time to the answer's head, by route template",
+            "Time to the answer's head, by listener and route template",
             latency.clone(),
         );
         registry.register(
@@ -148,10 +150,18 @@ impl Metrics {
         }
     }
 
-    /// Records one answered request.
-    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// Records one answered request on `listener` (`toolbox`, `terminal` or `sdk_api`).
+    pub fn observe(
+        &self,
+        listener: &'static str,
+        route: &str,
+        method: &str,
+        status: u16,
+        seconds: f64,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
+                listener,
                 route: route.to_string(),
                 method: method.to_string(),
                 status,
@@ -159,6 +169,7 @@ impl Metrics {
             .inc();
         self.latency
             .get_or_create(&RouteLabels {
+                listener,
                 route: route.to_string(),
             })
             .observe(seconds);
@@ -190,21 +201,21 @@ mod tests {
     #[test]
     fn requests_and_live_counts_are_rendered() {
         let metrics = Metrics::new();
-        metrics.observe("/files", "GET", 200, 0.002);
-        metrics.observe("/files", "GET", 200, 0.003);
+        metrics.observe("toolbox", "/files", "GET", 200, 0.002);
+        metrics.observe("toolbox", "/files", "GET", 200, 0.003);
         let text = metrics.render(Live {
             sessions: 3,
             ..Live::default()
         });
         assert!(
             text.contains(
-                r#"toolboxd_http_requests_total{route="/files",method="GET",status="200"} 2"#
+                r#"toolboxd_http_requests_total{listener="toolbox",route="/files",method="GET",status="200"} 2"#
             ),
             "{text}"
         );
         assert!(text.contains("toolboxd_sessions 3"), "{text}");
         assert!(
-            text.contains(r#"toolboxd_http_request_duration_seconds_count{route="/files"} 2"#),
+            text.contains(r#"toolboxd_http_request_duration_seconds_count{listener="toolbox",route="/files"} 2"#),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

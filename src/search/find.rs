@@ -133,12 +133,14 @@ impl Finder {
         let (job_sender, jobs) = mpsc::sync_channel::<Job>(JOBS_AHEAD);
         let jobs = Mutex::new(jobs);
         let (order_sender, order) = mpsc::sync_channel::<Queued>(JOBS_AHEAD);
+        // The threads write their log lines in the caller's span (the request's, with its id).
+        let span = tracing::Span::current();
         std::thread::scope(|scope| {
             let mut started = 0;
             for _ in 0..searchers {
                 let spawned = std::thread::Builder::new()
                     .name("toolboxd-find".into())
-                    .spawn_scoped(scope, || self.search_jobs(&jobs, &stop));
+                    .spawn_scoped(scope, || span.in_scope(|| self.search_jobs(&jobs, &stop)));
                 if spawned.is_ok() {
                     started += 1;
                 }
@@ -146,7 +148,9 @@ impl Finder {
             let walker = if started > 0 {
                 std::thread::Builder::new()
                     .name("toolboxd-walk".into())
-                    .spawn_scoped(scope, || self.walk(order_sender, job_sender, &stop))
+                    .spawn_scoped(scope, || {
+                        span.in_scope(|| self.walk(order_sender, job_sender, &stop))
+                    })
                     .is_ok()
             } else {
                 // Dropping the senders unblocks the searchers that did start.

@@ -69,6 +69,106 @@ fn log_lines_of_a_request_carry_its_id() {
     assert_eq!(value["spans"][0]["name"], "request", "{line}");
 }
 
+/// The log lines in `text` that contain `needle`, parsed.
+fn lines_with(text: &str, needle: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|line| line.contains(needle))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Work a request moves elsewhere (a blocking thread for git, the task axum serves a WebSocket
+/// in) still logs in the request's span.
+#[test]
+fn work_on_other_threads_logs_with_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let daemon = Toolboxd::start_with(StartOptions {
+        args: vec!["--log-format".into(), "json".into()],
+        env: vec![("RUST_LOG".into(), "debug".into())],
+        stderr_file: Some(log.clone()),
+        ..StartOptions::default()
+    });
+    // A shallow clone of a local repository writes its pack on a blocking thread.
+    let origin = dir.path().join("origin");
+    std::fs::create_dir(&origin).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "two",
+        ],
+    ] {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&origin)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let clone = daemon
+        .client
+        .post(daemon.url("/git/clone"))
+        .header("x-request-id", "clone-on-a-thread")
+        .json(&json!({
+            "url": format!("file://{}", origin.display()),
+            "path": "copy",
+            "depth": 1,
+        }))
+        .send()
+        .unwrap();
+    assert!(clone.status().is_success(), "{:?}", clone.text());
+    // A followed log closes from a task of its own.
+    let session = daemon.post_json("/process/session", &json!({"sessionId": "traced"}));
+    assert_eq!(session.status().as_u16(), 201);
+    let ran = json(
+        daemon.post_json(
+            "/process/session/traced/exec",
+            &json!({"command": "echo hi"}),
+        ),
+        200,
+    );
+    let cmd = ran["cmdId"].as_str().unwrap();
+    let followed = crate::session::follow_ws_with(
+        &daemon,
+        &format!("/process/session/traced/command/{cmd}/logs?follow=true"),
+        &[("x-request-id", "follow-in-a-task")],
+    );
+    assert_eq!(followed.close_code, Some(1000));
+    drop(daemon);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let packs = lines_with(&text, "shallow pack written");
+    assert!(!packs.is_empty(), "no pack line:\n{text}");
+    for line in packs {
+        assert_eq!(line["spans"][0]["id"], "clone-on-a-thread", "{line}");
+    }
+    let closes = lines_with(&text, "closing the WebSocket");
+    assert!(
+        closes
+            .iter()
+            .any(|line| line["spans"][0]["id"] == "follow-in-a-task"),
+        "no close line in the follow's span:\n{text}"
+    );
+}
+
 /// The value of the series `name` (exact, labels included) in `text`.
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -80,8 +180,33 @@ fn value(text: &str, series: &str) -> Option<f64> {
 fn metrics_count_requests_by_route_and_status_behind_the_token() {
     let daemon = Toolboxd::start_with(StartOptions {
         args: vec!["--token".into(), "metrics-token".into()],
+        terminal: true,
+        sdk_api: true,
         ..StartOptions::default()
     });
+    // The web terminal's page and local SDK mode's control plane are counted too.
+    let terminal = daemon.terminal_base.clone().unwrap();
+    let page = daemon
+        .client
+        .get(format!("{terminal}/"))
+        .bearer_auth("metrics-token")
+        .send()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let sdk = daemon.sdk_base.clone().unwrap();
+    let sandboxes = daemon
+        .client
+        .get(format!("{sdk}/api/sandbox"))
+        .bearer_auth("metrics-token")
+        .send()
+        .unwrap();
+    assert_eq!(sandboxes.status().as_u16(), 200);
+    let refused = daemon
+        .client
+        .get(format!("{sdk}/api/sandbox"))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
     let get = |path: &str| {
         daemon
             .client
@@ -124,33 +249,68 @@ fn metrics_count_requests_by_route_and_status_behind_the_token() {
     let text = response.text().unwrap();
     let series = |s: &str| value(&text, s).unwrap_or_else(|| panic!("no {s} in:\n{text}"));
     assert_eq!(
-        series(r#"toolboxd_http_requests_total{route="/files",method="GET",status="200"}"#),
+        series(
+            r#"toolboxd_http_requests_total{listener="toolbox",route="/files",method="GET",status="200"}"#
+        ),
         3.0
     );
     assert_eq!(
-        series(r#"toolboxd_http_requests_total{route="/files",method="GET",status="401"}"#),
+        series(
+            r#"toolboxd_http_requests_total{listener="toolbox",route="/files",method="GET",status="401"}"#
+        ),
         1.0
     );
     assert_eq!(
-        series(r#"toolboxd_http_requests_total{route="/files/info",method="GET",status="404"}"#),
+        series(
+            r#"toolboxd_http_requests_total{listener="toolbox",route="/files/info",method="GET",status="404"}"#
+        ),
         1.0
     );
     assert_eq!(
-        series(r#"toolboxd_http_requests_total{route="unmatched",method="GET",status="404"}"#),
+        series(
+            r#"toolboxd_http_requests_total{listener="toolbox",route="unmatched",method="GET",status="404"}"#
+        ),
         1.0
     );
     assert_eq!(
-        series(r#"toolboxd_http_requests_total{route="/metrics",method="GET",status="401"}"#),
+        series(
+            r#"toolboxd_http_requests_total{listener="toolbox",route="/metrics",method="GET",status="401"}"#
+        ),
         1.0
     );
     assert_eq!(
-        series(r#"toolboxd_http_request_duration_seconds_count{route="/files"}"#),
+        series(
+            r#"toolboxd_http_request_duration_seconds_count{listener="toolbox",route="/files"}"#
+        ),
         4.0
     );
-    assert!(series(r#"toolboxd_http_request_duration_seconds_sum{route="/files"}"#) > 0.0);
+    assert!(
+        series(r#"toolboxd_http_request_duration_seconds_sum{listener="toolbox",route="/files"}"#)
+            > 0.0
+    );
     assert_eq!(
-        series(r#"toolboxd_http_request_duration_seconds_bucket{le="+Inf",route="/files"}"#),
+        series(
+            r#"toolboxd_http_request_duration_seconds_bucket{le="+Inf",listener="toolbox",route="/files"}"#
+        ),
         4.0
+    );
+    assert_eq!(
+        series(
+            r#"toolboxd_http_requests_total{listener="terminal",route="/",method="GET",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        series(
+            r#"toolboxd_http_requests_total{listener="sdk_api",route="/api/sandbox",method="GET",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        series(
+            r#"toolboxd_http_requests_total{listener="sdk_api",route="/api/sandbox",method="GET",status="401"}"#
+        ),
+        1.0
     );
     assert_eq!(series("toolboxd_sessions"), 1.0);
     assert_eq!(series("toolboxd_ptys"), 0.0);
