@@ -42,7 +42,16 @@ pub struct Preview {
     /// The description given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// How to authenticate, when toolboxd requires a token (`--token`): the URL does not carry
+    /// it, so a link shown to a person or left in a transcript gives nothing away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
 }
+
+/// What `auth` says when a token is required.
+const TOKEN_REQUIRED: &str = "toolboxd requires its token on this URL: send `Authorization: \
+    Bearer <token>` (or `X-Toolboxd-Token`), or open it once in a browser with `?token=<token>` \
+    (an HttpOnly cookie keeps it for the rest of the visit); the proxied app never sees the token";
 
 /// The toolbox API's base URL as the client sees it: `--public-url`, else the scheme
 /// (`X-Forwarded-Proto`) and `Host` of the HTTP request the tool call came in, else the default
@@ -116,6 +125,12 @@ impl Toolbox {
             port: args.port,
             listening,
             description: args.description.filter(|d| !d.is_empty()),
+            auth: self
+                .app
+                .config
+                .token
+                .is_some()
+                .then(|| TOKEN_REQUIRED.to_string()),
         }))
     }
 }
