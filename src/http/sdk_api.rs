@@ -18,6 +18,7 @@ use super::error::{no_route, render_errors, wrong_method};
 use super::extract::{self, Query};
 use super::info::VERSION;
 use super::wire;
+use crate::config::Secret;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sdk_api::{CreateSandbox, Sandbox, SandboxState, SandboxStore, SigningKey};
 
@@ -31,10 +32,11 @@ struct SdkState {
 
 /// What the guard accepts: the API key (when configured) on every route, the preview token on
 /// preview routes (`/toolbox/{id}/proxy/…`).
+/// Both are compared in constant time.
 struct Auth {
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     /// Handed out with every preview link, fixed for the daemon's life (like a sandbox's).
-    preview_token: String,
+    preview_token: Secret,
 }
 
 /// The prefix a stripping proxy reports (here: `/toolbox/{sandboxId}`).
@@ -54,8 +56,8 @@ pub fn router(
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Router {
     let auth = Arc::new(Auth {
-        api_key,
-        preview_token: uuid::Uuid::new_v4().simple().to_string(),
+        api_key: api_key.map(Secret::new),
+        preview_token: Secret::new(uuid::Uuid::new_v4().simple().to_string()),
     });
     Router::new()
         .route("/api/sandbox", post(create).get(list))
@@ -121,11 +123,11 @@ async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> R
             ));
         }
     }
-    if let Some(key) = auth.api_key.as_deref() {
+    if let Some(key) = auth.api_key.as_ref() {
         let bearer = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| super::auth::bearer_token(v.as_bytes()))
+            .is_some_and(|given| key.matches(given));
         let signed_url = request.uri().path().starts_with("/toolbox/")
             && request
                 .uri()
@@ -134,8 +136,9 @@ async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> R
         let preview = is_preview_path(request.uri().path())
             && headers
                 .get(PREVIEW_TOKEN_HEADER)
-                .is_some_and(|token| token.as_bytes() == auth.preview_token.as_bytes());
-        if bearer != Some(key) && !signed_url && !preview {
+                .and_then(|token| token.to_str().ok())
+                .is_some_and(|token| auth.preview_token.matches(token));
+        if !bearer && !signed_url && !preview {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
                 "missing or wrong API key: send Authorization: Bearer <--sdk-api-key, else \
@@ -363,7 +366,7 @@ async fn preview_url(
     Ok(Json(PreviewResponse {
         url: format!("{}/{}/proxy/{port}", toolbox_url(&headers), sandbox.id),
         sandbox_id: sandbox.id,
-        token: state.auth.preview_token.clone(),
+        token: state.auth.preview_token.expose().to_string(),
     }))
 }
 
@@ -426,10 +429,11 @@ async fn proxy(State(state): State<SdkState>, mut request: Request) -> Result<Re
     }
     if route.starts_with("/proxy/") {
         headers.remove(PREVIEW_TOKEN_HEADER);
-        if let Some(key) = state.auth.api_key.as_deref() {
+        if let Some(key) = state.auth.api_key.as_ref() {
             let ours = headers
                 .get(header::AUTHORIZATION)
-                .is_some_and(|v| v.as_bytes() == format!("Bearer {key}").as_bytes());
+                .and_then(|v| super::auth::bearer_token(v.as_bytes()))
+                .is_some_and(|given| key.matches(given));
             if ours {
                 headers.remove(header::AUTHORIZATION);
             }
