@@ -1,8 +1,10 @@
 """schemathesis over the OpenAPI document, all checks on, against a daemon in a temp dir.
 
-The daemon runs with its work dir and HOME in a fresh temp dir, as `nobody` when the tests run
-as root, and `fuzz/hooks.py` rewrites every generated path to a relative one without `..`, so
-the destructive routes (delete, move, chmod, upload, git) only ever touch that work dir.
+The daemon runs with its work dir and HOME in a fresh temp dir, as `nobody` in its own PID,
+mount, IPC and UTS namespaces when the tests run as root (without the namespaces where the
+machine does not allow them), and `fuzz/hooks.py` rewrites every generated path to a relative
+one without `..`, so the destructive routes (delete, move, chmod, upload, git) only ever touch
+that work dir. The daemon must still be running at the end.
 
 Left out, and why:
 - routes that run programs the fuzzer would write: `/process/execute`, `/process/code-run`,
@@ -46,6 +48,17 @@ EXCLUDED = (
 MIN_REQUESTS = int(os.environ.get("FUZZ_MIN_REQUESTS", "2000"))
 
 
+NAMESPACES = ["unshare", "--pid", "--mount-proc", "--ipc", "--uts", "--kill-child"]
+
+
+def namespaces_work() -> bool:
+    """Whether this machine lets root make namespaces (a container may not)."""
+    try:
+        return subprocess.run([*NAMESPACES, "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     home, work = root / "home", root / "work"
     home.mkdir()
@@ -60,6 +73,10 @@ def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         for path in (root, home, work, copy):
             shutil.chown(path, "nobody", "nogroup")
         prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        if namespaces_work():
+            # Its own PID (toolboxd is PID 1 there, reaping what it starts), mount, IPC and UTS
+            # namespaces; killing `unshare` kills the daemon and everything it started.
+            prefix = [*NAMESPACES, *prefix]
     env = {**os.environ, "HOME": str(home)}
     proc = subprocess.Popen(
         [*prefix, str(binary), "--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "off",
@@ -98,9 +115,11 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             timeout=int(os.environ.get("FUZZ_MAX_TIME", "150")) + 450,
         )
     finally:
+        crashed = proc.poll()
         proc.kill()
         proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+    assert crashed is None, f"toolboxd exited during the run (status {crashed})"
     output = result.stdout + result.stderr
     if os.environ.get("FUZZ_OUTPUT"):
         Path(os.environ["FUZZ_OUTPUT"]).write_text(output)
