@@ -119,6 +119,63 @@ impl Process {
     }
 }
 
+/// A child started under a fresh tree marker and registered in `Trees`, so shutdown ends its
+/// tree while the guard lives.
+#[derive(Debug)]
+struct Marked {
+    child: Child,
+    exit: ExitWatch,
+    marker: String,
+    registered: TreeGuard,
+}
+
+/// Why a marked child did not start.
+enum NotStarted {
+    /// toolboxd is shutting down.
+    ShuttingDown(crate::error::Error),
+    /// The OS refused (a missing program, out of resources…).
+    Spawn(std::io::Error),
+}
+
+impl NotStarted {
+    /// The API's error for a child of `program` in `cwd`.
+    fn into_error(self, program: &Path, cwd: &Path) -> crate::error::Error {
+        match self {
+            NotStarted::ShuttingDown(err) => err,
+            NotStarted::Spawn(err) => exec::spawn_error(program, cwd, &err),
+        }
+    }
+}
+
+impl Process {
+    /// Blocking (it spawns). Starts `program` in `cwd` with the environment new children get,
+    /// then what `configure` adds (arguments, more variables, stdio), under a fresh tree marker
+    /// (in `MARKER_VAR`, and naming its cgroup leaf when `leaf`), registered in `Trees`.
+    fn spawn_marked(
+        &self,
+        program: &Path,
+        cwd: &Path,
+        leaf: bool,
+        configure: impl FnOnce(Spawn) -> Spawn,
+    ) -> std::result::Result<Marked, NotStarted> {
+        self.trees.check_open().map_err(NotStarted::ShuttingDown)?;
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let mut spawn = configure(Spawn::new(program, cwd).envs(self.env_snapshot()))
+            .env(tree::MARKER_VAR, &marker);
+        if leaf {
+            spawn = spawn.cgroup(&marker);
+        }
+        let (child, exit) = self.reaper.spawn(spawn).map_err(NotStarted::Spawn)?;
+        let registered = self.trees.register(child.pid, &marker);
+        Ok(Marked {
+            child,
+            exit,
+            marker,
+            registered,
+        })
+    }
+}
+
 /// The bytes `env` takes in a new process: each `NAME=value` with its NUL, and its pointer.
 fn env_size(env: &BTreeMap<String, String>) -> usize {
     env.iter()

@@ -8,7 +8,7 @@ use std::fs::File;
 
 use nix::sys::signal::Signal;
 
-use super::{exec, tree, ExitWatch, Io, Process, Spawn, TreeGuard};
+use super::{exec, tree, ExitWatch, Io, Process, TreeGuard};
 use crate::error::{Error, Result};
 
 /// A started command. Dropping it leaves the processes alone: the caller decides whether its
@@ -84,27 +84,22 @@ impl Process {
                 "command contains a NUL byte, which a shell command cannot hold",
             ));
         }
-        self.trees.check_open()?;
-        let marker = uuid::Uuid::new_v4().simple().to_string();
-        let spawn = Spawn::new(&self.shell, &self.workdir)
-            .args(&args)
-            .envs(self.env_snapshot())
-            .envs(envs)
-            .env(tree::MARKER_VAR, &marker)
-            .stdio(Io::Piped, Io::Piped, Io::Piped);
-        let (child, exit) = self
-            .reaper
-            .spawn(spawn)
-            .map_err(|err| exec::spawn_error(&self.shell, &self.workdir, &err))?;
-        let registered = self.trees.register(child.pid, &marker);
+        let marked = self
+            .spawn_marked(&self.shell, &self.workdir, false, |spawn| {
+                spawn
+                    .args(&args)
+                    .envs(envs)
+                    .stdio(Io::Piped, Io::Piped, Io::Piped)
+            })
+            .map_err(|err| err.into_error(&self.shell, &self.workdir))?;
         Ok(PipedChild {
-            pid: child.pid,
-            exit: Some(exit),
-            stdin: child.stdin,
-            stdout: child.stdout,
-            stderr: child.stderr,
-            marker,
-            _registered: registered,
+            pid: marked.child.pid,
+            exit: Some(marked.exit),
+            stdin: marked.child.stdin,
+            stdout: marked.child.stdout,
+            stderr: marked.child.stderr,
+            marker: marked.marker,
+            _registered: marked.registered,
         })
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 
-use super::{cgroup, tree, ExitWatch, Io, Process, Spawn, TreeGuard};
+use super::{cgroup, tree, ExitWatch, Io, NotStarted, Process, TreeGuard};
 use crate::error::{Error, Result};
 
 /// A running worker.
@@ -68,33 +68,27 @@ impl Process {
         };
         let (jobs_read, jobs_write) = pipe()?;
         let (frames_read, frames_write) = pipe()?;
-        let marker = uuid::Uuid::new_v4().simple().to_string();
-        let spawn = Spawn::new(program, cwd)
-            .args(args)
-            .envs(self.env_snapshot())
-            .envs(envs)
-            .env(tree::MARKER_VAR, &marker)
-            .stdio(Io::Null, Io::Piped, Io::Piped)
-            .pass_fds(vec![jobs_read, frames_write])
-            .cgroup(&marker);
-        self.trees.check_open()?;
-        let (child, exit) = self
-            .reaper
-            .spawn(spawn)
-            .map_err(|err| super::exec::spawn_error(program, cwd, &err))?;
-        let registered = self.trees.register(child.pid, &marker);
-        let (Some(stdout), Some(stderr)) = (child.stdout, child.stderr) else {
+        let marked = self
+            .spawn_marked(program, cwd, true, |spawn| {
+                spawn
+                    .args(args)
+                    .envs(envs)
+                    .stdio(Io::Null, Io::Piped, Io::Piped)
+                    .pass_fds(vec![jobs_read, frames_write])
+            })
+            .map_err(|err| err.into_error(program, cwd))?;
+        let (Some(stdout), Some(stderr)) = (marked.child.stdout, marked.child.stderr) else {
             return Err(Error::internal("the worker's pipes are missing"));
         };
         Ok(Worker {
-            pid: child.pid,
-            exit,
+            pid: marked.child.pid,
+            exit: marked.exit,
             stdout,
             stderr,
             jobs: File::from(jobs_write),
             frames: File::from(frames_read),
-            marker,
-            _registered: registered,
+            marker: marked.marker,
+            _registered: marked.registered,
         })
     }
 
@@ -152,26 +146,22 @@ impl Process {
         args: &[String],
         cwd: &Path,
     ) -> std::io::Result<StdioChild> {
-        let marker = uuid::Uuid::new_v4().simple().to_string();
-        let spawn = Spawn::new(program, cwd)
-            .args(args)
-            .envs(self.env_snapshot())
-            .env(tree::MARKER_VAR, &marker)
-            .stdio(Io::Piped, Io::Piped, Io::Piped)
-            .cgroup(&marker);
-        if let Err(err) = self.trees.check_open() {
-            return Err(std::io::Error::other(err.message));
-        }
-        let (child, exit) = self.reaper.spawn(spawn)?;
-        let registered = self.trees.register(child.pid, &marker);
+        let marked = self
+            .spawn_marked(program, cwd, true, |spawn| {
+                spawn.args(args).stdio(Io::Piped, Io::Piped, Io::Piped)
+            })
+            .map_err(|err| match err {
+                NotStarted::ShuttingDown(err) => std::io::Error::other(err.message),
+                NotStarted::Spawn(err) => err,
+            })?;
         Ok(StdioChild {
-            pid: child.pid,
-            exit: Some(exit),
-            stdin: child.stdin,
-            stdout: child.stdout,
-            stderr: child.stderr,
-            marker,
-            _registered: registered,
+            pid: marked.child.pid,
+            exit: Some(marked.exit),
+            stdin: marked.child.stdin,
+            stdout: marked.child.stdout,
+            stderr: marked.child.stderr,
+            marker: marked.marker,
+            _registered: marked.registered,
         })
     }
 
