@@ -677,8 +677,11 @@ impl Hub {
                 self.renamed(state, &path, &to, is_dir, now);
             }
             EventKind::Modify(_) => {
-                let is_dir = path.is_dir();
-                self.deliver(state, &path, Change::Modify, is_dir, None, now);
+                // Only a change some watcher sees is worth a stat.
+                if state.subs.values().any(|sub| sub.sees(&path)) {
+                    let is_dir = path.is_dir();
+                    self.deliver(state, &path, Change::Modify, is_dir, None, now);
+                }
             }
             EventKind::Remove(kind) => {
                 let is_dir = matches!(kind, RemoveKind::Folder) || state.dirs.contains_key(&path);
@@ -740,11 +743,34 @@ impl Hub {
             .filter(|(_, sub)| sub.wants_dir(dir))
             .map(|(id, _)| *id)
             .collect();
+        if ids.is_empty() {
+            return;
+        }
+        // One walk, shared by every watcher: the new directory and what it holds (below a
+        // `.git` only when a watcher asked for it).
+        let into_git = ids
+            .iter()
+            .any(|id| state.subs.get(id).is_some_and(|sub| sub.include_git));
+        let entries: Vec<(PathBuf, bool)> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_entry(|entry| into_git || entry.depth() == 0 || entry.file_name() != ".git")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| {
+                let is_dir = entry.file_type().is_dir();
+                (entry.into_path(), is_dir)
+            })
+            .collect();
         for id in ids {
             let Some(sub) = state.subs.get(&id) else {
                 continue;
             };
-            let dirs = tree_dirs(dir, sub);
+            // A path `sees` refuses (under `.git`) makes every path below it refused too, so
+            // filtering entry by entry prunes as a walk would.
+            let dirs: Vec<PathBuf> = entries
+                .iter()
+                .filter(|(path, is_dir)| *is_dir && (*path == sub.root || sub.sees(path)))
+                .map(|(path, _)| path.clone())
+                .collect();
             for d in dirs {
                 if let Err(err) = self.hold(state, id, &d) {
                     if err.kind != ErrorKind::FileNotFound {
@@ -760,17 +786,13 @@ impl Hub {
             if moved_from.is_some_and(|from| sub.sees(from)) {
                 continue;
             }
-            for entry in walkdir::WalkDir::new(dir)
-                .min_depth(1)
-                .into_iter()
-                .filter_map(|e| e.ok())
-            {
-                if sub.sees(entry.path()) {
+            for (path, is_dir) in entries.iter().filter(|(path, _)| path != dir) {
+                if sub.sees(path) {
                     sub.push(WatchEvent {
                         change: Change::Create,
-                        path: entry.path().to_path_buf(),
+                        path: path.clone(),
                         old_path: None,
-                        is_dir: entry.file_type().is_dir(),
+                        is_dir: *is_dir,
                         timestamp: now,
                         coalesced: None,
                     });
