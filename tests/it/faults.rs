@@ -1,0 +1,402 @@
+//! The fault matrix of issue 17: clients that vanish mid-transfer, a full disk, processes killed
+//! with SIGKILL, SIGTERM with work in flight, and a storm of orphans. Every disconnect test
+//! checks that the daemon holds no more descriptors or processes than before (`Held`) and that
+//! nothing partial is left.
+//!
+//! Faults covered elsewhere, not repeated here:
+//! - an upload cut mid-stream keeps the old file (`upload::bulk_upload_cut_mid_stream_…`,
+//!   `upload::upload_v2_cut_mid_stream_…`; here again with the leak check, and the legacy route);
+//! - an SFTP upload cut by killing the client (`ssh::an_upload_that_is_cut_leaves_the_old_file_…`);
+//! - a language server killed with SIGKILL is restarted with its documents by the next request
+//!   (`lsp::a_server_killed_mid_session_is_restarted_with_its_documents`);
+//! - an interpreter worker killed between jobs (`interpreter::a_worker_killed_between_jobs_…`);
+//! - SIGTERM with executes, a code run, a session command and a worker in flight
+//!   (`cli::shutdown_answers_waiting_clients_and_ends_every_tree`), and its forwarding to the
+//!   entrypoint (`entrypoint::sigterm_is_forwarded_to_the_entrypoint_and_sessions_are_cleaned_up`);
+//! - a full disk for uploads and a shallow clone (`upload::upload_onto_a_full_disk_…`,
+//!   `git::a_shallow_file_clone_onto_a_full_disk_…`), here gathered on one tmpfs work dir with
+//!   the other writers.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+use crate::transfer_support::*;
+use crate::upload::cut_upload;
+
+/// A daemon whose test client keeps no idle connection (see `unpooled_client`).
+fn daemon() -> Toolboxd {
+    daemon_with(StartOptions::default())
+}
+
+fn daemon_with(options: StartOptions) -> Toolboxd {
+    let mut daemon = Toolboxd::start_with(options);
+    daemon.client = unpooled_client();
+    daemon
+}
+
+/// Connects a raw socket and sends `head` (and `body`).
+fn raw(daemon: &Toolboxd, head: &str, body: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(address(daemon)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    stream
+}
+
+/// Reads until `needle` has arrived (or panics after 30 s); returns what was read.
+fn read_until(stream: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 8192];
+    while find_bytes(&got, needle, 0).is_none() {
+        let n = stream.read(&mut buffer).expect("read from the daemon");
+        assert!(
+            n > 0,
+            "connection ended before {:?}: {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buffer[..n]);
+    }
+    got
+}
+
+/// Waits (at most 20 s) for a descendant of the daemon whose command line contains `needle`.
+fn wait_for_descendant(daemon: &Toolboxd, needle: &str) -> i32 {
+    let mut found = None;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            found = descendants(daemon.pid())
+                .into_iter()
+                .find(|pid| is_alive(*pid) && cmdline(*pid).contains(needle));
+            found.is_some()
+        }),
+        "no process {needle:?} under the daemon"
+    );
+    found.unwrap()
+}
+
+fn kill(pid: i32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+}
+
+/// No file in `dir` (recursively) is one of the daemon's temp files.
+fn assert_no_temp_files(dir: &Path) {
+    let left: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().contains("toolboxd-tmp"))
+        .map(|entry| entry.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Clients that disconnect
+// ---------------------------------------------------------------------------------------------
+
+/// Each upload route, cut after the daemon started its temp file: the old file stays, no temp
+/// file is left, and the daemon holds what it held before.
+#[test]
+fn mid_upload_disconnect_leaks_nothing() {
+    let daemon = daemon();
+    let dir = daemon.path("cut");
+    let target = dir.join("keep.bin");
+    write(&target, "old content");
+    let boundary = UPLOAD_BOUNDARY;
+    let host = address(&daemon);
+    let announced = 64 * 1024 * 1024;
+    let part = |name: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"keep.bin\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+    };
+    let cases = [
+        (
+            format!(
+                "POST /files/upload?path={} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {}\r\nContent-Length: {announced}\r\n\r\n",
+                q("cut/keep.bin"),
+                multipart_type()
+            ),
+            part("file"),
+        ),
+        (
+            format!(
+                "POST /files/bulk-upload HTTP/1.1\r\nHost: {host}\r\nContent-Type: {}\r\nContent-Length: {announced}\r\n\r\n",
+                multipart_type()
+            ),
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files[0].path\"\r\n\r\ncut/keep.bin\r\n{}",
+                part("files[0].file")
+            ),
+        ),
+        (
+            format!(
+                "POST /files/upload-v2?path={} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nContent-Length: {announced}\r\n\r\n",
+                q("cut/keep.bin"),
+            ),
+            String::new(),
+        ),
+    ];
+    // One whole upload first, so what the first one opens for good is in the baseline.
+    let response = daemon
+        .client
+        .post(daemon.url(&format!("/files/upload-v2?path={}", q("cut/warm.bin"))))
+        .body("warm")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let held = Held::of(&daemon);
+    for (head, body_start) in &cases {
+        cut_upload(&daemon, head, body_start.as_bytes(), &dir, &target);
+        held.assert_settled(&daemon, head.lines().next().unwrap());
+    }
+    assert_no_temp_files(&daemon.workdir);
+}
+
+/// A 64 MiB download read for a few KiB, then the socket dropped.
+#[test]
+fn mid_download_disconnect_leaks_nothing() {
+    let daemon = daemon();
+    let big = daemon.path("big.bin");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(64 << 20).unwrap();
+    drop(file);
+    let head = format!(
+        "GET /files/download?path=big.bin HTTP/1.1\r\nHost: {}\r\n\r\n",
+        address(&daemon)
+    );
+    let held = Held::of(&daemon);
+    for _ in 0..3 {
+        let mut stream = raw(&daemon, &head, b"");
+        let got = read_until(&mut stream, b"\r\n\r\n");
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..12]);
+        let mut some = vec![0u8; 16 << 10];
+        stream.read_exact(&mut some).unwrap();
+        drop(stream);
+        held.assert_settled(&daemon, "a download dropped after 16 KiB");
+    }
+    // The file is untouched and still served whole.
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), 64 << 20);
+    let response = daemon.get("/files/download?path=big.bin");
+    assert_eq!(response.bytes().unwrap().len(), 64 << 20);
+    held.assert_settled(&daemon, "a whole download");
+}
+
+/// A session command's log WebSocket dropped without a close frame while output flows; the
+/// command goes on, and once it is deleted the daemon holds what it held before the session.
+#[test]
+fn mid_log_follow_disconnect_leaks_nothing() {
+    let daemon = daemon();
+    let before_session = Held::of(&daemon);
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "f"}))
+            .status(),
+        201
+    );
+    let started = json(
+        daemon.post_json(
+            "/process/session/f/exec",
+            &json!({"command": "while :; do echo line; sleep 0.01; done", "runAsync": true}),
+        ),
+        202,
+    );
+    let cmd = started["cmdId"].as_str().unwrap().to_string();
+    let held = Held::of(&daemon);
+    let path = format!("/process/session/f/command/{cmd}/logs?follow=true");
+    for _ in 0..3 {
+        let url = format!("{}{}", daemon.base.replacen("http://", "ws://", 1), path);
+        let (mut socket, _) = tungstenite::connect(url).expect("websocket handshake");
+        let mut got = 0;
+        while got < 64 {
+            match socket.read().expect("a log frame") {
+                tungstenite::Message::Binary(data) => got += data.len(),
+                tungstenite::Message::Text(text) => got += text.len(),
+                _ => {}
+            }
+        }
+        // Drop the TCP connection under the WebSocket: no close frame.
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream.shutdown(Shutdown::Both).unwrap();
+        }
+        drop(socket);
+        held.assert_settled(&daemon, "a log follower dropped its connection");
+    }
+    // The command still runs and logs.
+    let info = json(
+        daemon.get(&format!("/process/session/f/command/{cmd}")),
+        200,
+    );
+    assert!(info["exitCode"].is_null(), "{info}");
+    assert_eq!(daemon.delete("/process/session/f").status(), 204);
+    before_session.assert_settled(&daemon, "the session was deleted");
+}
+
+/// A PTY running `yes`, its client dropping TCP: the PTY lives on (PTYs outlive their
+/// clients), the dropped client's queue and socket go, and deleting the PTY ends `yes`.
+#[test]
+fn mid_pty_disconnect_leaks_nothing() {
+    let daemon = daemon();
+    let before_pty = Held::of(&daemon);
+    json(
+        daemon.post_json("/process/pty", &json!({"id": "y"})),
+        201,
+    );
+    let connect = |daemon: &Toolboxd| {
+        let url = format!(
+            "{}/process/pty/y/connect",
+            daemon.base.replacen("http://", "ws://", 1)
+        );
+        tungstenite::connect(url).expect("pty handshake").0
+    };
+    let mut first = Some(connect(&daemon));
+    first
+        .as_mut()
+        .unwrap()
+        .send(tungstenite::Message::Binary(b"yes\n".to_vec().into()))
+        .unwrap();
+    let yes = wait_for_descendant(&daemon, "yes");
+    let held = Held::of(&daemon);
+    for _ in 0..3 {
+        let mut socket = first.take().unwrap_or_else(|| connect(&daemon));
+        let mut got = 0;
+        while got < 64 << 10 {
+            if let tungstenite::Message::Binary(data) = socket.read().expect("pty output") {
+                got += data.len();
+            }
+        }
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream.shutdown(Shutdown::Both).unwrap();
+        }
+        drop(socket);
+        held.assert_settled(&daemon, "a PTY client dropped its connection");
+        assert!(is_alive(yes), "yes ended with its client");
+    }
+    assert_eq!(daemon.delete("/process/pty/y").status(), 200);
+    before_pty.assert_settled(&daemon, "the PTY was deleted");
+    assert!(!is_alive(yes));
+}
+
+/// The MCP `Accept` header of Streamable HTTP.
+const MCP_ACCEPT: &str = "application/json, text/event-stream";
+
+/// Opens an MCP session (2025-11-25) and returns its id.
+fn mcp_session(daemon: &Toolboxd) -> String {
+    let response = daemon
+        .client
+        .post(daemon.url("/mcp"))
+        .header("accept", MCP_ACCEPT)
+        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "faults", "version": "1"}}}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    response.text().unwrap();
+    let ack = daemon
+        .client
+        .post(daemon.url("/mcp"))
+        .header("accept", MCP_ACCEPT)
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .unwrap();
+    assert_eq!(ack.status(), 202);
+    id
+}
+
+/// Sends `tools/call execute_command` with `arguments` on a raw connection, waits for the
+/// command (`needle` in its command line) and the answer's head, then drops the connection.
+fn mcp_call_then_drop(daemon: &Toolboxd, session: &str, arguments: Value, needle: &str) -> i32 {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "execute_command", "arguments": arguments}})
+    .to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAccept: {MCP_ACCEPT}\r\nContent-Type: application/json\r\n\
+         Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n\r\n",
+        address(daemon),
+        body.len()
+    );
+    let mut stream = raw(daemon, &head, body.as_bytes());
+    let pid = wait_for_descendant(daemon, needle);
+    let got = read_until(&mut stream, b"\r\n\r\n");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    stream.shutdown(Shutdown::Both).unwrap();
+    drop(stream);
+    pid
+}
+
+/// `tools/call execute_command` over Streamable HTTP (2025-11-25), its connection dropped while
+/// the command runs. By design that is not a cancellation (the MCP spec: a disconnection SHOULD
+/// NOT be read as one; the client may resume the stream with `Last-Event-ID`), so the command
+/// goes on: it ends at its `timeout`, and a call without one ends when its session ends
+/// (`DELETE /mcp`). Either way the daemon then holds what it held before. (In 2026-07-28 the
+/// request's stream closing is its cancellation: `tests/sdk/python/test_mcp.py`,
+/// `test_current_revision_client`.)
+#[test]
+fn mid_mcp_call_disconnect_leaks_nothing() {
+    let daemon = daemon();
+    let session = mcp_session(&daemon);
+    let held = Held::of(&daemon);
+    // With a timeout: the tree is killed at the timeout.
+    let sleep = mcp_call_then_drop(
+        &daemon,
+        &session,
+        json!({"command": "sleep 30.5; echo done", "timeout": 2}),
+        "sleep 30.5",
+    );
+    held.assert_settled(&daemon, "an MCP call with a 2 s timeout lost its client");
+    assert!(!is_alive(sleep));
+    // Without one: ending the session ends the call.
+    let sleep = mcp_call_then_drop(
+        &daemon,
+        &session,
+        json!({"command": "sleep 30.6; echo done"}),
+        "sleep 30.6",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(is_alive(sleep), "the call was cancelled by the disconnect");
+    let response = daemon
+        .client
+        .delete(daemon.url("/mcp"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    held.assert_settled(&daemon, "the MCP session of an abandoned call was deleted");
+    assert!(!is_alive(sleep));
+    // The daemon still serves MCP.
+    let session = mcp_session(&daemon);
+    let response = daemon
+        .client
+        .post(daemon.url("/mcp"))
+        .header("accept", MCP_ACCEPT)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "execute_command", "arguments": {"command": "echo again"}}}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().unwrap().contains("again"));
+}
