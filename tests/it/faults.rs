@@ -400,3 +400,51 @@ fn mid_mcp_call_disconnect_leaks_nothing() {
     assert_eq!(response.status(), 200);
     assert!(response.text().unwrap().contains("again"));
 }
+
+/// OpenSSH `scp` (the SFTP protocol, scp's default since OpenSSH 9.0) of a 64 MiB file, the
+/// client killed with SIGKILL mid-transfer: the old target stays, a new target never appears,
+/// no temp file is left, and the daemon holds what it held before.
+#[test]
+fn mid_scp_kill_leaves_nothing_partial() {
+    if !crate::ssh::have(&[]) {
+        return;
+    }
+    let mut fx = crate::ssh::Fixture::start();
+    fx.daemon.client = unpooled_client();
+    let local = fx.dir.path().join("big.bin");
+    crate::ssh::random_file(&local, 64 << 20);
+    let existing = fx.daemon.path("keep.bin");
+    write(&existing, "old content");
+    let held = Held::of(&fx.daemon);
+    for target in ["keep.bin", "new.bin"] {
+        let mut scp = Command::new("scp")
+            .args(fx.options(&fx.key))
+            // 8 Mbit/s: the transfer takes a while.
+            .args(["-l", "8000", "-P", &fx.port.to_string()])
+            .arg(&local)
+            .arg(format!("{}:{target}", fx.target()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for(Duration::from_secs(30), || !temp_files(&fx.daemon.workdir)
+                .is_empty()),
+            "the transfer never started, or wrote {target} in place: {:?}",
+            std::fs::read_dir(&fx.daemon.workdir)
+                .unwrap()
+                .flatten()
+                .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+                .collect::<Vec<_>>(),
+        );
+        // Some bytes have arrived: the temp file grows.
+        std::thread::sleep(Duration::from_millis(300));
+        scp.kill().unwrap();
+        scp.wait().unwrap();
+        held.assert_settled(&fx.daemon, "scp was killed");
+        assert_no_temp_files(&fx.daemon.workdir);
+    }
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "old content");
+    assert!(!fx.daemon.path("new.bin").exists(), "a partial new.bin");
+}
