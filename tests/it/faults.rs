@@ -448,3 +448,180 @@ fn mid_scp_kill_leaves_nothing_partial() {
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "old content");
     assert!(!fx.daemon.path("new.bin").exists(), "a partial new.bin");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. A full disk
+// ---------------------------------------------------------------------------------------------
+
+/// Every writer on a 2 MiB tmpfs that holds the work dir and HOME (sessions' logs): uploads
+/// (legacy, bulk, v2), `/files/replace`, git clones (file:// and smart HTTP) and a session
+/// command whose log fills the disk. Each answers the disk's error (507 `INSUFFICIENT_STORAGE`;
+/// `/files/replace` answers per file, always 200, as the SDKs expect), leaves no temp file or half
+/// a target, and once space is freed the daemon works as before.
+#[test]
+fn enospc_on_a_tiny_tmpfs_is_507_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("SKIP: mounting a tmpfs needs root");
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let disk = temp.path().join("disk");
+    let Some(_mount) = TmpfsMount::mount(&disk, "size=2m") else {
+        return;
+    };
+    let fx = crate::git_support::Fixtures::new();
+    let remote = fx.remote("origin");
+    // 4 MiB of hex digits: about 2 MiB in a pack, more than the disk has room for.
+    let big_text: String = pseudo_random(2 << 20, 7)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    fx.push_upstream(&remote, &[("big.txt", &big_text)], "big");
+    let http = fx.http();
+    let work = disk.join("work");
+    let home = disk.join("home");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let daemon = daemon_with(StartOptions {
+        workdir: Some(work.clone()),
+        env: vec![("HOME".to_string(), home.display().to_string())],
+        ..StartOptions::default()
+    });
+    let target = work.join("keep.txt");
+    write(&target, "old content");
+    let big = pseudo_random(4 << 20, 4);
+    let nothing_partial = |what: &str| {
+        assert_no_temp_files(&disk);
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "old content",
+            "{what}"
+        );
+    };
+
+    // Uploads.
+    let response = daemon
+        .client
+        .post(daemon.url("/files/upload-v2?path=keep.txt"))
+        .body(big.clone())
+        .send()
+        .unwrap();
+    assert_error(response, 507, "INSUFFICIENT_STORAGE");
+    nothing_partial("upload-v2");
+    let response = post_multipart(
+        &daemon,
+        "/files/upload?path=keep.txt",
+        multipart_body(&[Part::File("file", "keep.txt", &big)]),
+    );
+    assert_error(response, 507, "INSUFFICIENT_STORAGE");
+    nothing_partial("upload");
+    let response = post_multipart(
+        &daemon,
+        "/files/bulk-upload",
+        multipart_body(&[
+            Part::Field("files[0].path", "keep.txt"),
+            Part::File("files[0].file", "keep.txt", &big),
+        ]),
+    );
+    assert_error(response, 507, "INSUFFICIENT_STORAGE");
+    nothing_partial("bulk-upload");
+
+    // Git clones.
+    for (url, body) in [
+        (
+            remote.file_url(),
+            json!({"url": remote.file_url(), "path": "repo"}),
+        ),
+        (
+            http.url(&remote.name()),
+            json!({"url": http.url(&remote.name()), "path": "repo",
+                "username": crate::git_support::USER, "password": crate::git_support::PASSWORD}),
+        ),
+    ] {
+        let response = daemon.post_json("/git/clone", &body);
+        let body = assert_error(response, 507, "INSUFFICIENT_STORAGE");
+        assert!(!work.join("repo").exists(), "{url}: {body}");
+        nothing_partial(&url);
+    }
+
+    // /files/replace: a file that no longer fits beside its old copy (the SDKs expect 200 and a
+    // result per file).
+    let replaced = work.join("r.txt");
+    let original = "x".repeat(600 << 10);
+    write(&replaced, &original);
+    let free = nix::sys::statvfs::statvfs(&disk).unwrap();
+    let room = free.blocks_available() as usize * free.fragment_size() as usize;
+    let filler = work.join("filler.bin");
+    write(&filler, vec![0u8; room.saturating_sub(300 << 10)]);
+    let results = json(
+        daemon.post_json(
+            "/files/replace",
+            &json!({"files": ["r.txt"], "pattern": "x", "newValue": "y"}),
+        ),
+        200,
+    );
+    assert_eq!(results[0]["success"], false, "{results}");
+    assert!(
+        results[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no space left on device"),
+        "{results}"
+    );
+    assert!(std::fs::read_to_string(&replaced).unwrap() == original);
+    nothing_partial("replace");
+    std::fs::remove_file(&filler).unwrap();
+
+    // A session command whose output outgrows the disk: the command ran, so its exit code is
+    // in the answer's message, but the answer is the disk's error, and the log says it is cut.
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "s"}))
+            .status(),
+        201
+    );
+    let response = daemon.post_json(
+        "/process/session/s/exec",
+        &json!({"command": "head -c 4000000 /dev/zero | tr '\\0' x; echo; echo after"}),
+    );
+    let body = assert_error(response, 507, "INSUFFICIENT_STORAGE");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("exit code 0"), "{body}");
+    assert!(message.contains("no space left on device"), "{body}");
+    let sessions = json(daemon.get("/process/session/s"), 200);
+    let cmd = sessions["commands"][0]["id"].as_str().unwrap().to_string();
+    let logs = json(
+        daemon.get(&format!("/process/session/s/command/{cmd}/logs")),
+        200,
+    );
+    assert!(
+        logs["stdout"]
+            .as_str()
+            .unwrap()
+            .ends_with("later output was not kept]\n"),
+        "{}",
+        &logs["stdout"].as_str().unwrap()[..100]
+    );
+    // Deleting the session frees its logs; the daemon works as before.
+    assert_eq!(daemon.delete("/process/session/s").status(), 204);
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "s2"}))
+            .status(),
+        201
+    );
+    let out = json(
+        daemon.post_json("/process/session/s2/exec", &json!({"command": "echo ok"})),
+        200,
+    );
+    assert_eq!(out["stdout"], "ok\n", "{out}");
+    let response = daemon
+        .client
+        .post(daemon.url("/files/upload-v2?path=keep.txt"))
+        .body("new content")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "new content");
+    assert_no_temp_files(&disk);
+}
