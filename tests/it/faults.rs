@@ -625,3 +625,316 @@ fn enospc_on_a_tiny_tmpfs_is_507_and_leaves_nothing() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "new content");
     assert_no_temp_files(&disk);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Processes killed with SIGKILL (a language server: `lsp::a_server_killed_mid_session_…`;
+//    an idle interpreter worker: `interpreter::a_worker_killed_between_jobs_…`)
+// ---------------------------------------------------------------------------------------------
+
+/// A session command killed with SIGKILL from outside: it ends with 137 and cause `signal`, and
+/// the session goes on in the same shell (its variables are still set).
+#[test]
+fn sigkill_of_a_session_command_is_reported_and_the_session_goes_on() {
+    let daemon = daemon();
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "k"}))
+            .status(),
+        201
+    );
+    let out = json(
+        daemon.post_json("/process/session/k/exec", &json!({"command": "KEPT=yes"})),
+        200,
+    );
+    assert_eq!(out["exitCode"], 0);
+    let started = json(
+        daemon.post_json(
+            "/process/session/k/exec",
+            &json!({"command": "sleep 30.7", "runAsync": true}),
+        ),
+        202,
+    );
+    let cmd = started["cmdId"].as_str().unwrap().to_string();
+    let sleep = wait_for_descendant(&daemon, "sleep 30.7");
+    kill(sleep, nix::sys::signal::Signal::SIGKILL);
+    let mut info = Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            info = json(
+                daemon.get(&format!("/process/session/k/command/{cmd}")),
+                200,
+            );
+            !info["exitCode"].is_null()
+        }),
+        "the killed command never ended: {info}"
+    );
+    assert_eq!(info["exitCode"], 137, "{info}");
+    assert_eq!(info["exitCause"], "signal", "{info}");
+    let out = json(
+        daemon.post_json(
+            "/process/session/k/exec",
+            &json!({"command": "echo $KEPT"}),
+        ),
+        200,
+    );
+    assert_eq!(out["stdout"], "yes\n", "{out}");
+}
+
+/// An interpreter worker killed with SIGKILL while a job runs: the job's socket closes with
+/// 1011 "worker process ended", and the context's next job runs in a new worker that says the
+/// old state is gone.
+#[test]
+fn sigkill_of_an_interpreter_worker_mid_job_is_reported_and_the_context_recovers() {
+    let daemon = daemon();
+    let url = format!(
+        "{}/process/interpreter/execute",
+        daemon.base.replacen("http://", "ws://", 1)
+    );
+    let run = |code: &str| {
+        let (mut socket, _) = tungstenite::connect(url.as_str()).expect("handshake");
+        socket
+            .send(tungstenite::Message::Text(
+                json!({ "code": code }).to_string().into(),
+            ))
+            .unwrap();
+        socket
+    };
+    // The first job sets state; the second prints its worker's pid and hangs.
+    let mut first = run("kept = 1");
+    while first.read().is_ok() {}
+    let mut socket = run("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(30)");
+    let mut pid = None;
+    while pid.is_none() {
+        if let tungstenite::Message::Text(text) = socket.read().expect("a frame") {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] == "stdout" {
+                pid = frame["text"].as_str().unwrap().trim().parse::<i32>().ok();
+            }
+        }
+    }
+    let pid = pid.unwrap();
+    kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let close = loop {
+        match socket.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame,
+            Ok(_) => {}
+            Err(err) => panic!("no close frame: {err}"),
+        }
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1011, "{close:?}");
+    assert_eq!(close.reason.as_str(), "worker process ended");
+    drop(socket);
+    let mut next = run("print('kept' in globals())");
+    let mut frames = Vec::new();
+    while let Ok(message) = next.read() {
+        if let tungstenite::Message::Text(text) = message {
+            frames.push(serde_json::from_str::<Value>(&text).unwrap());
+        }
+    }
+    let text = |kind: &str| -> String {
+        frames
+            .iter()
+            .filter(|f| f["type"] == kind)
+            .map(|f| f["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(text("stdout"), "False\n", "{frames:?}");
+    assert!(text("stderr").contains("state"), "{frames:?}");
+    assert!(!is_alive(pid));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. SIGTERM with work in flight (executes, a code run and a worker:
+//    `cli::shutdown_answers_waiting_clients_and_ends_every_tree`)
+// ---------------------------------------------------------------------------------------------
+
+/// SIGTERM while an upload streams, a sync session exec runs and a log follower is open, with an
+/// entrypoint that records the signal it gets: the exec is answered 503 `SHUTTING_DOWN`, the
+/// upload is either answered and whole or cut with the old file kept (never half a file), the
+/// follower's socket ends, the entrypoint gets SIGTERM, toolboxd exits 0 and every process it
+/// started is gone.
+#[test]
+fn sigterm_with_work_in_flight_drains_and_leaves_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let flag = temp.path().join("signal");
+    let script = format!(
+        "trap 'echo TERM > {0}; exit 0' TERM; trap 'echo INT > {0}; exit 0' INT; echo ready; \
+         while :; do sleep 0.1; done",
+        flag.display()
+    );
+    let mut daemon = daemon_with(StartOptions {
+        entrypoint: vec!["sh".into(), "-c".into(), script],
+        ..StartOptions::default()
+    });
+    assert!(
+        wait_for(Duration::from_secs(10), || json(
+            daemon.get("/process/session/entrypoint/logs"),
+            200
+        )["stdout"]
+            == "ready\n"),
+        "the entrypoint never started"
+    );
+    // A follower of a command that never ends.
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "f"}))
+            .status(),
+        201
+    );
+    let started = json(
+        daemon.post_json(
+            "/process/session/f/exec",
+            &json!({"command": "while :; do echo tick; sleep 0.05; done", "runAsync": true}),
+        ),
+        202,
+    );
+    let cmd = started["cmdId"].as_str().unwrap().to_string();
+    let (mut follower, _) = tungstenite::connect(format!(
+        "{}/process/session/f/command/{cmd}/logs?follow=true",
+        daemon.base.replacen("http://", "ws://", 1)
+    ))
+    .expect("follow handshake");
+    follower.read().expect("a first log frame");
+    // A sync exec that would run for 30 s.
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "s"}))
+            .status(),
+        201
+    );
+    let exec = {
+        let client = daemon.client.clone();
+        let url = daemon.url("/process/session/s/exec");
+        std::thread::spawn(move || {
+            let response = client
+                .post(url)
+                .json(&json!({"command": "sleep 30.8"}))
+                .send()
+                .unwrap();
+            (response.status().as_u16(), response.text().unwrap())
+        })
+    };
+    // An upload streaming 8 MiB over about 2 s.
+    let target = daemon.path("up.bin");
+    write(&target, "old content");
+    let data = pseudo_random(8 << 20, 9);
+    let head = format!(
+        "POST /files/upload-v2?path=up.bin HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        address(&daemon),
+        data.len()
+    );
+    let mut upload = raw(&daemon, &head, b"");
+    let uploader = {
+        let mut stream = upload.try_clone().unwrap();
+        let data = data.clone();
+        std::thread::spawn(move || {
+            for chunk in data.chunks(64 << 10) {
+                if stream.write_all(chunk).is_err() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            true
+        })
+    };
+    wait_for_descendant(&daemon, "sleep 30.8");
+    assert!(
+        wait_for(Duration::from_secs(10), || !temp_files(&daemon.workdir)
+            .is_empty()),
+        "the upload never started"
+    );
+    let before: Vec<i32> = descendants(daemon.pid());
+    kill(daemon.pid() as i32, nix::sys::signal::Signal::SIGTERM);
+
+    let (status, text) = exec.join().unwrap();
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("SHUTTING_DOWN"), "{text}");
+    // The follower's socket ends (a close frame or the connection's end), it does not hang.
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = follower.get_ref() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+    loop {
+        match follower.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("the follower was still open 20 s after SIGTERM")
+            }
+            Err(_) => break,
+        }
+    }
+    let sent_all = uploader.join().unwrap();
+    let mut answer = Vec::new();
+    let _ = upload.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let exit = daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("toolboxd exited");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    let content = std::fs::read(&target).unwrap();
+    if answer.starts_with("HTTP/1.1 200") {
+        assert!(sent_all && content == data, "answered 200 but the file is not whole");
+    } else {
+        assert_eq!(content, b"old content", "a cut upload changed the file: {answer}");
+    }
+    assert!(temp_files(&daemon.workdir).is_empty());
+    assert_eq!(
+        std::fs::read_to_string(&flag).expect("the entrypoint got a signal"),
+        "TERM\n"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let left: Vec<String> = before
+        .into_iter()
+        .filter(|pid| is_alive(*pid))
+        .map(|pid| format!("{pid} {}", cmdline(pid)))
+        .collect();
+    assert!(left.is_empty(), "processes outlived toolboxd: {left:?}");
+    eprintln!("upload answer: {}", answer.lines().next().unwrap_or("(none)"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Orphans (300 from an execute: `process::orphans_are_reaped`)
+// ---------------------------------------------------------------------------------------------
+
+/// A session command forks 1,000 short-lived grandchildren and leaves them: each is reparented
+/// to toolboxd (a subreaper), which reaps them all; none is left a zombie.
+#[test]
+fn a_thousand_orphans_leave_no_zombie() {
+    let daemon = daemon();
+    assert_eq!(
+        daemon
+            .post_json("/process/session", &json!({"sessionId": "o"}))
+            .status(),
+        201
+    );
+    // Each subshell exits at once, leaving its `sleep` to toolboxd.
+    let out = json(
+        daemon.post_json(
+            "/process/session/o/exec",
+            &json!({"command": "for i in $(seq 1000); do (sleep 0.3 &); done; echo spawned"}),
+        ),
+        200,
+    );
+    assert_eq!(out["stdout"], "spawned\n", "{out}");
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            zombie_children(daemon.pid()).is_empty()
+                && descendants(daemon.pid())
+                    .into_iter()
+                    .all(|pid| !cmdline(pid).starts_with("sleep 0.3"))
+        }),
+        "left: {} zombies, {} sleeps",
+        zombie_children(daemon.pid()).len(),
+        descendants(daemon.pid())
+            .into_iter()
+            .filter(|pid| cmdline(*pid).starts_with("sleep 0.3"))
+            .count()
+    );
+    let out = json(
+        daemon.post_json("/process/session/o/exec", &json!({"command": "echo ok"})),
+        200,
+    );
+    assert_eq!(out["stdout"], "ok\n");
+}
