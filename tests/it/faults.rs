@@ -21,7 +21,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -248,10 +248,7 @@ fn mid_log_follow_disconnect_leaks_nothing() {
 fn mid_pty_disconnect_leaks_nothing() {
     let daemon = daemon();
     let before_pty = Held::of(&daemon);
-    json(
-        daemon.post_json("/process/pty", &json!({"id": "y"})),
-        201,
-    );
+    json(daemon.post_json("/process/pty", &json!({"id": "y"})), 201);
     let connect = |daemon: &Toolboxd| {
         let url = format!(
             "{}/process/pty/y/connect",
@@ -296,9 +293,11 @@ fn mcp_session(daemon: &Toolboxd) -> String {
         .client
         .post(daemon.url("/mcp"))
         .header("accept", MCP_ACCEPT)
-        .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "faults", "version": "1"}}}))
+            "clientInfo": {"name": "faults", "version": "1"}}}),
+        )
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -393,8 +392,10 @@ fn mid_mcp_call_disconnect_leaks_nothing() {
         .header("accept", MCP_ACCEPT)
         .header("mcp-session-id", &session)
         .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "execute_command", "arguments": {"command": "echo again"}}}))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "execute_command", "arguments": {"command": "echo again"}}}),
+        )
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -453,6 +454,56 @@ fn mid_scp_kill_leaves_nothing_partial() {
 // 2. A full disk
 // ---------------------------------------------------------------------------------------------
 
+/// A daemon whose work dir (`DISK/work`) and HOME (`DISK/home`) are on a tmpfs of `size`
+/// mounted at `DISK`: mounted by the test as root, else (or with `TOOLBOXD_TEST_UNSHARE=1`)
+/// inside a user and mount namespace of the daemon's own (`unshare -rm`), which the test reaches
+/// through `/proc/PID/root`. Returns the daemon, DISK as the test sees it, and the mount's guard;
+/// None (with a note) when neither is possible.
+fn daemon_on_tmpfs(
+    size: &str,
+    disk: &Path,
+    env: Vec<(String, String)>,
+) -> Option<(Toolboxd, std::path::PathBuf, Option<TmpfsMount>)> {
+    let options = |wrapper: Vec<String>| StartOptions {
+        workdir: Some(disk.join("work")),
+        env: [
+            env.clone(),
+            vec![("HOME".to_string(), disk.join("home").display().to_string())],
+        ]
+        .concat(),
+        wrapper,
+        ..StartOptions::default()
+    };
+    if is_root() && std::env::var_os("TOOLBOXD_TEST_UNSHARE").is_none() {
+        let mount = TmpfsMount::mount(disk, &format!("size={size}"))?;
+        std::fs::create_dir_all(disk.join("work")).unwrap();
+        std::fs::create_dir_all(disk.join("home")).unwrap();
+        let daemon = daemon_with(options(Vec::new()));
+        return Some((daemon, disk.to_path_buf(), Some(mount)));
+    }
+    std::fs::create_dir_all(disk).unwrap();
+    let unshare = Command::new("unshare")
+        .args(["-rm", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !unshare {
+        eprintln!("SKIP: neither mount (not root) nor unshare -rm (user namespaces) is possible");
+        return None;
+    }
+    let script = format!(
+        "mount -t tmpfs -o size={size} tmpfs \"$0\" && mkdir \"$0/work\" \"$0/home\" && exec \"$@\""
+    );
+    let wrapper = ["unshare", "-rm", "sh", "-c", &script]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([disk.display().to_string()])
+        .collect();
+    let daemon = daemon_with(options(wrapper));
+    let view =
+        Path::new(&format!("/proc/{}/root", daemon.pid())).join(disk.strip_prefix("/").unwrap());
+    Some((daemon, view, None))
+}
+
 /// Every writer on a 2 MiB tmpfs that holds the work dir and HOME (sessions' logs): uploads
 /// (legacy, bulk, v2), `/files/replace`, git clones (file:// and smart HTTP) and a session
 /// command whose log fills the disk. Each answers the disk's error (507 `INSUFFICIENT_STORAGE`;
@@ -460,15 +511,6 @@ fn mid_scp_kill_leaves_nothing_partial() {
 /// a target, and once space is freed the daemon works as before.
 #[test]
 fn enospc_on_a_tiny_tmpfs_is_507_and_leaves_nothing() {
-    if !is_root() {
-        eprintln!("SKIP: mounting a tmpfs needs root");
-        return;
-    }
-    let temp = tempfile::tempdir().unwrap();
-    let disk = temp.path().join("disk");
-    let Some(_mount) = TmpfsMount::mount(&disk, "size=2m") else {
-        return;
-    };
     let fx = crate::git_support::Fixtures::new();
     let remote = fx.remote("origin");
     // 4 MiB of hex digits: about 2 MiB in a pack, more than the disk has room for.
@@ -478,15 +520,12 @@ fn enospc_on_a_tiny_tmpfs_is_507_and_leaves_nothing() {
         .collect();
     fx.push_upstream(&remote, &[("big.txt", &big_text)], "big");
     let http = fx.http();
+    let temp = tempfile::tempdir().unwrap();
+    let Some((daemon, disk, _mount)) = daemon_on_tmpfs("2m", &temp.path().join("disk"), Vec::new())
+    else {
+        return;
+    };
     let work = disk.join("work");
-    let home = disk.join("home");
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::create_dir_all(&home).unwrap();
-    let daemon = daemon_with(StartOptions {
-        workdir: Some(work.clone()),
-        env: vec![("HOME".to_string(), home.display().to_string())],
-        ..StartOptions::default()
-    });
     let target = work.join("keep.txt");
     write(&target, "old content");
     let big = pseudo_random(4 << 20, 4);
@@ -671,10 +710,7 @@ fn sigkill_of_a_session_command_is_reported_and_the_session_goes_on() {
     assert_eq!(info["exitCode"], 137, "{info}");
     assert_eq!(info["exitCause"], "signal", "{info}");
     let out = json(
-        daemon.post_json(
-            "/process/session/k/exec",
-            &json!({"command": "echo $KEPT"}),
-        ),
+        daemon.post_json("/process/session/k/exec", &json!({"command": "echo $KEPT"})),
         200,
     );
     assert_eq!(out["stdout"], "yes\n", "{out}");
@@ -875,9 +911,15 @@ fn sigterm_with_work_in_flight_drains_and_leaves_nothing() {
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     let content = std::fs::read(&target).unwrap();
     if answer.starts_with("HTTP/1.1 200") {
-        assert!(sent_all && content == data, "answered 200 but the file is not whole");
+        assert!(
+            sent_all && content == data,
+            "answered 200 but the file is not whole"
+        );
     } else {
-        assert_eq!(content, b"old content", "a cut upload changed the file: {answer}");
+        assert_eq!(
+            content, b"old content",
+            "a cut upload changed the file: {answer}"
+        );
     }
     assert!(temp_files(&daemon.workdir).is_empty());
     assert_eq!(
@@ -891,7 +933,10 @@ fn sigterm_with_work_in_flight_drains_and_leaves_nothing() {
         .map(|pid| format!("{pid} {}", cmdline(pid)))
         .collect();
     assert!(left.is_empty(), "processes outlived toolboxd: {left:?}");
-    eprintln!("upload answer: {}", answer.lines().next().unwrap_or("(none)"));
+    eprintln!(
+        "upload answer: {}",
+        answer.lines().next().unwrap_or("(none)")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ pub struct StartOptions {
     pub args: Vec<String>,
     /// Write the daemon's stderr (its logs) to this file.
     pub stderr_file: Option<PathBuf>,
+    /// A command the binary runs under, given the binary and its arguments after these (e.g.
+    /// `unshare -rm sh -c '… exec "$@"' sh`); it must `exec` them, so the pid is the daemon's.
+    pub wrapper: Vec<String>,
 }
 
 /// A running daemon.
@@ -80,7 +83,14 @@ impl Toolboxd {
             std::fs::create_dir_all(&dir).unwrap();
             dir
         });
-        let mut command = Command::new(binary());
+        let mut command = match options.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
         command
             .arg("--toolbox-addr")
             .arg("127.0.0.1:0")
@@ -353,9 +363,7 @@ fn process_table() -> Vec<(i32, i32, char)> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-            .split(' ')
-            .collect();
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
         table.push((
             pid,
             rest[1].parse().unwrap(),

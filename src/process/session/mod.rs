@@ -933,8 +933,10 @@ impl Command {
                 let mut head = read_head(&dir.join(name), limit, name == "output.log");
                 if let Some(lost) = &lost {
                     head.extend_from_slice(
-                        format!("\n[toolboxd: log incomplete: {lost}; later output was not kept]\n")
-                            .as_bytes(),
+                        format!(
+                            "\n[toolboxd: log incomplete: {lost}; later output was not kept]\n"
+                        )
+                        .as_bytes(),
                     );
                 }
                 head
