@@ -207,11 +207,20 @@ fn mid_log_follow_disconnect_leaks_nothing() {
     let started = json(
         daemon.post_json(
             "/process/session/f/exec",
-            &json!({"command": "while :; do echo line; sleep 0.01; done", "runAsync": true}),
+            // Builtins only (`read -t` on a FIFO no one writes waits 20 ms): no short-lived
+            // children to blur the process count.
+            &json!({"command": "mkfifo tick.fifo; exec 3<>tick.fifo; while :; do echo line; read -t 0.02 -u 3; done", "runAsync": true}),
         ),
         202,
     );
     let cmd = started["cmdId"].as_str().unwrap().to_string();
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon
+            .path("tick.fifo")
+            .exists()),
+        "the command never started"
+    );
+    std::thread::sleep(Duration::from_millis(100));
     let held = Held::of(&daemon);
     let path = format!("/process/session/f/command/{cmd}/logs?follow=true");
     for _ in 0..3 {

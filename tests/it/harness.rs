@@ -491,6 +491,14 @@ impl Held {
         loop {
             let excess = self.excess(daemon);
             if excess.is_empty() {
+                let now = Held::of(daemon);
+                eprintln!(
+                    "settled after {after}: {} fds, {} processes (before: {} fds, {} processes)",
+                    now.fds.values().sum::<usize>(),
+                    now.processes.len(),
+                    self.fds.values().sum::<usize>(),
+                    self.processes.len()
+                );
                 return;
             }
             assert!(
