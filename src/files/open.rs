@@ -1,11 +1,16 @@
 //! Open files for random access, as SFTP clients use them (read at offsets, write at offsets,
 //! close). A file opened to be replaced — for writing, with truncation, not exclusive: what
-//! `scp`, `sftp put`, WinSCP and most clients do — is staged: it is an [`AtomicFile`], written
-//! at any offsets into the temp file beside the target and renamed over it on close, so the
-//! file API's guarantee holds (a transfer that fails or is cut leaves the old content and no
-//! temp file). Every other open (reading, updating part of a file, appending as `sftp reput`
-//! does, creating exclusively) is on the real file, in place: those clients mean to change the
-//! file as it is, and each acknowledged write is in it.
+//! `sftp put`, WinSCP and most clients do — is staged: it is an [`AtomicFile`], written at any
+//! offsets into the temp file beside the target and renamed over it on close, so the file API's
+//! guarantee holds (a transfer that fails or is cut leaves the old content and no temp file).
+//! A file opened for writing with `create` and nothing else (no reading, truncation, appending or
+//! exclusivity) is staged too: that is `scp` (OpenSSH 9, which speaks SFTP), which writes the
+//! file from the start and cuts it to length at the end, like the old scp protocol did in place;
+//! its temp file starts as a copy of the current content, so the result on close is what the
+//! in-place writes would have made, and a cut transfer leaves the old file (or no file).
+//! Every other open (reading, updating part of a file, appending as `sftp reput` does, creating
+//! exclusively) is on the real file, in place: those clients mean to change the file as it is,
+//! and each acknowledged write is in it.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -62,8 +67,15 @@ impl OpenFile {
                 path.display()
             )));
         }
-        if mode.write && mode.truncate && !mode.exclusive && !mode.append {
-            match open_staged(path, mode, new_mode, umask) {
+        let replaces = mode.write && mode.truncate && !mode.exclusive && !mode.append;
+        let rewrites = mode.write
+            && mode.create
+            && !mode.read
+            && !mode.truncate
+            && !mode.exclusive
+            && !mode.append;
+        if replaces || rewrites {
+            match open_staged(path, mode, new_mode, umask, rewrites) {
                 Ok(file) => return Ok(file),
                 // A file that can be written but whose directory cannot take a temp file (a
                 // root-owned directory, a bind-mounted file): rewritten in place, as a plain
@@ -215,7 +227,14 @@ impl OpenFile {
     }
 }
 
-fn open_staged(path: &Path, mode: OpenMode, new_mode: Option<u32>, umask: u32) -> Result<OpenFile> {
+/// A staged open of `path`; with `keep`, the temp file starts with the target's content.
+fn open_staged(
+    path: &Path,
+    mode: OpenMode,
+    new_mode: Option<u32>,
+    umask: u32,
+    keep: bool,
+) -> Result<OpenFile> {
     // SFTP opens create nothing but the file: a missing directory is an error here, where the
     // upload API would create it.
     let parent = parent_of(path);
@@ -235,6 +254,9 @@ fn open_staged(path: &Path, mode: OpenMode, new_mode: Option<u32>, umask: u32) -
         std::fs::metadata(path).map_err(|err| Error::io("open", path, &err))?;
     }
     let mut staged = AtomicFile::create(path, umask)?;
+    if keep && !staged.is_new() {
+        staged.copy_target()?;
+    }
     if staged.is_new() {
         if let Some(bits) = new_mode {
             staged.set_mode(bits & !umask);
@@ -314,6 +336,42 @@ mod tests {
         file.write_at(0, b"!").unwrap();
         file.close().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "01ab456789!");
+    }
+
+    /// scp's open (write and create, nothing else) is staged from the old content: a cut
+    /// transfer leaves the old file, or no file where there was none.
+    #[test]
+    fn an_scp_rewrite_is_staged_from_the_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.bin");
+        std::fs::write(&target, "0123456789").unwrap();
+        let rewrite = OpenMode {
+            write: true,
+            create: true,
+            ..OpenMode::default()
+        };
+        let mut cut = OpenFile::open(&target, rewrite, None, 0o022).unwrap();
+        cut.write_at(0, b"ab").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "0123456789");
+        drop(cut);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "0123456789");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut file = OpenFile::open(&target, rewrite, None, 0o022).unwrap();
+        file.write_at(0, b"ab").unwrap();
+        assert_eq!(file.read_at(0, 100).unwrap(), b"ab23456789");
+        file.close().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "ab23456789");
+        let mut file = OpenFile::open(&target, rewrite, None, 0o022).unwrap();
+        file.write_at(0, b"xyz").unwrap();
+        file.set(Some(3), None, None).unwrap();
+        file.close().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "xyz");
+        let new = dir.path().join("new.bin");
+        let mut cut = OpenFile::open(&new, rewrite, None, 0o022).unwrap();
+        cut.write_at(0, b"partial").unwrap();
+        drop(cut);
+        assert!(!new.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

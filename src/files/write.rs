@@ -113,6 +113,19 @@ impl AtomicFile {
         Ok(())
     }
 
+    /// Fills the temp file with the target's current content, for a writer that changes the
+    /// file where it writes and keeps the rest.
+    pub fn copy_target(&mut self) -> Result<()> {
+        let mut source =
+            fs::File::open(&self.target).map_err(|err| Error::io("open", &self.target, &err))?;
+        let mut temp = self.temp.as_file();
+        // std copies file to file with copy_file_range (a reflink where the filesystem can).
+        let copied = std::io::copy(&mut source, &mut temp)
+            .map_err(|err| Error::io("copy", &self.target, &err))?;
+        self.n_bytes = copied;
+        Ok(())
+    }
+
     /// Cuts or extends the content to `len` bytes.
     pub fn set_len(&mut self, len: u64) -> Result<()> {
         self.temp

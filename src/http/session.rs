@@ -240,6 +240,7 @@ pub async fn delete_session(
         (status = 202, description = "started; only cmdId is set", body = SessionExecuteResponse),
         (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
         (status = 408, description = "sync exec ran past its `timeout`: the session shell was killed", body = super::error::ErrorBody),
+        (status = 507, description = "sync exec ended (its exit code is in the message) but its log could not be written whole: the disk is full", body = super::error::ErrorBody),
         (status = 503, description = "SHUTTING_DOWN: toolboxd is stopping; the command was stopped or not started", body = super::error::ErrorBody)))]
 pub async fn execute_command(
     State(app): State<AppState>,

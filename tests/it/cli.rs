@@ -99,23 +99,6 @@ fn a_port_in_use_is_a_clear_startup_error() {
     assert!(String::from_utf8_lossy(&output.stderr).contains(&addr));
 }
 
-/// Pids of live processes whose environment holds `needle` (`NAME=value`).
-fn marked(needle: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|b| *b == 0)
-                    .any(|var| var == needle.as_bytes())
-            })
-        })
-        .filter(|&pid| is_alive(pid))
-        .collect()
-}
-
 /// Shutdown ends every tree toolboxd started, not only sessions, and answers the clients still
 /// waiting (issue 12, item 11): before, five `sleep 30` executes in flight got an empty reply
 /// after the 5 s drain and the sleeps lived on. Here executes, a code run, a sync session command

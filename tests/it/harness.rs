@@ -34,6 +34,9 @@ pub struct StartOptions {
     pub args: Vec<String>,
     /// Write the daemon's stderr (its logs) to this file.
     pub stderr_file: Option<PathBuf>,
+    /// A command the binary runs under, given the binary and its arguments after these (e.g.
+    /// `unshare -rm sh -c '… exec "$@"' sh`); it must `exec` them, so the pid is the daemon's.
+    pub wrapper: Vec<String>,
 }
 
 /// A running daemon.
@@ -80,7 +83,14 @@ impl Toolboxd {
             std::fs::create_dir_all(&dir).unwrap();
             dir
         });
-        let mut command = Command::new(binary());
+        let mut command = match options.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
         command
             .arg("--toolbox-addr")
             .arg("127.0.0.1:0")
@@ -326,5 +336,176 @@ pub fn is_alive(pid: i32) -> bool {
             state != 'Z' && state != 'X'
         }
         Err(_) => false,
+    }
+}
+
+/// A client like `Toolboxd::client` that keeps no idle connection: once an answer is read the
+/// connection closes, so the daemon's descriptors count only what is in flight (`Held`).
+pub fn unpooled_client() -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("X-Daytona-SDK-Version", SDK_VERSION.parse().unwrap());
+    Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// `(pid, ppid, state)` of every process in /proc.
+fn process_table() -> Vec<(i32, i32, char)> {
+    let mut table = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        table.push((
+            pid,
+            rest[1].parse().unwrap(),
+            rest[0].chars().next().unwrap(),
+        ));
+    }
+    table
+}
+
+/// Pids under `root` (children, grandchildren, …), zombies included.
+pub fn descendants(root: u32) -> Vec<i32> {
+    let mut parents = std::collections::HashMap::<i32, Vec<i32>>::new();
+    for (pid, ppid, _) in process_table() {
+        parents.entry(ppid).or_default().push(pid);
+    }
+    let mut out = Vec::new();
+    let mut queue = vec![root as i32];
+    while let Some(pid) = queue.pop() {
+        for child in parents.get(&pid).cloned().unwrap_or_default() {
+            out.push(child);
+            queue.push(child);
+        }
+    }
+    out
+}
+
+/// Zombie children of `parent`.
+pub fn zombie_children(parent: u32) -> Vec<i32> {
+    process_table()
+        .into_iter()
+        .filter(|&(_, ppid, state)| state == 'Z' && ppid == parent as i32)
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// A process's command line, arguments joined by spaces ("" once it is gone).
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Pids of live processes whose environment holds `needle` (`NAME=value`).
+pub fn marked(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|b| *b == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .filter(|&pid| is_alive(pid))
+        .collect()
+}
+
+/// The daemon's open descriptors, as `/proc/PID/fd` link targets.
+pub fn open_fds(daemon: &Toolboxd) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect()
+}
+
+/// What the daemon holds: its open descriptors and its descendant processes. The leak check of
+/// the fault tests: `Held::of` before a fault, `assert_settled` after it.
+#[derive(Debug)]
+pub struct Held {
+    /// Descriptor kinds (`socket`, `pipe`, `anon_inode:[eventfd]`, a path) and how many.
+    pub fds: std::collections::BTreeMap<String, usize>,
+    /// Descendant pids with their command lines.
+    pub processes: std::collections::BTreeMap<i32, String>,
+}
+
+impl Held {
+    /// What the daemon holds now.
+    pub fn of(daemon: &Toolboxd) -> Held {
+        let mut fds = std::collections::BTreeMap::new();
+        for target in open_fds(daemon) {
+            // `socket:[123]` and `pipe:[456]` differ by inode only: count them by kind.
+            let kind = match target.split_once(":[") {
+                Some((kind @ ("socket" | "pipe"), _)) => kind.to_string(),
+                _ => target,
+            };
+            *fds.entry(kind).or_insert(0) += 1;
+        }
+        let processes = descendants(daemon.pid())
+            .into_iter()
+            .map(|pid| {
+                let state = if is_alive(pid) { "" } else { " (zombie)" };
+                (pid, format!("{}{state}", cmdline(pid)))
+            })
+            .collect();
+        Held { fds, processes }
+    }
+
+    /// What the daemon holds now beyond `self`: descriptors past their kind's count, processes
+    /// that were not there. Empty when nothing leaked.
+    pub fn excess(&self, daemon: &Toolboxd) -> Vec<String> {
+        let now = Held::of(daemon);
+        let mut excess = Vec::new();
+        for (kind, count) in &now.fds {
+            let before = self.fds.get(kind).copied().unwrap_or(0);
+            if *count > before {
+                excess.push(format!("fd {kind} x{} (was {before})", count));
+            }
+        }
+        for (pid, cmdline) in &now.processes {
+            if !self.processes.contains_key(pid) {
+                excess.push(format!("process {pid} {cmdline}"));
+            }
+        }
+        excess
+    }
+
+    /// Waits (at most 10 s) until the daemon holds nothing beyond `self`; panics naming what it
+    /// still holds.
+    pub fn assert_settled(&self, daemon: &Toolboxd, after: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let excess = self.excess(daemon);
+            if excess.is_empty() {
+                let now = Held::of(daemon);
+                eprintln!(
+                    "settled after {after}: {} fds, {} processes (before: {} fds, {} processes)",
+                    now.fds.values().sum::<usize>(),
+                    now.processes.len(),
+                    self.fds.values().sum::<usize>(),
+                    self.processes.len()
+                );
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after {after}, the daemon still holds {excess:?} (before: {self:?})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

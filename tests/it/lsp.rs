@@ -90,37 +90,6 @@ fn labels(list: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Pids under `root` (children, grandchildren, …).
-fn descendants(root: u32) -> Vec<i32> {
-    let mut parents = std::collections::HashMap::<i32, Vec<i32>>::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid: i32 = rest.split(' ').nth(1).unwrap().parse().unwrap();
-        parents.entry(ppid).or_default().push(pid);
-    }
-    let mut out = Vec::new();
-    let mut queue = vec![root as i32];
-    while let Some(pid) = queue.pop() {
-        for child in parents.get(&pid).cloned().unwrap_or_default() {
-            out.push(child);
-            queue.push(child);
-        }
-    }
-    out
-}
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_missing_server_is_a_400_that_says_how_to_install_it() {
     let daemon = Toolboxd::start_with(StartOptions {

@@ -9,6 +9,7 @@ mod code;
 mod download;
 mod entrypoint;
 mod errors;
+mod faults;
 mod files;
 mod files_remove;
 mod fuzz_findings;

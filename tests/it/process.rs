@@ -10,29 +10,6 @@ fn execute(daemon: &Toolboxd, body: Value) -> Value {
     json(daemon.post_json("/process/execute", &body), 200)
 }
 
-fn zombie_children(parent: u32) -> Vec<i32> {
-    let mut zombies = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-            .split_whitespace()
-            .collect();
-        if rest[0] == "Z" && rest[1] == parent.to_string() {
-            zombies.push(pid);
-        }
-    }
-    zombies
-}
-
 #[test]
 fn execute_keeps_stdout_and_stderr_apart_and_interleaved() {
     let daemon = Toolboxd::start();

@@ -859,16 +859,6 @@ fn finished_commands_hold_no_file_descriptors() {
     );
 }
 
-/// The daemon's open descriptors, as `/proc/PID/fd` link targets.
-fn open_fds(daemon: &Toolboxd) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
-        .map(|target| target.display().to_string())
-        .collect()
-}
-
 /// Input larger than a pipe buffer, to a command that never reads it (issue 12, item 2): before,
 /// the request never answered (not even after the command ended or the session was deleted) and
 /// each try leaked a `stdin (deleted)` descriptor. Now input is queued (204), a full queue waits

@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use crate::harness::{is_alive, StartOptions, Toolboxd};
 
 /// A daemon serving SSH, a key pair it authorizes and a known_hosts file of our own.
-struct Fixture {
-    daemon: Toolboxd,
-    dir: tempfile::TempDir,
-    key: PathBuf,
-    port: u16,
+pub(crate) struct Fixture {
+    pub(crate) daemon: Toolboxd,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) key: PathBuf,
+    pub(crate) port: u16,
 }
 
 /// Whether the OpenSSH tools (and `extra`) are installed; says so when not.
-fn have(extra: &[&str]) -> bool {
+pub(crate) fn have(extra: &[&str]) -> bool {
     for tool in ["ssh", "ssh-keygen", "scp", "sftp"].iter().chain(extra) {
         let found = Command::new("sh")
             .arg("-c")
@@ -51,7 +51,7 @@ fn public(key: &Path) -> String {
 }
 
 impl Fixture {
-    fn start() -> Fixture {
+    pub(crate) fn start() -> Fixture {
         Fixture::start_with(Vec::new(), Vec::new())
     }
 
@@ -79,7 +79,7 @@ impl Fixture {
 
     /// Options every OpenSSH tool here gets: no user config, our key only, our known_hosts,
     /// no prompts.
-    fn options(&self, key: &Path) -> Vec<String> {
+    pub(crate) fn options(&self, key: &Path) -> Vec<String> {
         vec![
             "-F".into(),
             "/dev/null".into(),
@@ -127,7 +127,7 @@ impl Fixture {
         format!("ssh {} -p {}", self.options(&self.key).join(" "), self.port)
     }
 
-    fn target(&self) -> &'static str {
+    pub(crate) fn target(&self) -> &'static str {
         "test@127.0.0.1"
     }
 }
@@ -141,7 +141,7 @@ fn run(mut command: impl std::borrow::BorrowMut<Command>) -> Output {
 }
 
 /// `len` bytes that do not compress (xorshift), written to `path`.
-fn random_file(path: &Path, len: usize) {
+pub(crate) fn random_file(path: &Path, len: usize) {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15 ^ len as u64;
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut block = vec![0u8; 1 << 20];

@@ -322,7 +322,13 @@ fn fifty_mib_round_trip_is_byte_exact() {
 /// Sends `head` + `body_start` (the body announced much larger), waits until the daemon has a
 /// temp file in `dir`, then cuts the connection. Asserts the temp file goes away and `target`
 /// keeps "old content".
-fn cut_upload(daemon: &Toolboxd, head: &str, body_start: &[u8], dir: &Path, target: &Path) {
+pub(crate) fn cut_upload(
+    daemon: &Toolboxd,
+    head: &str,
+    body_start: &[u8],
+    dir: &Path,
+    target: &Path,
+) {
     let mut stream = TcpStream::connect(address(daemon)).unwrap();
     stream.set_nodelay(true).unwrap();
     stream.write_all(head.as_bytes()).unwrap();

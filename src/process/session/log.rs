@@ -18,7 +18,12 @@ pub(super) enum Stream {
     Stderr,
 }
 
-/// Appends to `output.log` (with markers) and the per-stream logs, each capped at `cap`.
+/// The three logs, in `LogWriter`'s order.
+pub(super) const LOG_NAMES: [&str; 3] = ["output.log", "stdout.log", "stderr.log"];
+
+/// Appends to `output.log` (with markers) and the per-stream logs, each capped at `cap`. A write
+/// that fails (a full disk) is kept in `lost` and ends the writing: a log that lost bytes is not
+/// resumed with a gap in it.
 #[derive(Debug)]
 pub(super) struct LogWriter {
     pub(super) cap: usize,
@@ -28,6 +33,8 @@ pub(super) struct LogWriter {
     pub(super) last: Option<Stream>,
     pub(super) sizes: [usize; 3],
     pub(super) truncated: [bool; 3],
+    /// The first failed write: which log (an index into `LOG_NAMES`) and why.
+    pub(super) lost: Option<(usize, std::io::Error)>,
 }
 
 impl LogWriter {
@@ -71,14 +78,20 @@ impl LogWriter {
         let Some(file) = file.as_mut() else {
             return false;
         };
+        let mut written = Ok(());
         if !kept.is_empty() {
-            let _ = file.write_all(kept);
+            written = file.write_all(kept);
             self.sizes[index] += kept.len();
         }
-        if kept.len() < data.len() && !self.truncated[index] {
+        if written.is_ok() && kept.len() < data.len() && !self.truncated[index] {
             self.truncated[index] = true;
             let notice = format!("\n[toolboxd: output truncated at {} bytes]\n", self.cap);
-            let _ = file.write_all(notice.as_bytes());
+            written = file.write_all(notice.as_bytes());
+        }
+        if let Err(err) = written {
+            self.lost.get_or_insert((index, err));
+            self.close();
+            return false;
         }
         !kept.is_empty()
     }
@@ -191,6 +204,7 @@ mod tests {
             last: None,
             sizes: [0; 3],
             truncated: [false; 3],
+            lost: None,
         };
         log.push(Stream::Stdout, b"ab");
         log.push(Stream::Stdout, b"c");
@@ -203,6 +217,31 @@ mod tests {
         );
         assert!(output.ends_with(b"bytes]\n"));
         assert_eq!(std::fs::read(dir.path().join("1")).unwrap(), b"abcefghij");
+    }
+
+    /// A write that fails (a full disk: /dev/full) is kept and ends the writing.
+    #[test]
+    fn a_failed_write_is_kept_and_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = writer(dir.path(), usize::MAX);
+        log.push(Stream::Stdout, b"kept");
+        log.stdout = Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+        log.push(Stream::Stdout, b"lost");
+        log.push(Stream::Stdout, b"after");
+        let (index, err) = log.lost.as_ref().expect("the failure is kept");
+        assert_eq!(LOG_NAMES[*index], "stdout.log");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert!(log.output.is_none() && log.stdout.is_none() && log.stderr.is_none());
+        // output.log took "lost" before stdout.log failed; nothing after the failure.
+        assert_eq!(
+            std::fs::read(dir.path().join("output.log")).unwrap(),
+            b"\x01\x01\x01keptlost"
+        );
     }
 
     #[test]
@@ -247,6 +286,7 @@ mod tests {
             last: None,
             sizes: [0; 3],
             truncated: [false; 3],
+            lost: None,
         }
     }
 

@@ -47,7 +47,7 @@ mod shell;
 
 pub use format::{strip_markers, LogFormat, MarkerStripper};
 
-use log::{drain, read_head, LogWriter, Stream};
+use log::{drain, read_head, LogWriter, Stream, LOG_NAMES};
 
 use super::{tree, Io, Process, Spawn, TreeGuard};
 use crate::error::{Error, ErrorKind, Result};
@@ -487,6 +487,15 @@ impl Sessions {
             ));
         }
         let logs = command.read_logs().await;
+        if let Some(mut lost) = command.lost() {
+            // The command ran, but what the reply would carry is not all it wrote.
+            lost.message = format!(
+                "command {} ended with exit code {exit_code}, but its log is incomplete ({}); \
+                 what was kept is in /process/session/{}/command/{}/logs",
+                command.id, lost.message, session.id, command.id
+            );
+            return Err(lost);
+        }
         Ok((
             command.id.clone(),
             Some(SessionExecOutcome {
@@ -905,14 +914,33 @@ impl Command {
         code
     }
 
+    /// Why its logs stopped short of what it wrote (a write failed, e.g. on a full disk).
+    fn lost(&self) -> Option<Error> {
+        let writer = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let (index, err) = writer.lost.as_ref()?;
+        Some(Error::io("write", &self.dir.join(LOG_NAMES[*index]), err))
+    }
+
     async fn read_logs(&self) -> CommandLogs {
         let dir = self.dir.clone();
         let log = self.log.clone();
         let limit = self.max_reply;
+        let lost = self.lost();
         tokio::task::spawn_blocking(move || {
             // Hold the writer so the three files are read at one consistent point.
             let _writer = log.lock().unwrap_or_else(|e| e.into_inner());
-            let read = |name: &str| read_head(&dir.join(name), limit, name == "output.log");
+            let read = |name: &str| {
+                let mut head = read_head(&dir.join(name), limit, name == "output.log");
+                if let Some(lost) = &lost {
+                    head.extend_from_slice(
+                        format!(
+                            "\n[toolboxd: log incomplete: {lost}; later output was not kept]\n"
+                        )
+                        .as_bytes(),
+                    );
+                }
+                head
+            };
             CommandLogs {
                 output: read("output.log"),
                 stdout: read("stdout.log"),

@@ -79,6 +79,7 @@ impl Sessions {
             last: None,
             sizes: [0; 3],
             truncated: [false; 3],
+            lost: None,
         }));
         let (exit, _) = watch::channel(None);
         let command = Arc::new(Command {
