@@ -260,20 +260,33 @@ impl Interpreters {
         };
         context.active.store(true, Ordering::SeqCst);
         let deleted = context.deleted.clone();
-        let job_frames = frames.clone();
+        // The job's frames come through here, so that once shutdown has answered the job
+        // nothing the dying worker still prints follows the answer.
+        let (job_frames, mut forwarded) = mpsc::channel(FRAMES_AHEAD);
         let running = tokio::task::spawn_blocking(move || {
             let end = run_job(&mut worker, &job, &job_frames, &deleted);
             (worker, end)
         });
-        let outcome = tokio::select! {
-            biased;
-            () = &mut closing => {
-                // The job's thread keeps the worker until shutdown has ended it.
-                slot.lost = Some(Lost::Ended);
-                context.active.store(false, Ordering::SeqCst);
-                return stopped(frames).await;
+        tokio::pin!(running);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                () = &mut closing => {
+                    // The job's thread keeps the worker until shutdown has ended it.
+                    slot.lost = Some(Lost::Ended);
+                    context.active.store(false, Ordering::SeqCst);
+                    return stopped(frames).await;
+                }
+                Some(frame) = forwarded.recv() => {
+                    let _ = frames.send(frame).await;
+                }
+                outcome = &mut running => {
+                    while let Ok(frame) = forwarded.try_recv() {
+                        let _ = frames.send(frame).await;
+                    }
+                    break outcome;
+                }
             }
-            outcome = running => outcome,
         };
         let Ok((worker, end)) = outcome else {
             slot.lost = Some(Lost::Ended);
@@ -325,6 +338,9 @@ impl Interpreters {
         self.contexts.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Frames a job's thread may queue before it waits for them to be forwarded.
+const FRAMES_AHEAD: usize = 256;
 
 /// A worker and whether it is gone (this job had to kill it, or it died after the interrupt),
 /// or can no longer print (its stdout or stderr is not the pipe toolboxd reads).
