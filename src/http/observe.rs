@@ -10,8 +10,15 @@
 //! also counted in `Metrics` by listener, route template (axum's `MatchedPath`; `unmatched` when
 //! no route serves the path), method and status.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use http_body::{Body as _, Frame, SizeHint};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
@@ -60,7 +67,16 @@ pub async fn observe(
     let method = method_label(request.method());
     let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
+    let (request, read) = track_body(request);
     let mut response = next.run(request).instrument(span).await;
+    if !read.load(Ordering::SeqCst) {
+        // Answered before the request's body was read to its end (a refusal, or an answer
+        // that did not need it): hyper closes the connection after this answer, so say so,
+        // or a keep-alive client sends its next request into a closing socket.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(Counted { metrics, listener }) = counted {
         metrics.observe(
             listener,
@@ -106,6 +122,45 @@ where
 {
     let span = tracing::Span::current();
     move |argument| callback(argument).instrument(span)
+}
+
+/// The request with its body wrapped to note when it has been read to its end, and that flag
+/// (set at once for a request without a body).
+fn track_body(request: Request) -> (Request, Arc<AtomicBool>) {
+    let read = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+    let flag = read.clone();
+    let request = request.map(|body| Body::new(TrackedBody { body, read: flag }));
+    (request, read)
+}
+
+/// A request body that sets `read` once it has ended.
+struct TrackedBody {
+    body: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.read.store(true, Ordering::SeqCst);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Whether a client's request id may be kept (and logged) as it is.

@@ -326,3 +326,70 @@ fn metrics_count_requests_by_route_and_status_behind_the_token() {
     assert!(series("toolboxd_http_sent_bytes_total") > 500.0);
     assert!(text.ends_with("# EOF\n"));
 }
+
+/// Reads one HTTP/1.1 answer head from `stream` (up to the blank line) and returns it.
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "the connection ended in a head"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap().to_ascii_lowercase()
+}
+
+/// An answer given before the request's body was read says `connection: close` (hyper closes
+/// such a connection; without the header a keep-alive client sent its next request into the
+/// closing socket: "Server disconnected without sending a response"). An answer to a request
+/// whose body was read keeps the connection.
+#[test]
+fn an_answer_before_the_body_is_read_closes_the_connection_and_says_so() {
+    use std::io::{Read, Write};
+    let daemon = Toolboxd::start_with(StartOptions {
+        args: vec!["--token".into(), "keep-token".into()],
+        ..StartOptions::default()
+    });
+    let address = daemon.base.trim_start_matches("http://").to_string();
+    let body = r#"{"command":"echo kept"}"#;
+    // Refused by the token check before the body is sent.
+    let mut refused = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        refused,
+        "POST /process/execute HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let head = read_head(&mut refused);
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    // Served with its body read: the connection stays for a second request.
+    let mut kept = std::net::TcpStream::connect(&address).unwrap();
+    for _ in 0..2 {
+        write!(
+            kept,
+            "POST /process/execute HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer keep-token\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let head = read_head(&mut kept);
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut answer = vec![0u8; length];
+        kept.read_exact(&mut answer).unwrap();
+        assert!(String::from_utf8_lossy(&answer).contains("kept"));
+    }
+}
