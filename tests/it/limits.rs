@@ -277,3 +277,154 @@ fn session_log_sockets_take_64_kib_from_their_listener_and_refuse_more() {
         "{text}"
     );
 }
+
+/// MCP bodies and stdio lines.
+const MCP_LIMIT: usize = 16 * MIB;
+
+/// `message` padded with spaces (JSON allows them after the value) to `size` bytes.
+fn padded(message: &serde_json::Value, size: usize) -> Vec<u8> {
+    let mut bytes = message.to_string().into_bytes();
+    assert!(bytes.len() <= size);
+    bytes.resize(size, b' ');
+    bytes
+}
+
+#[test]
+fn mcp_bodies_are_taken_up_to_16_mib_and_refused_past_it_with_the_wire_body() {
+    let daemon = Toolboxd::start();
+    let accept = "application/json, text/event-stream";
+    let post = |body: Vec<u8>, session: Option<&str>| {
+        let mut request = daemon
+            .client
+            .post(daemon.url("/mcp"))
+            .header("accept", accept)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        request.send().unwrap()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "it", "version": "1"}}});
+    let response = post(init.to_string().into_bytes(), None);
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let _ = response.text();
+    let ack = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(
+        post(ack.to_string().into_bytes(), Some(&session)).status(),
+        202
+    );
+    let ping = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "ping"});
+    // At the limit.
+    let response = post(padded(&ping(1), MCP_LIMIT), Some(&session));
+    assert_eq!(response.status(), 200);
+    assert!(response.text().unwrap().contains("\"id\":1"));
+    // One byte over: 413 with the wire body, and the next request is served.
+    let refused = assert_error(
+        post(padded(&ping(2), MCP_LIMIT + 1), Some(&session)),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("16777216"),
+        "{refused}"
+    );
+    assert_eq!(refused["path"], "/mcp");
+    let response = post(ping(3).to_string().into_bytes(), Some(&session));
+    assert_eq!(response.status(), 200);
+    assert!(response.text().unwrap().contains("\"id\":3"));
+}
+
+#[test]
+fn mcp_stdio_lines_over_16_mib_are_answered_with_an_error_and_the_server_goes_on() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let work = tempfile::tempdir().unwrap();
+    let mut child = Command::new(binary())
+        .args(["mcp", "--workdir"])
+        .arg(work.path())
+        .env("HOME", work.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Lines from stdout, read on a thread so that a missing answer fails the test.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (lines, answers) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut send = |mut line: Vec<u8>| {
+        line.push(b'\n');
+        stdin.write_all(&line).unwrap();
+        stdin.flush().unwrap();
+    };
+    let next = || {
+        let line = answers
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an answer");
+        serde_json::from_str::<serde_json::Value>(&line)
+            .unwrap_or_else(|err| panic!("{err}: {line:?}"))
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "it", "version": "1"}}});
+    send(init.to_string().into_bytes());
+    assert_eq!(next()["id"], 1);
+    send(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            .to_string()
+            .into_bytes(),
+    );
+    let ping = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "ping"});
+    // At the limit.
+    send(padded(&ping(2), MCP_LIMIT));
+    let answer = next();
+    assert_eq!(answer["id"], 2, "{answer}");
+    assert!(answer["result"].is_object(), "{answer}");
+    // One byte over: a JSON-RPC error for that id.
+    send(padded(&ping(3), MCP_LIMIT + 1));
+    let answer = next();
+    assert_eq!(answer["id"], 3, "{answer}");
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 16 MiB (16777216 bytes)"),
+        "{answer}"
+    );
+    // A client that puts the id last gets it back too.
+    let mut last = br#"{"jsonrpc":"2.0","method":"ping","params":{"p":""#.to_vec();
+    last.resize(MCP_LIMIT + 10, b'x');
+    last.extend_from_slice(br#""},"id":"last"}"#);
+    send(last);
+    let answer = next();
+    assert_eq!(answer["id"], "last", "{answer}");
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    // And the server goes on.
+    send(ping(4).to_string().into_bytes());
+    let answer = next();
+    assert_eq!(answer["id"], 4, "{answer}");
+    assert!(answer["result"].is_object(), "{answer}");
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "toolboxd mcp did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
