@@ -745,7 +745,7 @@ mod proptests {
                 let name = field.name().unwrap_or("").to_string();
                 let mut data = Vec::new();
                 if let Some(idx) = index_of(&name, ".path") {
-                    match read_path_part(&mut field, &idx.to_string()).await {
+                    match read_path_part(&mut field, idx).await {
                         Ok(text) => data = text.into_bytes(),
                         Err(StoreError::Body(err)) => break Some(err),
                         Err(StoreError::Write(err)) => break Some(err.message),
