@@ -89,7 +89,7 @@ fn read_until(socket: &mut Socket, needle: &str) -> String {
 /// Sends one binary frame of `len` bytes straight onto the connection, from a thread of its own
 /// that ignores write errors: the daemon refuses it from its header and closes, so the client
 /// may never get to write all of it.
-fn send_oversized(socket: &Socket, len: usize) {
+pub(crate) fn send_oversized(socket: &Socket, len: usize) {
     let MaybeTlsStream::Plain(tcp) = socket.get_ref() else {
         unreachable!()
     };
