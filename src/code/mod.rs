@@ -490,6 +490,18 @@ mod tests {
         }
     }
 
+    /// Found by `proptests::valid_charts_round_trip`: serde_json's default float parsing gave
+    /// 109658457.90888505 for 109658457.90888503 (one unit in the last place).
+    #[test]
+    fn chart_numbers_go_out_as_they_came_in() {
+        let side = br#"{"type":"chart","value":{"type":"line","elements":[{"points":[[109658457.90888503,0.1]]}]}}"#;
+        let charts = parse_charts(side);
+        assert_eq!(
+            charts[0]["elements"][0]["points"][0].to_string(),
+            "[109658457.90888503,0.1]"
+        );
+    }
+
     #[test]
     fn missing_values_are_omitted_not_null() {
         let chart = serde_json::json!({"type": "composite_chart", "title": null, "png": "p",
@@ -531,5 +543,195 @@ mod tests {
         assert_eq!(Language::parse("").unwrap(), Language::Python);
         assert_eq!(Language::parse("TypeScript").unwrap(), Language::TypeScript);
         assert!(Language::parse("ruby").is_err());
+    }
+}
+
+/// Property tests of chart parsing (`PROPTEST_CASES` sets how many cases run; 256 by default).
+#[cfg(test)]
+mod proptests {
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+
+    use super::{parse_charts, valid_chart, wire_chart};
+
+    /// Member names: the chart fields the SDKs know, and others.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("type"),
+            Just("title"),
+            Just("elements"),
+            Just("points"),
+            Just("label"),
+            Just("value"),
+            Just("x_ticks"),
+            Just("x_tick_labels"),
+            Just("angle"),
+            Just("min"),
+            Just("outliers"),
+            Just("group"),
+            Just("png"),
+            Just("other"),
+        ]
+        .prop_map(str::to_string)
+    }
+
+    /// Any JSON value, shaped like charts often enough to reach every check.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z]{0,4}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..6).prop_map(Value::Array),
+                btree_map(key(), inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// What a chart that went out must be: valid, without null members, and unchanged by a
+    /// second pass.
+    fn check_sent(chart: &Value) -> std::result::Result<(), TestCaseError> {
+        prop_assert!(valid_chart(chart));
+        prop_assert!(!has_null_member(chart), "{}", chart);
+        let again = wire_chart(chart.clone());
+        prop_assert_eq!(again.as_ref(), Some(chart));
+        Ok(())
+    }
+
+    fn has_null_member(chart: &Value) -> bool {
+        let Some(object) = chart.as_object() else {
+            return false;
+        };
+        object.values().any(Value::is_null)
+            || object
+                .get("elements")
+                .and_then(Value::as_array)
+                .is_some_and(|elements| elements.iter().any(has_null_member))
+    }
+
+    fn text() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Value::Null)),
+            "[ -~]{0,8}".prop_map(|s| Some(Value::String(s)))
+        ]
+    }
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i32>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from)
+        ]
+    }
+
+    /// An element of a line, bar, pie or box chart: every field optional, some null.
+    fn element() -> impl Strategy<Value = Value> {
+        (
+            text(),
+            text(),
+            prop::option::of(vec(vec(number(), 2), 0..4)),
+            prop::option::of(number()),
+            prop::option::of(vec(number(), 0..3)),
+        )
+            .prop_map(|(label, group, points, angle, outliers)| {
+                let mut element = Map::new();
+                element.extend(label.map(|v| ("label".to_string(), v)));
+                element.extend(group.map(|v| ("group".to_string(), v)));
+                element.extend(points.map(|p| ("points".to_string(), json!(p))));
+                element.extend(angle.map(|v| ("angle".to_string(), v)));
+                element.extend(outliers.map(|v| ("outliers".to_string(), json!(v))));
+                Value::Object(element)
+            })
+    }
+
+    /// A chart the SDKs' models take, possibly composite.
+    fn valid() -> impl Strategy<Value = Value> {
+        let simple = (
+            prop_oneof![
+                Just("line"),
+                Just("bar"),
+                Just("pie"),
+                Just("box_and_whisker"),
+                Just("scatter")
+            ],
+            text(),
+            text(),
+            prop::option::of(vec(number(), 0..4)),
+            prop::option::of(vec("[a-z]{0,3}", 0..4)),
+            prop::option::of(vec(element(), 0..4)),
+        )
+            .prop_map(|(kind, title, png, ticks, labels, elements)| {
+                let mut chart = Map::new();
+                chart.insert("type".to_string(), json!(kind));
+                chart.extend(title.map(|v| ("title".to_string(), v)));
+                chart.extend(png.map(|v| ("png".to_string(), v)));
+                chart.extend(ticks.map(|v| ("x_ticks".to_string(), json!(v))));
+                chart.extend(labels.map(|v| ("x_tick_labels".to_string(), json!(v))));
+                chart.extend(elements.map(|v| ("elements".to_string(), Value::Array(v))));
+                Value::Object(chart)
+            })
+            .boxed();
+        prop_oneof![
+            simple.clone(),
+            (text(), vec(simple, 0..3)).prop_map(|(title, elements)| {
+                let mut chart = Map::new();
+                chart.insert("type".to_string(), json!("composite_chart"));
+                chart.extend(title.map(|v| ("title".to_string(), v)));
+                chart.insert("elements".to_string(), Value::Array(elements));
+                Value::Object(chart)
+            }),
+        ]
+    }
+
+    /// `chart` without its null members (in it and down its elements).
+    fn without_nulls(chart: &Value) -> Value {
+        let mut chart = chart.clone();
+        super::omit_nulls(&mut chart);
+        chart
+    }
+
+    proptest! {
+        /// Any bytes on the side channel: no panic, and only charts fit to send.
+        #[test]
+        fn any_side_channel_bytes_give_only_sendable_charts(side in vec(any::<u8>(), 0..300)) {
+            for chart in parse_charts(&side) {
+                check_sent(&chart)?;
+            }
+        }
+
+        /// Any JSON as a chart: no panic; dropped, or sent fit.
+        #[test]
+        fn any_json_is_dropped_or_sent_fit(value in json_value()) {
+            let record = json!({"type": "chart", "value": value.clone()}).to_string();
+            for chart in parse_charts(record.as_bytes()) {
+                check_sent(&chart)?;
+            }
+            if let Some(chart) = wire_chart(value) {
+                check_sent(&chart)?;
+            }
+        }
+
+        /// A valid chart, among other lines, comes back as it was, nulls left out.
+        #[test]
+        fn valid_charts_round_trip(chart in valid(), noise in vec("[ -~]{0,20}", 0..3)) {
+            let mut side = String::new();
+            for line in &noise {
+                side.push_str(line);
+                side.push('\n');
+            }
+            side.push_str(&json!({"type": "chart", "value": chart.clone()}).to_string());
+            side.push('\n');
+            let charts = parse_charts(side.as_bytes());
+            let expected = without_nulls(&chart);
+            prop_assert_eq!(charts.last(), Some(&expected));
+            check_sent(&expected)?;
+            let text = serde_json::to_string(&expected).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
+        }
     }
 }

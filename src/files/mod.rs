@@ -545,3 +545,78 @@ mod tests {
         }
     }
 }
+
+/// Property tests of path resolution (`PROPTEST_CASES` sets how many cases run; 256 by default).
+#[cfg(test)]
+mod proptests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Component, Path, PathBuf};
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::Files;
+
+    /// Paths built from what matters to resolution: separators, `.`, `..`, names (not UTF-8
+    /// too), and now and then a NUL.
+    fn path() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => Just(b"/".to_vec()),
+            2 => Just(b".".to_vec()),
+            2 => Just(b"..".to_vec()),
+            3 => Just(b"a".to_vec()),
+            1 => Just(b"\xff\xfe".to_vec()),
+            1 => Just(b" ".to_vec()),
+            1 => Just(b"\0".to_vec()),
+            1 => vec(any::<u8>(), 0..4),
+        ];
+        vec(piece, 0..10).prop_map(|pieces| pieces.concat())
+    }
+
+    fn workdir() -> impl Strategy<Value = PathBuf> {
+        prop_oneof![
+            Just("/"),
+            Just("/work"),
+            Just("/home/user/my dir"),
+            Just("/w/./x/")
+        ]
+        .prop_map(PathBuf::from)
+    }
+
+    /// The components of `p` but `.`.
+    fn named(p: &Path) -> Vec<Component<'_>> {
+        p.components().filter(|c| *c != Component::CurDir).collect()
+    }
+
+    proptest! {
+        /// Never panics; refuses exactly the empty path and paths with a NUL; gives an absolute
+        /// path without `.` components, under the work dir when the input was relative (`..`
+        /// is left for the OS, as promised), with a trailing `/` exactly when the input named a
+        /// directory that way; and resolving the result again gives it back.
+        #[test]
+        fn resolution_keeps_its_promises(workdir in workdir(), bytes in path()) {
+            let files = Files::new(workdir.clone(), 0o022);
+            let resolved = files.resolve(OsStr::from_bytes(&bytes));
+            if bytes.is_empty() || bytes.contains(&0) {
+                prop_assert!(resolved.is_err());
+                return Ok(());
+            }
+            let resolved = resolved.unwrap();
+            prop_assert!(resolved.is_absolute());
+            prop_assert!(!resolved.components().any(|c| c == Component::CurDir));
+            if !bytes.starts_with(b"/") {
+                let base: PathBuf = workdir.components().collect();
+                prop_assert!(resolved.starts_with(&base), "{:?} is not under {:?}", resolved, base);
+            }
+            let out = resolved.as_os_str().as_bytes();
+            let names_dir = bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes == b".";
+            prop_assert_eq!(out.ends_with(b"/"), names_dir || out == b"/");
+            // The same names in the same order, `.` aside.
+            let joined = workdir.join(OsStr::from_bytes(&bytes));
+            prop_assert_eq!(named(&resolved), named(&joined));
+            let again = files.resolve(resolved.as_os_str()).unwrap();
+            prop_assert_eq!(again.as_os_str().as_bytes(), out);
+        }
+    }
+}

@@ -252,16 +252,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 /// a connection reset; unless it declared its size and waits for `100 Continue`, which is then
 /// never sent.
 async fn read_json_body(request: Request, limit: usize) -> Result<Vec<u8>> {
-    let declared = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    read_limited(&parts.headers, body, limit).await
+}
+
+/// `request` with its body read whole, or 413 as for a JSON body once it passes `limit` (for
+/// services that read bodies themselves: `/mcp`).
+pub async fn buffered(request: Request, limit: usize) -> Result<Request> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_limited(&parts.headers, body, limit).await?;
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+async fn read_limited(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Vec<u8>> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse::<u64>().ok());
-    let waits_for_continue = request
-        .headers()
+    let waits_for_continue = headers
         .get(header::EXPECT)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let mut chunks = request.into_body().into_data_stream();
+    let mut chunks = body.into_data_stream();
     if declared.is_some_and(|size| size > limit as u64) {
         if !waits_for_continue {
             drain(&mut chunks).await;

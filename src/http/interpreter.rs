@@ -159,7 +159,8 @@ pub async fn execute(
     let upgrade = upgrade.map_err(|_| {
         Error::bad_request("this route is a WebSocket: send an Upgrade: websocket request")
     })?;
-    Ok(upgrade.on_upgrade(in_request(move |socket| run(app, socket))))
+    Ok(ws::limited(upgrade, ws::MAX_REQUEST_MESSAGE)
+        .on_upgrade(in_request(move |socket| run(app, socket))))
 }
 
 async fn run(app: AppState, mut socket: WebSocket) {
@@ -167,9 +168,8 @@ async fn run(app: AppState, mut socket: WebSocket) {
         match socket.recv().await {
             Some(Ok(Message::Text(text))) => break serde_json::from_str::<ExecuteRequest>(&text),
             Some(Ok(Message::Binary(bytes))) => break serde_json::from_slice(&bytes),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                return ws::finish(&mut socket).await
-            }
+            Some(Ok(Message::Close(_))) | None => return ws::finish(&mut socket).await,
+            Some(Err(err)) => return ws::close_after(&mut socket, &err).await,
             Some(Ok(_)) => continue,
         }
     };
@@ -213,11 +213,15 @@ async fn run(app: AppState, mut socket: WebSocket) {
                 }
                 None => break running.await.unwrap_or(JobEnd::WorkerEnded),
             },
-            incoming = socket.recv(), if connected => {
-                if matches!(incoming, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) {
+            incoming = socket.recv(), if connected => match incoming {
+                None | Some(Ok(Message::Close(_))) => connected = false,
+                // The job keeps running to its end, as when the client goes away.
+                Some(Err(err)) => {
+                    ws::close_after(&mut socket, &err).await;
                     connected = false;
                 }
-            }
+                Some(Ok(_)) => {}
+            },
             end = &mut running => {
                 // Frames sent before the end are still queued: deliver them first.
                 while let Ok(frame) = frames.try_recv() {

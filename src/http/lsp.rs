@@ -550,7 +550,7 @@ pub async fn relay(
         ));
     };
     let (relay, outgoing) = app.lsp.relay(language, &root).await?;
-    Ok(upgrade
+    Ok(ws::limited(upgrade, ws::MAX_REQUEST_MESSAGE)
         .on_upgrade(in_request(move |socket| run_relay(relay, outgoing, socket)))
         .into_response())
 }
@@ -583,7 +583,8 @@ async fn run_relay(
                         break Some((1000, "exit".to_string()));
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(err)) => break ws::refusal(&err).map(|frame| (frame.code, frame.reason.to_string())),
                 Some(Ok(_)) => {}
             },
         }

@@ -48,6 +48,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         (status = 403, description = "foreign web origin", body = super::error::ErrorBody),
         (status = 404, description = "unknown session: initialize again", body = super::error::ErrorBody),
         (status = 406, description = "Accept lacks text/event-stream or application/json", body = super::error::ErrorBody),
+        (status = 413, description = "the body holds more than 16 MiB", body = super::error::ErrorBody),
         (status = 415, body = super::error::ErrorBody)))]
 pub async fn post_doc() {}
 
@@ -74,6 +75,12 @@ async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Res
     check_origin(request.headers(), app.config.public_url.as_deref())?;
     authorize(request.headers())?;
     let delete = request.method() == axum::http::Method::DELETE;
+    // rmcp bounds a body too, but answers before reading the rest (the client, still sending,
+    // may see a reset) and in plain text.
+    let request = match request.method() == axum::http::Method::POST {
+        true => super::extract::buffered(request, crate::mcp::stdio::MAX_MESSAGE).await?,
+        false => request,
+    };
     let mut response = next.run(request).await;
     if delete && response.status() == StatusCode::ACCEPTED {
         // A session ended by DELETE is gone at once: say so as the Python SDK expects (200 or

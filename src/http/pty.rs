@@ -35,8 +35,6 @@ pub const EXIT_CONTROL_PROTOCOL: &str = "X-Daytona-Pty-Exit-Control";
 const ENVS_PROTOCOL: &str = "X-Daytona-Pty-Envs~";
 /// What a browser SDK offers besides (it cannot set headers on a WebSocket).
 const VERSION_PROTOCOL: &str = "X-Daytona-SDK-Version~";
-/// Largest client frame (input) accepted.
-const MAX_INPUT_FRAME: usize = 1024 * 1024;
 /// Largest output frame sent (queued chunks are joined up to this).
 pub const MAX_OUTPUT_FRAME: usize = 256 * 1024;
 
@@ -369,7 +367,7 @@ impl Offered {
     /// The one subprotocol to echo: exit control, else the SDK version, else none (a client
     /// that offered none must get none).
     fn select(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
-        let upgrade = upgrade.max_message_size(MAX_INPUT_FRAME);
+        let upgrade = ws::limited(upgrade, ws::MAX_INPUT_MESSAGE);
         if self.exit_control {
             upgrade.protocols([EXIT_CONTROL_PROTOCOL])
         } else if let Some(version) = &self.version {
@@ -424,19 +422,22 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
         }
     }
     let input = attachment.input();
+    // Ends with the refusal of a message over the limit, if that is what ended it.
     let mut typing = super::observe::spawn(async move {
-        while let Some(Ok(message)) = incoming.next().await {
+        while let Some(message) = incoming.next().await {
             let data = match message {
-                Message::Text(text) => axum::body::Bytes::from(text),
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
+                Ok(Message::Text(text)) => axum::body::Bytes::from(text),
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Close(_)) => break,
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Err(err) => return ws::refusal(&err),
             };
             if !input.write(data).await {
                 // The PTY is gone; keep reading until the close arrives.
                 continue;
             }
         }
+        None
     });
     let close = loop {
         tokio::select! {
@@ -461,9 +462,9 @@ async fn serve(socket: WebSocket, mut attachment: Attachment, exit_control: bool
                 }
                 PtyEvent::Dropped => break CloseFrame { code: 1008, reason: "slow consumer".into() },
             },
-            // The client closed or went away: it detaches, the PTY goes on.
-            _ = &mut typing => {
-                ws::finish(&mut sink).await;
+            // The client closed, went away or sent too much: it detaches, the PTY goes on.
+            refusal = &mut typing => {
+                ws::close_sink_after(&mut sink, refusal.ok().flatten()).await;
                 return;
             }
         }

@@ -406,6 +406,7 @@ async fn logs_response(
         None => upgrade,
     };
     let stripper = (format == LogFormat::Combined).then(MarkerStripper::default);
+    let upgrade = ws::limited(upgrade, ws::MAX_LISTENER_MESSAGE);
     Ok(upgrade.on_upgrade(in_request(move |socket| {
         stream_log(socket, follower, stripper)
     })))
@@ -474,11 +475,14 @@ async fn stream_log(
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut incoming) = socket.split();
     let mut reader = super::observe::spawn(async move {
-        while let Some(Ok(message)) = incoming.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
+        while let Some(message) = incoming.next().await {
+            match message {
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(err) => return ws::refusal(&err),
             }
         }
+        None
     });
     let code = loop {
         tokio::select! {
@@ -511,9 +515,9 @@ async fn stream_log(
                     break 1011;
                 }
             },
-            // The client closed or went away.
-            _ = &mut reader => {
-                ws::finish(&mut sink).await;
+            // The client closed, went away or sent too much.
+            refusal = &mut reader => {
+                ws::close_sink_after(&mut sink, refusal.ok().flatten()).await;
                 return;
             }
         }

@@ -34,9 +34,6 @@ use crate::pty::{Pty, PtyEvent};
 use crate::state::AppState;
 use crate::terminal::{self, Frame, HANG_UP_GRACE};
 
-/// Largest client frame accepted (a paste).
-const MAX_INPUT_FRAME: usize = 1024 * 1024;
-
 /// The terminal listener's router. `local`: local SDK mode (see the module docs).
 pub fn router(state: AppState, local: bool) -> Router {
     let token_guard = super::auth::Guard::terminal(state.config.token.clone());
@@ -162,8 +159,7 @@ async fn socket(
     let size = |value: &Option<String>| value.as_deref().and_then(|v| v.trim().parse().ok());
     let (cols, rows) = (size(&query.cols), size(&query.rows));
     // The shell starts once the connection is a WebSocket, so a failed upgrade leaves nothing.
-    Ok(upgrade
-        .max_message_size(MAX_INPUT_FRAME)
+    Ok(ws::limited(upgrade, ws::MAX_INPUT_MESSAGE)
         .on_upgrade(in_request(move |socket| serve(app, socket, cols, rows))))
 }
 
@@ -203,22 +199,25 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
         return;
     }
     let input = attachment.input();
+    // Ends with the refusal of a message over the limit, if that is what ended it.
     let mut typing = super::observe::spawn(async move {
-        while let Some(Ok(message)) = incoming.next().await {
+        while let Some(message) = incoming.next().await {
             let data = match message {
-                Message::Text(text) => match terminal::classify(&text) {
+                Ok(Message::Text(text)) => match terminal::classify(&text) {
                     Frame::Resize { cols, rows } => {
                         let _ = pty.resize(cols, rows);
                         continue;
                     }
                     Frame::Input => axum::body::Bytes::from(text),
                 },
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Close(_)) => break,
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Err(err) => return ws::refusal(&err),
             };
             input.write(data).await;
         }
+        None
     });
     let close = loop {
         tokio::select! {
@@ -236,9 +235,9 @@ async fn serve(app: AppState, mut socket: WebSocket, cols: Option<u16>, rows: Op
                 },
                 PtyEvent::Dropped => break CloseFrame { code: 1008, reason: "slow consumer".into() },
             },
-            // The page closed or went away.
-            _ = &mut typing => {
-                ws::finish(&mut sink).await;
+            // The page closed, went away or sent too much.
+            refusal = &mut typing => {
+                ws::close_sink_after(&mut sink, refusal.ok().flatten()).await;
                 return;
             }
         }

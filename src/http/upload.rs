@@ -702,3 +702,199 @@ mod tests {
         assert_eq!(index_of("file", ".file"), None);
     }
 }
+
+/// Property tests of the multipart parsing an upload goes through (`multipart_of`, the shared
+/// body, `read_path_part`); `PROPTEST_CASES` sets how many cases run (256 by default).
+#[cfg(test)]
+mod proptests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Parses `chunks` (one body) as the upload handler does: every part's name and bytes, and
+    /// whether the body ended whole; `Err` with the reason the parser or the body gave.
+    fn parse(
+        boundary: &str,
+        chunks: Vec<Vec<u8>>,
+    ) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let stream = futures_util::stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
+            );
+            let request = Request::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(Body::from_stream(stream))
+                .unwrap();
+            let (mut multipart, body) = multipart_of(request).map_err(|e| e.message)?;
+            let mut parts = Vec::new();
+            let failed = loop {
+                let mut field = match multipart.next_field().await {
+                    Ok(Some(field)) => field,
+                    Ok(None) => break None,
+                    Err(err) => break Some(err.to_string()),
+                };
+                let name = field.name().unwrap_or("").to_string();
+                let mut data = Vec::new();
+                if let Some(idx) = index_of(&name, ".path") {
+                    match read_path_part(&mut field, idx).await {
+                        Ok(text) => data = text.into_bytes(),
+                        Err(StoreError::Body(err)) => break Some(err),
+                        Err(StoreError::Write(err)) => break Some(err.message),
+                    }
+                } else {
+                    loop {
+                        match field.chunk().await {
+                            Ok(Some(chunk)) => data.extend_from_slice(&chunk),
+                            Ok(None) => break,
+                            Err(err) => return Err(err.to_string()),
+                        }
+                    }
+                }
+                parts.push((name, data));
+            };
+            drop(multipart);
+            let ended = body.finish().await;
+            match failed.or(ended.err()) {
+                Some(reason) => Err(reason),
+                None => Ok(parts),
+            }
+        })
+    }
+
+    /// File contents rich in what a multipart body is made of: CRs, LFs, dashes and pieces of
+    /// the boundary.
+    fn content(boundary: &str) -> impl Strategy<Value = Vec<u8>> {
+        let boundary = boundary.as_bytes().to_vec();
+        let pieces = prop_oneof![
+            Just(b"\r\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"--".to_vec()),
+            Just(b"\r\n--".to_vec()),
+            (0..boundary.len()).prop_map(move |end| boundary[..end].to_vec()),
+            vec(any::<u8>(), 0..8),
+        ];
+        vec(pieces, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    /// `bytes` with every occurrence of `boundary` broken (a client picks a boundary its
+    /// content does not hold), keeping the length.
+    fn without(mut bytes: Vec<u8>, boundary: &str) -> Vec<u8> {
+        let b = boundary.as_bytes();
+        while let Some(at) = bytes.windows(b.len()).position(|w| w == b) {
+            let last = &mut bytes[at + b.len() - 1];
+            *last = if *last == b'#' { b'%' } else { b'#' };
+        }
+        bytes
+    }
+
+    fn boundary() -> impl Strategy<Value = String> {
+        vec(
+            prop_oneof![Just('a'), Just('Z'), Just('0'), Just('-'), Just('_')],
+            1..12,
+        )
+        .prop_map(|chars| format!("b{}", chars.into_iter().collect::<String>()))
+    }
+
+    /// An upload body with `files` (path, content), as the SDKs send it.
+    fn body(boundary: &str, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (i, (path, content)) in files.iter().enumerate() {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files[{i}].path\"\r\n\r\n{path}\r\n").as_bytes(),
+            );
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files[{i}].file\"; filename=\"f{i}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        body
+    }
+
+    /// `whole` cut at `cuts` (positions taken modulo its length).
+    fn chunked(whole: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (whole.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([whole.len()]) {
+            chunks.push(whole[start..cut].to_vec());
+            start = cut;
+        }
+        chunks
+    }
+
+    fn upload() -> impl Strategy<Value = (String, Vec<(String, Vec<u8>)>)> {
+        boundary()
+            .prop_flat_map(|boundary| {
+                let files = vec(("[a-z/. ]{1,12}", content(&boundary)), 0..4);
+                (Just(boundary), files)
+            })
+            .prop_map(|(boundary, files)| {
+                let files = files
+                    .into_iter()
+                    .map(|(path, content)| {
+                        let path =
+                            String::from_utf8(without(path.into_bytes(), &boundary)).unwrap();
+                        (path, without(content, &boundary))
+                    })
+                    .collect();
+                (boundary, files)
+            })
+    }
+
+    fn expected(files: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+        files
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (path, content))| {
+                [
+                    (format!("files[{i}].path"), path.clone().into_bytes()),
+                    (format!("files[{i}].file"), content.clone()),
+                ]
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Any contents (boundary-like bytes and CRLFs included), any chunking: the same parts.
+        #[test]
+        fn uploads_parse_back_to_their_files((boundary, files) in upload(), cuts in vec(any::<usize>(), 0..10)) {
+            let whole = body(&boundary, &files);
+            let parsed = parse(&boundary, chunked(&whole, &cuts));
+            prop_assert_eq!(parsed, Ok(expected(&files)));
+        }
+
+        /// A body cut anywhere before its closing delimiter is an error, whatever the chunking.
+        #[test]
+        fn a_body_cut_short_is_an_error((boundary, files) in upload(), cut in any::<usize>(), cuts in vec(any::<usize>(), 0..4)) {
+            let whole = body(&boundary, &files);
+            // `--boundary--` must arrive whole; the CRLF after it is optional.
+            let cut = cut % (whole.len() - 2);
+            let parsed = parse(&boundary, chunked(&whole[..cut], &cuts));
+            prop_assert!(parsed.is_err(), "cut at {} of {}: {:?}", cut, whole.len(), parsed);
+        }
+
+        /// Any bytes at all: an answer, never a panic.
+        #[test]
+        fn any_body_is_parsed_or_refused(boundary in boundary(), junk in vec(any::<u8>(), 0..200), (_, files) in upload(), at in any::<usize>()) {
+            let _ = parse(&boundary, vec![junk.clone()]);
+            // A valid body with junk spliced in.
+            let mut whole = body(&boundary, &files);
+            let at = at % (whole.len() + 1);
+            whole.splice(at..at, junk);
+            let _ = parse(&boundary, vec![whole]);
+        }
+    }
+}

@@ -189,7 +189,7 @@ pub async fn watch_socket(
         ));
     };
     let subscription = subscribe(&app, path, recursive, include_git).await?;
-    Ok(upgrade
+    Ok(ws::limited(upgrade, ws::MAX_LISTENER_MESSAGE)
         .on_upgrade(in_request(move |socket| stream(subscription, socket)))
         .into_response())
 }
@@ -214,7 +214,8 @@ async fn stream(mut subscription: Subscription, mut socket: WebSocket) {
                 }),
             },
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(err)) => break ws::refusal(&err).map(|frame| (frame.code, frame.reason.to_string())),
                 Some(Ok(_)) => {}
             },
         }

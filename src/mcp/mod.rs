@@ -12,6 +12,7 @@
 mod output;
 mod progress;
 mod resources;
+pub mod stdio;
 mod tools;
 
 use std::collections::HashMap;
@@ -146,6 +147,7 @@ fn plain_formats(schema: &mut JsonObject) {
 pub fn http_service(app: AppState, shutdown: tokio_util::sync::CancellationToken) -> HttpService {
     let tools = Arc::new(Tools::new());
     let config = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(stdio::MAX_MESSAGE)
         .disable_allowed_hosts()
         .disable_allowed_origins()
         .with_cancellation_token(shutdown);
@@ -163,20 +165,39 @@ pub async fn serve_stdio(
 ) -> std::io::Result<()> {
     use rmcp::ServiceExt;
     let toolbox = Toolbox::new(app, Arc::new(Tools::new()));
-    let running = toolbox
-        .serve(rmcp::transport::io::stdio_pipes())
-        .await
-        .map_err(|err| std::io::Error::other(format!("MCP handshake failed: {err}")))?;
-    let token = running.cancellation_token();
-    tokio::select! {
-        quit = running.waiting() => {
-            if let Err(err) = quit {
-                tracing::error!("MCP service failed: {err}");
+    // stdin → `read_lines` → rmcp → `write_lines` → stdout (see `stdio`).
+    let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
+    let (service_in, feed) = tokio::io::duplex(64 * 1024);
+    let (service_out, from_service) = tokio::io::duplex(64 * 1024);
+    let (refusals, refused) = tokio::sync::mpsc::channel(16);
+    let reader = tokio::spawn(stdio::read_lines(stdin, feed, refusals, stdio::MAX_MESSAGE));
+    let writer = tokio::spawn(stdio::write_lines(from_service, refused, stdout));
+    // Lines reach rmcp already bounded; its own bound (which drops a line silently) is lifted.
+    let transport =
+        rmcp::transport::async_rw::AsyncRwTransport::new_server(service_in, service_out)
+            .with_max_line_length(usize::MAX);
+    let served = async {
+        let running = toolbox
+            .serve(transport)
+            .await
+            .map_err(|err| std::io::Error::other(format!("MCP handshake failed: {err}")))?;
+        let token = running.cancellation_token();
+        tokio::select! {
+            quit = running.waiting() => {
+                if let Err(err) = quit {
+                    tracing::error!("MCP service failed: {err}");
+                }
             }
+            () = shutdown => token.cancel(),
         }
-        () = shutdown => token.cancel(),
-    }
-    Ok(())
+        Ok(())
+    };
+    let result = served.await;
+    // The service is gone, and with it the write end of `from_service`: the writer finishes
+    // what it has (bounded, in case nobody reads stdout any more).
+    reader.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    result
 }
 
 /// What the server says about itself in `initialize` (and `server/discover`).

@@ -28,6 +28,10 @@ use crate::error::Error;
 use crate::process::{PipedControl, MARKER_VAR};
 use crate::pty::{Pty, PtyOptions, MAX_SIZE};
 
+/// The longest exec command: the shell gets it as its `-c` argument, and Linux takes at most
+/// 128 KiB in one argument, its NUL included (`MAX_ARG_STRLEN`). russh's own packet limit
+/// (256 KiB) is above it.
+const MAX_COMMAND: usize = 128 * 1024 - 1;
 /// Environment variables one channel may set with `env` requests, and their bytes in all.
 const MAX_ENV_REQUESTS: usize = 256;
 const MAX_ENV_BYTES: usize = 256 * 1024;
@@ -233,6 +237,18 @@ impl Connection {
         let output = Output::new(write, handle, channel.inbox.clone());
         let inbox = channel.inbox.clone();
         let ended = channel.ended.clone();
+        if let Some(command) = command.as_ref().filter(|c| c.len() > MAX_COMMAND) {
+            session.channel_success(id)?;
+            channel.running = Some(Running::Refused);
+            let err = Error::bad_request(format!(
+                "the command is too long: {} bytes, and a command may hold at most {MAX_COMMAND} \
+                 bytes (the shell gets it as one argument); send a longer script on stdin \
+                 (ssh HOST bash -s < script)",
+                command.len()
+            ));
+            tokio::spawn(refuse(output, err));
+            return Ok(());
+        }
         match channel.terminal.clone() {
             Some(term) => {
                 let mut envs = env;

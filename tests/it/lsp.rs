@@ -662,3 +662,47 @@ fn daemon_with_env(vars: &[(&str, &str)]) -> Toolboxd {
         ..StartOptions::default()
     })
 }
+
+/// Issue 17: a relay message may hold 16 MiB (the JSON body limit); one byte more closes the
+/// socket with 1009 naming the limit, and the next relay client is served.
+#[test]
+fn relay_messages_are_taken_up_to_16_mib() {
+    const MAX: usize = 16 * 1024 * 1024;
+    let daemon = lsp_daemon();
+    let root = project(&daemon, "big", &[("a.py", "x = 1\n")]);
+    start(&daemon, "python", &root);
+    let initialize = |id: u64, size: usize| {
+        let mut text = json!({"jsonrpc": "2.0", "id": id, "method": "initialize",
+            "params": {"processId": null, "rootUri": null, "capabilities": {}}})
+        .to_string();
+        // JSON allows whitespace after the value.
+        text.extend(std::iter::repeat_n(' ', size - text.len()));
+        tungstenite::Message::Text(text.into())
+    };
+    let mut socket = relay_connect(&daemon, "python", &root);
+    socket.send(initialize(1, MAX)).unwrap();
+    let init = answer_to(&mut socket, &json!(1));
+    assert!(init["result"]["capabilities"].is_object(), "{init}");
+    // One byte more: refused from the frame's header.
+    crate::limits::send_oversized(&socket, MAX + 1);
+    let close = loop {
+        match socket.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame.expect("a close frame"),
+            Ok(_) => {}
+            Err(err) => panic!("no close frame: {err}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1009);
+    assert!(
+        close.reason.contains(&format!("at most {MAX}")),
+        "{}",
+        close.reason
+    );
+    let mut next = relay_connect(&daemon, "python", &root);
+    send(
+        &mut next,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "initialize",
+            "params": {"processId": null, "rootUri": null, "capabilities": {}}}),
+    );
+    assert!(answer_to(&mut next, &json!(3))["result"]["capabilities"].is_object());
+}

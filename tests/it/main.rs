@@ -17,6 +17,7 @@ mod git;
 mod git_support;
 mod interpreter;
 mod json_bodies;
+mod limits;
 mod lsp;
 mod mcp;
 mod memory;

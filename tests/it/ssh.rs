@@ -985,3 +985,129 @@ fn shutdown_ends_connections_and_their_programs() {
     assert!(stderr.contains("shutting down"), "{stderr}");
     assert!(processes_with(&needle).is_empty());
 }
+
+/// Issue 17: an exec command is the shell's `-c` argument, so it may hold what Linux takes in one
+/// argument (128 KiB with its NUL): one byte more is refused with the limit named (stderr, exit
+/// 127), and the connection's next command runs.
+#[test]
+fn exec_commands_are_taken_up_to_the_one_argument_limit() {
+    if !have(&[]) {
+        return;
+    }
+    let fx = Fixture::start();
+    const MAX: usize = 128 * 1024 - 1;
+    // OpenSSH joins its arguments with a space; each must fit in its own argv too.
+    let command = |len: usize| {
+        let head = "echo ok-$((6*7)) #".to_string();
+        let half = (len - head.len() - 1) / 2;
+        let first = format!("{head}{}", "x".repeat(half));
+        let second = "y".repeat(len - first.len() - 1);
+        (first, second)
+    };
+    let (first, second) = command(MAX);
+    assert_eq!(first.len() + 1 + second.len(), MAX);
+    let output = run(fx.ssh(&[fx.target(), &first, &second]));
+    assert_eq!(text(&output.stdout), "ok-42\n", "{}", text(&output.stderr));
+    let (first, second) = command(MAX + 1);
+    let output = run(fx.ssh(&[fx.target(), &first, &second]));
+    assert_eq!(output.status.code(), Some(127), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("at most 131071 bytes"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = run(fx.ssh(&[fx.target(), "echo still-$((6*7))"]));
+    assert_eq!(text(&output.stdout), "still-42\n");
+}
+
+/// Issue 17: env requests are taken up to 256 variables and 256 KiB of names and values per
+/// channel; one more is refused (the variable is missing) and the command still runs.
+#[test]
+fn env_requests_are_taken_up_to_their_limits() {
+    if !have(&[]) {
+        return;
+    }
+    let fx = Fixture::start();
+    let count = |vars: usize| {
+        let set: Vec<String> = (0..vars).map(|i| format!("TBV{i}=x")).collect();
+        let output = run(fx.ssh(&[
+            "-o",
+            &format!("SetEnv={}", set.join(" ")),
+            fx.target(),
+            "env | grep -c '^TBV'",
+        ]));
+        text(&output.stdout).trim().to_string()
+    };
+    assert_eq!(count(256), "256");
+    assert_eq!(count(257), "256");
+    // 256 KiB of names and values, in three variables sent from ssh's own environment.
+    let sizes = |extra: usize| {
+        let budget = 256 * 1024 - 6 + extra;
+        [budget / 3, budget / 3, budget - 2 * (budget / 3)]
+    };
+    let lengths = |extra: usize| {
+        let mut command = fx.ssh(&[
+            "-o",
+            "SendEnv=BA BB BC",
+            fx.target(),
+            "echo ${#BA} ${#BB} ${#BC}",
+        ]);
+        for (name, size) in ["BA", "BB", "BC"].iter().zip(sizes(extra)) {
+            command.env(name, "v".repeat(size));
+        }
+        let output = run(command);
+        text(&output.stdout).trim().to_string()
+    };
+    let [a, b, c] = sizes(0);
+    assert_eq!(lengths(0), format!("{a} {b} {c}"));
+    let [a, b, _] = sizes(1);
+    assert_eq!(lengths(1), format!("{a} {b} 0"));
+}
+
+/// Issue 17: an SFTP packet may hold 256 KiB (as with OpenSSH's sftp-server); a longer one ends
+/// the SFTP session without an answer, and the next session is served.
+#[test]
+fn sftp_packets_are_taken_up_to_256_kib() {
+    if !have(&[]) {
+        return;
+    }
+    let fx = Fixture::start();
+    // INIT (version 3), then STAT of a path that makes the packet `len` bytes long.
+    let session = |len: u32| {
+        let mut input = vec![0, 0, 0, 5, 1, 0, 0, 0, 3];
+        let path_len = len - 1 - 4 - 4;
+        input.extend_from_slice(&len.to_be_bytes());
+        input.push(17); // SSH_FXP_STAT
+        input.extend_from_slice(&7u32.to_be_bytes());
+        input.extend_from_slice(&path_len.to_be_bytes());
+        input.extend(std::iter::repeat_n(b'a', path_len as usize));
+        let mut child = fx
+            .ssh(&["-s", fx.target(), "sftp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The server may end the session before it has read all of it.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        // The answers: VERSION (type 2), then what there is.
+        let mut types = Vec::new();
+        let mut rest = &output.stdout[..];
+        while rest.len() >= 5 {
+            let size = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            types.push(rest[4]);
+            rest = &rest[(4 + size).min(rest.len())..];
+        }
+        types
+    };
+    const MAX: u32 = 256 * 1024;
+    // A STATUS (101) for the STAT: the path is too long, but the packet was read.
+    assert_eq!(session(MAX), vec![2, 101]);
+    assert_eq!(session(MAX + 1), vec![2]);
+    assert_eq!(session(64), vec![2, 101]);
+}

@@ -67,6 +67,11 @@ impl LogWriter {
     /// Writes what fits under the cap, but nothing unless at least the first `whole` bytes fit;
     /// once it no longer fits, a notice. True if anything of `data` was written.
     fn write_capped(&mut self, index: usize, data: &[u8], whole: usize) -> bool {
+        // After the notice, nothing: a later chunk that would fit the room a marker left would
+        // read as if it followed what was cut.
+        if self.truncated[index] {
+            return false;
+        }
         let room = self.cap.saturating_sub(self.sizes[index]);
         let fits = data.len().min(room);
         let kept = &data[..if fits < whole { 0 } else { fits }];
@@ -314,6 +319,24 @@ mod tests {
         );
     }
 
+    /// Found by `proptests::capped_logs_keep_a_clean_prefix`: a marker that no longer fit left
+    /// room under the cap, and a later chunk of the stream that needs no marker was written
+    /// after the notice.
+    #[test]
+    fn nothing_follows_the_truncation_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = writer(dir.path(), 13);
+        log.push(Stream::Stdout, b"abcdefghi");
+        log.push(Stream::Stderr, b"e");
+        log.push(Stream::Stdout, b"j");
+        let output = std::fs::read(dir.path().join("output.log")).unwrap();
+        let notice = "\n[toolboxd: output truncated at 13 bytes]\n";
+        assert_eq!(
+            output,
+            [b"\x01\x01\x01abcdefghi", notice.as_bytes()].concat()
+        );
+    }
+
     #[test]
     fn a_reply_cut_anywhere_strips_to_the_interleaved_text() {
         let dir = tempfile::tempdir().unwrap();
@@ -354,6 +377,170 @@ mod tests {
                 !reply.iter().any(|b| *b == 1 || *b == 2),
                 "limit {limit}: {reply:?}"
             );
+        }
+    }
+}
+
+/// Property tests of the framing (`PROPTEST_CASES` sets how many cases run; 256 by default).
+#[cfg(test)]
+mod proptests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::process::session::{strip_markers, MarkerStripper};
+
+    /// Bytes rich in what the framing is made of: marker bytes, alone and in pairs.
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        vec(
+            prop_oneof![3 => Just(1u8), 3 => Just(2u8), 2 => Just(b'a'), 1 => Just(b'\n'), 1 => any::<u8>()],
+            0..max,
+        )
+    }
+
+    fn pushes() -> impl Strategy<Value = Vec<(bool, Vec<u8>)>> {
+        vec((any::<bool>(), bytes(12)), 0..24)
+    }
+
+    /// Breaks every run of three equal marker bytes in the streams' interleaved data (such data
+    /// would read as a marker: the format cannot carry it), keeping each push's length.
+    fn without_marker_runs(pushes: &mut [(bool, Vec<u8>)]) {
+        let (mut previous, mut before) = (None, None);
+        for (_, data) in pushes.iter_mut() {
+            for byte in data.iter_mut() {
+                if (*byte == 1 || *byte == 2) && previous == Some(*byte) && before == Some(*byte) {
+                    *byte = b'x';
+                }
+                before = previous;
+                previous = Some(*byte);
+            }
+        }
+    }
+
+    /// Writes `pushes` through a `LogWriter` capped at `cap`: (output.log, stdout.log, stderr.log).
+    fn write(pushes: &[(bool, Vec<u8>)], cap: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |n: &str| File::create(dir.path().join(n)).unwrap();
+        let mut log = LogWriter {
+            cap,
+            output: Some(open("o")),
+            stdout: Some(open("1")),
+            stderr: Some(open("2")),
+            last: None,
+            sizes: [0; 3],
+            truncated: [false; 3],
+            lost: None,
+        };
+        for (stdout, data) in pushes {
+            let stream = if *stdout {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            log.push(stream, data);
+        }
+        log.close();
+        let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
+        (read("o"), read("1"), read("2"))
+    }
+
+    fn concat<'a>(parts: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
+        parts.flatten().copied().collect()
+    }
+
+    /// `whole` cut at `cuts` (positions taken modulo its length, in order).
+    fn chunked(whole: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (whole.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([whole.len()]) {
+            chunks.push(whole[start..cut].to_vec());
+            start = cut;
+        }
+        chunks
+    }
+
+    fn notice(cap: usize) -> Vec<u8> {
+        format!("\n[toolboxd: output truncated at {cap} bytes]\n").into_bytes()
+    }
+
+    proptest! {
+        /// Any bytes, split at any points: the stripper gives what stripping the whole gives.
+        #[test]
+        fn stripping_does_not_depend_on_the_chunking(log in bytes(64), cuts in vec(any::<usize>(), 0..8)) {
+            let whole = strip_markers(log.clone());
+            let mut stripper = MarkerStripper::default();
+            let mut out = Vec::new();
+            for chunk in chunked(&log, &cuts) {
+                out.extend(stripper.feed(&chunk));
+            }
+            out.extend(stripper.finish());
+            prop_assert_eq!(out, whole);
+        }
+
+        /// Both streams, any data the format can carry, split anywhere: output.log strips to
+        /// the data in arrival order (also read back in chunks), and each stream's own log is
+        /// that stream's data.
+        #[test]
+        fn framing_round_trips(mut pushes in pushes(), cuts in vec(any::<usize>(), 0..8)) {
+            without_marker_runs(&mut pushes);
+            let (output, stdout, stderr) = write(&pushes, usize::MAX);
+            let interleaved = concat(pushes.iter().map(|(_, d)| d));
+            prop_assert_eq!(&strip_markers(output.clone()), &interleaved);
+            let mut stripper = MarkerStripper::default();
+            let mut out = Vec::new();
+            for chunk in chunked(&output, &cuts) {
+                out.extend(stripper.feed(&chunk));
+            }
+            out.extend(stripper.finish());
+            prop_assert_eq!(&out, &interleaved);
+            prop_assert_eq!(stdout, concat(pushes.iter().filter(|(o, _)| *o).map(|(_, d)| d)));
+            prop_assert_eq!(stderr, concat(pushes.iter().filter(|(o, _)| !*o).map(|(_, d)| d)));
+        }
+
+        /// Under `--max-log`, output.log strips to a prefix of the data, then the notice when
+        /// something was cut: never half a marker read as data. Each stream's log is its data
+        /// cut at the cap.
+        #[test]
+        fn capped_logs_keep_a_clean_prefix(mut pushes in pushes(), cap in 0usize..80) {
+            without_marker_runs(&mut pushes);
+            let (output, stdout, _) = write(&pushes, cap);
+            let interleaved = concat(pushes.iter().map(|(_, d)| d));
+            let stripped = strip_markers(output.clone());
+            let notice = notice(cap);
+            let kept = stripped.strip_suffix(notice.as_slice()).unwrap_or(&stripped);
+            prop_assert!(interleaved.starts_with(kept), "{:?} is not a prefix of {:?}", kept, interleaved);
+            prop_assert_eq!(kept.len() == interleaved.len(), kept.len() == stripped.len());
+            prop_assert!(output.len() <= cap + notice.len());
+            let all_stdout = concat(pushes.iter().filter(|(o, _)| *o).map(|(_, d)| d));
+            let mut expected = all_stdout[..all_stdout.len().min(cap)].to_vec();
+            if all_stdout.len() > cap {
+                expected.extend_from_slice(&notice);
+            }
+            prop_assert_eq!(stdout, expected);
+        }
+
+        /// A reply cut at any `--max-output` strips to a prefix of the whole log's text, then
+        /// the notice.
+        #[test]
+        fn a_reply_cut_anywhere_strips_to_a_prefix(mut pushes in pushes(), limit in 0usize..120) {
+            without_marker_runs(&mut pushes);
+            let dir = tempfile::tempdir().unwrap();
+            let (output, _, _) = write(&pushes, usize::MAX);
+            let path = dir.path().join("output.log");
+            std::fs::write(&path, &output).unwrap();
+            let interleaved = concat(pushes.iter().map(|(_, d)| d));
+            let reply = strip_markers(read_head(&path, limit, true));
+            let notice = format!("\n[toolboxd: log cut at {limit} of {} bytes; follow the logs (follow=true) for all of it]\n", output.len());
+            let kept = match output.len() > limit {
+                true => reply.strip_suffix(notice.as_bytes()).expect("the notice"),
+                false => &reply[..],
+            };
+            prop_assert!(interleaved.starts_with(kept), "{:?} is not a prefix of {:?}", kept, interleaved);
+            if output.len() <= limit {
+                prop_assert_eq!(kept, &interleaved[..]);
+            }
         }
     }
 }
