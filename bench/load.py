@@ -44,7 +44,7 @@ traffic goes to 127.0.0.1. Standard library only.
    burns the CPUs (`nproc + 2` `python3` busy loops) and a `python3` allocator fills memory up to
    the bound and holds it (pages written, 16 MiB at a time): run as root with a writable cgroup v1
    memory hierarchy, the daemon starts in a new memory cgroup limited to BENCH_SATURATE_MEM_MIB
-   (default 2048) MiB, and the allocator fills it to 97% of what is left of it (so the kernel
+   (default 2048) MiB, and the allocator fills it to 99% of what is left of it (so the kernel
    reclaims inside the cgroup, the daemon's pages included, as in a sandbox at its limit);
    otherwise the daemon's own cgroup limit if it has one, else BENCH_SATURATE_MEM_FRACTION
    (default 0.5, at most 0.8) of MemAvailable: this machine is shared. Then `GET /version` on a
@@ -87,6 +87,9 @@ CORPUS_MATCHES = 5
 # The `/version` sampler's nice value (Linux: per thread); below 0 needs root.
 SAMPLER_NICE = int(os.environ.get("BENCH_SATURATE_SAMPLER_NICE", "-10" if os.geteuid() == 0 else "0"))
 WEIGHTS = {"exec": 3, "file": 3, "list": 2, "find": 2, "session": 2, "pty": 1, "mcp": 2}
+# The operations in the mix (BENCH_LOAD_OPS, comma-separated; default all): one alone shows
+# which one a growth comes from.
+OPS = [n.strip() for n in os.environ.get("BENCH_LOAD_OPS", ",".join(WEIGHTS)).split(",") if n.strip() in WEIGHTS]
 
 
 class Check(Exception):
@@ -311,7 +314,7 @@ class Client:
             self.timed(name, getattr(self, f"op_{name}"))
 
     def loop(self, stop: threading.Event | mp.synchronize.Event) -> None:
-        names = list(WEIGHTS)
+        names = [n for n in WEIGHTS if n in OPS]
         weights = [WEIGHTS[n] for n in names]
         while not stop.is_set():
             name = self.rng.choices(names, weights)[0]
@@ -506,7 +509,8 @@ def bench_load(binary: Path, seconds: float, clients: int, procs: int) -> dict:
     cpu_before = cpu_times()
     daemon = start_daemon(binary, work, "load", {"HOME": str(home)})
     t0 = time.monotonic()
-    result: dict = {"clients": clients, "procs": procs, "seconds": seconds, "weights": WEIGHTS,
+    result: dict = {"clients": clients, "procs": procs, "seconds": seconds,
+                    "weights": {n: w for n, w in WEIGHTS.items() if n in OPS},
                     "cpu_busy_before": busy_before, "machine": machine_info()}
     ctx = mp.get_context("spawn")
     ready, out = ctx.Queue(), ctx.Queue()
@@ -730,9 +734,9 @@ def bench_saturate(binary: Path, seconds: float) -> dict:
             time.sleep(1)
             if cgroup is not None:
                 usage = int((cgroup / "memory.usage_in_bytes").read_text())
-                bound = int(((limit_mib << 20) - usage) * 0.97)
+                bound = int(((limit_mib << 20) - usage) * 0.99)
                 result["memory"] = {"how": f"cgroup v1 memory limit {limit_mib} MiB made for the daemon; "
-                                           "fill to 97% of what was left", "limit_bytes": limit_mib << 20,
+                                           "fill to 99% of what was left", "limit_bytes": limit_mib << 20,
                                     "usage_before": usage}
             elif (limit := own_memory_limit(daemon.pid)) is not None:
                 bound = int(limit * 0.97)
