@@ -38,7 +38,8 @@ traffic goes to 127.0.0.1. Standard library only.
    processes: before the clients start (idle), after their warm-up (each client one round of
    every operation, then an idle settle of 3 s: "start"), every 10 s during the load, after the
    clients stop (settle of 5 s: "end"), and after they deleted their sessions (settle 5 s).
-   Goals: 0 errors, VmRSS end within 10% of start, open fds end equal to start.
+   Goals: 0 errors, VmRSS end within 10% of start, open fds end equal to start. BENCH_LOAD_OPS
+   (comma-separated) runs a subset of the mix.
 
 2. `/version` under saturation. A fresh daemon. Through it (a session command, async), user code
    burns the CPUs (`nproc + 2` `python3` busy loops) and a `python3` allocator fills memory up to
