@@ -34,6 +34,8 @@ GOALS = {
     "proxy_ratio": 0.8,         # 1 GiB download through /proxy/{port}/ >= 0.8x of the app fetched directly
     "proxy_added_p50_ms": 0.3,  # small GET through the proxy p50 - the same GET direct p50 <= 0.3 ms
     "ssh_scp_ratio": 0.8,       # scp of 1 GiB through toolboxd >= 0.8x through OpenSSH's sshd, each way
+    "load_rss_drift": 0.10,     # 200 clients x 5 min: VmRSS at the end within 10% of the start (and 0 errors, fds equal)
+    "saturate_p99_ms": 50,      # GET /version p99 <= 50 ms while user code burns every core and fills memory
 }
 
 verdicts: list[tuple[str, bool | None, str]] = []
@@ -1313,6 +1315,110 @@ def fuzz_section(data: dict) -> str:
     ])
 
 
+LOAD_OPS = (
+    ("exec", "exec: `POST /process/execute` `echo exec-N`"),
+    ("file", "upload + download (one mix entry)"),
+    ("upload", "  upload: `POST /files/bulk-upload`, 1–64 KiB"),
+    ("download", "  download: bulk-download or `GET /files/download`, bytes compared"),
+    ("list", "list: `GET /files?path=WORK`"),
+    ("find", "find: `GET /files/find` (320 matches)"),
+    ("session", "session: async exec + logs WebSocket to close"),
+    ("pty", "PTY: create-connect, `echo`, DELETE, close"),
+    ("mcp", "MCP `tools/call` (`list_files` / `execute_command`)"),
+)
+
+
+def load_section(data: dict) -> str:
+    ops = data["operations"]
+    rows = []
+    for key, label in LOAD_OPS:
+        o = ops.get(key)
+        if not o or not o.get("n"):
+            continue
+        errs = sum(e["count"] for k, e in data["errors"].items() if k.split(":")[0] == key)
+        rows.append([label, str(o["n"]), str(errs), ms(o["p50_ms"]), ms(o["p99_ms"]), ms(o["max_ms"])])
+    start, end, idle, after = data["start"], data["end"], data["idle"], data["after_teardown"]
+    drift = data["rss_drift"]
+    errors = data["error_count"]
+    res_rows = [
+        ["errors (any unexpected status, failed check, exception, 60 s timeout)", str(errors), "0",
+         verdict(f"load: 0 errors in {data['clients']} clients x {data['load_seconds']:.0f} s", errors == 0,
+                 f"{errors} errors in {data['requests_ok'] + errors} operations")],
+        ["daemon VmRSS, start → end", f"{mib(start['VmRSS'])} → {mib(end['VmRSS'])} ({drift * 100:+.1f}%)",
+         f"< {GOALS['load_rss_drift'] * 100:.0f}% drift",
+         verdict("load: daemon RSS drift < 10%", abs(drift) < GOALS["load_rss_drift"], f"{drift * 100:+.1f}%")],
+        ["daemon open fds, start → end", f"{start['fds']} → {end['fds']}", "equal",
+         verdict("load: daemon open fds equal at start and end", start["fds"] == end["fds"],
+                 f"{start['fds']} → {end['fds']}")],
+        ["daemon threads, start → end", f"{start['threads']} → {end['threads']}", "—", "— (reported)"],
+        ["daemon's child processes, start → end → after the clients deleted their sessions",
+         f"{start['children']} → {end['children']} → {after['children']}", f"{data['clients']} session shells, then 0",
+         met(end["children"] == start["children"] and after["children"] == 0)],
+        ["idle before the clients → after they tore down", f"VmRSS {mib(idle['VmRSS'])} → {mib(after['VmRSS'])}; "
+         f"fds {idle['fds']} → {after['fds']}; threads {idle['threads']} → {after['threads']}", "—", "— (reported)"],
+    ]
+    peak_rss = max([s["VmRSS"] for s in data["samples"]] + [end["VmRSS"]])
+    peak_fds = max([s["fds"] for s in data["samples"]] + [end["fds"]])
+    trace = ", ".join(f"{s['t'] - start['t']:.0f} s {s['VmRSS'] / 1024:.0f}/{s['fds']}" for s in data["samples"])
+    error_lines = [f"- `{k}`: {e['count']}, e.g. {e['samples'][0]['message'][:200]!r}" for k, e in data["errors"].items()]
+    other = {**data.get("setup_errors", {}), **data.get("teardown_errors", {})}
+    other_text = ", ".join(f"`{k}` {e['count']}" for k, e in other.items())
+    busy = data.get("machine_busy_during_load")
+    machine = data.get("machine", {})
+    return "\n".join([
+        f"## 26. Load: {data['clients']} clients for {data['load_seconds'] / 60:.0f} minutes",
+        "",
+        f"bench/load.py: one daemon, {data['clients']} clients in {data['procs']} processes of threads, each with "
+        "its own keep-alive connection, session and MCP session, looping for "
+        f"{data['load_seconds']:.0f} s over a weighted mix ({', '.join(f'{k} {v}' for k, v in data['weights'].items())}); "
+        "every answer checked. Latencies are the clients' (Python, sharing the 2 cores with the daemon and "
+        f"everything it runs). {data['requests_ok']} operations succeeded "
+        f"({data['requests_ok'] / data['load_seconds']:.0f}/s); daemon CPU {data['daemon_cpu_s']:.0f} s. "
+        f"CPUs busy before the start: {data.get('cpu_busy_before')}, during the load: {busy}; load average at the "
+        f"start {' '.join(machine.get('loadavg', []))}; hypervisor steal during the run: {steal(data)}."
+        + (f" Note: {data['note']}" if data.get("note") else ""),
+        "",
+        table(["operation", "ok", "errors", "p50", "p99", "max"], rows),
+        "",
+        table(["measurement", "toolboxd", "goal", "result"], res_rows),
+        "",
+        f"VmRSS (MiB) / open fds every 10 s: {trace}. Peak {mib(peak_rss)}, {peak_fds} fds. Start and end are "
+        "idle samples (3 s after the warm-up, 5 s after the clients stopped).",
+        "",
+        *(["Errors:", "", *error_lines, ""] if error_lines else []),
+        *([f"Set-up and tear-down errors (not in the count): {other_text}.", ""] if other else []),
+    ])
+
+
+def saturate_section(data: dict) -> str:
+    base, sat, m = data["baseline"], data["saturated"], data["memory"]
+    p99 = sat.get("p99_ms", float("inf"))
+    ok = p99 <= GOALS["saturate_p99_ms"] and not sat["failures"]
+    filled = m.get("filled_bytes")
+    rows = [
+        ["before the user code starts", str(base["n"]), ms(base["p50_ms"]), ms(base["p99_ms"]),
+         ms(base["max_ms"]), str(base["over_50ms"]), str(sum(base["failures"].values())), "—"],
+        [f"{data['burners']} busy loops + memory filled", str(sat["n"]), ms(sat["p50_ms"]), ms(p99),
+         ms(sat["max_ms"]), str(sat["over_50ms"]), str(sum(sat["failures"].values())),
+         verdict("/version p99 ≤ 50 ms under CPU and memory saturation", ok, f"p99 {p99:.1f} ms")],
+    ]
+    return "\n".join([
+        "## 27. `/version` while user code saturates the CPUs and memory",
+        "",
+        f"bench/load.py --saturate: a fresh daemon; through a session command it runs {data['burners']} "
+        "`python3 -c 'while True: pass'` and a `python3` that writes 16 MiB blocks until it holds "
+        f"{(filled or 0) / MIB:.0f} MiB ({m['how']}; filled in {m.get('seconds_to_fill')} s). Then "
+        f"`GET /version` on a fresh connection every 20 ms for {data['seconds']:.0f} s, from a thread at nice "
+        f"{sat.get('sampler_nice')} (a real client is outside the sandbox). Machine busy during the sampling: "
+        f"{data.get('machine_busy_during')}; CPUs busy before the part: {data.get('cpu_busy_before')}; daemon major "
+        f"faults: {data.get('daemon_majflt')}; hypervisor steal: {steal(data)}."
+        + (f" Note: {data['note']}" if data.get("note") else ""),
+        "",
+        table(["`GET /version`", "n", "p50", "p99", "max", "> 50 ms", "failures", "result"], rows),
+        "",
+    ])
+
+
 def main() -> None:
     startup = load("startup")
     transfer = load("transfer")
@@ -1328,6 +1434,7 @@ def main() -> None:
     mcpdata = load("mcp")
     proxy = load("proxy")
     sshdata = load("ssh")
+    loaddata = load("load")
     meta = load("meta") or {}
     machine = (startup or transfer or find or process or {}).get("machine", {})
     sections = []
@@ -1384,6 +1491,11 @@ def main() -> None:
         sections.append(memory_section(memdata))
     if fuzzdata:
         sections.append(fuzz_section(fuzzdata))
+    if loaddata:
+        if "load" in loaddata:
+            sections.append(load_section(loaddata["load"]))
+        if "saturate" in loaddata:
+            sections.append(saturate_section(loaddata["saturate"]))
 
     not_met = [v for v in verdicts if v[1] is False]
     head = [
@@ -1420,7 +1532,7 @@ def main() -> None:
     missing = [n for n, d in (("transfer", transfer), ("find", find), ("startup", startup), ("process", process),
                                               ("git", gitdata), ("code", code), ("lsp", lspdata), ("listing", listing), ("pty", ptydata), ("mcp", mcpdata),
                                               ("proxy", proxy),
-                                              ("ssh", sshdata), ("memory", memdata), ("fuzz", fuzzdata))
+                                              ("ssh", sshdata), ("memory", memdata), ("fuzz", fuzzdata), ("load", loaddata))
                if d is None]
     if missing:
         head.append(f"Benchmarks without results in this run: {', '.join(missing)}.\n")
@@ -1443,6 +1555,7 @@ def main() -> None:
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/ssh.py        # 21-23: ssh host true, scp 1 GiB, 50 sessions vs OpenSSH's sshd",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/memory.py     # 24: RSS after ten 64 MiB-capped executes and a 150 s find load",
         "TOOLBOXD_BIN=path/to/toolboxd python3 bench/fuzz.py       # 25: schemathesis over openapi/toolbox.json, >= 20 000 requests",
+        "TOOLBOXD_BIN=path/to/toolboxd python3 bench/load.py       # 26-27: 200 clients x 5 min; /version under CPU + memory saturation",
         "```",
         "",
         "What each one runs (PORT is the daemon's ephemeral port on 127.0.0.1, D the data dir):",
@@ -1490,6 +1603,8 @@ def main() -> None:
         "ssh -F /dev/null -i KEY -p SSH_PORT USER@127.0.0.1 true   # toolboxd --ssh-addr, and sshd -D -e -f CFG on another port",
         "scp -P SSH_PORT S/scp-1024m.bin USER@127.0.0.1:DIR/dst.bin; scp -P SSH_PORT USER@127.0.0.1:DIR/dst.bin S/back.bin   # S: /dev/shm",
         "ssh -tt -p SSH_PORT USER@127.0.0.1   # x50, held open; daemon VmRSS vs summed sshd RSS",
+        "python3 bench/load.py --clients 200 --seconds 300   # exec, bulk-upload + download, list, find, session + logs WS, PTY, MCP tools/call",
+        "python3 bench/load.py --saturate   # nproc+2 busy loops + a memory filler via a session; GET /version every 20 ms for 60 s",
         "```",
         "",
     ]

@@ -127,3 +127,62 @@ fn memory_goes_back_after_a_search_load() {
         idle / MIB
     );
 }
+
+/// Issue 17's load: a session keeps up to `--max-history` (1000) finished commands, and each
+/// was held whole (two watch channels, locks, the reader's shared state: about 1.4 KiB), so 200
+/// busy sessions grew the daemon by tens of MiB within minutes. A finished command is now a
+/// small record (about 350 bytes in this test); the bound is twice that, half the old size.
+#[test]
+fn a_finished_session_command_is_kept_small() {
+    let daemon = Toolboxd::start();
+    let sessions = 4;
+    for s in 0..sessions {
+        let response = daemon.post_json("/process/session", &json!({"sessionId": format!("s{s}")}));
+        assert_eq!(response.status(), 201);
+    }
+    let run = |per_session: usize| {
+        std::thread::scope(|scope| {
+            for s in 0..sessions {
+                let daemon = &daemon;
+                scope.spawn(move || {
+                    for i in 0..per_session {
+                        let out = json(
+                            daemon.post_json(
+                                &format!("/process/session/s{s}/exec"),
+                                &json!({"command": format!("echo {i}")}),
+                            ),
+                            200,
+                        );
+                        assert_eq!(out["exitCode"], 0);
+                    }
+                });
+            }
+        });
+    };
+    // Warm-up: thread stacks, buffers and pools reach their steady size.
+    run(100);
+    let before = idle_anon(&daemon);
+    let per_session = 500;
+    run(per_session);
+    let commands = (sessions * per_session) as u64;
+    let limit = before + commands * 700;
+    let after = anon_settles_under(&daemon, limit);
+    assert!(
+        after <= limit,
+        "{commands} more finished commands grew RssAnon from {before} to {after} bytes \
+         ({} bytes each; bound 700)",
+        after.saturating_sub(before) / commands
+    );
+    // Each still answers in full.
+    let session = json(daemon.get("/process/session/s0"), 200);
+    let commands = session["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 100 + per_session);
+    let last = commands.last().unwrap();
+    assert_eq!(last["exitCode"], 0);
+    let cmd = last["id"].as_str().unwrap();
+    let logs = json(
+        daemon.get(&format!("/process/session/s0/command/{cmd}/logs")),
+        200,
+    );
+    assert_eq!(logs["stdout"], format!("{}\n", per_session - 1));
+}

@@ -184,7 +184,8 @@ struct Session {
     dir: PathBuf,
     marker: String,
     shell: Mutex<Option<Shell>>,
-    commands: Mutex<Vec<Arc<Command>>>,
+    /// Oldest first.
+    commands: Mutex<Vec<Entry>>,
     history: History,
     /// Ids of evicted commands, oldest first (at most `TOMBSTONES`).
     evicted: Mutex<Tombstones>,
@@ -217,6 +218,93 @@ struct InputQueue {
     sender: mpsc::UnboundedSender<Input>,
     /// Bytes that may still be queued; closed when the writer ends.
     room: Arc<Semaphore>,
+}
+
+/// A command in its session's history: whole while it runs and until its exit is published,
+/// then only what a finished command still needs ([`Done`]). A session keeps up to
+/// `--max-history` finished commands, so their size is what a busy session holds in memory.
+#[derive(Debug)]
+enum Entry {
+    Live(Arc<Command>),
+    Done(Done),
+}
+
+/// What a finished command keeps: some 350 bytes of memory where a whole [`Command`] (whose two
+/// watch channels alone take some 700) held some 1,400. A lookup rebuilds a `Command` from it
+/// ([`Command::finished`]).
+#[derive(Debug)]
+struct Done {
+    id: Box<str>,
+    text: Box<str>,
+    code: i32,
+    cause: ExitCause,
+    run_async: bool,
+    max_reply: usize,
+    /// The bytes its files took once its readers had ended.
+    bytes: u64,
+    /// Only while a background job still holds the command's FIFOs: its log, still written to
+    /// (the history's byte budget counts that, and reads take its lock), and the flag that stops
+    /// those writes when the session ends.
+    writers: Option<(Arc<Mutex<LogWriter>>, Arc<AtomicBool>)>,
+}
+
+impl Entry {
+    fn id(&self) -> &str {
+        match self {
+            Entry::Live(command) => &command.id,
+            Entry::Done(done) => &done.id,
+        }
+    }
+
+    fn info(&self) -> CommandInfo {
+        match self {
+            Entry::Live(command) => command.info(),
+            Entry::Done(done) => CommandInfo {
+                id: done.id.to_string(),
+                command: done.text.to_string(),
+                exit_code: Some(done.code),
+                exit_cause: Some(done.cause),
+            },
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self {
+            Entry::Live(command) => command.exit.borrow().is_some(),
+            Entry::Done(_) => true,
+        }
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        match self {
+            Entry::Live(command) => command.disk_bytes(),
+            Entry::Done(Done {
+                text,
+                writers: Some((log, _)),
+                ..
+            }) => disk_bytes(text, log),
+            Entry::Done(done) => done.bytes,
+        }
+    }
+
+    fn cancel(&self) {
+        match self {
+            Entry::Live(command) => command.cancel.store(true, Ordering::SeqCst),
+            Entry::Done(Done {
+                writers: Some((_, cancel)),
+                ..
+            }) => cancel.store(true, Ordering::SeqCst),
+            Entry::Done(_) => {}
+        }
+    }
+
+    /// The command whole, rebuilt for this lookup if it has finished.
+    fn command(&self, session: &Arc<Session>) -> Arc<Command> {
+        match self {
+            Entry::Live(command) => command.clone(),
+            Entry::Done(done) => Command::finished(done, session),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -384,13 +472,13 @@ impl Sessions {
             let marker = session.marker.clone();
             tasks.spawn_blocking(move || {
                 terminate(pid, &marker, grace);
-                for command in session
+                for entry in session
                     .commands
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .iter()
                 {
-                    command.cancel.store(true, Ordering::SeqCst);
+                    entry.cancel();
                 }
             });
         }
@@ -519,7 +607,7 @@ impl Sessions {
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(command.clone());
+            .push(Entry::Live(command.clone()));
         if let Err(err) = self.send(session, &command) {
             command.cancel.store(true, Ordering::SeqCst);
             // Off the async workers: finishing waits (briefly) for the readers.
@@ -660,15 +748,22 @@ impl Sessions {
         tokio::task::spawn_blocking(move || terminate(pid, &marker, TERMINATION_GRACE))
             .await
             .map_err(|err| Error::internal(format!("background task failed: {err}")))?;
-        let commands = session
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let running: Vec<Arc<Command>> = {
+            let commands = session.commands.lock().unwrap_or_else(|e| e.into_inner());
+            for entry in commands.iter() {
+                entry.cancel();
+            }
+            commands
+                .iter()
+                .filter_map(|entry| match entry {
+                    Entry::Live(command) => Some(command.clone()),
+                    Entry::Done(_) => None,
+                })
+                .collect()
+        };
         let dir = session.dir.clone();
         tokio::task::spawn_blocking(move || {
-            for command in commands {
-                command.cancel.store(true, Ordering::SeqCst);
+            for command in running {
                 command.finish_with(128 + libc::SIGKILL, ExitCause::Killed);
             }
             let _ = std::fs::remove_dir_all(&dir);
@@ -697,19 +792,19 @@ impl Session {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .map(|c| c.info())
+                .map(Entry::info)
                 .collect(),
         }
     }
 
-    fn command(&self, cmd_id: &str) -> Result<Arc<Command>> {
+    fn command(self: &Arc<Self>, cmd_id: &str) -> Result<Arc<Command>> {
         let found = self
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .find(|c| c.id == cmd_id)
-            .cloned();
+            .find(|entry| entry.id() == cmd_id)
+            .map(|entry| entry.command(self));
         found.ok_or_else(|| {
             let evicted = self
                 .evicted
@@ -738,13 +833,13 @@ impl Session {
         if self.deleted.load(Ordering::SeqCst) {
             return;
         }
-        let evicted: Vec<Arc<Command>> = {
+        let evicted: Vec<Entry> = {
             let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
             let finished: Vec<(usize, u64)> = commands
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.id == ending || c.exit.borrow().is_some())
-                .map(|(i, c)| (i, c.disk_bytes()))
+                .filter(|(_, entry)| entry.id() == ending || entry.finished())
+                .map(|(i, entry)| (i, entry.disk_bytes()))
                 .collect();
             let mut count = finished.len();
             let mut bytes: u64 = finished.iter().map(|(_, size)| size).sum();
@@ -753,7 +848,7 @@ impl Session {
                 if count <= self.history.max_commands && bytes <= self.history.max_bytes {
                     break;
                 }
-                if commands[i].id == ending {
+                if commands[i].id() == ending {
                     continue;
                 }
                 doomed.push(i);
@@ -771,9 +866,9 @@ impl Session {
         }
         {
             let mut tombstones = self.evicted.lock().unwrap_or_else(|e| e.into_inner());
-            for command in evicted.iter().rev() {
-                tombstones.ids.insert(command.id.clone());
-                tombstones.order.push_back(command.id.clone());
+            for entry in evicted.iter().rev() {
+                tombstones.ids.insert(entry.id().to_string());
+                tombstones.order.push_back(entry.id().to_string());
             }
             while tombstones.order.len() > TOMBSTONES {
                 if let Some(old) = tombstones.order.pop_front() {
@@ -781,9 +876,22 @@ impl Session {
                 }
             }
         }
-        for command in evicted {
+        for entry in evicted {
             // A follower that has the log open still reads it to the end.
-            let _ = std::fs::remove_dir_all(&command.dir);
+            let _ = std::fs::remove_dir_all(self.dir.join(entry.id()));
+        }
+    }
+
+    /// Replaces the finished command `cmd_id` with its [`Done`] record.
+    fn retire(&self, cmd_id: &str) {
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = commands.iter_mut().find(|entry| entry.id() == cmd_id) else {
+            return;
+        };
+        if let Entry::Live(command) = entry {
+            if let Some(done) = command.done() {
+                *entry = Entry::Done(done);
+            }
         }
     }
 }
@@ -804,8 +912,62 @@ impl Command {
 
     /// Bytes its files take: the script and the three logs.
     fn disk_bytes(&self) -> u64 {
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        (self.text.len() + log.sizes.iter().sum::<usize>()) as u64
+        disk_bytes(&self.text, &self.log)
+    }
+
+    /// Its record in the history, once its exit is published.
+    fn done(&self) -> Option<Done> {
+        let code = (*self.exit.borrow())?;
+        let readers_ended = *self
+            .readers_done
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            == 2;
+        Some(Done {
+            id: self.id.as_str().into(),
+            text: self.text.as_str().into(),
+            code,
+            cause: self
+                .cause
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or(ExitCause::Exited),
+            run_async: self.run_async,
+            max_reply: self.max_reply,
+            bytes: self.disk_bytes(),
+            writers: (!readers_ended).then(|| (self.log.clone(), self.cancel.clone())),
+        })
+    }
+
+    /// A finished command rebuilt from its record: complete, so every lookup answers as it did
+    /// before the command was retired (input gets 410, a follower reads to the end and stops).
+    fn finished(done: &Done, session: &Arc<Session>) -> Arc<Command> {
+        let (log, cancel) = match &done.writers {
+            Some((log, cancel)) => (log.clone(), cancel.clone()),
+            None => (
+                Arc::new(Mutex::new(LogWriter::closed())),
+                Arc::new(AtomicBool::new(true)),
+            ),
+        };
+        Arc::new(Command {
+            id: done.id.to_string(),
+            text: done.text.to_string(),
+            dir: session.dir.join(&*done.id),
+            session: Arc::downgrade(session),
+            run_async: done.run_async,
+            suppress_echo: true,
+            max_reply: done.max_reply,
+            shell_pid: AtomicI32::new(0),
+            started: watch::channel(true).0,
+            exit: watch::channel(Some(done.code)).0,
+            stdin: Mutex::new(None),
+            input: Mutex::new(None),
+            log,
+            readers_done: Arc::new((Mutex::new(2), Condvar::new())),
+            cancel,
+            cause: Mutex::new(Some(done.cause)),
+        })
     }
 
     /// The 410 for input to a command that has ended (or is ending).
@@ -895,7 +1057,7 @@ impl Command {
         if let Some(session) = self.session.upgrade() {
             session.trim_history(&self.id);
         }
-        self.exit.send_if_modified(|exit| {
+        let published = self.exit.send_if_modified(|exit| {
             if exit.is_none() {
                 *exit = Some(code);
                 true
@@ -903,6 +1065,11 @@ impl Command {
                 false
             }
         });
+        if published {
+            if let Some(session) = self.session.upgrade() {
+                session.retire(&self.id);
+            }
+        }
     }
 
     async fn wait(&self) -> i32 {
@@ -1093,6 +1260,12 @@ fn gone(code: i32) -> Error {
         ErrorKind::Gone,
         format!("gone: command has already completed with exit code {code}"),
     )
+}
+
+/// Bytes a command's files take: the script and the three logs.
+fn disk_bytes(text: &str, log: &Mutex<LogWriter>) -> u64 {
+    let log = log.lock().unwrap_or_else(|e| e.into_inner());
+    (text.len() + log.sizes.iter().sum::<usize>()) as u64
 }
 
 /// A reader of `output.log` that can follow it; see `Sessions::follow`.

@@ -267,6 +267,10 @@ impl Sessions {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
+                .filter_map(|entry| match entry {
+                    Entry::Live(c) => Some(c),
+                    Entry::Done(_) => None,
+                })
                 .filter(|c| c.shell_pid.load(Ordering::SeqCst) == pid && c.exit.borrow().is_none())
                 .cloned()
                 .collect();
