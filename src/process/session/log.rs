@@ -38,8 +38,9 @@ pub(super) struct LogWriter {
 }
 
 impl LogWriter {
-    /// A writer whose files are closed: what a finished command's lookup reads under.
-    pub(super) fn closed() -> LogWriter {
+    /// A writer whose files are closed: what a finished command's lookup reads under (`lost`:
+    /// the write that ended its logs, if one did).
+    pub(super) fn closed(lost: Option<(usize, std::io::Error)>) -> LogWriter {
         LogWriter {
             cap: usize::MAX,
             output: None,
@@ -48,6 +49,7 @@ impl LogWriter {
             last: None,
             sizes: [0; 3],
             truncated: [false; 3],
+            lost,
         }
     }
 

@@ -246,6 +246,9 @@ struct Done {
     /// (the history's byte budget counts that, and reads take its lock), and the flag that stops
     /// those writes when the session ends.
     writers: Option<(Arc<Mutex<LogWriter>>, Arc<AtomicBool>)>,
+    /// The write that failed and ended its logs (a full disk), if one did: its logs still say
+    /// so once the writers are gone.
+    lost: Option<Box<(usize, std::io::Error)>>,
 }
 
 impl Entry {
@@ -937,6 +940,15 @@ impl Command {
             max_reply: self.max_reply,
             bytes: self.disk_bytes(),
             writers: (!readers_ended).then(|| (self.log.clone(), self.cancel.clone())),
+            lost: self
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .lost
+                .as_ref()
+                .map(|(index, err)| {
+                    Box::new((*index, std::io::Error::new(err.kind(), err.to_string())))
+                }),
         })
     }
 
@@ -946,7 +958,14 @@ impl Command {
         let (log, cancel) = match &done.writers {
             Some((log, cancel)) => (log.clone(), cancel.clone()),
             None => (
-                Arc::new(Mutex::new(LogWriter::closed())),
+                Arc::new(Mutex::new(LogWriter::closed(done.lost.as_ref().map(
+                    |lost| {
+                        (
+                            lost.0,
+                            std::io::Error::new(lost.1.kind(), lost.1.to_string()),
+                        )
+                    },
+                )))),
                 Arc::new(AtomicBool::new(true)),
             ),
         };
