@@ -27,6 +27,8 @@ pub mod ssh;
 pub mod state;
 pub mod system;
 pub mod terminal;
+#[cfg(test)]
+mod testing;
 pub mod watch;
 
 use std::future::Future;

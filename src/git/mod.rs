@@ -143,6 +143,10 @@ fn git_error(err: git2::Error, secrets: &[&str]) -> Error {
         (ErrorCode::NotFound, ErrorClass::Reference) => ErrorKind::GitBranchNotFound,
         (ErrorCode::NotFound, ErrorClass::Repository) => ErrorKind::GitRepoNotFound,
         (ErrorCode::NotFound, _) => ErrorKind::NotFound,
+        // A remote URL git cannot use at all is the request's fault, not the network's.
+        _ if message.contains("unsupported URL protocol") || message.contains("malformed URL") => {
+            ErrorKind::BadRequest
+        }
         (_, ErrorClass::Http) | (_, ErrorClass::Net) | (_, ErrorClass::Ssl) => {
             transport_kind(&message)
         }

@@ -103,7 +103,7 @@ impl Git {
             .add_all(literal.iter(), IndexAddOption::DEFAULT, None)
             .and_then(|_| index.update_all(literal.iter(), None))
             .and_then(|_| index.write())
-            .map_err(|e| git_error(e, &[]))
+            .map_err(|e| staging_error(git_error(e, &[])))
     }
 
     /// Commits the index; `author`/`email` fall back to the configured user.
@@ -461,6 +461,22 @@ fn switch(repo: &Repository, reference: &str, target: Option<Oid>) -> Result<()>
 
 /// Request paths as repository-relative pathspecs (absolute paths must lie inside the work
 /// tree; `.` and empty mean everything).
+/// A name git refuses to stage that was found in the work tree (`d/.git.`, a name Windows would
+/// read as `.git`) is the state of the work tree, not a fault of the request: a 409.
+fn staging_error(err: Error) -> Error {
+    if err.kind != ErrorKind::InvalidPath {
+        return err;
+    }
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "cannot stage: the work tree holds a name git refuses ({}); rename or remove it, or \
+             stage other paths",
+            err.message
+        ),
+    )
+}
+
 fn pathspecs(root: &Path, files: &[String]) -> Result<Vec<String>> {
     if files.is_empty() {
         return Err(Error::missing("files"));

@@ -711,6 +711,7 @@ mod proptests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::testing::chunked;
 
     /// Parses `chunks` (one body) as the upload handler does: every part's name and bytes, and
     /// whether the body ended whole; `Err` with the reason the parser or the body gave.
@@ -820,19 +821,6 @@ mod proptests {
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         body
-    }
-
-    /// `whole` cut at `cuts` (positions taken modulo its length).
-    fn chunked(whole: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (whole.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for cut in cuts.into_iter().chain([whole.len()]) {
-            chunks.push(whole[start..cut].to_vec());
-            start = cut;
-        }
-        chunks
     }
 
     fn upload() -> impl Strategy<Value = (String, Vec<(String, Vec<u8>)>)> {

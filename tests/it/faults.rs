@@ -198,22 +198,14 @@ fn mid_download_disconnect_leaks_nothing() {
 fn mid_log_follow_disconnect_leaks_nothing() {
     let daemon = daemon();
     let before_session = Held::of(&daemon);
-    assert_eq!(
-        daemon
-            .post_json("/process/session", &json!({"sessionId": "f"}))
-            .status(),
-        201
+    crate::session::create(&daemon, "f");
+    // Builtins only (`read -t` on a FIFO no one writes waits 20 ms): no short-lived
+    // children to blur the process count.
+    let cmd = crate::session::exec_async(
+        &daemon,
+        "f",
+        json!({"command": "mkfifo tick.fifo; exec 3<>tick.fifo; while :; do echo line; read -t 0.02 -u 3; done", "runAsync": true}),
     );
-    let started = json(
-        daemon.post_json(
-            "/process/session/f/exec",
-            // Builtins only (`read -t` on a FIFO no one writes waits 20 ms): no short-lived
-            // children to blur the process count.
-            &json!({"command": "mkfifo tick.fifo; exec 3<>tick.fifo; while :; do echo line; read -t 0.02 -u 3; done", "runAsync": true}),
-        ),
-        202,
-    );
-    let cmd = started["cmdId"].as_str().unwrap().to_string();
     assert!(
         wait_for(Duration::from_secs(10), || daemon
             .path("tick.fifo")
@@ -293,41 +285,6 @@ fn mid_pty_disconnect_leaks_nothing() {
     assert!(!is_alive(yes));
 }
 
-/// The MCP `Accept` header of Streamable HTTP.
-const MCP_ACCEPT: &str = "application/json, text/event-stream";
-
-/// Opens an MCP session (2025-11-25) and returns its id.
-fn mcp_session(daemon: &Toolboxd) -> String {
-    let response = daemon
-        .client
-        .post(daemon.url("/mcp"))
-        .header("accept", MCP_ACCEPT)
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "faults", "version": "1"}}}),
-        )
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let id = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    response.text().unwrap();
-    let ack = daemon
-        .client
-        .post(daemon.url("/mcp"))
-        .header("accept", MCP_ACCEPT)
-        .header("mcp-session-id", &id)
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .send()
-        .unwrap();
-    assert_eq!(ack.status(), 202);
-    id
-}
-
 /// Sends `tools/call execute_command` with `arguments` on a raw connection, waits for the
 /// command (`needle` in its command line) and the answer's head, then drops the connection.
 fn mcp_call_then_drop(daemon: &Toolboxd, session: &str, arguments: Value, needle: &str) -> i32 {
@@ -335,9 +292,10 @@ fn mcp_call_then_drop(daemon: &Toolboxd, session: &str, arguments: Value, needle
         "name": "execute_command", "arguments": arguments}})
     .to_string();
     let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAccept: {MCP_ACCEPT}\r\nContent-Type: application/json\r\n\
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAccept: {}\r\nContent-Type: application/json\r\n\
          Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n\r\n",
         address(daemon),
+        crate::mcp::ACCEPT,
         body.len()
     );
     let mut stream = raw(daemon, &head, body.as_bytes());
@@ -363,12 +321,12 @@ fn mcp_call_then_drop(daemon: &Toolboxd, session: &str, arguments: Value, needle
 #[test]
 fn mid_mcp_call_disconnect_leaks_nothing() {
     let daemon = daemon();
-    let session = mcp_session(&daemon);
+    let session = crate::mcp::Session::open(&daemon);
     let held = Held::of(&daemon);
     // With a timeout: the tree is killed at the timeout.
     let sleep = mcp_call_then_drop(
         &daemon,
-        &session,
+        &session.id,
         json!({"command": "sleep 30.5; echo done", "timeout": 2}),
         "sleep 30.5",
     );
@@ -377,7 +335,7 @@ fn mid_mcp_call_disconnect_leaks_nothing() {
     // Without one: ending the session ends the call.
     let sleep = mcp_call_then_drop(
         &daemon,
-        &session,
+        &session.id,
         json!({"command": "sleep 30.6; echo done"}),
         "sleep 30.6",
     );
@@ -386,7 +344,7 @@ fn mid_mcp_call_disconnect_leaks_nothing() {
     let response = daemon
         .client
         .delete(daemon.url("/mcp"))
-        .header("mcp-session-id", &session)
+        .header("mcp-session-id", &session.id)
         .header("mcp-protocol-version", "2025-11-25")
         .send()
         .unwrap();
@@ -394,19 +352,9 @@ fn mid_mcp_call_disconnect_leaks_nothing() {
     held.assert_settled(&daemon, "the MCP session of an abandoned call was deleted");
     assert!(!is_alive(sleep));
     // The daemon still serves MCP.
-    let session = mcp_session(&daemon);
-    let response = daemon
-        .client
-        .post(daemon.url("/mcp"))
-        .header("accept", MCP_ACCEPT)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "execute_command", "arguments": {"command": "echo again"}}}),
-        )
-        .send()
-        .unwrap();
+    let session = crate::mcp::Session::open(&daemon);
+    let response = session.post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "execute_command", "arguments": {"command": "echo again"}}}));
     assert_eq!(response.status(), 200);
     assert!(response.text().unwrap().contains("again"));
 }
@@ -622,12 +570,7 @@ fn enospc_on_a_tiny_tmpfs_is_507_and_leaves_nothing() {
 
     // A session command whose output outgrows the disk: the command ran, so its exit code is
     // in the answer's message, but the answer is the disk's error, and the log says it is cut.
-    assert_eq!(
-        daemon
-            .post_json("/process/session", &json!({"sessionId": "s"}))
-            .status(),
-        201
-    );
+    crate::session::create(&daemon, "s");
     let response = daemon.post_json(
         "/process/session/s/exec",
         &json!({"command": "head -c 4000000 /dev/zero | tr '\\0' x; echo; echo after"}),
@@ -652,12 +595,7 @@ fn enospc_on_a_tiny_tmpfs_is_507_and_leaves_nothing() {
     );
     // Deleting the session frees its logs; the daemon works as before.
     assert_eq!(daemon.delete("/process/session/s").status(), 204);
-    assert_eq!(
-        daemon
-            .post_json("/process/session", &json!({"sessionId": "s2"}))
-            .status(),
-        201
-    );
+    crate::session::create(&daemon, "s2");
     let out = json(
         daemon.post_json("/process/session/s2/exec", &json!({"command": "echo ok"})),
         200,
@@ -684,25 +622,17 @@ fn enospc_on_a_tiny_tmpfs_is_507_and_leaves_nothing() {
 #[test]
 fn sigkill_of_a_session_command_is_reported_and_the_session_goes_on() {
     let daemon = daemon();
-    assert_eq!(
-        daemon
-            .post_json("/process/session", &json!({"sessionId": "k"}))
-            .status(),
-        201
-    );
+    crate::session::create(&daemon, "k");
     let out = json(
         daemon.post_json("/process/session/k/exec", &json!({"command": "KEPT=yes"})),
         200,
     );
     assert_eq!(out["exitCode"], 0);
-    let started = json(
-        daemon.post_json(
-            "/process/session/k/exec",
-            &json!({"command": "sleep 30.7", "runAsync": true}),
-        ),
-        202,
+    let cmd = crate::session::exec_async(
+        &daemon,
+        "k",
+        json!({"command": "sleep 30.7", "runAsync": true}),
     );
-    let cmd = started["cmdId"].as_str().unwrap().to_string();
     let sleep = wait_for_descendant(&daemon, "sleep 30.7");
     kill(sleep, nix::sys::signal::Signal::SIGKILL);
     let mut info = Value::Null;
@@ -821,20 +751,12 @@ fn sigterm_with_work_in_flight_drains_and_leaves_nothing() {
         "the entrypoint never started"
     );
     // A follower of a command that never ends.
-    assert_eq!(
-        daemon
-            .post_json("/process/session", &json!({"sessionId": "f"}))
-            .status(),
-        201
+    crate::session::create(&daemon, "f");
+    let cmd = crate::session::exec_async(
+        &daemon,
+        "f",
+        json!({"command": "while :; do echo tick; sleep 0.05; done", "runAsync": true}),
     );
-    let started = json(
-        daemon.post_json(
-            "/process/session/f/exec",
-            &json!({"command": "while :; do echo tick; sleep 0.05; done", "runAsync": true}),
-        ),
-        202,
-    );
-    let cmd = started["cmdId"].as_str().unwrap().to_string();
     let (mut follower, _) = tungstenite::connect(format!(
         "{}/process/session/f/command/{cmd}/logs?follow=true",
         daemon.base.replacen("http://", "ws://", 1)
@@ -842,12 +764,7 @@ fn sigterm_with_work_in_flight_drains_and_leaves_nothing() {
     .expect("follow handshake");
     follower.read().expect("a first log frame");
     // A sync exec that would run for 30 s.
-    assert_eq!(
-        daemon
-            .post_json("/process/session", &json!({"sessionId": "s"}))
-            .status(),
-        201
-    );
+    crate::session::create(&daemon, "s");
     let exec = {
         let client = daemon.client.clone();
         let url = daemon.url("/process/session/s/exec");
@@ -957,12 +874,7 @@ fn sigterm_with_work_in_flight_drains_and_leaves_nothing() {
 #[test]
 fn a_thousand_orphans_leave_no_zombie() {
     let daemon = daemon();
-    assert_eq!(
-        daemon
-            .post_json("/process/session", &json!({"sessionId": "o"}))
-            .status(),
-        201
-    );
+    crate::session::create(&daemon, "o");
     // Each subshell exits at once, leaving its `sleep` to toolboxd.
     let out = json(
         daemon.post_json(

@@ -44,6 +44,56 @@ fn git_init_over_a_directory_named_config_is_a_409() {
     );
 }
 
+/// A name git refuses to stage (`.git.`, read as `.git` on Windows) found in the work tree is
+/// the work tree's state: a valid request staging everything answers 409, not 400, and stages
+/// nothing; naming other paths still works.
+#[test]
+fn a_work_tree_name_git_refuses_is_a_409_when_staging_everything() {
+    let daemon = Toolboxd::start();
+    json(daemon.post_json("/git/init", &json!({"path": "repo"})), 201);
+    std::fs::create_dir(daemon.path("repo/d")).unwrap();
+    std::fs::write(daemon.path("repo/d/.git."), "x").unwrap();
+    std::fs::write(daemon.path("repo/fine.txt"), "fine").unwrap();
+    for files in [json!([""]), json!(["."])] {
+        let response = daemon.post_json("/git/add", &json!({"path": "repo", "files": files}));
+        let body = assert_error(response, 409, "CONFLICT");
+        assert!(
+            body["message"].as_str().unwrap().contains("d/.git."),
+            "{body}"
+        );
+    }
+    // Nothing was staged: every entry is still untracked.
+    let status = json(daemon.get("/git/status?path=repo"), 200);
+    let entries = crate::git_support::file_statuses(&status);
+    assert!(!entries.is_empty(), "{status}");
+    assert!(
+        entries
+            .iter()
+            .all(|(_, staging, _, _)| staging == "Untracked"),
+        "{entries:?}"
+    );
+    json(
+        daemon.post_json("/git/add", &json!({"path": "repo", "files": ["fine.txt"]})),
+        200,
+    );
+}
+
+/// A remote URL git cannot use (no protocol it knows) is a 400, not a 502 transport failure.
+#[test]
+fn a_remote_url_git_cannot_use_is_a_400() {
+    let daemon = Toolboxd::start();
+    json(daemon.post_json("/git/init", &json!({"path": "repo"})), 201);
+    let body = json!({"path": "repo", "name": "odd", "url": "#\u{8}nothing=0", "fetch": true});
+    let refused = assert_error(daemon.post_json("/git/remotes", &body), 400, "BAD_REQUEST");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported URL protocol"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn damaged_repositories_are_409s_not_500s() {
     let daemon = Toolboxd::start();

@@ -346,17 +346,8 @@ fn mcp_bodies_are_taken_up_to_16_mib_and_refused_past_it_with_the_wire_body() {
 #[test]
 fn mcp_stdio_lines_over_16_mib_are_answered_with_an_error_and_the_server_goes_on() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let work = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary())
-        .args(["mcp", "--workdir"])
-        .arg(work.path())
-        .env("HOME", work.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::mcp::stdio_server(work.path());
     let mut stdin = child.stdin.take().unwrap();
     // Lines from stdout, read on a thread so that a missing answer fails the test.
     let stdout = BufReader::new(child.stdout.take().unwrap());

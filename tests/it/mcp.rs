@@ -10,16 +10,16 @@ use serde_json::{json, Value};
 
 use crate::harness::{assert_error, binary, is_alive, Toolboxd};
 
-const ACCEPT: &str = "application/json, text/event-stream";
+pub(crate) const ACCEPT: &str = "application/json, text/event-stream";
 
 /// A session opened with `initialize` (2025-11-25) and `notifications/initialized`.
-struct Session<'a> {
+pub(crate) struct Session<'a> {
     daemon: &'a Toolboxd,
-    id: String,
+    pub(crate) id: String,
 }
 
 impl<'a> Session<'a> {
-    fn open(daemon: &'a Toolboxd) -> Session<'a> {
+    pub(crate) fn open(daemon: &'a Toolboxd) -> Session<'a> {
         let response = daemon
             .client
             .post(daemon.url("/mcp"))
@@ -45,7 +45,7 @@ impl<'a> Session<'a> {
         session
     }
 
-    fn post(&self, body: &Value) -> reqwest::blocking::Response {
+    pub(crate) fn post(&self, body: &Value) -> reqwest::blocking::Response {
         self.daemon
             .client
             .post(self.daemon.url("/mcp"))
@@ -72,6 +72,19 @@ impl<'a> Session<'a> {
             json!({"name": tool, "arguments": arguments}),
         )
     }
+}
+
+/// `toolboxd mcp --workdir WORK` (HOME there too) with piped stdin and stdout.
+pub(crate) fn stdio_server(work: &std::path::Path) -> std::process::Child {
+    Command::new(binary())
+        .args(["mcp", "--workdir"])
+        .arg(work)
+        .env("HOME", work)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// The JSON-RPC message with `id` among an SSE body's `data:` lines.
@@ -285,15 +298,7 @@ fn shutdown_ends_what_mcp_started_and_open_streams() {
 fn stdio_mode_speaks_only_the_protocol_on_stdout() {
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("hello.txt"), "hello\n").unwrap();
-    let mut child = Command::new(binary())
-        .args(["mcp", "--workdir"])
-        .arg(work.path())
-        .env("HOME", work.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = stdio_server(work.path());
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut send = |message: Value| {

@@ -40,16 +40,21 @@ fn every_answer_has_a_request_id_and_a_client_sane_one_is_kept() {
     }
 }
 
+/// A daemon writing JSON log lines at debug level to `log`.
+fn logging_to(log: &std::path::Path) -> Toolboxd {
+    Toolboxd::start_with(StartOptions {
+        args: vec!["--log-format".into(), "json".into()],
+        env: vec![("RUST_LOG".into(), "debug".into())],
+        stderr_file: Some(log.to_path_buf()),
+        ..StartOptions::default()
+    })
+}
+
 #[test]
 fn log_lines_of_a_request_carry_its_id() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
-    let daemon = Toolboxd::start_with(StartOptions {
-        args: vec!["--log-format".into(), "json".into()],
-        env: vec![("RUST_LOG".into(), "debug".into())],
-        stderr_file: Some(log.clone()),
-        ..StartOptions::default()
-    });
+    let daemon = logging_to(&log);
     let response = daemon
         .client
         .get(daemon.url("/files/info?path=no-such-file-here"))
@@ -83,39 +88,27 @@ fn lines_with(text: &str, needle: &str) -> Vec<serde_json::Value> {
 fn work_on_other_threads_logs_with_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
-    let daemon = Toolboxd::start_with(StartOptions {
-        args: vec!["--log-format".into(), "json".into()],
-        env: vec![("RUST_LOG".into(), "debug".into())],
-        stderr_file: Some(log.clone()),
-        ..StartOptions::default()
-    });
+    let daemon = logging_to(&log);
     // A shallow clone of a local repository writes its pack on a blocking thread.
     let origin = dir.path().join("origin");
     std::fs::create_dir(&origin).unwrap();
+    let commit = |message| {
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            message,
+        ]
+    };
     for args in [
-        &["init", "-q", "-b", "main"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "one",
-        ],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "two",
-        ],
+        vec!["init", "-q", "-b", "main"],
+        commit("one"),
+        commit("two"),
     ] {
         let status = std::process::Command::new("git")
             .args(args)

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-fn create(daemon: &Toolboxd, id: &str) {
+pub(crate) fn create(daemon: &Toolboxd, id: &str) {
     let response = daemon.post_json("/process/session", &json!({"sessionId": id}));
     assert_eq!(response.status().as_u16(), 201, "{:?}", response.text());
 }
@@ -21,7 +21,7 @@ fn exec(daemon: &Toolboxd, id: &str, command: &str) -> Value {
     )
 }
 
-fn exec_async(daemon: &Toolboxd, id: &str, body: Value) -> String {
+pub(crate) fn exec_async(daemon: &Toolboxd, id: &str, body: Value) -> String {
     let out = json(
         daemon.post_json(&format!("/process/session/{id}/exec"), &body),
         202,

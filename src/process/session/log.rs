@@ -296,7 +296,7 @@ mod tests {
     }
 
     /// A writer over three files in `dir`, capped at `cap`.
-    fn writer(dir: &Path, cap: usize) -> LogWriter {
+    pub(super) fn writer(dir: &Path, cap: usize) -> LogWriter {
         let open = |n: &str| File::create(dir.join(n)).unwrap();
         LogWriter {
             cap,
@@ -404,6 +404,7 @@ mod proptests {
 
     use super::*;
     use crate::process::session::{strip_markers, MarkerStripper};
+    use crate::testing::chunked;
 
     /// Bytes rich in what the framing is made of: marker bytes, alone and in pairs.
     fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -435,17 +436,7 @@ mod proptests {
     /// Writes `pushes` through a `LogWriter` capped at `cap`: (output.log, stdout.log, stderr.log).
     fn write(pushes: &[(bool, Vec<u8>)], cap: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
-        let open = |n: &str| File::create(dir.path().join(n)).unwrap();
-        let mut log = LogWriter {
-            cap,
-            output: Some(open("o")),
-            stdout: Some(open("1")),
-            stderr: Some(open("2")),
-            last: None,
-            sizes: [0; 3],
-            truncated: [false; 3],
-            lost: None,
-        };
+        let mut log = super::tests::writer(dir.path(), cap);
         for (stdout, data) in pushes {
             let stream = if *stdout {
                 Stream::Stdout
@@ -456,24 +447,11 @@ mod proptests {
         }
         log.close();
         let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
-        (read("o"), read("1"), read("2"))
+        (read("output.log"), read("stdout.log"), read("stderr.log"))
     }
 
     fn concat<'a>(parts: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
         parts.flatten().copied().collect()
-    }
-
-    /// `whole` cut at `cuts` (positions taken modulo its length, in order).
-    fn chunked(whole: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (whole.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for cut in cuts.into_iter().chain([whole.len()]) {
-            chunks.push(whole[start..cut].to_vec());
-            start = cut;
-        }
-        chunks
     }
 
     fn notice(cap: usize) -> Vec<u8> {
