@@ -19,9 +19,7 @@ Requests that are valid but refused because of what is on disk (a directory wher
 needed…) are let through by `fuzz/hooks.py`, by their exact messages.
 The Rust integration tests cover those.
 
-One worker: two workers drew the same cases from the same seed, so in the stateful phase one
-deleted the session the other had just created (a 404 reported as "created resource not
-found").
+One worker, so that a run follows from its seed (two workers drew the same cases from it).
 `FUZZ_MAX_EXAMPLES` (default 25 per operation) and `FUZZ_MAX_TIME` (seconds, default 150) size
 the run, `FUZZ_SEED` (default 18, so CI runs the same cases; other seeds explore further) picks
 the cases. The run must send at least 2,000 requests and find nothing.
