@@ -270,13 +270,16 @@ fn route_statuses(method: &str, path: &str) -> Vec<u16> {
             statuses.extend([409, 507]);
         }
     } else if path.starts_with("/git") {
-        // The repository's files; writes: conflicts and a full disk; the network routes: the
-        // remote's answer.
-        statuses.extend([403, 404]);
+        // The repository's files (a damaged repository is a 409, reads included); writes: a full
+        // disk; the network routes (and adding a remote with `fetch`): the remote's answer.
+        statuses.extend([403, 404, 409]);
         if writes {
-            statuses.extend([409, 507]);
+            statuses.push(507);
         }
-        if matches!(path, "/git/clone" | "/git/pull" | "/git/push") {
+        if matches!(
+            path,
+            "/git/clone" | "/git/pull" | "/git/push" | "/git/remotes"
+        ) {
             statuses.extend([401, 502]);
         }
     } else if path.starts_with("/process/session/") {

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -83,13 +84,16 @@ def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         [*prefix, str(binary), "--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "off",
          "--ssh-addr", "off", "--workdir", str(work)],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        # Its own process group: stopping it kills `unshare` and the daemon together (setpriv's
+        # change of user clears the parent-death signal `--kill-child` relies on).
+        start_new_session=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
         match = re.search(rb"toolbox listening on (http://\S+)", line)
         if match:
             return proc, match.group(1).decode()
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     raise RuntimeError("toolboxd did not start")
 
 
@@ -117,7 +121,10 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
         )
     finally:
         crashed = proc.poll()
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()
         shutil.rmtree(root, ignore_errors=True)
     assert crashed is None, f"toolboxd exited during the run (status {crashed})"
