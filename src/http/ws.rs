@@ -104,7 +104,8 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> CloseFrame {
 /// client answers, so that the connection does not drop before the client has read the close.
 pub(crate) async fn close(socket: &mut WebSocket, frame: CloseFrame) {
     tracing::debug!(code = frame.code, reason = %frame.reason, "closing the WebSocket");
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    let sent = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
+    if !matches!(sent, Ok(Ok(()))) {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
@@ -128,7 +129,8 @@ pub(crate) async fn close_split<S, T>(
     S: Sink<Message> + Unpin,
 {
     tracing::debug!(code = frame.code, reason = %frame.reason, "closing the WebSocket");
-    if sink.send(Message::Close(Some(frame))).await.is_ok() {
+    let sent = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+    if matches!(sent, Ok(Ok(()))) {
         let _ = tokio::time::timeout(CLOSE_GRACE, &mut *reader).await;
     }
     reader.abort();
