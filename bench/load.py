@@ -2,7 +2,7 @@
 """Load (issue 17): many concurrent clients mixing every kind of request, and `/version` while user
 code saturates the CPUs and memory.
 
-    TOOLBOXD_BIN=/path/to/static/toolboxd python3 bench/load.py                  # both parts, ~7 minutes
+    TOOLBOXD_BIN=/path/to/static/toolboxd python3 bench/load.py                  # both parts, ~10 minutes
     TOOLBOXD_BIN=... python3 bench/load.py --part load --seconds 60 --clients 50    # a shorter load
     TOOLBOXD_BIN=... python3 bench/load.py --part saturate                          # /version under saturation
 
@@ -34,12 +34,17 @@ traffic goes to 127.0.0.1. Standard library only.
 
    An error is any unexpected status, a body that does not check, an exception or a timeout
    (60 s per socket operation); each kind is counted with up to 3 samples. Latency p50/p99/max
-   per operation is over the successful ones. The daemon's VmRSS, open fds, threads and child
-   processes: before the clients start (idle), after their warm-up (each client one round of
-   every operation, then an idle settle of 3 s: "start"), every 10 s during the load, after the
-   clients stop (settle of 5 s: "end"), and after they deleted their sessions (settle 5 s).
-   Goals: 0 errors, VmRSS end within 10% of start, open fds end equal to start. BENCH_LOAD_OPS
-   (comma-separated) runs a subset of the mix.
+   per operation is over the successful ones. The daemon's VmRSS, heap in use and free (its
+   `/metrics`), open fds, threads and child processes: before the clients start (idle), every
+   10 s of their warm-up, after it ("start", after an idle settle of 3 s), every 10 s during the
+   load, after the clients stop (settle of 5 s: "end"), and after they deleted their sessions
+   (settle 5 s). The warm-up: each client does one of each operation, then the mix until
+   `--warmup` (BENCH_LOAD_WARMUP, default 150) seconds after the clients started, so that what a
+   connection or a session holds once it is in use has reached its working size before "start":
+   an MCP session's four channels (rmcp's, tokio mpsc) take a second 12 KiB block each once some
+   32 calls went through them, about 120 s into this mix (heaptrack, RELIABILITY.md); `--warmup 0`
+   measures from the first round. Goals: 0 errors, VmRSS end within 10% of start, open fds end equal to start.
+   BENCH_LOAD_OPS (comma-separated) runs a subset of the mix.
 
 2. `/version` under saturation. A fresh daemon. Through it (a session command, async), user code
    burns the CPUs (`nproc + 2` `python3` busy loops) and a `python3` allocator fills memory up to
@@ -60,6 +65,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import re
 import shutil
@@ -390,18 +396,23 @@ class Stats:
             return json.loads(json.dumps({"samples": self.samples, "errors": self.errors}))
 
 
-def worker(cids: list[int], port: int, work: str, corpus: str, ready, go, stop, teardown, out) -> None:
-    """One client process: a thread per client. Reports "ready" after set-up and warm-up, runs the
-    mix from `go` to `stop`, sends its results, then tears down after `teardown`."""
+def worker(cids: list[int], port: int, work: str, corpus: str, warmup: float, ready, go, stop, teardown,
+           out) -> None:
+    """One client process: a thread per client. Reports "ready" after set-up and warm-up (one of
+    each operation, then the mix until `warmup` seconds after the process started), runs the mix
+    from `go` to `stop`, sends its results, then tears down after `teardown`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stats = Stats()
     clients = [Client(cid, port, Path(work), Path(corpus), stats) for cid in cids]
     phase_done = threading.Barrier(len(clients) + 1)
+    warm = threading.Event()
+    threading.Timer(warmup, warm.set).start()
 
     def run(client: Client) -> None:
         try:
             client.timed("setup", client.setup)
             client.one_of_each()
+            client.loop(warm)
         except Exception:  # noqa: BLE001
             stats.error("thread", "crash", traceback.format_exc()[-400:], 0)
         phase_done.wait()
@@ -454,7 +465,23 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def sample(pid: int, t0: float) -> dict:
+def heap_kib(port: int) -> dict:
+    """The daemon's heap in use and free (its `/metrics` gauges, glibc's mallinfo2), in KiB."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            text = b"".join(iter(lambda: conn.recv(65536), b"")).decode(errors="replace")
+    except OSError:
+        return {}
+    out = {}
+    for name, key in (("toolboxd_heap_in_use_bytes", "heap_in_use"), ("toolboxd_heap_free_bytes", "heap_free")):
+        match = re.search(rf"^{name} (\d+)$", text, re.M)
+        if match:
+            out[key] = int(match.group(1)) // 1024
+    return out
+
+
+def sample(pid: int, port: int, t0: float) -> dict:
     status = proc_status(pid)
     return {
         "t": round(time.monotonic() - t0, 1),
@@ -464,6 +491,7 @@ def sample(pid: int, t0: float) -> dict:
         "threads": int(status.get("Threads", "0")),
         "children": len(descendants(pid)),
         "loadavg": Path("/proc/loadavg").read_text().split()[0],
+        **heap_kib(port),
     }
 
 
@@ -495,7 +523,7 @@ def ensure_nofile(need: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(need, soft), hard), hard))
 
 
-def bench_load(binary: Path, seconds: float, clients: int, procs: int) -> dict:
+def bench_load(binary: Path, seconds: float, clients: int, procs: int, warmup: float) -> dict:
     root = DATA_DIR / "load"
     shutil.rmtree(root, ignore_errors=True)
     work, home = root / "work", root / "home"
@@ -519,19 +547,28 @@ def bench_load(binary: Path, seconds: float, clients: int, procs: int) -> dict:
     workers = []
     with daemon:
         time.sleep(2)
-        result["idle"] = sample(daemon.pid, t0)
+        result["idle"] = sample(daemon.pid, daemon.port, t0)
         shares = [list(range(i, clients, procs)) for i in range(procs)]
         for cids in shares:
-            p = ctx.Process(target=worker, args=(cids, daemon.port, str(work), str(corpus), ready, go, stop,
+            p = ctx.Process(target=worker, args=(cids, daemon.port, str(work), str(corpus), warmup, ready, go, stop,
                                                  teardown, out))
             p.start()
             workers.append(p)
         started = 0
+        warmup_samples = []
+        deadline = time.monotonic() + warmup + 600
         while started < clients:
-            started += ready.get(timeout=600)
+            try:
+                started += ready.get(timeout=10)
+            except queue.Empty:
+                assert time.monotonic() < deadline, "the clients never finished their warm-up"
+                warmup_samples.append(sample(daemon.pid, daemon.port, t0))
+                log(f"warm-up: {warmup_samples[-1]}")
+        result["warmup_seconds"] = warmup
+        result["warmup_samples"] = warmup_samples
         log(f"{clients} clients set up and warmed up in {time.monotonic() - t0:.1f} s; settling")
         time.sleep(3)
-        result["start"] = sample(daemon.pid, t0)
+        result["start"] = sample(daemon.pid, daemon.port, t0)
         cpu0 = daemon.counters()
         busy0 = cpu_times()
         log(f"start: {result['start']}")
@@ -540,7 +577,7 @@ def bench_load(binary: Path, seconds: float, clients: int, procs: int) -> dict:
         samples = []
         while (left := seconds - (time.monotonic() - load_start)) > 0:
             time.sleep(min(10.0, left))
-            samples.append(sample(daemon.pid, t0))
+            samples.append(sample(daemon.pid, daemon.port, t0))
             log(f"load: {samples[-1]}")
         stop.set()
         merged: dict[str, list[float]] = {}
@@ -558,7 +595,7 @@ def bench_load(binary: Path, seconds: float, clients: int, procs: int) -> dict:
         delta = [a - b for a, b in zip(busy, busy0)]
         result["machine_busy_during_load"] = round(1 - (delta[3] + delta[4]) / max(1, sum(delta[:8])), 3)
         time.sleep(5)
-        result["end"] = sample(daemon.pid, t0)
+        result["end"] = sample(daemon.pid, daemon.port, t0)
         log(f"end: {result['end']}")
         teardown.set()
         teardown_errors: dict = {}
@@ -568,7 +605,7 @@ def bench_load(binary: Path, seconds: float, clients: int, procs: int) -> dict:
         for p in workers:
             p.join(timeout=60)
         time.sleep(5)
-        result["after_teardown"] = sample(daemon.pid, t0)
+        result["after_teardown"] = sample(daemon.pid, daemon.port, t0)
         log(f"after teardown: {result['after_teardown']}")
         leftovers = [(pid, Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120].decode(errors="replace"))
                      for pid in descendants(daemon.pid)[:10] if Path(f"/proc/{pid}").exists()]
@@ -815,6 +852,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_LOAD_SECONDS", "300")))
     parser.add_argument("--clients", type=int, default=int(os.environ.get("BENCH_LOAD_CLIENTS", "200")))
     parser.add_argument("--procs", type=int, default=int(os.environ.get("BENCH_LOAD_PROCS", "4")))
+    parser.add_argument("--warmup", type=float, default=float(os.environ.get("BENCH_LOAD_WARMUP", "150")))
     parser.add_argument("--saturate", action="store_true", help="same as --part saturate")
     parser.add_argument("--saturate-seconds", type=float,
                         default=float(os.environ.get("BENCH_SATURATE_SECONDS", "60")))
@@ -824,7 +862,8 @@ def main() -> None:
     path = RESULTS_DIR / "load.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     if part in ("all", "load"):
-        data["load"] = bench_load(binary, args.seconds, args.clients, max(1, min(args.procs, args.clients)))
+        data["load"] = bench_load(binary, args.seconds, args.clients, max(1, min(args.procs, args.clients)),
+                                  args.warmup)
         write_result("load", data)
     if part in ("all", "saturate"):
         data["saturate"] = bench_saturate(binary, args.saturate_seconds)

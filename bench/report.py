@@ -1347,6 +1347,9 @@ def load_section(data: dict) -> str:
         ["daemon VmRSS, start → end", f"{mib(start['VmRSS'])} → {mib(end['VmRSS'])} ({drift * 100:+.1f}%)",
          f"< {GOALS['load_rss_drift'] * 100:.0f}% drift",
          verdict("load: daemon RSS drift < 10%", abs(drift) < GOALS["load_rss_drift"], f"{drift * 100:+.1f}%")],
+        *([["daemon heap in use (its `/metrics`, glibc mallinfo2), start → end → after tear-down",
+            f"{mib(start['heap_in_use'])} → {mib(end['heap_in_use'])} → {mib(after['heap_in_use'])}", "—",
+            "— (reported)"]] if "heap_in_use" in start and "heap_in_use" in end and "heap_in_use" in after else []),
         ["daemon open fds, start → end", f"{start['fds']} → {end['fds']}", "equal",
          verdict("load: daemon open fds equal at start and end", start["fds"] == end["fds"],
                  f"{start['fds']} → {end['fds']}")],
@@ -1383,7 +1386,8 @@ def load_section(data: dict) -> str:
         table(["measurement", "toolboxd", "goal", "result"], res_rows),
         "",
         f"VmRSS (MiB) / open fds every 10 s: {trace}. Peak {mib(peak_rss)}, {peak_fds} fds. Start and end are "
-        "idle samples (3 s after the warm-up, 5 s after the clients stopped).",
+        "idle samples (3 s after the warm-up, 5 s after the clients stopped). The warm-up: one of each operation per "
+        f"client, then the mix until {data.get('warmup_seconds', 0):.0f} s after the clients started.",
         "",
         *(["Errors:", "", *error_lines, ""] if error_lines else []),
         *([f"Set-up and tear-down errors (not in the count): {other_text}.", ""] if other else []),

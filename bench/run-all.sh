@@ -17,7 +17,7 @@
 #   BENCH_PROXY_TRIALS=5 BENCH_PROXY_RUNS=2000                # proxy.py, ~1 min
 #   BENCH_FUZZ_EXAMPLES=300 BENCH_FUZZ_SECONDS=900 BENCH_FUZZ_SEED=  # fuzz.py (schemathesis), ~15 min
 #   BENCH_SSH_RUNS=50 BENCH_SSH_MIB=1024 BENCH_SSH_TRIALS=3 BENCH_SSH_SESSIONS=50  # ssh.py vs sshd, ~3 min
-#   BENCH_LOAD_CLIENTS=200 BENCH_LOAD_SECONDS=300 BENCH_SATURATE_SECONDS=60 BENCH_SATURATE_MEM_MIB=2048  # load.py, ~8 min
+#   BENCH_LOAD_CLIENTS=200 BENCH_LOAD_SECONDS=300 BENCH_SATURATE_SECONDS=60 BENCH_SATURATE_MEM_MIB=2048  # load.py, ~10 min
 #
 # All traffic goes to 127.0.0.1. Takes about 7 minutes once the build and the data exist, plus
 # about 15 for the git clones (first run: +4 to generate the repository; each step is also

@@ -141,6 +141,33 @@ pub fn trim() {
     }
 }
 
+/// What the heap holds, as glibc's malloc counts it (`mallinfo2`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heap {
+    /// Bytes in allocated blocks, mmapped ones included.
+    pub in_use: usize,
+    /// Bytes in the heap's free blocks: fragmentation. The trim hands their whole pages back
+    /// to the kernel, so not all of it is resident.
+    pub free: usize,
+}
+
+/// The heap's figures now; `None` where the allocator is not glibc's.
+pub fn heap() -> Option<Heap> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters (under its own locks).
+        let info = unsafe { libc::mallinfo2() };
+        Some(Heap {
+            in_use: info.uordblks + info.hblkhd,
+            free: info.fordblks,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)

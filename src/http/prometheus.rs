@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let live = Live {
-        sessions: app.sessions.list().len(),
+        sessions: app.sessions.count(),
         ptys: app.ptys.list().len(),
         lsp_servers: app.lsp.server_pids().len(),
         interpreter_contexts: app.interpreters.list().len(),

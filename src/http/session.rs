@@ -11,7 +11,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{flag, Flag, Json, Query};
+use super::extract::{blocking, flag, Flag, Json, Query};
 use super::observe::in_request;
 use super::ws;
 use crate::error::{Error, Result};
@@ -205,8 +205,9 @@ pub async fn create_session(
 /// Every session (the entrypoint excluded).
 #[utoipa::path(get, path = "/process/session", tag = "process",
     responses((status = 200, body = [Session])))]
-pub async fn list_sessions(State(app): State<AppState>) -> axum::Json<Vec<Session>> {
-    axum::Json(app.sessions.list().into_iter().map(session_dto).collect())
+pub async fn list_sessions(State(app): State<AppState>) -> Result<axum::Json<Vec<Session>>> {
+    let sessions = blocking(move || Ok(app.sessions.list())).await?;
+    Ok(axum::Json(sessions.into_iter().map(session_dto).collect()))
 }
 
 /// One session with its commands.
@@ -217,7 +218,8 @@ pub async fn get_session(
     State(app): State<AppState>,
     Path(SessionPath { session_id }): Path<SessionPath>,
 ) -> Result<axum::Json<Session>> {
-    Ok(axum::Json(session_dto(app.sessions.get(&session_id)?)))
+    let session = blocking(move || app.sessions.get(&session_id)).await?;
+    Ok(axum::Json(session_dto(session)))
 }
 
 /// Kills the session's process tree (SIGTERM, up to 5 s, SIGKILL) and forgets it.
@@ -305,9 +307,8 @@ pub async fn get_command(
         command_id,
     }): Path<CommandPath>,
 ) -> Result<axum::Json<Command>> {
-    Ok(axum::Json(command_dto(
-        app.sessions.command(&session_id, &command_id)?,
-    )))
+    let command = blocking(move || app.sessions.command(&session_id, &command_id)).await?;
+    Ok(axum::Json(command_dto(command)))
 }
 
 /// A command's logs: JSON `{output, stdout, stderr}` over plain HTTP; over a WebSocket the raw

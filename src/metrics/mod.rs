@@ -69,6 +69,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     live: [Gauge; 5],
+    /// The heap's bytes in use and free (`crate::memory::heap`), read at scrape time.
+    heap: [Gauge; 2],
 }
 
 impl Default for Metrics {
@@ -142,11 +144,23 @@ impl Metrics {
         for ((name, help), gauge) in names.into_iter().zip(&live) {
             registry.register(name, help, gauge.clone());
         }
+        let heap: [Gauge; 2] = Default::default();
+        registry.register(
+            "heap_in_use_bytes",
+            "Bytes the daemon's heap has allocated (glibc mallinfo2)",
+            heap[0].clone(),
+        );
+        registry.register(
+            "heap_free_bytes",
+            "Bytes in the daemon's heap's free chunks (fragmentation; trimmed pages included)",
+            heap[1].clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             live,
+            heap,
         }
     }
 
@@ -187,6 +201,11 @@ impl Metrics {
         for (gauge, count) in self.live.iter().zip(counts) {
             gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+        if let Some(heap) = crate::memory::heap() {
+            for (gauge, bytes) in self.heap.iter().zip([heap.in_use, heap.free]) {
+                gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -214,6 +233,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("toolboxd_sessions 3"), "{text}");
+        let in_use = text
+            .lines()
+            .find_map(|line| line.strip_prefix("toolboxd_heap_in_use_bytes "))
+            .and_then(|value| value.parse::<u64>().ok());
+        assert!(in_use.is_some_and(|bytes| bytes > 0), "{text}");
         assert!(
             text.contains(r#"toolboxd_http_request_duration_seconds_count{listener="toolbox",route="/files"} 2"#),
             "{text}"

@@ -128,10 +128,22 @@ fn memory_goes_back_after_a_search_load() {
     );
 }
 
+/// The daemon's heap in use (its `/metrics` gauge, glibc's mallinfo2), in bytes.
+fn heap_in_use(daemon: &Toolboxd) -> u64 {
+    let text = daemon.get("/metrics").text().unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("toolboxd_heap_in_use_bytes "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no heap gauge in /metrics:\n{text}"))
+}
+
 /// Issue 17's load: a session keeps up to `--max-history` (1000) finished commands, and each
 /// was held whole (two watch channels, locks, the reader's shared state: about 1.4 KiB), so 200
-/// busy sessions grew the daemon by tens of MiB within minutes. A finished command is now a
-/// small record (about 350 bytes in this test); the bound is twice that, half the old size.
+/// busy sessions grew the daemon by tens of MiB within minutes. Then a finished command was a
+/// record with its id and text on the heap: 352 bytes of heap in use a command here. Now it is
+/// 64 bytes in its session's list, the text read back from its `cmd.sh`: 193 bytes measured, the
+/// list's doubling growth and the allocator's thread caches included. The bound is 240 (heap
+/// in use, which the allocator's free pages and fragmentation do not blur).
 #[test]
 fn a_finished_session_command_is_kept_small() {
     let daemon = Toolboxd::start();
@@ -162,11 +174,20 @@ fn a_finished_session_command_is_kept_small() {
     // Warm-up: thread stacks, buffers and pools reach their steady size.
     run(100);
     let before = idle_anon(&daemon);
+    let heap_before = heap_in_use(&daemon);
     let per_session = 500;
     run(per_session);
     let commands = (sessions * per_session) as u64;
+    // Settled, so the reader threads of the last commands are gone.
     let limit = before + commands * 700;
     let after = anon_settles_under(&daemon, limit);
+    let heap_after = heap_in_use(&daemon);
+    let each = heap_after.saturating_sub(heap_before) / commands;
+    assert!(
+        each <= 240,
+        "{commands} more finished commands grew the heap in use from {heap_before} to \
+         {heap_after} bytes ({each} bytes each; bound 240)"
+    );
     assert!(
         after <= limit,
         "{commands} more finished commands grew RssAnon from {before} to {after} bytes \
@@ -179,10 +200,52 @@ fn a_finished_session_command_is_kept_small() {
     assert_eq!(commands.len(), 100 + per_session);
     let last = commands.last().unwrap();
     assert_eq!(last["exitCode"], 0);
+    assert_eq!(last["command"], format!("echo {}", per_session - 1));
     let cmd = last["id"].as_str().unwrap();
     let logs = json(
         daemon.get(&format!("/process/session/s0/command/{cmd}/logs")),
         200,
     );
     assert_eq!(logs["stdout"], format!("{}\n", per_session - 1));
+}
+
+/// A finished command's text is not held in memory: 16 commands of 1 MiB each (the history's
+/// byte budget would have let a session hold 1 GiB of them) leave the heap as it was, and
+/// each command's text still comes back whole.
+#[test]
+fn a_finished_command_text_is_read_back_from_disk() {
+    let daemon = Toolboxd::start();
+    let response = daemon.post_json("/process/session", &json!({"sessionId": "big"}));
+    assert_eq!(response.status(), 201);
+    let text = |i: usize| format!("echo {i} # {}", "x".repeat(1024 * 1024));
+    let exec = |i: usize| -> String {
+        let out = json(
+            daemon.post_json("/process/session/big/exec", &json!({"command": text(i)})),
+            200,
+        );
+        assert_eq!(out["stdout"], format!("{i}\n"));
+        out["cmdId"].as_str().unwrap().to_string()
+    };
+    exec(0);
+    let before = heap_in_use(&daemon);
+    let ids: Vec<String> = (1..=16).map(exec).collect();
+    // Settled: the last command's readers are gone.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let after = heap_in_use(&daemon);
+    assert!(
+        after < before + 1024 * 1024,
+        "16 MiB of finished commands grew the heap in use from {before} to {after} bytes"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let command = json(
+            daemon.get(&format!("/process/session/big/command/{id}")),
+            200,
+        );
+        assert_eq!(command["command"].as_str(), Some(text(i + 1).as_str()));
+    }
+    let session = json(daemon.get("/process/session/big"), 200);
+    assert_eq!(
+        session["commands"][16]["command"].as_str(),
+        Some(text(16).as_str())
+    );
 }

@@ -1097,3 +1097,23 @@ fn a_follower_that_closes_mid_stream_gets_the_closing_handshake() {
     let response = daemon.delete("/process/session/busy");
     assert!(response.status().is_success(), "{:?}", response.text());
 }
+
+/// A session id is taken literally, percent escapes included: `g%C2%A7` is reached as
+/// `/process/session/g%25C2%25A7`, while `/process/session/g%C2%A7` names `g§`, another session.
+/// (schemathesis decodes an id like that before quoting it and reported the right 404 as
+/// "created resource not found": tests/sdk/python/fuzz/hooks.py.)
+#[test]
+fn a_session_id_with_percent_escapes_is_taken_literally() {
+    let daemon = Toolboxd::start();
+    create(&daemon, "g%C2%A7");
+    let session = json(daemon.get("/process/session/g%25C2%25A7"), 200);
+    assert_eq!(session["sessionId"], "g%C2%A7", "{session}");
+    let other = daemon.get("/process/session/g%C2%A7");
+    assert_eq!(other.status(), 404);
+    create(&daemon, "g§");
+    let session = json(daemon.get("/process/session/g%C2%A7"), 200);
+    assert_eq!(session["sessionId"], "g§", "{session}");
+    assert_eq!(daemon.delete("/process/session/g%25C2%25A7").status(), 204);
+    assert_eq!(daemon.get("/process/session/g%25C2%25A7").status(), 404);
+    assert_eq!(daemon.get("/process/session/g%C2%A7").status(), 200);
+}

@@ -229,13 +229,13 @@ enum Entry {
     Done(Done),
 }
 
-/// What a finished command keeps: some 350 bytes of memory where a whole [`Command`] (whose two
-/// watch channels alone take some 700) held some 1,400. A lookup rebuilds a `Command` from it
-/// ([`Command::finished`]).
+/// What a finished command keeps: 64 bytes inline in its session's history and nothing on the
+/// heap (a whole [`Command`], whose two watch channels alone take some 700 bytes, held some
+/// 1,400). Its text is read back from its `cmd.sh`, so a command of any size costs the same; a
+/// lookup rebuilds a `Command` from the record ([`Command::finished`]).
 #[derive(Debug)]
 struct Done {
-    id: Box<str>,
-    text: Box<str>,
+    id: CommandId,
     code: i32,
     cause: ExitCause,
     run_async: bool,
@@ -245,29 +245,94 @@ struct Done {
     /// Only while a background job still holds the command's FIFOs: its log, still written to
     /// (the history's byte budget counts that, and reads take its lock), and the flag that stops
     /// those writes when the session ends.
-    writers: Option<(Arc<Mutex<LogWriter>>, Arc<AtomicBool>)>,
+    writers: Option<Box<Writers>>,
     /// The write that failed and ended its logs (a full disk), if one did: its logs still say
     /// so once the writers are gone.
     lost: Option<Box<(usize, std::io::Error)>>,
 }
 
-impl Entry {
-    fn id(&self) -> &str {
-        match self {
-            Entry::Live(command) => &command.id,
-            Entry::Done(done) => &done.id,
+/// A finished command's logs while a background job it left still writes them.
+#[derive(Debug)]
+struct Writers {
+    log: Arc<Mutex<LogWriter>>,
+    /// Set when the session ends: the writes stop.
+    cancel: Arc<AtomicBool>,
+    /// Bytes of its text (its `cmd.sh`), for the history's byte budget.
+    script: usize,
+}
+
+/// A command's id: the UUID every exec gets, kept as its 16 bytes, or a name (the entrypoint's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CommandId {
+    Uuid(uuid::Uuid),
+    Name(Box<str>),
+}
+
+impl CommandId {
+    fn new(id: &str) -> CommandId {
+        match uuid::Uuid::try_parse(id) {
+            Ok(uuid) if CommandId::Uuid(uuid).is(id) => CommandId::Uuid(uuid),
+            _ => CommandId::Name(id.into()),
         }
     }
 
-    fn info(&self) -> CommandInfo {
+    /// Whether `id` is this id, spelled exactly as it was given out.
+    fn is(&self, id: &str) -> bool {
         match self {
-            Entry::Live(command) => command.info(),
-            Entry::Done(done) => CommandInfo {
-                id: done.id.to_string(),
-                command: done.text.to_string(),
-                exit_code: Some(done.code),
-                exit_cause: Some(done.cause),
-            },
+            CommandId::Uuid(uuid) => {
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                *uuid.hyphenated().encode_lower(&mut buf) == *id
+            }
+            CommandId::Name(name) => **name == *id,
+        }
+    }
+}
+
+impl std::fmt::Display for CommandId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandId::Uuid(uuid) => uuid.hyphenated().fmt(f),
+            CommandId::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A finished command's text, read back from its `cmd.sh` (empty if that is gone).
+fn read_text(command_dir: &Path) -> String {
+    std::fs::read(command_dir.join("cmd.sh"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+impl Entry {
+    fn is(&self, id: &str) -> bool {
+        match self {
+            Entry::Live(command) => command.id == id,
+            Entry::Done(done) => done.id.is(id),
+        }
+    }
+
+    fn id(&self) -> String {
+        match self {
+            Entry::Live(command) => command.id.clone(),
+            Entry::Done(done) => done.id.to_string(),
+        }
+    }
+
+    /// Its info; a finished command's `command` is left empty for [`read_text`] to fill (the
+    /// bool says so), so that a listing reads the files outside the history's lock.
+    fn info(&self) -> (CommandInfo, bool) {
+        match self {
+            Entry::Live(command) => (command.info(), false),
+            Entry::Done(done) => (
+                CommandInfo {
+                    id: done.id.to_string(),
+                    command: String::new(),
+                    exit_code: Some(done.code),
+                    exit_cause: Some(done.cause),
+                },
+                true,
+            ),
         }
     }
 
@@ -282,10 +347,9 @@ impl Entry {
         match self {
             Entry::Live(command) => command.disk_bytes(),
             Entry::Done(Done {
-                text,
-                writers: Some((log, _)),
+                writers: Some(writers),
                 ..
-            }) => disk_bytes(text, log),
+            }) => disk_bytes(writers.script, &writers.log),
             Entry::Done(done) => done.bytes,
         }
     }
@@ -294,9 +358,9 @@ impl Entry {
         match self {
             Entry::Live(command) => command.cancel.store(true, Ordering::SeqCst),
             Entry::Done(Done {
-                writers: Some((_, cancel)),
+                writers: Some(writers),
                 ..
-            }) => cancel.store(true, Ordering::SeqCst),
+            }) => writers.cancel.store(true, Ordering::SeqCst),
             Entry::Done(_) => {}
         }
     }
@@ -313,7 +377,8 @@ impl Entry {
 #[derive(Debug)]
 struct Command {
     id: String,
-    text: String,
+    /// `None` in a finished command rebuilt from its record: read from `cmd.sh` when asked.
+    text: Option<String>,
     dir: PathBuf,
     /// Its session, for the history bound.
     session: Weak<Session>,
@@ -488,7 +553,18 @@ impl Sessions {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Every session but the entrypoint (sorted by id).
+    /// How many sessions there are, the entrypoint's not counted.
+    pub fn count(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|id| *id != ENTRYPOINT_SESSION)
+            .count()
+    }
+
+    /// Blocking (finished commands' texts are read from disk). Every session but the entrypoint
+    /// (sorted by id).
     pub fn list(&self) -> Vec<SessionInfo> {
         let sessions: Vec<Arc<Session>> = self
             .sessions
@@ -503,12 +579,12 @@ impl Sessions {
         infos
     }
 
-    /// One session.
+    /// Blocking (see `list`). One session.
     pub fn get(&self, id: &str) -> Result<SessionInfo> {
         Ok(self.session(id)?.info())
     }
 
-    /// One command.
+    /// Blocking (a finished command's text is read from disk). One command.
     pub fn command(&self, id: &str, cmd_id: &str) -> Result<CommandInfo> {
         Ok(self.session(id)?.command(cmd_id)?.info())
     }
@@ -787,15 +863,25 @@ impl Sessions {
 }
 
 impl Session {
+    /// Blocking: finished commands' texts are read from their files.
     fn info(&self) -> SessionInfo {
+        let commands: Vec<(CommandInfo, bool)> = self
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(Entry::info)
+            .collect();
         SessionInfo {
             id: self.id.clone(),
-            commands: self
-                .commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(Entry::info)
+            commands: commands
+                .into_iter()
+                .map(|(mut info, from_disk)| {
+                    if from_disk {
+                        info.command = read_text(&self.dir.join(&info.id));
+                    }
+                    info
+                })
                 .collect(),
         }
     }
@@ -806,7 +892,7 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .find(|entry| entry.id() == cmd_id)
+            .find(|entry| entry.is(cmd_id))
             .map(|entry| entry.command(self));
         found.ok_or_else(|| {
             let evicted = self
@@ -841,7 +927,7 @@ impl Session {
             let finished: Vec<(usize, u64)> = commands
                 .iter()
                 .enumerate()
-                .filter(|(_, entry)| entry.id() == ending || entry.finished())
+                .filter(|(_, entry)| entry.is(ending) || entry.finished())
                 .map(|(i, entry)| (i, entry.disk_bytes()))
                 .collect();
             let mut count = finished.len();
@@ -851,7 +937,7 @@ impl Session {
                 if count <= self.history.max_commands && bytes <= self.history.max_bytes {
                     break;
                 }
-                if commands[i].id() == ending {
+                if commands[i].is(ending) {
                     continue;
                 }
                 doomed.push(i);
@@ -870,8 +956,8 @@ impl Session {
         {
             let mut tombstones = self.evicted.lock().unwrap_or_else(|e| e.into_inner());
             for entry in evicted.iter().rev() {
-                tombstones.ids.insert(entry.id().to_string());
-                tombstones.order.push_back(entry.id().to_string());
+                tombstones.ids.insert(entry.id());
+                tombstones.order.push_back(entry.id());
             }
             while tombstones.order.len() > TOMBSTONES {
                 if let Some(old) = tombstones.order.pop_front() {
@@ -888,7 +974,7 @@ impl Session {
     /// Replaces the finished command `cmd_id` with its [`Done`] record.
     fn retire(&self, cmd_id: &str) {
         let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = commands.iter_mut().find(|entry| entry.id() == cmd_id) else {
+        let Some(entry) = commands.iter_mut().find(|entry| entry.is(cmd_id)) else {
             return;
         };
         if let Entry::Live(command) = entry {
@@ -903,7 +989,7 @@ impl Command {
     fn info(&self) -> CommandInfo {
         CommandInfo {
             id: self.id.clone(),
-            command: self.text.clone(),
+            command: self.text.clone().unwrap_or_else(|| read_text(&self.dir)),
             exit_code: *self.exit.borrow(),
             exit_cause: *self.cause.lock().unwrap_or_else(|e| e.into_inner()),
         }
@@ -915,7 +1001,12 @@ impl Command {
 
     /// Bytes its files take: the script and the three logs.
     fn disk_bytes(&self) -> u64 {
-        disk_bytes(&self.text, &self.log)
+        disk_bytes(self.script_len(), &self.log)
+    }
+
+    /// Bytes of its text.
+    fn script_len(&self) -> usize {
+        self.text.as_ref().map_or(0, String::len)
     }
 
     /// Its record in the history, once its exit is published.
@@ -928,8 +1019,7 @@ impl Command {
             .unwrap_or_else(|e| e.into_inner())
             == 2;
         Some(Done {
-            id: self.id.as_str().into(),
-            text: self.text.as_str().into(),
+            id: CommandId::new(&self.id),
             code,
             cause: self
                 .cause
@@ -939,7 +1029,13 @@ impl Command {
             run_async: self.run_async,
             max_reply: self.max_reply,
             bytes: self.disk_bytes(),
-            writers: (!readers_ended).then(|| (self.log.clone(), self.cancel.clone())),
+            writers: (!readers_ended).then(|| {
+                Box::new(Writers {
+                    log: self.log.clone(),
+                    cancel: self.cancel.clone(),
+                    script: self.script_len(),
+                })
+            }),
             lost: self
                 .log
                 .lock()
@@ -956,7 +1052,7 @@ impl Command {
     /// before the command was retired (input gets 410, a follower reads to the end and stops).
     fn finished(done: &Done, session: &Arc<Session>) -> Arc<Command> {
         let (log, cancel) = match &done.writers {
-            Some((log, cancel)) => (log.clone(), cancel.clone()),
+            Some(writers) => (writers.log.clone(), writers.cancel.clone()),
             None => (
                 Arc::new(Mutex::new(LogWriter::closed(done.lost.as_ref().map(
                     |lost| {
@@ -969,10 +1065,12 @@ impl Command {
                 Arc::new(AtomicBool::new(true)),
             ),
         };
+        let id = done.id.to_string();
+        let dir = session.dir.join(&id);
         Arc::new(Command {
-            id: done.id.to_string(),
-            text: done.text.to_string(),
-            dir: session.dir.join(&*done.id),
+            id,
+            text: None,
+            dir,
             session: Arc::downgrade(session),
             run_async: done.run_async,
             suppress_echo: true,
@@ -1282,9 +1380,9 @@ fn gone(code: i32) -> Error {
 }
 
 /// Bytes a command's files take: the script and the three logs.
-fn disk_bytes(text: &str, log: &Mutex<LogWriter>) -> u64 {
+fn disk_bytes(script: usize, log: &Mutex<LogWriter>) -> u64 {
     let log = log.lock().unwrap_or_else(|e| e.into_inner());
-    (text.len() + log.sizes.iter().sum::<usize>()) as u64
+    (script + log.sizes.iter().sum::<usize>()) as u64
 }
 
 /// A reader of `output.log` that can follow it; see `Sessions::follow`.
@@ -1370,6 +1468,25 @@ fn quote(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_command_record_is_small_and_knows_its_id() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 64,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let id = CommandId::new(&uuid);
+        assert!(matches!(id, CommandId::Uuid(_)));
+        assert!(id.is(&uuid) && id.to_string() == uuid);
+        // Other spellings of the same UUID are other ids.
+        assert!(!id.is(&uuid.to_uppercase()) && !id.is(&uuid.replace('-', "")));
+        for name in [ENTRYPOINT_COMMAND, &uuid.to_uppercase(), ""] {
+            let id = CommandId::new(name);
+            assert!(matches!(id, CommandId::Name(_)) && id.is(name) && id.to_string() == name);
+        }
+    }
 
     #[test]
     fn incomplete_utf8_tails() {

@@ -84,7 +84,7 @@ impl Sessions {
         let (exit, _) = watch::channel(None);
         let command = Arc::new(Command {
             id,
-            text: text.to_string(),
+            text: Some(text.to_string()),
             dir,
             session: Arc::downgrade(session),
             run_async,

@@ -22,7 +22,9 @@ The Rust integration tests cover those.
 One worker, so that a run follows from its seed (two workers drew the same cases from it).
 `FUZZ_MAX_EXAMPLES` (default 25 per operation) and `FUZZ_MAX_TIME` (seconds, default 150) size
 the run, `FUZZ_SEED` (default 18, so CI runs the same cases; other seeds explore further) picks
-the cases. The run must send at least 2,000 requests and find nothing.
+the cases. The run must send at least 2,000 requests and find nothing. `FUZZ_DAEMON_LOG=<file>`
+keeps the daemon's log with every request and its status, and `FUZZ_OUTPUT=<file>`
+schemathesis's output, for replaying a failure.
 """
 
 from __future__ import annotations
@@ -80,14 +82,22 @@ def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], str]:
             # namespaces; killing `unshare` kills the daemon and everything it started.
             prefix = [*NAMESPACES, *prefix]
     env = {**os.environ, "HOME": str(home)}
+    # `FUZZ_DAEMON_LOG=<file>` keeps the daemon's log, every request with its status, for
+    # replaying what a failing scenario did.
+    log = os.environ.get("FUZZ_DAEMON_LOG")
+    if log:
+        env["RUST_LOG"] = "info,tower_http=debug"
+    stderr = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [*prefix, str(binary), "--toolbox-addr", "127.0.0.1:0", "--terminal-addr", "off",
          "--ssh-addr", "off", "--workdir", str(work)],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=stderr,
         # Its own process group: stopping it kills `unshare` and the daemon together (setpriv's
         # change of user clears the parent-death signal `--kill-child` relies on).
         start_new_session=True,
     )
+    if log:
+        stderr.close()
     assert proc.stdout is not None
     for line in proc.stdout:
         match = re.search(rb"toolbox listening on (http://\S+)", line)

@@ -6,7 +6,8 @@ the daemon to delete `/` or chmod `/etc`. Before each request, every string in t
 path parameters and the body loses its leading slashes and its `..` components, so it names
 something under the work dir. (The daemon under test also runs as `nobody` when the tests run
 as root, so a path that slipped through could not harm the machine either.) The change keeps a
-value valid or invalid as it was: empty strings stay empty, and no value gets longer.
+value valid or invalid as it was: empty strings stay empty, and no value gets longer. Body
+strings also lose their percent escapes (`without_escapes` says why).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import schemathesis
 
 _PARENT = re.compile(r"(^|/)\.\.(?=/|$)")
+_ESCAPE = re.compile(r"%(?=[0-9A-Fa-f]{2})")
 
 
 def confine(value: Any) -> Any:
@@ -41,7 +43,26 @@ def before_call(context, case, kwargs):  # noqa: ARG001
     if case.path_parameters:
         case.path_parameters = confine(case.path_parameters)
     if isinstance(case.body, (dict, list, str)):
-        case.body = confine(case.body)
+        case.body = without_escapes(confine(case.body))
+
+
+def without_escapes(value: Any) -> Any:
+    """Body strings lose their percent escapes (`%C2` becomes `_C2`).
+
+    schemathesis percent-decodes a path parameter before it quotes it (so that its quoting is
+    idempotent), and its stateful phase reuses ids it saw in earlier requests' paths, already
+    encoded. A session created with the literal id `g%C2%A7%28gG%28` was then asked for as
+    `/process/session/g%C2%A7%28gG%28`, which names `g§(gG(`, another session (deleted a moment
+    before): a right 404 that ST302 ("created resource not found") reported. Ids with escapes
+    stay reachable when their `%` is sent as `%25` (tests/it/session.rs checks it).
+    """
+    if isinstance(value, str):
+        return _ESCAPE.sub("_", value)
+    if isinstance(value, list):
+        return [without_escapes(item) for item in value]
+    if isinstance(value, dict):
+        return {key: without_escapes(item) for key, item in value.items()}
+    return value
 
 
 # A request the schema allows that is refused because of what is on disk now: a directory where
@@ -79,18 +100,8 @@ SYNTAX_REFUSALS = (
 )
 
 
-# ST302 ("created resource not found"): twice in the stateful phase a session created by one
-# step answered 404 to a later step's GET or DELETE. Created and fetched alone, the same ids are
-# found, and a stateful run of the session routes by themselves does not reproduce it, so the
-# cause (most likely an earlier step of the same scenario deleting the session) is not known yet.
-# It is left out here and noted as open; every other check still fails the run.
-UNEXPLAINED = ("ST302",)
-
-
 @schemathesis.hook
 def filter_failure(context, failure, case, response):  # noqa: ARG001
-    if failure.code in UNEXPLAINED:
-        return False
     if failure.code != "ST202" or response.status_code != 400:
         return True
     try:
