@@ -8,7 +8,7 @@ use std::fs::File;
 
 use nix::sys::signal::Signal;
 
-use super::{exec, tree, ExitWatch, Io, Process, TreeGuard};
+use super::{exec, tree, ExitWatch, Io, Marked, Process, TreeGuard};
 use crate::error::{Error, Result};
 
 /// A started command. Dropping it leaves the processes alone: the caller decides whether its
@@ -25,12 +25,25 @@ pub struct PipedChild {
     pub stdout: Option<File>,
     /// The read end of its stderr.
     pub stderr: Option<File>,
-    marker: String,
+    pub(super) marker: String,
     /// On the registry while the caller holds it: shutdown ends the tree.
     _registered: TreeGuard,
 }
 
 impl PipedChild {
+    /// The child `spawn_marked` started, with whichever of its pipes it was given.
+    pub(super) fn from_marked(marked: Marked) -> PipedChild {
+        PipedChild {
+            pid: marked.child.pid,
+            exit: Some(marked.exit),
+            stdin: marked.child.stdin,
+            stdout: marked.child.stdout,
+            stderr: marked.child.stderr,
+            marker: marked.marker,
+            _registered: marked.registered,
+        }
+    }
+
     /// A handle that signals the command after the caller gave the child away.
     pub fn control(&self) -> PipedControl {
         PipedControl {
@@ -92,14 +105,6 @@ impl Process {
                     .stdio(Io::Piped, Io::Piped, Io::Piped)
             })
             .map_err(|err| err.into_error(&self.shell, &self.workdir))?;
-        Ok(PipedChild {
-            pid: marked.child.pid,
-            exit: Some(marked.exit),
-            stdin: marked.child.stdin,
-            stdout: marked.child.stdout,
-            stderr: marked.child.stderr,
-            marker: marked.marker,
-            _registered: marked.registered,
-        })
+        Ok(PipedChild::from_marked(marked))
     }
 }

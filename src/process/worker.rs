@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 
-use super::{cgroup, tree, ExitWatch, Io, NotStarted, Process, TreeGuard};
+use super::{cgroup, tree, ExitWatch, Io, NotStarted, PipedChild, Process, TreeGuard};
 use crate::error::{Error, Result};
 
 /// A running worker.
@@ -99,41 +99,42 @@ impl Process {
 }
 
 /// A long-lived child speaking a protocol on its stdin and stdout (a language server), in its
-/// own process group and cgroup leaf; stderr is piped too, for diagnostics.
+/// own process group and cgroup leaf; stderr is piped too, for diagnostics. A [`PipedChild`]
+/// whose whole tree is killed, and its leaf removed, when it is dropped.
 #[derive(Debug)]
-pub struct StdioChild {
-    /// Its pid (also its process group).
-    pub pid: i32,
-    /// Reports the exit (taken by whoever waits for it).
-    pub exit: Option<ExitWatch>,
-    /// The child's stdin.
-    pub stdin: Option<File>,
-    /// The child's stdout.
-    pub stdout: Option<File>,
-    /// The child's stderr.
-    pub stderr: Option<File>,
-    marker: String,
-    /// On the registry while it lives: shutdown ends it.
-    _registered: TreeGuard,
-}
+pub struct StdioChild(PipedChild);
 
 impl StdioChild {
     /// Sends `signal` to the child and everything it started.
     pub fn signal(&self, signal: Signal) {
-        tree::signal_tree(self.pid, &self.marker, signal);
+        tree::signal_tree(self.0.pid, &self.0.marker, signal);
     }
 
     /// Whether anything of the child's tree is still there (its cgroup leaf, else its pid).
     pub fn tree_alive(&self) -> bool {
-        !tree::marked_with(&self.marker).is_empty()
+        !tree::marked_with(&self.0.marker).is_empty()
+    }
+}
+
+impl std::ops::Deref for StdioChild {
+    type Target = PipedChild;
+
+    fn deref(&self) -> &PipedChild {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StdioChild {
+    fn deref_mut(&mut self) -> &mut PipedChild {
+        &mut self.0
     }
 }
 
 impl Drop for StdioChild {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
-        cgroup::kill(&self.marker);
-        cgroup::remove_when_empty(&self.marker);
+        cgroup::kill(&self.0.marker);
+        cgroup::remove_when_empty(&self.0.marker);
     }
 }
 
@@ -154,15 +155,7 @@ impl Process {
                 NotStarted::ShuttingDown(err) => std::io::Error::other(err.message),
                 NotStarted::Spawn(err) => err,
             })?;
-        Ok(StdioChild {
-            pid: marked.child.pid,
-            exit: Some(marked.exit),
-            stdin: marked.child.stdin,
-            stdout: marked.child.stdout,
-            stderr: marked.child.stderr,
-            marker: marked.marker,
-            _registered: marked.registered,
-        })
+        Ok(StdioChild(PipedChild::from_marked(marked)))
     }
 
     /// The first of `names` that is an executable on the PATH children get.
