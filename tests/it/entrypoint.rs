@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::*;
-use crate::session::follow_ws;
+use crate::session_logs::follow_ws;
 
 fn start(entrypoint: &[&str]) -> Toolboxd {
     Toolboxd::start_with(StartOptions {

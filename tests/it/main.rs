@@ -32,6 +32,7 @@ mod sdk_api;
 mod search;
 mod session;
 mod session_formats;
+mod session_logs;
 mod ssh;
 mod streaming;
 mod terminal;

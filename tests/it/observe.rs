@@ -140,7 +140,7 @@ fn work_on_other_threads_logs_with_the_request_id() {
         200,
     );
     let cmd = ran["cmdId"].as_str().unwrap();
-    let followed = crate::session::follow_ws_with(
+    let followed = crate::session_logs::follow_ws_with(
         &daemon,
         &format!("/process/session/traced/command/{cmd}/logs?follow=true"),
         &[("x-request-id", "follow-in-a-task")],

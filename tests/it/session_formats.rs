@@ -5,7 +5,7 @@ use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
 use crate::harness::*;
-use crate::session::follow_ws_with;
+use crate::session_logs::follow_ws_with;
 
 // Two pipes carry the streams, so pauses keep the arrival order certain.
 const SCRIPT: &str = "printf 'out\\n'; sleep 0.3; printf 'err\\n' >&2; sleep 0.3; printf 'tail'";
