@@ -109,11 +109,6 @@ impl StdioChild {
     pub fn signal(&self, signal: Signal) {
         tree::signal_tree(self.0.pid, &self.0.marker, signal);
     }
-
-    /// Whether anything of the child's tree is still there (its cgroup leaf, else its pid).
-    pub fn tree_alive(&self) -> bool {
-        !tree::marked_with(&self.0.marker).is_empty()
-    }
 }
 
 impl std::ops::Deref for StdioChild {

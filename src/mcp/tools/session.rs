@@ -171,9 +171,9 @@ impl Toolbox {
             output: String::from_utf8_lossy(&slice.output).into_owned(),
             next_offset: slice.next_offset,
             more: slice.more,
-            running: slice.command.exit_code.is_none(),
-            exit_code: slice.command.exit_code,
-            exit_cause: slice.command.exit_cause.map(|c| c.as_str().to_string()),
+            running: slice.exit_code.is_none(),
+            exit_code: slice.exit_code,
+            exit_cause: slice.exit_cause.map(|c| c.as_str().to_string()),
         });
         Ok(output::outcome(read))
     }

@@ -76,13 +76,13 @@ struct Writers {
 
 /// A command's id: the UUID every exec gets, kept as its 16 bytes, or a name (the entrypoint's).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum CommandId {
+pub(super) enum CommandId {
     Uuid(uuid::Uuid),
     Name(Box<str>),
 }
 
 impl CommandId {
-    fn new(id: &str) -> CommandId {
+    pub(super) fn new(id: &str) -> CommandId {
         match uuid::Uuid::try_parse(id) {
             Ok(uuid) if CommandId::Uuid(uuid).is(id) => CommandId::Uuid(uuid),
             _ => CommandId::Name(id.into()),
@@ -118,10 +118,12 @@ pub(super) fn read_text(command_dir: &Path) -> String {
 }
 
 impl Entry {
-    pub(super) fn is(&self, id: &str) -> bool {
+    /// Whether it is command `id` (parsed once by the caller, so that a search compares 16
+    /// bytes per finished command rather than spelling each one's UUID out).
+    pub(super) fn is(&self, id: &CommandId) -> bool {
         match self {
-            Entry::Live(command) => command.id == id,
-            Entry::Done(done) => done.id.is(id),
+            Entry::Live(command) => id.is(&command.id),
+            Entry::Done(done) => done.id == *id,
         }
     }
 
@@ -196,12 +198,13 @@ impl Session {
         if self.deleted.load(Ordering::SeqCst) {
             return;
         }
+        let ending = CommandId::new(ending);
         let evicted: Vec<Entry> = {
             let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
             let finished: Vec<(usize, u64)> = commands
                 .iter()
                 .enumerate()
-                .filter(|(_, entry)| entry.is(ending) || entry.finished())
+                .filter(|(_, entry)| entry.is(&ending) || entry.finished())
                 .map(|(i, entry)| (i, entry.disk_bytes()))
                 .collect();
             let mut count = finished.len();
@@ -211,7 +214,7 @@ impl Session {
                 if count <= self.history.max_commands && bytes <= self.history.max_bytes {
                     break;
                 }
-                if commands[i].is(ending) {
+                if commands[i].is(&ending) {
                     continue;
                 }
                 doomed.push(i);
@@ -230,8 +233,9 @@ impl Session {
         {
             let mut tombstones = self.evicted.lock().unwrap_or_else(|e| e.into_inner());
             for entry in evicted.iter().rev() {
-                tombstones.ids.insert(entry.id());
-                tombstones.order.push_back(entry.id());
+                let id = entry.id();
+                tombstones.ids.insert(id.clone());
+                tombstones.order.push_back(id);
             }
             while tombstones.order.len() > TOMBSTONES {
                 if let Some(old) = tombstones.order.pop_front() {
@@ -247,8 +251,9 @@ impl Session {
 
     /// Replaces the finished command `cmd_id` with its [`Done`] record.
     pub(super) fn retire(&self, cmd_id: &str) {
+        let cmd_id = CommandId::new(cmd_id);
         let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = commands.iter_mut().find(|entry| entry.is(cmd_id)) else {
+        let Some(entry) = commands.iter_mut().find(|entry| entry.is(&cmd_id)) else {
             return;
         };
         if let Entry::Live(command) = entry {

@@ -49,7 +49,7 @@ mod shell;
 pub use format::{strip_markers, LogFormat, MarkerStripper};
 pub use history::History;
 
-use history::{disk_bytes, read_text, Entry, Tombstones};
+use history::{disk_bytes, read_text, CommandId, Entry, Tombstones};
 use log::{drain, read_head, LogWriter, Stream, LOG_NAMES};
 
 use super::{tree, Io, Process, Spawn, TreeGuard};
@@ -132,9 +132,11 @@ pub struct LogSlice {
     pub next_offset: u64,
     /// More of the log was there already (the read stopped at its size limit).
     pub more: bool,
-    /// The command as it was before the read: once it has an exit code, a read that reaches
+    /// The command's exit code as it was before the read: once it has one, a read that reaches
     /// the end of the log has everything.
-    pub command: CommandInfo,
+    pub exit_code: Option<i32>,
+    /// Why it ended, once it has.
+    pub exit_cause: Option<ExitCause>,
 }
 
 /// How to run a session command.
@@ -460,7 +462,7 @@ impl Sessions {
             () = self.process.trees.closing() => return Err(super::shutting_down()),
             code = command.wait() => code,
         };
-        if command.info().exit_cause == Some(ExitCause::Timeout) {
+        if command.outcome().1 == Some(ExitCause::Timeout) {
             return Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
@@ -540,7 +542,7 @@ impl Sessions {
     pub fn read_log(&self, id: &str, cmd_id: &str, offset: u64, max: usize) -> Result<LogSlice> {
         let command = self.session(id)?.command(cmd_id)?;
         // Completion first: whatever was written before the exit was published is read below.
-        let info = command.info();
+        let (exit_code, exit_cause) = command.outcome();
         let path = command.dir.join("output.log");
         let mut file = File::open(&path).map_err(|err| Error::io("open", &path, &err))?;
         let size = file
@@ -565,7 +567,7 @@ impl Sessions {
         let mut output = stripper.feed(&raw);
         let held = stripper.finish();
         let mut consumed = raw.len();
-        if info.exit_code.is_some() && at_end {
+        if exit_code.is_some() && at_end {
             // The log is complete: a lone 1 or 2 byte at its end is data.
             output.extend_from_slice(&held);
         } else {
@@ -581,7 +583,8 @@ impl Sessions {
             output,
             next_offset: offset + consumed as u64,
             more: !at_end,
-            command: info,
+            exit_code,
+            exit_cause,
         })
     }
 
@@ -708,12 +711,13 @@ impl Session {
     }
 
     fn command(self: &Arc<Self>, cmd_id: &str) -> Result<Arc<Command>> {
+        let wanted = CommandId::new(cmd_id);
         let found = self
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .find(|entry| entry.is(cmd_id))
+            .find(|entry| entry.is(&wanted))
             .map(|entry| entry.command(self));
         found.ok_or_else(|| {
             let evicted = self
@@ -738,12 +742,21 @@ impl Session {
 
 impl Command {
     fn info(&self) -> CommandInfo {
+        let (exit_code, exit_cause) = self.outcome();
         CommandInfo {
             id: self.id.clone(),
             command: self.text.clone().unwrap_or_else(|| read_text(&self.dir)),
-            exit_code: *self.exit.borrow(),
-            exit_cause: *self.cause.lock().unwrap_or_else(|e| e.into_inner()),
+            exit_code,
+            exit_cause,
         }
+    }
+
+    /// Its exit code and why it ended, once it has.
+    fn outcome(&self) -> (Option<i32>, Option<ExitCause>) {
+        (
+            *self.exit.borrow(),
+            *self.cause.lock().unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     fn stdin_is_fifo(&self) -> bool {
